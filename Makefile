@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine with python3 and make:
+#   make run    check links.md, reports in reports/
+#   make test   the whole test suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: run test lint clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,fast]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/crawler check links.md --report-dir reports $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/python -m pip install -q ruff mypy
+	$(BIN)/ruff check crawler tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) reports/*.json reports/*.md reports/*.html .pytest_cache

@@ -1,0 +1,176 @@
+"""Classify stage: (FetchResult, PageMeta, listed title) → Classification. Pure and table-driven.
+
+Order: fetch errors → definitive death → anti-robot → other statuses → redirects → title → ok.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import urlsplit
+
+from crawler.types import Classification, ErrorKind, FetchResult, PageKind, PageMeta, Verdict
+
+#: Statuses that mean "gone" by the site's own word (RFC 9110 §15.5.5, §15.5.11).
+DEAD_STATUSES = frozenset({404, 410})
+
+#: Statuses with which sites refuse robots: we cannot tell whether the page lives.
+#: 521 is CSDN's anti-robot answer (and Cloudflare's "web server is down"); 999 is LinkedIn's.
+BLOCKED_STATUSES = frozenset({401, 403, 407, 429, 451, 521, 999})
+
+#: Permanent redirects (RFC 9110 §15.4.2, RFC 9110 §15.4.9).
+PERMANENT = frozenset({301, 308})
+
+#: URL paths that are anti-robot interstitials whatever their body says.
+BLOCKED_PATHS = ("/mp/wappoc_appmsgcaptcha", "/account/unhuman")
+
+#: Title suffixes that sites append; stripped before comparing with the listed title.
+_SUFFIX_RE = re.compile(
+    r"\s*(?:[-_|｜—–·]\s*)(?:知乎(?:专栏)?|博客园|百度文库|CSDN博客|[^-_|｜—–·]{0,40}的博客-CSDN博客"
+    r"|[^-_|｜—–·]{0,40}-CSDN博客|微信公众平台|简书|掘金|SegmentFault 思否|腾讯云开发者社区)\s*$"
+)
+_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "「": '"', "」": '"'})
+_ELLIPSIS = ("...", "…", "……")
+
+
+def normalize_title(title: str) -> str:
+    """Fold width, case, quotes, whitespace and punctuation so that equal titles compare equal."""
+    s = unicodedata.normalize("NFKC", title).translate(_QUOTES).casefold()
+    return "".join(ch for ch in s if not _ignorable(ch))
+
+
+def _ignorable(ch: str) -> bool:
+    cat = unicodedata.category(ch)
+    return cat[0] in "PZC" or (cat[0] == "S" and cat != "Sm") or ch.isspace()
+
+
+def strip_site_suffix(title: str) -> str:
+    """Remove known site suffixes (` - 知乎`, `_xxx的博客-CSDN博客`, ` - 博客园`, `_百度文库`)."""
+    prev = None
+    while prev != title:
+        prev = title
+        title = _SUFFIX_RE.sub("", title)
+    return title
+
+
+def titles_match(listed: str, fetched: str) -> bool:
+    """True when the fetched title is the listed one up to width, punctuation and site suffixes."""
+    want = normalize_title(listed)
+    if not want:
+        return True
+    candidates = {normalize_title(fetched), normalize_title(strip_site_suffix(fetched))}
+    if want in candidates:
+        return True
+    stripped = listed.rstrip()
+    if stripped.endswith(_ELLIPSIS):  # the author shortened a long title
+        return any(c.startswith(want) for c in candidates if want)
+    return False
+
+
+def _same_place(a: str, b: str) -> bool:
+    """http→https, default ports, a trailing slash and host case don't make a different URL."""
+
+    def key(u: str) -> tuple[str, str, str]:
+        p = urlsplit(u)
+        host = (p.hostname or "").lower()
+        return host, p.path.rstrip("/") or "/", p.query
+
+    try:
+        return key(a) == key(b)
+    except ValueError:
+        return a == b
+
+
+def classify(fetch: FetchResult, meta: PageMeta | None, listed_title: str | None) -> Classification:
+    """Give one fetched URL its verdict, a machine-readable reason and a detail for people."""
+    if fetch.error is not None:
+        return _classify_error(fetch)
+    status = fetch.status
+    if status is None:
+        return Classification(Verdict.ERROR, "no-response", "no HTTP response arrived")
+    kind = meta.kind if meta is not None else PageKind.OTHER
+    notice = meta.notice if meta is not None and meta.notice else None
+
+    if status in DEAD_STATUSES:
+        return Classification(Verdict.DEAD, f"http-{status}", f"the server answered {status}")
+    final_path = urlsplit(fetch.final_url).path
+    if kind is PageKind.ANTI_ROBOT or final_path.startswith(BLOCKED_PATHS):
+        detail = f"anti-robot page{': ' + notice if notice else ''} (HTTP {status})"
+        return Classification(Verdict.BLOCKED, "anti-robot", detail)
+    if status in BLOCKED_STATUSES:
+        detail = f"the site refused the robot with HTTP {status}"
+        if status == 429:
+            detail = "still rate-limited (429) after the retries"
+        return Classification(Verdict.BLOCKED, f"http-{status}", detail)
+    if status >= 500:
+        return Classification(
+            Verdict.ERROR,
+            f"http-{status}",
+            f"server error {status} after {fetch.attempts} attempts",
+        )
+    if 300 <= status < 400:
+        return Classification(Verdict.ERROR, f"http-{status}", "redirect without a Location")
+    if status >= 400:
+        return Classification(Verdict.ERROR, f"http-{status}", f"the server answered {status}")
+    if status < 200:
+        return Classification(Verdict.ERROR, f"http-{status}", f"unexpected status {status}")
+
+    # 2xx from here on.
+    if kind is PageKind.REMOVED:
+        return Classification(
+            Verdict.DEAD, "removed-notice", f"the site says: {notice or 'this content was removed'}"
+        )
+    if kind is PageKind.NOT_FOUND:
+        return Classification(
+            Verdict.DEAD, "soft-404", "the page is a 'not found' page served with 200"
+        )
+
+    if (
+        fetch.hops
+        and fetch.hops[0].status in PERMANENT
+        and not _same_place(fetch.url, fetch.final_url)
+    ):
+        return Classification(
+            Verdict.REDIRECTED, "moved-permanently", f"moved permanently to {fetch.final_url}"
+        )
+
+    title = meta.title if meta is not None else None
+    if listed_title and title and not titles_match(listed_title, title):
+        return Classification(
+            Verdict.CHANGED,
+            "title-changed",
+            f"listed “{listed_title}”, the page now says “{title}”",
+        )
+    if listed_title and title:
+        return Classification(Verdict.OK, "title-matches", f"alive (HTTP {status}), title matches")
+    if not title:
+        return Classification(
+            Verdict.OK, "alive-no-title", f"alive (HTTP {status}), no title found"
+        )
+    return Classification(Verdict.OK, "alive", f"alive (HTTP {status})")
+
+
+_ERROR_WORDS = {
+    ErrorKind.TIMEOUT: "timed out",
+    ErrorKind.DNS: "the host name does not resolve",
+    ErrorKind.CONNECT: "could not connect (refused or reset)",
+    ErrorKind.TLS: "TLS/certificate failure",
+    ErrorKind.PROXY: "the proxy failed",
+    ErrorKind.TOO_MANY_REDIRECTS: "too many redirects",
+    ErrorKind.REDIRECT_LOOP: "redirect loop",
+    ErrorKind.BAD_REDIRECT: "redirect to an invalid or non-http URL",
+    ErrorKind.PROTOCOL: "the connection broke (dropped, reset or invalid HTTP)",
+    ErrorKind.TOO_LARGE: "the response is too large",
+    ErrorKind.INVALID_URL: "the URL is not a valid http(s) URL",
+}
+
+
+def _classify_error(fetch: FetchResult) -> Classification:
+    kind = fetch.error
+    assert kind is not None
+    words = _ERROR_WORDS.get(kind, kind.value)
+    tries = f" after {fetch.attempts} attempts" if fetch.attempts > 1 else ""
+    detail = f"{words}{tries}"
+    if fetch.error_detail:
+        detail += f" ({fetch.error_detail})"
+    return Classification(Verdict.ERROR, kind.value, detail)

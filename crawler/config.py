@@ -1,0 +1,56 @@
+"""Named defaults and the frozen Settings a run is made with. Imports nothing from the package."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crawler import __version__
+
+DEFAULT_MAX_CONCURRENCY = 16  # requests in flight over all hosts
+# WeChat answers its 环境异常 verification page to clients with more than a handful of requests in
+# flight, so two per host with a short pause between starts is the polite default.
+DEFAULT_HOST_CONCURRENCY = 2
+DEFAULT_HOST_INTERVAL = 0.2  # seconds between request starts on one host
+DEFAULT_TIMEOUT = 10.0  # seconds for connect and for each read
+DEFAULT_DEADLINE_FACTOR = 3.0  # total time one attempt may take, as a multiple of the timeout
+DEFAULT_RETRIES = 2  # initial request + 2 retries = 3 attempts
+DEFAULT_BACKOFF_INITIAL = 1.0
+DEFAULT_BACKOFF_MAX = 20.0
+DEFAULT_RETRY_AFTER_MAX = 60.0  # longest Retry-After we honour, seconds
+DEFAULT_MAX_REDIRECTS = 10
+DEFAULT_MAX_BODY = 2 * 1024 * 1024  # bytes of a page kept for extraction
+DEFAULT_USER_AGENT = (
+    f"Mozilla/5.0 (compatible; link-crawler/{__version__}; +https://github.com/link-crawler)"
+)
+DEFAULT_REPORT_DIR = "reports"
+DEFAULT_TRANSPORT = "httpx"
+
+#: Statuses worth another attempt. 521/522/524 are Cloudflare's origin failures and CSDN's
+#: anti-robot answer, which sometimes passes on a slower retry.
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+
+
+@dataclass(frozen=True, slots=True)
+class FetchSettings:
+    """Everything the fetcher needs to know."""
+
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    host_concurrency: int = DEFAULT_HOST_CONCURRENCY
+    host_interval: float = DEFAULT_HOST_INTERVAL
+    timeout: float = DEFAULT_TIMEOUT
+    deadline: float | None = None  # per attempt; None means timeout * DEFAULT_DEADLINE_FACTOR
+    retries: int = DEFAULT_RETRIES
+    backoff_initial: float = DEFAULT_BACKOFF_INITIAL
+    backoff_max: float = DEFAULT_BACKOFF_MAX
+    retry_after_max: float = DEFAULT_RETRY_AFTER_MAX
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    max_body: int = DEFAULT_MAX_BODY
+    user_agent: str = DEFAULT_USER_AGENT
+    transport: str = DEFAULT_TRANSPORT
+
+    @property
+    def attempt_deadline(self) -> float:
+        """Seconds one attempt (with its redirects) may take in total."""
+        return (
+            self.deadline if self.deadline is not None else self.timeout * DEFAULT_DEADLINE_FACTOR
+        )

@@ -1,0 +1,526 @@
+"""The post stage: read a Markdown post and list every http(s) link it cites, in document order.
+
+markdown-it-py gives the block structure (with line maps), so fenced and indented code are
+skipped and headings give each link its section; the inline source of every paragraph, heading,
+table cell and HTML block is then scanned here with regular expressions, which keeps URLs
+exactly as written and line numbers exact. Code spans and HTML comments are masked first.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from markdown_it import MarkdownIt
+from markdown_it.common.utils import normalizeReference
+from markdown_it.token import Token
+
+from crawler.errors import InputError
+from crawler.types import Link
+
+__all__ = ["clean_url", "detect_encoding", "parse_post", "read_post"]
+
+
+# --- reading -------------------------------------------------------------------------------
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+# Characters that never occur in real GBK text decoded as GB18030: C0/C1 controls (other than
+# tab, newlines, form feed, escape), private-use code points, the replacement character.
+_NOT_TEXT = re.compile(
+    "[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd\U000f0000-\U0010ffff]"
+)
+_NON_ASCII = re.compile("[^\x00-\x7f]")
+
+
+def _looks_like_gbk_text(text: str) -> bool:
+    """True when GB18030-decoded text reads like Chinese text rather than mojibake."""
+    if _NOT_TEXT.search(text):
+        return False
+    non_ascii = "".join(_NON_ASCII.findall(text))
+    if not non_ascii:
+        return True
+    # Real GBK posts use almost only GB2312 characters (two bytes each); Latin-1 or binary
+    # data that happens to decode lands in the rare extension areas instead.
+    in_gb2312 = len(non_ascii.encode("gb2312", errors="ignore")) // 2
+    return in_gb2312 >= 0.8 * len(non_ascii)
+
+
+def detect_encoding(data: bytes) -> str:
+    """Name the encoding of a post's bytes: "utf-8", "utf-8-sig" or "gb18030" (else InputError)."""
+    if data.startswith(_UTF8_BOM):
+        try:
+            data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InputError("not UTF-8 or GBK text") from None
+        return "utf-8-sig"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        return "utf-8"
+    try:
+        text = data.decode("gb18030")
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 or GBK text") from None
+    if not _looks_like_gbk_text(text):
+        raise InputError("not UTF-8 or GBK text")
+    return "gb18030"
+
+
+def read_post(path: str | os.PathLike[str]) -> tuple[str, list[Link]]:
+    """Read a post file and return its decoded text and its links; InputError if unreadable."""
+    name = os.fspath(path)
+    try:
+        data = Path(name).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name}: is a directory, not a post file") from None
+    except PermissionError:
+        raise InputError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if b"\x00" in data:
+        raise InputError(f"{name}: is a binary file (contains NUL bytes), not a text post")
+    try:
+        encoding = detect_encoding(data)
+    except InputError:
+        raise InputError(f"{name}: is not UTF-8 or GBK text") from None
+    text = data.decode(encoding)
+    return text, parse_post(text, name)
+
+
+# --- URL cleaning ----------------------------------------------------------------------------
+
+# A bare URL ends at whitespace, at a CJK or full-width character, at '<', or at '"' (never
+# valid unescaped in a URL; stopping there keeps HTML attribute values clean).
+_STOP = re.compile('[\\s<"\u3000-\u9fff\uff00-\uffef]')
+_TRAILING = frozenset(".,;:!?'\")]}>*" + "）。，、；：！？」』】》”’“‘…")
+_OPENER = {
+    ")": "(",
+    "]": "[",
+    "}": "{",
+    ">": "<",
+    "）": "（",
+    "」": "「",
+    "』": "『",
+    "】": "【",
+    "》": "《",
+    "”": "“",
+    "’": "‘",
+}
+
+
+def clean_url(candidate: str) -> str:
+    """Cut a bare-URL candidate at its first stop character and strip trailing punctuation."""
+    stop = _STOP.search(candidate)
+    return _strip_trailing(candidate[: stop.start()] if stop else candidate)
+
+
+def _strip_trailing(url: str) -> str:
+    """Drop trailing punctuation, keeping a closer that balances an opener inside the URL."""
+    while url and url[-1] in _TRAILING:
+        opener = _OPENER.get(url[-1])
+        if opener is not None and url.count(opener) >= url.count(url[-1]):
+            break  # the closer balances an opener inside the URL: Foo_(bar)
+        url = url[:-1]
+    return url
+
+
+_HTTP_URL = re.compile(r"https?://[^\s/?#]", re.IGNORECASE)
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def _decode_entities(s: str) -> str:
+    """Decode `&name;` / `&#n;` references only (never the legacy forms without ';')."""
+    if "&" not in s:
+        return s
+    return _ENTITY.sub(lambda m: html.unescape(m.group()), s)
+
+
+def _unescape(s: str, markdown: bool) -> str:
+    """The URL a reader's browser would use: backslash escapes (Markdown) and entities."""
+    if markdown and "\\" in s:
+        s = _ESCAPE.sub(r"\1", s)
+    return _decode_entities(s)
+
+
+# --- inline scanning -------------------------------------------------------------------------
+
+_HTTP_HINT = re.compile(r"https?:", re.IGNORECASE)
+_BACKTICKS = re.compile(r"`+")
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_ATTR = r"""\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))"""
+_A_OPEN = re.compile(r"<a\s[^>]*?\bhref" + _ATTR + r"[^>]*>", re.IGNORECASE)
+_A_CLOSE = re.compile(r"</a\s*>", re.IGNORECASE)
+_IMG = re.compile(r"<img\s[^>]*?\bsrc" + _ATTR + r"[^>]*>", re.IGNORECASE)
+_ALT = re.compile(r"\balt" + _ATTR, re.IGNORECASE)
+_TAGS = re.compile(r"<[^>]*>")
+# `](` destination and optional title, per CommonMark (one level of nested parentheses).
+_DEST = re.compile(
+    r"""\(\s*(?:<([^<>\n]*)>|((?:[^\s()\\]|\\.|\((?:[^\s()\\]|\\.)*\))*))"""
+    r"""(?:\s+("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\((?:[^()\\]|\\.)*\)))?\s*\)""",
+    re.DOTALL,
+)
+_AUTOLINK = re.compile(r"<(https?://[^\s<>\x00-\x1f]*)>", re.IGNORECASE)
+_BARE = re.compile(r"(?<![A-Za-z0-9])https?://[^\s<\"\u3000-\u9fff\uff00-\uffef]+", re.IGNORECASE)
+# `[text][label]`, `[label][]` or `[label]` (not followed by `(`): a use of a reference label
+_REF_USE = re.compile(r"(?<![\\\]])\[((?:[^\[\]\\]|\\.)+)\](?:\[((?:[^\[\]\\]|\\.)*)\])?(?!\()")
+_DEF_DEST = re.compile(r"\[(?:[^\[\]\\]|\\.)*\]:(?:[ \t]|\n[ \t>]*)*(<[^<>\n]*>|\S+)")
+_MD_SPECIAL = re.compile(r"[\\`*_\[\]<>&!]")
+_ALONE_EXTRA = frozenset(" \t*_") | _TRAILING
+_NOT_TITLE = ("|", "![", "$$", "<")
+
+
+class _Hit(NamedTuple):
+    """One URL found in a chunk of inline source."""
+
+    pos: int  # offset of the URL in the chunk
+    url: str
+    title: str | None
+    end: int  # end offset of the whole construct (for the URL-alone-on-its-line test)
+    start: int  # start offset of the whole construct
+    bare: bool  # a bare URL or an autolink: may take its title from the next line
+
+
+def _blank(s: str, spans: list[tuple[int, int]]) -> str:
+    """Replace every character inside the spans by a space, keeping newlines and offsets."""
+    if not spans:
+        return s
+    parts: list[str] = []
+    prev = 0
+    for a, b in sorted(spans):
+        if a < prev:
+            a = prev
+        if b <= a:
+            continue
+        parts.append(s[prev:a])
+        parts.append("".join("\n" if c == "\n" else " " for c in s[a:b]))
+        prev = b
+    parts.append(s[prev:])
+    return "".join(parts)
+
+
+def _escaped(s: str, i: int) -> bool:
+    """True when s[i] is preceded by an odd number of backslashes."""
+    n = 0
+    while i - n - 1 >= 0 and s[i - n - 1] == "\\":
+        n += 1
+    return n % 2 == 1
+
+
+def _mask_code_spans(s: str) -> str:
+    """Blank out inline code spans (CommonMark backtick-run matching)."""
+    if "`" not in s:
+        return s
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(s)]
+    spans: list[tuple[int, int]] = []
+    i = 0
+    while i < len(runs):
+        start, end = runs[i]
+        if _escaped(s, start):
+            start += 1
+        width = end - start
+        closer = next(
+            (j for j in range(i + 1, len(runs)) if runs[j][1] - runs[j][0] == width), None
+        )
+        if width == 0 or closer is None:
+            i += 1
+            continue
+        spans.append((start, runs[closer][1]))
+        i = closer + 1
+    return _blank(s, spans)
+
+
+def _plain(tokens: list[Token] | None) -> str:
+    """The text a reader sees for parsed inline tokens."""
+    parts: list[str] = []
+    for t in tokens or ():
+        if t.type in ("text", "text_special", "code_inline"):
+            parts.append(t.content)
+        elif t.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        elif t.type == "image":
+            parts.append(_plain(t.children))
+    return "".join(parts)
+
+
+def _render_text(markdown_source: str) -> str:
+    """Plain text of a piece of inline Markdown, whitespace collapsed."""
+    if _MD_SPECIAL.search(markdown_source):
+        tokens = _INLINE.parseInline(markdown_source)
+        markdown_source = _plain(tokens[0].children) if tokens else ""
+    return " ".join(markdown_source.split())
+
+
+def _html_text(fragment: str) -> str:
+    """Visible text of an HTML fragment, whitespace collapsed."""
+    return " ".join(html.unescape(_TAGS.sub(" ", fragment)).split())
+
+
+def _attr(m: re.Match[str], first: int) -> str:
+    """The value of an attribute matched by _ATTR whose groups start at `first`."""
+    for g in (first, first + 1, first + 2):
+        value = m.group(g)
+        if value is not None:
+            return value
+    return ""
+
+
+def _html_links(s: str, hits: list[_Hit]) -> str:
+    """Collect <a href> and <img src> links; return s with them blanked."""
+    spans: list[tuple[int, int]] = []
+    for m in _A_OPEN.finditer(s):
+        if spans and m.start() < spans[-1][1]:
+            continue
+        close = _A_CLOSE.search(s, m.end())
+        end = close.end() if close else m.end()
+        url = _decode_entities(_attr(m, 1).strip())
+        if _HTTP_URL.match(url):
+            inner = s[m.end() : close.start()] if close else ""
+            text = _html_text(inner)
+            if not text and (img := _IMG.search(inner)) and (alt := _ALT.search(img.group())):
+                text = _html_text(_attr(alt, 1))  # an image link: its alt text
+            pos = next(m.start(g) for g in (1, 2, 3) if m.group(g) is not None)
+            hits.append(_Hit(pos, url, text or None, end, m.start(), False))
+        spans.append((m.start(), end))
+    for m in _IMG.finditer(s):
+        url = _decode_entities(_attr(m, 1).strip())
+        if _HTTP_URL.match(url):
+            alt = _ALT.search(m.group())
+            title = _html_text(_attr(alt, 1)) if alt else ""
+            pos = next(m.start(g) for g in (1, 2, 3) if m.group(g) is not None)
+            hits.append(_Hit(pos, url, title or None, m.end(), m.start(), False))
+        spans.append((m.start(), m.end()))
+    return _blank(s, spans)
+
+
+def _markdown_links(original: str, s: str, hits: list[_Hit]) -> str:
+    """Collect [text](url) links and ![alt](url) images; return s with them blanked."""
+    if "](" not in s:
+        return s
+    found: dict[int, int] = {}  # last index of a link construct -> its first index
+    spans: list[tuple[int, int]] = []
+    pos = s.find("](")
+    while pos != -1:
+        m = _DEST.match(s, pos + 1)
+        if m is None or _escaped(s, pos):
+            pos = s.find("](", pos + 1)
+            continue
+        # find the matching '[' walking backwards, jumping over links already found
+        depth = 0
+        k = pos - 1
+        opener = -1
+        while k >= 0:
+            if k in found:
+                k = found[k] - 1
+                continue
+            ch = s[k]
+            if ch == "]" and not _escaped(s, k):
+                depth += 1
+            elif ch == "[" and not _escaped(s, k):
+                if depth == 0:
+                    opener = k
+                    break
+                depth -= 1
+            k -= 1
+        if opener == -1:
+            pos = s.find("](", pos + 1)
+            continue
+        image = opener > 0 and s[opener - 1] == "!" and not _escaped(s, opener - 1)
+        start = opener - 1 if image else opener
+        found[m.end() - 1] = start
+        spans.append((start, m.end()))
+        dest_group = 1 if m.group(1) is not None else 2
+        url = _unescape(m.group(dest_group).strip(), markdown=True)
+        if _HTTP_URL.match(url):
+            title = _render_text(original[opener + 1 : pos])
+            if not title and m.group(3):
+                title = " ".join(_unescape(m.group(3)[1:-1], markdown=True).split())
+            hits.append(_Hit(m.start(dest_group), url, title or None, m.end(), start, False))
+        pos = s.find("](", m.end())
+    return _blank(s, spans)
+
+
+def _scan(content: str, markdown: bool) -> list[_Hit]:
+    """Every http(s) URL in a paragraph / heading / cell (markdown) or an HTML block."""
+    hits: list[_Hit] = []
+    s = _mask_code_spans(content) if markdown else content
+    if "<!--" in s:
+        s = _blank(s, [(m.start(), m.end()) for m in _COMMENT.finditer(s)])
+    if "<" in s:
+        s = _html_links(s, hits)
+    if markdown:
+        s = _markdown_links(content, s, hits)
+        if "<" in s:
+            spans: list[tuple[int, int]] = []
+            for m in _AUTOLINK.finditer(s):
+                if _HTTP_URL.match(m.group(1)):
+                    hits.append(_Hit(m.start(1), m.group(1), None, m.end(), m.start(), True))
+                spans.append((m.start(), m.end()))
+            s = _blank(s, spans)
+    for m in _BARE.finditer(s):
+        raw = _whole_line_url(s, m) or clean_url(m.group())
+        url = _unescape(raw, markdown)
+        if _HTTP_URL.match(url):
+            hits.append(_Hit(m.start(), url, None, m.start() + len(raw), m.start(), True))
+    hits.sort(key=lambda h: h.pos)
+    return hits
+
+
+def _whole_line_url(s: str, m: re.Match[str]) -> str | None:
+    """A URL with CJK in its path (`.../item/图灵机/5459283`) that fills its line, else None.
+
+    In prose a CJK character ends a bare URL, but when the URL is the only thing on its line
+    and the CJK text starts a path segment (right after '/' or '='), it belongs to the URL.
+    """
+    end = m.end()
+    if end >= len(s) or not ("\u3000" <= s[end] <= "\u9fff" or "\uff00" <= s[end] <= "\uffef"):
+        return None
+    if s[end - 1] not in "/=" or s[s.rfind("\n", 0, m.start()) + 1 : m.start()].strip(" \t*"):
+        return None
+    line_end = s.find("\n", end)
+    token = s[m.start() : len(s) if line_end == -1 else line_end].rstrip()
+    if any(c.isspace() or c in '<"' for c in token):
+        return None
+    return _strip_trailing(token)
+
+
+def _alone_on_line(content: str, hit: _Hit) -> bool:
+    """True when nothing but whitespace and punctuation shares the URL's line."""
+    line_start = content.rfind("\n", 0, hit.start) + 1
+    line_end = content.find("\n", hit.end)
+    if line_end == -1:
+        line_end = len(content)
+    rest = content[line_start : hit.start] + content[hit.end : line_end]
+    return all(c in _ALONE_EXTRA for c in rest)
+
+
+def _as_title(line: str) -> str | None:
+    """The listed title if this line is plain text (not a URL, table row, image, code or math)."""
+    title = line.strip().strip("\u200b\ufeff").strip()
+    if not title or _HTTP_HINT.search(title) or title.startswith(_NOT_TITLE):
+        return None
+    if title.startswith("`") and title.endswith("`"):
+        return None  # a command line in a code span, not a title
+    return title
+
+
+def _title_below(tokens: list[Token], i: int, line_offset: int) -> str | None:
+    """The plain-text line under a URL that stands alone in the paragraph tokens[i]."""
+    content_lines = tokens[i].content.split("\n")
+    if line_offset + 1 < len(content_lines):
+        return _as_title(content_lines[line_offset + 1])
+    # else the next non-blank line must open the very next paragraph of the same container
+    # (anything in between, even a reference definition, is a token of its own)
+    if not (
+        i + 3 < len(tokens)
+        and tokens[i + 1].type == "paragraph_close"
+        and tokens[i + 2].type == "paragraph_open"
+    ):
+        return None
+    return _as_title(tokens[i + 3].content.split("\n", 1)[0])
+
+
+# --- the document ----------------------------------------------------------------------------
+
+
+def _block_parser() -> MarkdownIt:
+    """CommonMark + tables, block rules only, reference definitions kept as tokens."""
+    md = MarkdownIt("commonmark", {"inline_definitions": True}).enable("table")
+    md.disable("inline")  # the core rule that parses inline children: we scan sources instead
+    return md
+
+
+_BLOCK = _block_parser()
+_INLINE = MarkdownIt("commonmark")
+_NEWLINE = re.compile(r"\r\n?")
+
+
+def _prepare(text: str) -> list[str]:
+    """Source lines as markdown-it numbers them, with YAML front matter blanked out."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = _NEWLINE.sub("\n", text).replace("\x00", "\ufffd").split("\n")
+    if lines[0].rstrip() == "---":
+        for j in range(1, len(lines)):
+            if lines[j].rstrip() in ("---", "..."):
+                lines[: j + 1] = [""] * (j + 1)
+                break
+    return lines
+
+
+def _reference_usages(tokens: list[Token]) -> dict[str, str]:
+    """Normalised label -> link text of its first use (`[text][label]`, `[label]`)."""
+    usages: dict[str, str] = {}
+    for t in tokens:
+        if t.type == "inline" and "[" in t.content:
+            masked = _mask_code_spans(t.content)
+            for m in _REF_USE.finditer(masked):
+                label = normalizeReference(m.group(2) or m.group(1))
+                if label and label not in usages:
+                    usages[label] = _render_text(t.content[m.start(1) : m.end(1)])
+    return usages
+
+
+def _definition(
+    tok: Token, span: list[int], lines: list[str], usages: dict[str, str]
+) -> tuple[str, int, str | None]:
+    """(url, 1-based line, listed title) of a reference definition token spanning `span`."""
+    chunk = "\n".join(lines[span[0] : span[1]])
+    label = str(tok.meta.get("label", ""))
+    m = _DEF_DEST.search(chunk)
+    if m is None:
+        url, line = str(tok.meta.get("url", "")), span[0] + 1
+    else:
+        raw = m.group(1)
+        if raw.startswith("<") and raw.endswith(">"):
+            raw = raw[1:-1]
+        url = _unescape(raw, markdown=True)
+        line = span[0] + chunk.count("\n", 0, m.start(1)) + 1
+    title = " ".join(str(tok.meta.get("title", "")).split())
+    if not title:  # else the text the label is used with, else the label; `[1]` is no title
+        used = (usages.get(normalizeReference(label), ""), _render_text(label))
+        title = next((t for t in used if t and not t.isdigit()), "")
+    return url, line, title or None
+
+
+def parse_post(text: str, source: str = "") -> list[Link]:
+    """Every http(s) link in a Markdown post, one Link per occurrence, in document order."""
+    lines = _prepare(text)
+    tokens = _BLOCK.parse("\n".join(lines))
+    usages = _reference_usages(tokens) if any(t.type == "definition" for t in tokens) else {}
+    links: list[Link] = []
+    headings: list[tuple[int, str]] = []
+    section: tuple[str, ...] = ()
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open":
+            level = int(tok.tag[1:])
+            heading = _render_text(tokens[i + 1].content) if i + 1 < len(tokens) else ""
+            headings = [h for h in headings if h[0] < level]
+            if heading:
+                headings.append((level, heading))
+            section = tuple(h[1] for h in headings)
+        elif tok.map is None:
+            continue
+        elif tok.type in ("inline", "html_block"):
+            if not _HTTP_HINT.search(tok.content):
+                continue
+            markdown = tok.type == "inline"
+            in_paragraph = markdown and i > 0 and tokens[i - 1].type == "paragraph_open"
+            for hit in _scan(tok.content, markdown):
+                offset = tok.content.count("\n", 0, hit.pos)
+                title = hit.title
+                if hit.bare and in_paragraph and _alone_on_line(tok.content, hit):
+                    title = _title_below(tokens, i, offset)
+                links.append(Link(hit.url, tok.map[0] + offset + 1, title, section, source))
+        elif tok.type == "definition":
+            url, line, title = _definition(tok, tok.map, lines, usages)
+            if _HTTP_URL.match(url):
+                links.append(Link(url, line, title, section, source))
+    return links

@@ -1,0 +1,84 @@
+"""report.md: a broken-link report to paste into an issue. Fetched text is escaped."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from crawler.types import Check, Run, Verdict
+
+#: Sections of the report, in the order a reader needs them.
+ORDER = (Verdict.DEAD, Verdict.CHANGED, Verdict.BLOCKED, Verdict.ERROR, Verdict.REDIRECTED)
+HEADINGS = {
+    Verdict.DEAD: "Dead",
+    Verdict.CHANGED: "Changed",
+    Verdict.BLOCKED: "Blocked (the site refused the robot; liveness unknown)",
+    Verdict.ERROR: "Errors (could not tell this time)",
+    Verdict.REDIRECTED: "Moved permanently",
+}
+_CTRL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!~])")
+MAX_CELL = 200
+
+
+def cell(text: str | None) -> str:
+    """Text safe inside a Markdown table cell: one line, specials escaped, capped."""
+    if not text:
+        return ""
+    s = _CTRL.sub(" ", text).strip()
+    if len(s) > MAX_CELL:
+        s = s[: MAX_CELL - 1] + "…"
+    return _MD_SPECIAL.sub(r"\\\1", s)
+
+
+def url_cell(url: str) -> str:
+    """A URL as an autolink when it is plain http(s), else as escaped text."""
+    if re.fullmatch(r"https?://[^\s<>|\\`]+", url):
+        return f"<{url}>"
+    return cell(url)
+
+
+def _table(checks: Iterable[Check]) -> list[str]:
+    rows = [
+        "| line | URL | listed title | fetched title | reason | detail |",
+        "|---:|---|---|---|---|---|",
+    ]
+    for c in checks:
+        title = c.meta.title if c.meta else None
+        rows.append(
+            f"| {c.link.line} | {url_cell(c.url)} | {cell(c.link.listed_title)} | {cell(title)} "
+            f"| {cell(c.reason)} | {cell(c.detail)} |"
+        )
+    return rows
+
+
+def render(run: Run) -> str:
+    """The whole Markdown report."""
+    counts = run.counts()
+    src = ", ".join(run.sources) or "input"
+    out = [f"# Link report for {cell(src)}", ""]
+    out.append(
+        f"Checked {len(run.checks)} references on {run.finished_at:%Y-%m-%d %H:%M} UTC "
+        f"in {(run.finished_at - run.started_at).total_seconds():.1f} s."
+    )
+    out.append("")
+    if run.network_down:
+        out += ["**The network was down during this run: no link was judged dead.**", ""]
+    out += ["| verdict | count |", "|---|---:|"]
+    out += [f"| {name} | {n} |" for name, n in counts.items()]
+    out.append("")
+    for verdict in ORDER:
+        group = [c for c in run.checks if c.verdict is verdict]
+        if not group:
+            continue
+        out += [f"## {HEADINGS[verdict]} ({len(group)})", ""]
+        sections: dict[tuple[str, ...], list[Check]] = {}
+        for c in group:
+            sections.setdefault(c.link.section, []).append(c)
+        for section, checks in sections.items():
+            out += [f"### {cell(' / '.join(section)) or '(no section)'}", ""]
+            out += _table(checks)
+            out.append("")
+    if not any(counts[v.value] for v in ORDER):
+        out += ["All links are alive and match their listed titles.", ""]
+    return "\n".join(out)

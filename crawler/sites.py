@@ -1,0 +1,276 @@
+"""What the extractor knows about particular sites, as data: adding a site is adding an entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRule:
+    """How to read one site's pages and recognise its notice pages."""
+
+    name: str
+    hosts: tuple[str, ...]  # host suffixes: "zhihu.com" matches www.zhihu.com and zhihu.com
+    site_name: str | None = None  # shown when the page names no site itself
+    #: Substrings that identify the site in a page without a URL; `fingerprint_min` must occur.
+    fingerprints: tuple[str, ...] = ()
+    fingerprint_min: int = 2
+    fingerprint_gate: str = ""  # looked for first: without it the fingerprints are not counted
+    #: Where the title comes from, in order: "var" (JS variables), "meta" (og:title,
+    #: twitter:title), "css" (title_selectors), "title" (the <title> element).
+    title_order: tuple[str, ...] = ("var", "meta", "css", "title")
+    title_vars: tuple[str, ...] = ()  # JS variables holding the title: var NAME = '...'
+    title_selectors: tuple[str, ...] = ()
+    title_suffixes: tuple[str, ...] = ()  # regexes matched at the end of a title and cut off
+    summary_vars: tuple[str, ...] = ()
+    summary_selectors: tuple[str, ...] = ()  # content containers for the first-paragraph fallback
+    summary_prefixes: tuple[str, ...] = ()  # regexes cut from the start of a description
+    ignored_summaries: tuple[str, ...] = ()  # descriptions starting with these say nothing
+    #: Selectors whose text proves a real content page; then notice markers are ignored.
+    article_selectors: tuple[str, ...] = ()
+    #: When true, only `article_selectors`, title variables or og:title make an article.
+    strict_article: bool = False
+    notice_selectors: tuple[str, ...] = ()  # elements that carry a notice's text
+    removed_markers: tuple[str, ...] = ()  # visible text of a removal notice
+    anti_robot_markers: tuple[str, ...] = ()  # visible text or source of a verification page
+    anti_robot_paths: tuple[str, ...] = ()  # URL paths that are verification pages
+    not_found_markers: tuple[str, ...] = ()  # visible text of the site's 404 page
+
+
+WECHAT = SiteRule(
+    name="wechat",
+    hosts=("mp.weixin.qq.com",),
+    site_name="微信公众平台",
+    fingerprints=(
+        "var msg_title",
+        "rich_media",
+        "js_content",
+        "weui-msg",
+        "weui_msg",
+        "mp.weixin.qq.com",
+        "wx.qq.com",
+        "wx.qlogo.cn",
+        "mmbiz.qpic.cn",
+    ),
+    fingerprint_gate="wx.qq.com",
+    title_vars=("msg_title",),
+    title_selectors=("#activity-name", ".rich_media_title"),
+    summary_vars=("msg_desc",),
+    summary_selectors=("#js_content", ".rich_media_content"),
+    article_selectors=("#js_content", ".rich_media_content", "#activity-name"),
+    strict_article=True,
+    notice_selectors=(
+        ".weui-msg__title",
+        ".weui_msg_title",
+        ".weui-msg__desc",
+        ".weui_msg_desc",
+        ".global_error_msg",
+        ".msg_title",
+        ".mesg-block",
+    ),
+    removed_markers=(
+        "该内容已被发布者删除",
+        "此内容因违规无法查看",
+        "此内容被投诉且经审核涉嫌侵权",
+        "此帐号已自主注销",
+        "此账号已自主注销",
+        "此帐号已被屏蔽",
+        "此账号已被屏蔽",
+        "此帐号已被封",
+        "此账号已被封",
+        "该公众号已迁移",
+        "链接已过期",
+        "此内容发送失败无法查看",
+        "该内容已被删除",
+        "此文章已被删除",
+        "该内容暂时无法查看",
+        "此内容无法查看",
+        "内容无法查看",
+        "The content has been deleted by the author",
+        "This content has been deleted",
+        "has been deleted by the author",
+        "violated regulations",
+        "Unable to view this content",
+        "This account has been",
+    ),
+    anti_robot_markers=(
+        "当前环境异常，完成验证后即可继续访问",
+        "环境异常",
+        "去验证",
+        "secitptpage/verify",
+        "wappoc_appmsgcaptcha",
+    ),
+    anti_robot_paths=("/mp/wappoc_appmsgcaptcha",),
+)
+
+ZHIHU = SiteRule(
+    name="zhihu",
+    hosts=("zhihu.com",),
+    site_name="知乎",
+    fingerprints=("zhihu.com", "zhimg.com", "QuestionHeader", "Post-Title", "知乎", "zh-question"),
+    fingerprint_gate="zhihu",
+    title_order=("css", "meta", "var", "title"),
+    title_selectors=(
+        ".QuestionHeader-title",
+        ".Post-Title",
+        "#zh-question-title .zm-item-title",
+        "#zh-question-title",
+        ".zm-item-title",
+    ),
+    title_suffixes=(
+        r"\s*[-–—|]\s*知乎专栏\s*$",
+        r"\s*[-–—|]\s*[^-–—|]{1,40}的回答\s*[-–—|]\s*知乎\s*$",
+        r"\s*[-–—|]\s*知乎\s*$",
+    ),
+    summary_selectors=(".RichText", ".Post-RichText", ".zm-editable-content"),
+    ignored_summaries=("有问题，上知乎", "有问题,上知乎"),
+    article_selectors=(
+        ".QuestionHeader-title",
+        ".Post-Title",
+        ".Post-RichText",
+        "#zh-question-title",
+        ".zm-item-title",
+    ),
+    notice_selectors=(".ErrorPage", ".ErrorPage-title", ".ErrorPage-subtitle", ".Unhuman"),
+    not_found_markers=("你似乎来到了没有知识存在的荒原", "404 - 知乎"),
+    anti_robot_markers=(
+        "安全验证",
+        "ERR_ACCESS_RESTRICTED",
+        '"code":40362',
+        "您当前请求存在异常",
+        "Unhuman-",
+    ),
+)
+
+CSDN = SiteRule(
+    name="csdn",
+    hosts=("csdn.net",),
+    site_name="CSDN博客",
+    fingerprints=("csdn.net", "csdnimg.cn", "CSDN博客", "title-article", "content_views"),
+    fingerprint_gate="csdn",
+    title_order=("meta", "title", "css", "var"),
+    title_selectors=("h1#articleContentId", ".title-article", ".link_title"),
+    title_suffixes=(
+        r"\s*[-_|]\s*[^-_|]{0,60}的(?:博客|专栏)\s*[-_]\s*CSDN博客(?:\s*[-_].*)?$",
+        r"\s*[-_|]\s*CSDN博客(?:\s*[-_].*)?$",
+        r"\s*[-_|]\s*[^-_|]{0,60}的专栏\s*(?:[-_|]\s*博客频道\s*[-_|]\s*CSDN\.NET)?$",
+        r"\s*[-_|]\s*博客频道\s*[-_|]\s*CSDN\.NET\s*$",
+        r"\s*[-_|]\s*CSDN(?:文库|问答|下载|社区|学院)\s*$",
+    ),
+    summary_selectors=("#content_views", "#article_content"),
+    summary_prefixes=(r"^文章浏览阅读[^。]{0,60}次。",),
+    article_selectors=(".title-article", "#articleContentId", "#content_views", "#article_content"),
+    not_found_markers=("404 - CSDN", "您访问的页面不存在", "该文章已被删除"),
+    anti_robot_markers=("请完成安全验证", "安全验证 - CSDN"),
+)
+
+CNBLOGS = SiteRule(
+    name="cnblogs",
+    hosts=("cnblogs.com",),
+    site_name="博客园",
+    fingerprints=("cnblogs.com", "cb_post_title_url", "cnblogs_post_body", "博客园"),
+    fingerprint_gate="cnblogs",
+    title_order=("meta", "css", "title", "var"),
+    title_selectors=("#cb_post_title_url", ".postTitle a", ".postTitle"),
+    title_suffixes=(r"\s+-\s+[^-]{1,60}\s+-\s+博客园\s*$", r"\s*[-_|]\s*博客园\s*$"),
+    summary_selectors=("#cnblogs_post_body",),
+    article_selectors=("#cb_post_title_url", "#cnblogs_post_body"),
+    not_found_markers=("404 - 博客园", "抱歉，您访问的页面不存在"),
+)
+
+BAIDU_WENKU = SiteRule(
+    name="baidu-wenku",
+    hosts=("wenku.baidu.com",),
+    site_name="百度文库",
+    fingerprints=("wenku.baidu.com", "百度文库", "doc-header-title"),
+    fingerprint_gate="wenku.baidu",
+    title_order=("css", "meta", "title", "var"),
+    title_selectors=(".doc-header-title", ".doc-title", "h1.reader-title"),
+    title_suffixes=(r"\s*(?:_|\s-\s)\s*百度文库\s*$",),
+    summary_selectors=(".doc-reader", ".reader-container", "#reader-container"),
+    article_selectors=(".doc-header-title", ".doc-title", ".reader-container"),
+    not_found_markers=("文档不存在", "该文档已被删除"),
+    anti_robot_markers=("百度安全验证",),
+)
+
+#: Every known site, tried in order.
+SITES: tuple[SiteRule, ...] = (WECHAT, ZHIHU, CSDN, CNBLOGS, BAIDU_WENKU)
+
+#: `<title>` texts (case-folded, whole title) of verification pages on any site.
+GENERIC_ANTI_ROBOT_TITLES: tuple[str, ...] = (
+    "just a moment...",
+    "just a moment…",
+    "attention required! | cloudflare",
+    "access denied",
+    "403 forbidden",
+    "security check",
+    "captcha",
+    "verify you are human",
+    "are you a robot?",
+    "百度安全验证",
+    "安全验证",
+)
+
+#: Page-source substrings of verification pages, trusted only on pages that are not articles.
+GENERIC_ANTI_ROBOT_MARKERS: tuple[str, ...] = (
+    "cf-browser-verification",
+    "window._cf_chl_opt",
+    "challenge-platform/h/",
+    "cf-challenge",
+    "Attention Required! | Cloudflare",
+    "g-recaptcha",
+    "h-captcha",
+    "geo.captcha-delivery.com",
+    "Please verify you are a human",
+)
+
+#: `<title>` texts (case-folded, whole title) of soft-404 pages.
+GENERIC_NOT_FOUND_TITLES: tuple[str, ...] = (
+    "404",
+    "not found",
+    "404 not found",
+    "404 - not found",
+    "page not found",
+    "404 page not found",
+    "404 - page not found",
+    "error 404",
+    "页面不存在",
+    "404 页面不存在",
+    "404 - 页面不存在",
+    "您访问的页面不存在",
+)
+
+
+def _host_matches(host: str, suffix: str) -> bool:
+    """Whether `host` is `suffix` or a subdomain of it."""
+    return host == suffix or host.endswith("." + suffix)
+
+
+def site_for_host(host: str | None) -> SiteRule | None:
+    """The rule whose host suffixes cover `host`."""
+    if not host:
+        return None
+    host = host.lower().rstrip(".")
+    for rule in SITES:
+        if any(_host_matches(host, s) for s in rule.hosts):
+            return rule
+    return None
+
+
+def site_for_content(data: bytes) -> SiteRule | None:
+    """The rule with the most fingerprints in `data` (UTF-8), if it has enough of them."""
+    best: SiteRule | None = None
+    best_hits = 0
+    for rule in SITES:
+        if rule.fingerprint_gate and rule.fingerprint_gate.encode() not in data:
+            continue
+        needles = _FINGERPRINT_BYTES.get(rule.name)
+        if needles is None:
+            needles = _FINGERPRINT_BYTES[rule.name] = tuple(f.encode() for f in rule.fingerprints)
+        hits = sum(1 for f in needles if f in data)
+        if hits >= rule.fingerprint_min and hits > best_hits:
+            best, best_hits = rule, hits
+    return best
+
+
+_FINGERPRINT_BYTES: dict[str, tuple[bytes, ...]] = {}

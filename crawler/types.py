@@ -1,0 +1,155 @@
+"""Data that flows between the stages: Link → FetchResult → PageMeta → Check → Run.
+
+Standard library only, no I/O. Enum values are what the JSON report and the history store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    """What a check concluded about one URL."""
+
+    OK = "ok"
+    REDIRECTED = "redirected"  # permanent hop to another URL: the post should be updated
+    CHANGED = "changed"  # alive, but the title no longer matches
+    DEAD = "dead"  # definitive: 404/410 or the site's own "removed" page
+    BLOCKED = "blocked"  # the site refused the robot: liveness unknown
+    ERROR = "error"  # could not tell this time (network, 5xx after retries)
+    SKIPPED = "skipped"  # not checkable (mailto:, relative, excluded)
+
+
+#: Verdicts that make a run "broken" for the exit code and the report.
+BROKEN = frozenset({Verdict.DEAD, Verdict.ERROR})
+
+
+class ErrorKind(StrEnum):
+    """Why no usable response arrived."""
+
+    TIMEOUT = "timeout"
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"
+    PROXY = "proxy"
+    TOO_MANY_REDIRECTS = "too-many-redirects"
+    REDIRECT_LOOP = "redirect-loop"
+    BAD_REDIRECT = "bad-redirect"
+    PROTOCOL = "protocol"
+    TOO_LARGE = "too-large"
+    INVALID_URL = "invalid-url"
+
+
+#: Network-level failures: if every host ends in one of these, the network is down.
+NETWORK_ERRORS = frozenset(
+    {ErrorKind.TIMEOUT, ErrorKind.DNS, ErrorKind.CONNECT, ErrorKind.PROXY, ErrorKind.TLS}
+)
+
+
+class PageKind(StrEnum):
+    """What a fetched or saved page is, judged from its content alone."""
+
+    ARTICLE = "article"
+    REMOVED = "removed"  # the site's own "this content cannot be shown" page
+    ANTI_ROBOT = "anti-robot"  # a verification / challenge page
+    NOT_FOUND = "not-found"  # a soft 404 page
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """One occurrence of a URL in the post."""
+
+    url: str
+    line: int  # 1-based line of the URL in the source file
+    listed_title: str | None = None  # the title the author wrote for it
+    section: tuple[str, ...] = ()  # heading path, outermost first
+    source: str = ""  # the file it came from
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One response in a redirect chain."""
+
+    status: int
+    url: str  # the URL that answered with `status`
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What the network said about one URL, after redirects and retries."""
+
+    url: str
+    final_url: str
+    status: int | None  # None when no response arrived
+    hops: tuple[Hop, ...] = ()  # every redirect response, in order
+    headers: Mapping[str, str] = field(default_factory=dict)  # kept subset, lower-case names
+    body: bytes | None = None  # capped; None for no response
+    elapsed_ms: int = 0
+    attempts: int = 1
+    error: ErrorKind | None = None
+    error_detail: str | None = None
+    fetched_at: datetime | None = None
+    truncated: bool = False  # body hit the size cap
+
+
+@dataclass(frozen=True, slots=True)
+class PageMeta:
+    """What the extractor read from a page."""
+
+    title: str | None = None
+    summary: str | None = None
+    site_name: str | None = None
+    canonical_url: str | None = None
+    lang: str | None = None
+    kind: PageKind = PageKind.OTHER
+    notice: str | None = None  # the text of a removal / anti-robot notice
+    site: str | None = None  # the site rule that matched, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """A verdict with its machine-readable reason and a sentence for people."""
+
+    verdict: Verdict
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """The outcome for one occurrence of a URL; occurrences of one URL share one fetch."""
+
+    link: Link
+    fetch: FetchResult | None
+    meta: PageMeta | None
+    verdict: Verdict
+    reason: str
+    detail: str
+    checked_at: datetime
+
+    @property
+    def url(self) -> str:
+        """The URL as written in the post."""
+        return self.link.url
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One check of one or more posts."""
+
+    started_at: datetime
+    finished_at: datetime
+    sources: tuple[str, ...]
+    checks: tuple[Check, ...]
+    network_down: bool = False
+
+    def counts(self) -> dict[str, int]:
+        """Number of checked URLs per verdict, every verdict present."""
+        out = {v.value: 0 for v in Verdict if v is not Verdict.SKIPPED}
+        for c in self.checks:
+            out[c.verdict.value] = out.get(c.verdict.value, 0) + 1
+        return out

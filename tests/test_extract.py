@@ -1,0 +1,300 @@
+"""Tests for the extract stage: decoding, site shapes, the saved-page corpus, robustness."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crawler.extract import decode_html, extract_meta, normalize_space
+from crawler.types import PageKind, PageMeta
+
+FIXTURES = Path(__file__).parent / "fixtures" / "pages"
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pages"
+MANIFEST = CORPUS / "manifest.json"
+
+
+# ------------------------------------------------------------------ hand-written site shapes
+
+
+def _fixture_names() -> list[str]:
+    return sorted(p.stem for p in FIXTURES.glob("*.json"))
+
+
+@pytest.mark.parametrize("name", _fixture_names())
+def test_fixture_page(name: str) -> None:
+    spec = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+    body = (FIXTURES / f"{name}.html").read_bytes()
+    meta = extract_meta(
+        body, url=spec["url"], content_type=spec["content_type"], status=spec["status"]
+    )
+    got = {
+        "title": meta.title,
+        "summary": meta.summary,
+        "site_name": meta.site_name,
+        "canonical_url": meta.canonical_url,
+        "lang": meta.lang,
+        "kind": meta.kind.value,
+        "notice": meta.notice,
+        "site": meta.site,
+    }
+    expected: dict[str, Any] = spec["expected"]
+    assert {k: got[k] for k in expected} == expected
+
+
+def test_fixtures_cover_every_shape() -> None:
+    assert len(_fixture_names()) >= 16
+
+
+def test_wechat_captcha_path_is_anti_robot() -> None:
+    meta = extract_meta(
+        b"<html><head><title></title></head><body><div id='app'></div></body></html>",
+        url="https://mp.weixin.qq.com/mp/wappoc_appmsgcaptcha?poc_token=x&target_url=y",
+    )
+    assert meta.kind is PageKind.ANTI_ROBOT
+    assert meta.site == "wechat"
+
+
+def test_status_404_is_not_found() -> None:
+    page = b"<html><head><title>Welcome</title></head><body><p>" + b"word " * 40 + b"</p></body>"
+    assert extract_meta(page, status=404).kind is PageKind.NOT_FOUND
+    assert extract_meta(page, status=410).kind is PageKind.NOT_FOUND
+    assert extract_meta(page, status=200).kind is PageKind.ARTICLE
+
+
+def test_article_quoting_cloudflare_is_article() -> None:
+    page = (
+        "<html><head><title>How Cloudflare challenges work | Blog</title></head><body><article>"
+        "<h1>How Cloudflare challenges work</h1><p>The page sets window._cf_chl_opt and shows "
+        "'Just a moment...' while the browser solves the challenge script.</p></article></body>"
+    )
+    meta = extract_meta(page, url="https://blog.example.com/cf")
+    assert meta.kind is PageKind.ARTICLE
+    assert meta.title == "How Cloudflare challenges work"
+
+
+def test_str_input_and_summary_trimmed() -> None:
+    para = "This sentence is long enough to count as a paragraph of prose. " * 12
+    meta = extract_meta(f"<title>T</title><article><p>{para}</p></article>")
+    assert meta.summary is not None
+    assert len(meta.summary) <= 301
+    assert meta.summary.endswith(".")
+
+
+def test_normalize_space() -> None:
+    assert normalize_space("  a\n\t b\u3000c\xa0 ") == "a b c"
+
+
+# ---------------------------------------------------------------------- saved-page corpus
+
+#: Manifest kinds (see the corpus README) → the PageKinds that satisfy them. "other" is a
+#: notice or non-article page: a live one may read as ARTICLE or OTHER, a dead one is a notice.
+KIND_MAP: dict[str, set[PageKind]] = {
+    "article": {PageKind.ARTICLE},
+    "deleted": {PageKind.REMOVED},
+    "violation": {PageKind.REMOVED},
+    "account-gone": {PageKind.REMOVED},
+    "blocked": {PageKind.ANTI_ROBOT},
+    "not-found": {PageKind.NOT_FOUND},
+}
+#: What may follow our title in the manifest's (verbatim) title: a separator, then the
+#: site's own suffix (author, column, "的回答", SEO keywords) ending in a site name.
+SUFFIX = re.compile(
+    r"^\s*(?:[-_|–—]|--)\s*.*(?:知乎|CSDN博客|CSDN文库|CSDN\.NET|的专栏|博客园|人民网|网)\s*$"
+)
+
+
+def _manifest() -> list[dict[str, Any]]:
+    if not MANIFEST.is_file():
+        return []
+    entries: list[dict[str, Any]] = json.loads(MANIFEST.read_text(encoding="utf-8"))
+    return entries
+
+
+def _expected_kinds(entry: dict[str, Any]) -> set[PageKind]:
+    kind = entry["kind"]
+    if kind == "other":
+        if entry.get("expected_status") == "dead":
+            return {PageKind.REMOVED, PageKind.NOT_FOUND}
+        return {PageKind.ARTICLE, PageKind.OTHER}
+    return KIND_MAP[kind]
+
+
+@pytest.mark.skipif(not MANIFEST.is_file(), reason="saved-page corpus not present")
+@pytest.mark.parametrize("entry", _manifest(), ids=lambda e: str(e["file"]))
+def test_corpus_page(entry: dict[str, Any]) -> None:
+    body = (CORPUS / entry["file"]).read_bytes()
+    for url in dict.fromkeys((entry.get("url"), None)):  # with and without the address
+        meta = extract_meta(body, url=url)
+        assert meta.kind in _expected_kinds(entry), (url, meta)
+        if meta.kind in (PageKind.REMOVED, PageKind.ANTI_ROBOT) and entry.get("notice_text"):
+            assert meta.notice
+            assert any(t in meta.notice or meta.notice in t for t in entry["notice_text"])
+        expected = entry.get("expected_title")
+        if entry["kind"] == "article" and expected:
+            _check_title(meta, normalize_space(expected))
+
+
+def _check_title(meta: PageMeta, expected: str) -> None:
+    assert meta.title, "no title"
+    title = normalize_space(meta.title)
+    if title == expected:
+        return
+    assert expected.startswith(title), (title, expected)
+    assert SUFFIX.match(expected[len(title) :]), (title, expected)
+
+
+@pytest.mark.skipif(not MANIFEST.is_file(), reason="saved-page corpus not present")
+def test_corpus_encodings() -> None:
+    for entry in _manifest():
+        body = (CORPUS / entry["file"]).read_bytes()
+        text = decode_html(body)
+        assert text == body.decode(entry["encoding"]).removeprefix("\ufeff"), entry["file"]
+
+
+# -------------------------------------------------------------------------- never raises
+
+HTML_BITS = st.sampled_from(
+    [
+        "<html>",
+        "<head>",
+        "<title>",
+        "</title>",
+        "<meta property='og:title' content='",
+        "<meta charset=gbk>",
+        "<meta http-equiv=content-type content='text/html;charset=x-unknown'>",
+        '<script type=\'application/ld+json\'>{"@type":"Article","headline":',
+        "</script>",
+        "<p>",
+        "</p>",
+        "<h1>",
+        "<article>",
+        "var msg_title = '",
+        "'.html(false);",
+        "该内容已被发布者删除",
+        "环境异常",
+        "<div class='weui-msg__title'>",
+        "&#39;&quot;&amp;",
+        "\\x0a\\u00e9\\",
+        " - 知乎",
+        "\x00",
+        "\ufeff",
+        "\ud800",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=st.binary(max_size=4096))
+def test_random_bytes_never_raise(body: bytes) -> None:
+    meta = extract_meta(body)
+    assert isinstance(meta, PageMeta)
+    assert isinstance(decode_html(body), str)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    parts=st.lists(st.one_of(HTML_BITS, st.text(max_size=40)), max_size=40),
+    url=st.one_of(st.none(), st.sampled_from(["https://mp.weixin.qq.com/s/x", "http://[::1", ""])),
+    status=st.one_of(st.none(), st.integers(min_value=0, max_value=999)),
+)
+def test_random_html_never_raises(parts: list[str], url: str | None, status: int | None) -> None:
+    text = "".join(parts)
+    assert isinstance(extract_meta(text, url=url, status=status), PageMeta)
+    raw = text.encode("utf-8", errors="surrogatepass")
+    assert isinstance(extract_meta(raw, url=url, content_type="text/html; charset=gbk"), PageMeta)
+
+
+def test_huge_and_empty_pages() -> None:
+    assert extract_meta(b"").kind is PageKind.OTHER
+    assert extract_meta("").kind is PageKind.OTHER
+    big = b"<html><head><title>Big</title></head><body>" + b"<p>x</p>" * 2_000_000
+    assert extract_meta(big).title == "Big"
+
+
+# ------------------------------------------------------------------------------ decode_html
+
+FRENCH = "<p>" + "Le café est très bon, à côté de la gare, où l'été dure longtemps. " * 8 + "</p>"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        pytest.param("\ufeff<p>héllo</p>".encode(), None, "<p>héllo</p>", id="utf8-bom"),
+        pytest.param("\ufeff<p>日本</p>".encode("utf-16-le"), None, "<p>日本</p>", id="utf16-bom"),
+        pytest.param(
+            "<p>中文内容</p>".encode("gbk"),
+            "text/html; charset=GBK",
+            "<p>中文内容</p>",
+            id="http-gbk",
+        ),
+        pytest.param(
+            '<meta charset="gb2312"><p>中文内容</p>'.encode("gbk"),
+            None,
+            '<meta charset="gb2312"><p>中文内容</p>',
+            id="meta-gb2312",
+        ),
+        pytest.param(
+            '<meta http-equiv="Content-Type" content="text/html; charset=gbk"><p>中文</p>'.encode(
+                "gbk"
+            ),
+            "text/html",
+            '<meta http-equiv="Content-Type" content="text/html; charset=gbk"><p>中文</p>',
+            id="meta-http-equiv",
+        ),
+        pytest.param(
+            '<meta charset="gb2312"><p>镕</p>'.encode("gb18030"),
+            None,
+            '<meta charset="gb2312"><p>镕</p>',
+            id="gb2312-label-gb18030-bytes",
+        ),
+        pytest.param(
+            '<meta charset="gb2312"><p>中文内容</p>'.encode(),
+            None,
+            '<meta charset="gb2312"><p>中文内容</p>',
+            id="gb2312-declared-utf8-bytes",
+        ),
+        pytest.param(
+            "<p>café</p>".encode(),
+            "text/html; charset=iso-8859-1",
+            "<p>café</p>",
+            id="latin1-declared-utf8-bytes",
+        ),
+        pytest.param(
+            FRENCH.encode("cp1252"),
+            "text/html; charset=utf-8",
+            FRENCH,
+            id="declared-utf8-is-cp1252",
+        ),
+        pytest.param(
+            "<meta charset=x-nonsense><p>naïve</p>".encode(),
+            None,
+            "<meta charset=x-nonsense><p>naïve</p>",
+            id="unknown-label",
+        ),
+        pytest.param(b"", None, "", id="empty"),
+    ],
+)
+def test_decode_html(body: bytes, content_type: str | None, expected: str) -> None:
+    assert decode_html(body, content_type) == expected
+
+
+def test_decode_detects_undeclared_gbk() -> None:
+    text = (
+        "<html><body><p>" + "这是一段没有声明编码的中文网页内容，用来测试自动检测。" * 20 + "</p>"
+    )
+    assert decode_html(text.encode("gb18030")) == text
+
+
+def test_decode_late_declaration() -> None:
+    text = "<html><head>" + "<!-- padding -->" * 400 + '<meta charset="gbk"></head><p>汉字</p>'
+    assert decode_html(text.encode("gbk")) == text
+
+
+def test_decode_never_raises_on_garbage() -> None:
+    assert isinstance(decode_html(bytes(range(256)) * 10, "text/html; charset=utf-16"), str)

@@ -1,0 +1,243 @@
+"""The fetcher against a real local HTTP server: no mocked transport."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from crawler.config import FetchSettings
+from crawler.fetch import Fetcher, classify_exception, host_key, parse_retry_after
+from crawler.types import ErrorKind, FetchResult
+from tests.server import LocalServer
+
+pytestmark = pytest.mark.anyio
+
+
+class Sleeps:
+    """An injected sleep that records the waits instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def settings(**kw: object) -> FetchSettings:
+    base: dict[str, object] = {"host_interval": 0.0, "timeout": 2.0, "retries": 2}
+    base.update(kw)
+    return FetchSettings(**base)  # type: ignore[arg-type]
+
+
+async def fetch(url: str, sleeps: Sleeps | None = None, **kw: object) -> FetchResult:
+    async with Fetcher(settings(**kw), sleep=sleeps or Sleeps()) as f:
+        return await f.fetch(url)
+
+
+@pytest.mark.parametrize("code", [200, 404, 410, 403, 451])
+async def test_status_codes_are_reported(server: LocalServer, code: int) -> None:
+    r = await fetch(server.url(f"/status/{code}"))
+    assert r.status == code
+    assert r.error is None
+    assert r.attempts == 1
+    assert server.hits[f"/status/{code}"] == 1
+
+
+async def test_404_is_never_retried(server: LocalServer) -> None:
+    await fetch(server.url("/status/404"), retries=5)
+    assert server.hits["/status/404"] == 1
+
+
+async def test_500_is_retried_then_reported(server: LocalServer) -> None:
+    sleeps = Sleeps()
+    r = await fetch(server.url("/status/500"), sleeps, retries=2)
+    assert r.status == 500
+    assert r.attempts == 3
+    assert server.hits["/status/500"] == 3
+    assert len(sleeps.waits) == 2
+
+
+async def test_flaky_503_recovers(server: LocalServer) -> None:
+    r = await fetch(server.url("/flaky/a?fail=2"), retries=2)
+    assert r.status == 200
+    assert r.attempts == 3
+    assert b"recovered" in (r.body or b"")
+
+
+async def test_retry_after_is_honoured_and_capped(server: LocalServer) -> None:
+    sleeps = Sleeps()
+    r = await fetch(server.url("/retry-after?s=7"), sleeps)
+    assert r.status == 200 and r.attempts == 2
+    assert sleeps.waits == [7.0]
+    sleeps = Sleeps()
+    await fetch(server.url("/retry-after?s=100000"), sleeps, retry_after_max=30.0)
+    assert sleeps.waits == [30.0]
+
+
+def test_parse_retry_after_forms() -> None:
+    assert parse_retry_after("120") == 120.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 - 60) == 60.0
+    assert parse_retry_after("garbage") is None
+    assert parse_retry_after("") is None
+    assert parse_retry_after("-5") == 0.0
+
+
+async def test_redirect_chain_is_recorded(server: LocalServer) -> None:
+    r = await fetch(server.url("/chain/3"))
+    assert r.status == 200
+    assert [h.status for h in r.hops] == [302, 302, 302]
+    assert r.hops[0].url == server.url("/chain/3")
+    assert r.final_url == server.url("/chain/0")
+
+
+async def test_permanent_redirect(server: LocalServer) -> None:
+    target = server.url("/page/plain")
+    r = await fetch(server.url(f"/redirect/301?to={target}"))
+    assert r.status == 200 and r.final_url == target
+    assert r.hops[0].status == 301
+
+
+async def test_redirect_loop_is_detected(server: LocalServer) -> None:
+    r = await fetch(server.url("/loop"))
+    assert r.error is ErrorKind.REDIRECT_LOOP
+    assert server.hits["/loop"] == 1  # not retried
+
+
+async def test_too_many_redirects(server: LocalServer) -> None:
+    r = await fetch(server.url("/chain/30"), max_redirects=10)
+    assert r.error is ErrorKind.TOO_MANY_REDIRECTS
+    assert len(r.hops) == 11
+
+
+async def test_redirect_to_file_scheme_is_refused(server: LocalServer) -> None:
+    r = await fetch(server.url("/redirect/302?to=file:///etc/passwd"))
+    assert r.error is ErrorKind.BAD_REDIRECT
+
+
+async def test_dropped_connection_is_an_error_after_retries(server: LocalServer) -> None:
+    r = await fetch(server.url("/drop"), retries=1)
+    assert r.status is None
+    assert r.error in {ErrorKind.PROTOCOL, ErrorKind.CONNECT}
+    assert r.attempts == 2
+    assert r.error_detail
+
+
+async def test_slow_response_times_out(server: LocalServer) -> None:
+    t0 = time.monotonic()
+    r = await fetch(server.url("/slow?s=1.5"), timeout=0.3, retries=0)
+    assert r.error is ErrorKind.TIMEOUT
+    assert time.monotonic() - t0 < 1.4
+
+
+async def test_dripped_body_hits_the_total_deadline(server: LocalServer) -> None:
+    # Each byte arrives within the read timeout, so only the per-attempt deadline can stop it.
+    t0 = time.monotonic()
+    r = await fetch(server.url("/drip?s=3"), timeout=1.0, deadline=0.8, retries=0)
+    assert r.error is ErrorKind.TIMEOUT
+    assert "0.8" in (r.error_detail or "")
+    assert time.monotonic() - t0 < 2.5
+
+
+async def test_refused_connection() -> None:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    r = await fetch(f"http://127.0.0.1:{port}/", retries=1)
+    assert r.error is ErrorKind.CONNECT
+    assert r.attempts == 2
+
+
+async def test_body_is_capped(server: LocalServer) -> None:
+    r = await fetch(server.url("/big?kb=300"), max_body=64 * 1024)
+    assert r.body is not None and len(r.body) == 64 * 1024
+    assert r.truncated
+
+
+async def test_binary_body_is_not_read(server: LocalServer) -> None:
+    r = await fetch(server.url("/binary"))
+    assert r.status == 200 and r.body is None
+
+
+async def test_invalid_url_is_a_value_not_an_exception() -> None:
+    for bad in ["http:///x", "ftp://example.com/", "https://exa mple.com/ä", "not a url"]:
+        r = await fetch(bad)
+        assert r.error is ErrorKind.INVALID_URL, bad
+        assert r.attempts == 0
+
+
+async def test_user_agent_is_sent(server: LocalServer) -> None:
+    await fetch(server.url("/page/plain"), user_agent="test-agent/1.0")
+    assert server.user_agents == ["test-agent/1.0"]
+
+
+async def test_anti_robot_predicate_retries(server: LocalServer) -> None:
+    sleeps = Sleeps()
+    async with Fetcher(
+        settings(retries=2), sleep=sleeps, should_retry=lambda r: b"verify.js" in (r.body or b"")
+    ) as f:
+        r = await f.fetch(server.url("/page/verify"))
+    assert r.attempts == 3 and server.hits["/page/verify"] == 3
+
+
+async def test_per_host_concurrency_is_never_exceeded(server: LocalServer) -> None:
+    urls = [server.url(f"/held?s=0.15&i={i}") for i in range(12)]
+    async with Fetcher(settings(max_concurrency=16, host_concurrency=3)) as f:
+        results = [r async for r in f.fetch_all(urls)]
+    assert len(results) == 12 and all(r.status == 200 for r in results)
+    assert server.peaks["held"] == 3
+
+
+async def test_global_concurrency_over_two_hosts(server: LocalServer) -> None:
+    urls = [
+        server.url(f"/held?s=0.15&i={i}", host=h)
+        for i in range(6)
+        for h in ("127.0.0.1", "localhost")
+    ]
+    async with Fetcher(settings(max_concurrency=2, host_concurrency=4)) as f:
+        results = [r async for r in f.fetch_all(urls)]
+    assert len(results) == 12
+    assert server.peaks["held"] == 2
+
+
+async def test_host_interval_spaces_request_starts(server: LocalServer) -> None:
+    urls = [server.url(f"/page/plain?i={i}") for i in range(4)]
+    t0 = time.monotonic()
+    async with Fetcher(settings(host_concurrency=4, host_interval=0.1)) as f:
+        results = [r async for r in f.fetch_all(urls)]
+    assert len(results) == 4
+    assert time.monotonic() - t0 >= 0.3
+
+
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+async def test_both_transports_agree(server: LocalServer, transport: str) -> None:
+    r = await fetch(server.url("/chain/2"), transport=transport)
+    assert r.status == 200 and len(r.hops) == 2
+    r = await fetch(server.url("/status/404"), transport=transport)
+    assert r.status == 404
+    r = await fetch(server.url("/page/gbk"), transport=transport)
+    assert r.body is not None and "百度文库".encode("gbk") in r.body
+
+
+def test_host_key() -> None:
+    assert host_key("https://MP.weixin.qq.com/s/x") == "mp.weixin.qq.com"
+    assert host_key("http://127.0.0.1:8080/a") == "127.0.0.1:8080"
+
+
+def test_classify_exception_table_most_specific_wins() -> None:
+    import httpx
+
+    assert classify_exception(httpx.ConnectTimeout("x"))[0] is ErrorKind.TIMEOUT
+    assert (
+        classify_exception(httpx.ConnectError("[Errno -2] Name or service not known"))[0]
+        is ErrorKind.DNS
+    )
+    assert (
+        classify_exception(httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]"))[0]
+        is ErrorKind.TLS
+    )
+    assert classify_exception(httpx.ProxyError("x"))[0] is ErrorKind.PROXY
+    assert classify_exception(httpx.RemoteProtocolError("x"))[0] is ErrorKind.PROTOCOL
