@@ -25,6 +25,8 @@ class Verdict(StrEnum):
 
 #: Verdicts that make a run "broken" for the exit code and the report.
 BROKEN = frozenset({Verdict.DEAD, Verdict.ERROR})
+#: Verdicts that say the page is there.
+ALIVE = frozenset({Verdict.OK, Verdict.REDIRECTED, Verdict.CHANGED})
 
 
 class ErrorKind(StrEnum):
@@ -120,6 +122,29 @@ class Classification:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkHistory:
+    """What the history knew about a URL, combined with this run's verdict."""
+
+    previous_verdict: Verdict | None = None
+    previous_title: str | None = None
+    previous_checked_at: datetime | None = None
+    since: datetime | None = None  # when the current verdict began
+    first_failed_at: datetime | None = None  # start of the current failing streak
+    consecutive_failures: int = 0  # failing runs in a row, this one included
+    recent: tuple[tuple[datetime, Verdict], ...] = ()  # last runs, oldest first, this one last
+
+
+@dataclass(frozen=True, slots=True)
+class RunTotals:
+    """One past run's counts, for the health trend."""
+
+    run_id: int
+    started_at: datetime
+    counts: Mapping[str, int]
+    network_down: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
     """The outcome for one occurrence of a URL; occurrences of one URL share one fetch."""
 
@@ -130,11 +155,25 @@ class Check:
     reason: str
     detail: str
     checked_at: datetime
+    history: LinkHistory | None = None
+    cached: bool = False  # reused from the history instead of fetched (--max-age)
 
     @property
     def url(self) -> str:
         """The URL as written in the post."""
         return self.link.url
+
+    @property
+    def newly_broken(self) -> bool:
+        """Dead or error now, and not broken at the previous check of this URL."""
+        prev = self.history.previous_verdict if self.history else None
+        return self.verdict in BROKEN and prev is not None and prev not in BROKEN
+
+    @property
+    def recovered(self) -> bool:
+        """Broken at the previous check, alive now."""
+        prev = self.history.previous_verdict if self.history else None
+        return prev in BROKEN and self.verdict in ALIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +185,8 @@ class Run:
     sources: tuple[str, ...]
     checks: tuple[Check, ...]
     network_down: bool = False
+    run_id: int | None = None  # id in the history, when one is kept
+    trend: tuple[RunTotals, ...] = ()  # earlier runs' counts, oldest first (this run excluded)
 
     def counts(self) -> dict[str, int]:
         """Number of checked URLs per verdict, every verdict present."""
