@@ -7,11 +7,15 @@ found, 4 the network was down (nothing judged), 130 interrupted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import logging
 import re
+import signal
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +24,9 @@ import click
 from crawler import __version__
 from crawler.config import (
     DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_CONFIRM_DAYS,
+    DEFAULT_CONFIRM_RUNS,
+    DEFAULT_DB,
     DEFAULT_HOST_CONCURRENCY,
     DEFAULT_HOST_INTERVAL,
     DEFAULT_MAX_BODY,
@@ -203,38 +210,149 @@ def _summary_lines(run: Run, paths: list[Path]) -> list[str]:
     return lines
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A duration like 90, 90s, 30m, 12h, 2d or 1w."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        m = _DURATION.match(str(value))
+        if not m:
+            self.fail(f"{value!r} is not a duration like 30m, 12h or 2d", param, ctx)
+        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def db_option(fn: F) -> F:
+    """--db, shared by every command that reads or writes the history."""
+    return click.option(
+        "--db",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=DEFAULT_DB,
+        show_default=True,
+        envvar="CRAWLER_DB",
+        help="The history database (SQLite). Env: CRAWLER_DB.",
+    )(fn)
+
+
+def report_dir_option(fn: F) -> F:
+    """--report-dir, shared by check and report."""
+    return click.option(
+        "--report-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=DEFAULT_REPORT_DIR,
+        show_default=True,
+        help="Where the reports (json, md, html) are written.",
+    )(fn)
+
+
+async def _run_cancellable(coro: Any) -> Any:
+    """Run coro; SIGTERM cancels it as Ctrl-C does, so the run is closed cleanly."""
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
 @cli.command()
 @click.argument("posts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@report_dir_option
+@db_option
+@click.option("--no-history", is_flag=True, help="Neither read nor write the history database.")
 @click.option(
-    "--report-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_REPORT_DIR,
+    "--max-age",
+    type=Duration(),
+    default=None,
+    help="Reuse results younger than this (e.g. 12h) instead of fetching; never errors/blocks.",
+)
+@click.option(
+    "--only",
+    type=click.Choice(["all", "failing"]),
+    default="all",
     show_default=True,
-    help="Where report.json and report.md are written.",
+    help="'failing' refetches only the URLs whose last verdict was not ok.",
+)
+@click.option(
+    "--confirm-runs",
+    type=click.IntRange(1, 100),
+    default=DEFAULT_CONFIRM_RUNS,
+    show_default=True,
+    help="Failing runs before an uncertain failure (error) counts as dead.",
+)
+@click.option(
+    "--confirm-days",
+    type=click.FloatRange(0, 365),
+    default=DEFAULT_CONFIRM_DAYS,
+    show_default=True,
+    help="Days those failing runs must span.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
 @fetch_options
-def check(posts: tuple[Path, ...], report_dir: Path, quiet: bool, **kw: Any) -> None:
-    """Check every link of POSTS and write the broken-link reports.
+def check(
+    posts: tuple[Path, ...],
+    report_dir: Path,
+    db: Path,
+    no_history: bool,
+    max_age: timedelta | None,
+    only: str,
+    confirm_runs: int,
+    confirm_days: float,
+    quiet: bool,
+    **kw: Any,
+) -> None:
+    """Check every link of POSTS, remember the results and write the broken-link reports.
 
-    Example: crawler check links.md --report-dir reports
+    Example: crawler check links.md --report-dir reports --db .crawler/history.sqlite
     """
-    from crawler.pipeline import check_links
+    from crawler.history import ConfirmRule
+    from crawler.pipeline import RunOptions, check_links
     from crawler.post import read_post
     from crawler.report import DEFAULT_FORMATS, write_reports
+    from crawler.store import Store
 
     settings = _settings(kw)
     links = []
+    digests: dict[str, str] = {}
     for post in posts:
         _, found = read_post(post)
         links.extend(found)
+        digests[str(post)] = hashlib.sha256(post.read_bytes()).hexdigest()
+    store = None if no_history else Store.open(db)
+    options = RunOptions(
+        max_age=max_age,
+        only_failing=only == "failing",
+        confirm=ConfirmRule(runs=confirm_runs, days=confirm_days),
+    )
     progress = _Progress(len(links), quiet)
     try:
-        run = asyncio.run(
-            check_links(links, settings, sources=[str(p) for p in posts], progress=progress)
+        if store is not None:
+            store.lock()
+        coro = check_links(
+            links,
+            settings,
+            sources=[str(p) for p in posts],
+            digests=digests,
+            store=store,
+            options=options,
+            progress=progress,
         )
+        run = asyncio.run(_run_cancellable(coro))
     finally:
         progress.close()
+        if store is not None:
+            store.close()
     paths = write_reports(run, report_dir, DEFAULT_FORMATS)
     lines = _summary_lines(run, paths)
     click.echo(lines[0])
@@ -248,6 +366,88 @@ def check(posts: tuple[Path, ...], report_dir: Path, quiet: bool, **kw: Any) -> 
         sys.exit(EXIT_NETWORK_DOWN)
     if any(c.verdict in BROKEN for c in run.checks):
         sys.exit(EXIT_BROKEN)
+
+
+@cli.command()
+@click.option("--run", "run_id", type=int, default=None, help="Run id (default: the latest).")
+@report_dir_option
+@db_option
+def report(run_id: int | None, report_dir: Path, db: Path) -> None:
+    """Re-render the reports of a past run from the history, without fetching.
+
+    Example: crawler report --run 12 --report-dir /tmp/old-report
+    """
+    from crawler.report import DEFAULT_FORMATS, write_reports
+    from crawler.store import Store
+
+    if not db.exists():
+        raise CrawlerError(f"no history at {db}: run 'crawler check' first")
+    store = Store.open(db)
+    try:
+        run = store.load_run(run_id)
+    finally:
+        store.close()
+    paths = write_reports(run, report_dir, DEFAULT_FORMATS)
+    click.echo(_summary_lines(run, [])[0] + f" (run {run.run_id})")
+    for p in paths:
+        click.echo(f"report: {p}")
+
+
+@cli.command()
+@click.argument("url")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per check.")
+def history(url: str, db: Path, as_json: bool) -> None:
+    """Print the timeline of one URL: every check, oldest first.
+
+    Example: crawler history https://mp.weixin.qq.com/s/zEqgDh6_fnDgXEI8MC9cmg
+    """
+    from crawler.store import Store
+
+    if not db.exists():
+        raise CrawlerError(f"no history at {db}: run 'crawler check' first")
+    store = Store.open(db)
+    try:
+        rows = store.url_history(url)
+    finally:
+        store.close()
+    if not rows:
+        raise CrawlerError(f"{url} has never been checked in {db}")
+    last_run = None
+    for r in rows:
+        if r["run_id"] == last_run:
+            continue  # the same URL listed twice in one run
+        last_run = r["run_id"]
+        if as_json:
+            keys = (
+                "run_id",
+                "checked_at",
+                "verdict",
+                "raw_verdict",
+                "reason",
+                "detail",
+                "http_status",
+                "final_url",
+                "title",
+                "run_status",
+                "network_down",
+                "cached",
+            )
+            click.echo(json.dumps({k: r[k] for k in keys}, ensure_ascii=False))
+            continue
+        flags = []
+        if r["network_down"]:
+            flags.append("network down")
+        if r["run_status"] != "complete":
+            flags.append(r["run_status"])
+        if r["cached"]:
+            flags.append("cached")
+        extra = f" [{', '.join(flags)}]" if flags else ""
+        status = r["http_status"] if r["http_status"] is not None else "-"
+        click.echo(
+            f"{r['checked_at'][:19]}  run {r['run_id']:<4} {r['verdict']:<10} {status!s:<4} "
+            f"{safe(r['reason'])}{extra}  {safe(r['title'] or '')[:80]}"
+        )
 
 
 @cli.command()

@@ -54,3 +54,11 @@ class FetchSettings:
         return (
             self.deadline if self.deadline is not None else self.timeout * DEFAULT_DEADLINE_FACTOR
         )
+
+
+# History (crawler/store.py, crawler/history.py).
+DEFAULT_DB = ".crawler/history.sqlite"
+DEFAULT_CONFIRM_RUNS = 3  # failing runs before an uncertain failure counts as dead ...
+DEFAULT_CONFIRM_DAYS = 3.0  # ... spanning at least this many days
+RECENT_RUNS = 10  # runs shown in a link's strip
+TREND_RUNS = 30  # runs shown in the post's health chart

@@ -45,6 +45,14 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def history_db(clean_environ: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own history database, never the checkout's."""
+    path = tmp_path / "history.sqlite"
+    monkeypatch.setenv("CRAWLER_DB", str(path))
+    return path
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -70,7 +70,7 @@ def test_markdown_escapes_hostile_titles() -> None:
     run = make_run(make_check("https://a.example/1", Verdict.CHANGED, title=evil))
     md = render(run, "md")
     row = next(line for line in md.splitlines() if "a.example/1" in line)
-    assert row.count(" | ") == 5  # no extra columns from the title's pipe
+    assert row.count(" | ") == 6  # no extra columns from the title's pipe
     assert "<script>" not in md
     assert not re.search(r"(?<!\\)\]\(javascript:", md)  # the bracket is escaped
     assert cell("x" * 500).endswith("…")

@@ -38,17 +38,24 @@ def url_cell(url: str) -> str:
     return cell(url)
 
 
-def _table(checks: Iterable[Check]) -> list[str]:
-    rows = [
-        "| line | URL | listed title | fetched title | reason | detail |",
-        "|---:|---|---|---|---|---|",
-    ]
+def _table(checks: Iterable[Check], with_verdict: bool = False) -> list[str]:
+    head = "| line | URL | listed title | fetched title | reason | detail | since |"
+    rule = "|---:|---|---|---|---|---|---|"
+    if with_verdict:
+        head, rule = "| verdict (was) " + head, "|---" + rule
+    rows = [head, rule]
     for c in checks:
         title = c.meta.title if c.meta else None
-        rows.append(
+        h = c.history
+        since = f"{h.since:%Y-%m-%d}" if h and h.since else ""
+        row = (
             f"| {c.link.line} | {url_cell(c.url)} | {cell(c.link.listed_title)} | {cell(title)} "
-            f"| {cell(c.reason)} | {cell(c.detail)} |"
+            f"| {cell(c.reason)} | {cell(c.detail)} | {since} |"
         )
+        if with_verdict:
+            prev = h.previous_verdict.value if h and h.previous_verdict else "-"
+            row = f"| {c.verdict.value} ({prev}) " + row
+        rows.append(row)
     return rows
 
 
@@ -67,6 +74,14 @@ def render(run: Run) -> str:
     out += ["| verdict | count |", "|---|---:|"]
     out += [f"| {name} | {n} |" for name, n in counts.items()]
     out.append("")
+    for title, picked in (
+        ("Newly broken since the last run", [c for c in run.checks if c.newly_broken]),
+        ("Recovered since the last run", [c for c in run.checks if c.recovered]),
+    ):
+        if picked:
+            out += [f"## {title} ({len(picked)})", ""]
+            out += _table(picked, with_verdict=True)
+            out.append("")
     for verdict in ORDER:
         group = [c for c in run.checks if c.verdict is verdict]
         if not group:

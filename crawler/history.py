@@ -1,0 +1,139 @@
+"""Verdicts over time: (a URL's state before this run, this run's classification) → final verdict.
+
+Pure. The InternetArchiveBot rule: uncertain failures (`error`) become `dead` only after
+`runs` failing runs spanning at least `days` days; one success resets the count. Definitive
+evidence (404/410, a site's removal notice) is `dead` at first sight. `blocked` neither counts
+nor resets: it says nothing about the page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from crawler.classify import titles_match
+from crawler.config import DEFAULT_CONFIRM_DAYS, DEFAULT_CONFIRM_RUNS, RECENT_RUNS
+from crawler.types import ALIVE, Classification, LinkHistory, Verdict
+
+#: Reasons that are the site's own word that the page is gone.
+DEFINITIVE_DEAD = frozenset({"http-404", "http-410", "removed-notice", "soft-404"})
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmRule:
+    """When repeated uncertain failures count as death."""
+
+    runs: int = DEFAULT_CONFIRM_RUNS
+    days: float = DEFAULT_CONFIRM_DAYS
+
+
+@dataclass(frozen=True, slots=True)
+class UrlState:
+    """What the history remembers about one URL between runs."""
+
+    url: str
+    last_verdict: Verdict | None = None
+    last_title: str | None = None
+    last_checked_at: datetime | None = None
+    verdict_since: datetime | None = None
+    last_alive_title: str | None = None
+    fail_runs: int = 0  # failing runs since the last alive one
+    first_failed_at: datetime | None = None
+    recent: tuple[tuple[datetime, Verdict], ...] = field(default_factory=tuple)
+
+
+def is_failure(c: Classification) -> bool:
+    """Does this classification count toward a failing streak?"""
+    return c.verdict in (Verdict.ERROR, Verdict.DEAD)
+
+
+def apply_history(
+    state: UrlState | None,
+    raw: Classification,
+    title: str | None,
+    listed_title: str | None,
+    now: datetime,
+    rule: ConfirmRule = ConfirmRule(),
+) -> tuple[Classification, LinkHistory]:
+    """This run's final classification of one occurrence and its history fields."""
+    state = state or UrlState(url="")
+    final = raw
+
+    # Failing streak, this run included.
+    first_failed: datetime | None
+    if is_failure(raw):
+        fail_runs = state.fail_runs + 1
+        first_failed = state.first_failed_at or now
+    else:
+        fail_runs, first_failed = state.fail_runs, state.first_failed_at
+        if raw.verdict in ALIVE:
+            fail_runs, first_failed = 0, None
+
+    if raw.verdict is Verdict.ERROR and fail_runs >= rule.runs and first_failed is not None:
+        span = now - first_failed
+        if span >= timedelta(days=rule.days):
+            final = Classification(
+                Verdict.DEAD,
+                "confirmed-dead",
+                f"failing in {fail_runs} runs since {first_failed:%Y-%m-%d} "
+                f"({span.days} days): {raw.detail}",
+            )
+
+    # A title that moved since the last good check, when the post's own title can't tell.
+    if (
+        final.verdict is Verdict.OK
+        and title
+        and state.last_alive_title
+        and not titles_match(state.last_alive_title, title)
+    ):
+        final = Classification(
+            Verdict.CHANGED,
+            "title-changed-since-last-check",
+            f"the title was “{state.last_alive_title}” at the last check, now “{title}”",
+        )
+    elif final.verdict is Verdict.CHANGED and final.reason == "title-changed":
+        final = replace(final, detail=final.detail + " (compared with the post)")
+
+    since = now
+    if state.last_verdict is final.verdict and state.verdict_since is not None:
+        since = state.verdict_since
+    recent = (*state.recent, (now, final.verdict))[-RECENT_RUNS:]
+    hist = LinkHistory(
+        previous_verdict=state.last_verdict,
+        previous_title=state.last_title,
+        previous_checked_at=state.last_checked_at,
+        since=since,
+        first_failed_at=first_failed if is_failure(final) else None,
+        consecutive_failures=fail_runs if is_failure(final) else 0,
+        recent=recent,
+    )
+    return final, hist
+
+
+def next_state(
+    state: UrlState | None,
+    url: str,
+    final: Classification,
+    raw: Classification,
+    title: str | None,
+    now: datetime,
+    hist: LinkHistory,
+) -> UrlState:
+    """The state to remember after this run."""
+    state = state or UrlState(url=url)
+    alive = raw.verdict in ALIVE
+    return UrlState(
+        url=url,
+        last_verdict=final.verdict,
+        last_title=title,
+        last_checked_at=now,
+        verdict_since=hist.since,
+        last_alive_title=(title or state.last_alive_title) if alive else state.last_alive_title,
+        fail_runs=(
+            hist.consecutive_failures if is_failure(raw) else (0 if alive else state.fail_runs)
+        ),
+        first_failed_at=(hist.first_failed_at or now)
+        if is_failure(raw)
+        else (None if alive else state.first_failed_at),
+        recent=hist.recent,
+    )
