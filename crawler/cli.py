@@ -38,8 +38,10 @@ from crawler.config import (
     DEFAULT_USER_AGENT,
     FetchSettings,
 )
-from crawler.errors import CrawlerError
-from crawler.types import BROKEN, Check, Run, Verdict
+from crawler.configfile import FileConfig, find_config, load_config
+from crawler.errors import ConfigError, CrawlerError
+from crawler.report import DEFAULT_FORMATS
+from crawler.types import BROKEN, Check, Link, Run, Verdict
 
 EXIT_OK = 0
 EXIT_TOOL = 1
@@ -65,6 +67,7 @@ def fetch_options(fn: F) -> F:
     opts = [
         click.option(
             "--max-concurrency",
+            envvar="CRAWLER_MAX_CONCURRENCY",
             type=click.IntRange(1, 1024),
             default=DEFAULT_MAX_CONCURRENCY,
             show_default=True,
@@ -72,6 +75,7 @@ def fetch_options(fn: F) -> F:
         ),
         click.option(
             "--host-concurrency",
+            envvar="CRAWLER_HOST_CONCURRENCY",
             type=click.IntRange(1, 256),
             default=DEFAULT_HOST_CONCURRENCY,
             show_default=True,
@@ -79,6 +83,7 @@ def fetch_options(fn: F) -> F:
         ),
         click.option(
             "--host-interval",
+            envvar="CRAWLER_HOST_INTERVAL",
             type=click.FloatRange(0, 60),
             default=DEFAULT_HOST_INTERVAL,
             show_default=True,
@@ -86,6 +91,7 @@ def fetch_options(fn: F) -> F:
         ),
         click.option(
             "--timeout",
+            envvar="CRAWLER_TIMEOUT",
             type=click.FloatRange(0.1, 600),
             default=DEFAULT_TIMEOUT,
             show_default=True,
@@ -93,6 +99,7 @@ def fetch_options(fn: F) -> F:
         ),
         click.option(
             "--retries",
+            envvar="CRAWLER_RETRIES",
             type=click.IntRange(0, 10),
             default=DEFAULT_RETRIES,
             show_default=True,
@@ -100,6 +107,7 @@ def fetch_options(fn: F) -> F:
         ),
         click.option(
             "--backoff",
+            envvar="CRAWLER_BACKOFF",
             type=click.FloatRange(0, 300),
             default=DEFAULT_BACKOFF_INITIAL,
             show_default=True,
@@ -107,19 +115,35 @@ def fetch_options(fn: F) -> F:
         ),
         click.option(
             "--user-agent",
+            envvar="CRAWLER_USER_AGENT",
             default=DEFAULT_USER_AGENT,
             show_default=False,
             help="User-Agent header.",
         ),
         click.option(
             "--max-body",
+            envvar="CRAWLER_MAX_BODY",
             type=click.IntRange(1024, 1 << 30),
             default=DEFAULT_MAX_BODY,
             show_default=True,
             help="Bytes of a page read for its title and summary.",
         ),
         click.option(
+            "--accept",
+            envvar="CRAWLER_ACCEPT",
+            default="",
+            help="Extra HTTP statuses that count as alive, comma-separated (e.g. 403,999).",
+        ),
+        click.option(
+            "--cookie-jar",
+            envvar="CRAWLER_COOKIE_JAR",
+            type=click.Path(dir_okay=False, exists=True, path_type=Path),
+            default=None,
+            help="A Netscape cookies.txt file; each cookie goes only to its own domain.",
+        ),
+        click.option(
             "--transport",
+            envvar="CRAWLER_TRANSPORT",
             type=click.Choice(["httpx", "aiohttp"]),
             default=DEFAULT_TRANSPORT,
             show_default=True,
@@ -131,8 +155,24 @@ def fetch_options(fn: F) -> F:
     return fn
 
 
+def _accept(value: str) -> frozenset[int]:
+    codes = set()
+    for part in value.replace(" ", "").split(","):
+        if not part:
+            continue
+        if not part.isdigit() or not 100 <= int(part) < 1000:
+            raise click.BadParameter(f"{part!r} is not an HTTP status code", param_hint="--accept")
+        codes.add(int(part))
+    return frozenset(codes)
+
+
 def _settings(kw: dict[str, Any]) -> FetchSettings:
+    ctx = click.get_current_context(silent=True)
+    fc = ctx.find_object(FileConfig) if ctx else None
     return FetchSettings(
+        hosts=fc.hosts if fc else {},
+        accept=_accept(kw["accept"]),
+        cookie_jar=str(kw["cookie_jar"]) if kw["cookie_jar"] else None,
         max_concurrency=kw["max_concurrency"],
         host_concurrency=kw["host_concurrency"],
         host_interval=kw["host_interval"],
@@ -158,12 +198,59 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="crawler")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def cli(verbose: int) -> None:
-    """Check the links of a Markdown post: dead, changed, blocked or alive, with titles."""
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CRAWLER_CONFIG",
+    default=None,
+    help="Configuration file (default: crawler.toml or [tool.crawler] in pyproject.toml, "
+    "looked for from the current directory upward).",
+)
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, config_path: Path | None) -> None:
+    """Check the links of a Markdown post: dead, changed, blocked or alive, with titles.
+
+    Example: crawler check links.md
+    """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    path = config_path or find_config(Path.cwd())
+    fc = load_config(path) if path is not None else FileConfig()
+    ctx.obj = fc
+    ctx.default_map = _default_map(ctx, fc)
+
+
+def _default_map(ctx: click.Context, fc: FileConfig) -> dict[str, dict[str, Any]]:
+    """The file's settings as click defaults for every command that has them, validated."""
+    group = ctx.command
+    assert isinstance(group, click.Group)
+    params: dict[str, click.Parameter] = {}
+    for cmd in group.commands.values():
+        for p in cmd.params:
+            if isinstance(p, click.Option) and p.name and p.name not in FILE_IGNORED:
+                params.setdefault(p.name, p)
+    out: dict[str, dict[str, Any]] = {}
+    for key, raw in fc.values.items():
+        name = key.replace("-", "_")
+        param = params.get(name)
+        if param is None:
+            raise ConfigError(f"{fc.path}: {key}: unknown setting (see 'crawler config')")
+        value = ",".join(map(str, raw)) if name == "accept" and isinstance(raw, list) else raw
+        try:
+            param.type_cast_value(ctx, value)
+        except click.BadParameter as exc:
+            raise ConfigError(f"{fc.path}: {key}: {exc.message}") from None
+        for cname, cmd in group.commands.items():
+            if any(p.name == name for p in cmd.params):
+                out.setdefault(cname, {})[name] = value
+    return out
+
+
+#: Options that make no sense in a configuration file.
+FILE_IGNORED = frozenset({"run_id", "as_json", "url", "help"})
 
 
 class _Progress:
@@ -266,9 +353,76 @@ async def _run_cancellable(coro: Any) -> Any:
             loop.remove_signal_handler(signal.SIGTERM)
 
 
+def _load_links(inputs: tuple[str, ...]) -> tuple[list[Link], dict[str, str], list[str]]:
+    """Read every input; return the links, each file's sha256 and the sources in order."""
+    from crawler.post import expand_inputs, read_post, read_stdin
+
+    links: list[Link] = []
+    digests: dict[str, str] = {}
+    sources = expand_inputs(inputs)
+    for src in sources:
+        if src == "-":
+            data = sys.stdin.buffer.read()
+            _, found = read_stdin(data)
+        else:
+            _, found = read_post(src)
+            data = Path(src).read_bytes()
+        links.extend(found)
+        digests[src] = hashlib.sha256(data).hexdigest()
+    return links, digests, sources
+
+
+def _filter(
+    links: list[Link], fc: FileConfig, include: tuple[str, ...], exclude: tuple[str, ...]
+) -> tuple[list[Link], int]:
+    """Apply include/exclude regexes (file, .crawlerignore and flags); return kept and dropped."""
+    inc = list(fc.include) + [_regex(p, "--include") for p in include]
+    exc = list(fc.exclude) + [_regex(p, "--exclude") for p in exclude]
+    kept = [
+        link
+        for link in links
+        if (not inc or any(r.search(link.url) for r in inc))
+        and not any(r.search(link.url) for r in exc)
+    ]
+    return kept, len(links) - len(kept)
+
+
+def _regex(pattern: str, option: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise click.BadParameter(
+            f"bad regular expression {pattern!r}: {exc}", param_hint=option
+        ) from None
+
+
+def input_options(fn: F) -> F:
+    """Inputs and filters, shared by check and links."""
+    fn = click.option(
+        "--exclude",
+        multiple=True,
+        help="Skip URLs matching this regex (repeatable; also 'exclude' in the config "
+        "and .crawlerignore).",
+    )(fn)
+    fn = click.option(
+        "--include",
+        multiple=True,
+        help="Check only URLs matching this regex (repeatable).",
+    )(fn)
+    return click.argument("inputs", nargs=-1, required=True)(fn)
+
+
 @cli.command()
-@click.argument("posts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@input_options
 @report_dir_option
+@click.option(
+    "--format",
+    "formats",
+    envvar="CRAWLER_FORMAT",
+    default=",".join(DEFAULT_FORMATS),
+    show_default=True,
+    help="Reports to write, comma-separated: json, md, html.",
+)
 @db_option
 @click.option("--no-history", is_flag=True, help="Neither read nor write the history database.")
 @click.option(
@@ -301,8 +455,11 @@ async def _run_cancellable(coro: Any) -> Any:
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
 @fetch_options
 def check(
-    posts: tuple[Path, ...],
+    inputs: tuple[str, ...],
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
     report_dir: Path,
+    formats: str,
     db: Path,
     no_history: bool,
     max_age: timedelta | None,
@@ -312,23 +469,28 @@ def check(
     quiet: bool,
     **kw: Any,
 ) -> None:
-    """Check every link of POSTS, remember the results and write the broken-link reports.
+    """Check every link of INPUTS, remember the results and write the broken-link reports.
+
+    INPUTS are Markdown/HTML/text files, directories (searched for *.md, *.markdown, *.html,
+    *.txt), glob patterns, or - for standard input.
 
     Example: crawler check links.md --report-dir reports --db .crawler/history.sqlite
     """
     from crawler.history import ConfirmRule
     from crawler.pipeline import RunOptions, check_links
-    from crawler.post import read_post
-    from crawler.report import DEFAULT_FORMATS, write_reports
+    from crawler.report import FORMATS, write_reports
     from crawler.store import Store
 
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    for f in fmts:
+        if f not in FORMATS:
+            raise click.BadParameter(
+                f"unknown format {f!r} (json, md, html)", param_hint="--format"
+            )
     settings = _settings(kw)
-    links = []
-    digests: dict[str, str] = {}
-    for post in posts:
-        _, found = read_post(post)
-        links.extend(found)
-        digests[str(post)] = hashlib.sha256(post.read_bytes()).hexdigest()
+    fc = click.get_current_context().find_object(FileConfig) or FileConfig()
+    links, digests, sources = _load_links(inputs)
+    links, excluded = _filter(links, fc, include, exclude)
     store = None if no_history else Store.open(db)
     options = RunOptions(
         max_age=max_age,
@@ -342,7 +504,7 @@ def check(
         coro = check_links(
             links,
             settings,
-            sources=[str(p) for p in posts],
+            sources=sources,
             digests=digests,
             store=store,
             options=options,
@@ -353,8 +515,10 @@ def check(
         progress.close()
         if store is not None:
             store.close()
-    paths = write_reports(run, report_dir, DEFAULT_FORMATS)
+    paths = write_reports(run, report_dir, fmts)
     lines = _summary_lines(run, paths)
+    if excluded:
+        lines[0] += f" ({excluded} excluded)"
     click.echo(lines[0])
     if not quiet:
         for line in lines[1:]:
@@ -448,6 +612,74 @@ def history(url: str, db: Path, as_json: bool) -> None:
             f"{r['checked_at'][:19]}  run {r['run_id']:<4} {r['verdict']:<10} {status!s:<4} "
             f"{safe(r['reason'])}{extra}  {safe(r['title'] or '')[:80]}"
         )
+
+
+@cli.command()
+@input_options
+def links(inputs: tuple[str, ...], include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+    """List every reference found in INPUTS without fetching anything, one JSON object a line.
+
+    Example: crawler links links.md | jq -r .url
+    """
+    fc = click.get_current_context().find_object(FileConfig) or FileConfig()
+    found, _, _ = _load_links(inputs)
+    found, _ = _filter(found, fc, include, exclude)
+    for link in found:
+        click.echo(
+            json.dumps(
+                {
+                    "url": link.url,
+                    "file": link.source,
+                    "line": link.line,
+                    "section": " / ".join(link.section),
+                    "listed_title": link.listed_title,
+                },
+                ensure_ascii=False,
+            )
+        )
+
+
+@cli.command("config")
+@click.pass_context
+def config_cmd(ctx: click.Context) -> None:
+    """Print the effective settings of 'crawler check' and where each one comes from.
+
+    Example: crawler --config crawler.toml config
+    """
+    fc = ctx.find_object(FileConfig) or FileConfig()
+    assert ctx.parent is not None
+    sub = check.make_context("check", ["-"], parent=ctx.parent, resilient_parsing=True)
+    click.echo(f"# configuration file: {fc.path or '(none found)'}")
+    names = {
+        click.core.ParameterSource.COMMANDLINE: "flag",
+        click.core.ParameterSource.ENVIRONMENT: "environment",
+        click.core.ParameterSource.DEFAULT_MAP: "file",
+        click.core.ParameterSource.DEFAULT: "default",
+    }
+    for p in check.params:
+        if not isinstance(p, click.Option) or not p.name or p.name in ("help", "quiet"):
+            continue
+        src = sub.get_parameter_source(p.name)
+        value = sub.params.get(p.name)
+        shown = json.dumps(value if not isinstance(value, Path | timedelta) else str(value))
+        click.echo(f"{p.name} = {shown}  # {names.get(src, 'default') if src else 'default'}")
+    for host, rule in fc.hosts.items():
+        secret = f"{len(rule.headers)} headers, {len(rule.cookies)} cookies (values hidden)"
+        extra = []
+        if rule.user_agent:
+            extra.append(f"user_agent={json.dumps(rule.user_agent)}")
+        if rule.concurrency:
+            extra.append(f"concurrency={rule.concurrency}")
+        if rule.interval is not None:
+            extra.append(f"interval={rule.interval}")
+        if rule.accept:
+            extra.append(f"accept={sorted(rule.accept)}")
+        click.echo(
+            f"hosts.{json.dumps(host)}: {secret}{', ' if extra else ''}{', '.join(extra)}  # file"
+        )
+    for kind, pats in (("include", fc.include), ("exclude", fc.exclude)):
+        for pat in pats:
+            click.echo(f"{kind} += {json.dumps(pat.pattern)}  # file")
 
 
 @cli.command()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from crawler import __version__
 
@@ -31,6 +32,33 @@ RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 52
 
 
 @dataclass(frozen=True, slots=True)
+class HostRule:
+    """Settings for one host (and its subdomains), from the configuration file.
+
+    Headers and cookies given here are secrets of that host: they are sent to it and to no
+    other, not even across a redirect, and never written to reports or the history.
+    """
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    cookies: Mapping[str, str] = field(default_factory=dict)
+    user_agent: str | None = None
+    concurrency: int | None = None
+    interval: float | None = None
+    accept: frozenset[int] = frozenset()  # statuses that count as alive for this host
+
+
+def host_rule(hosts: Mapping[str, HostRule], host: str) -> HostRule | None:
+    """The rule for host: an exact entry, else the longest parent-domain entry."""
+    host = host.lower().rstrip(".")
+    best: tuple[int, HostRule] | None = None
+    for name, rule in hosts.items():
+        key = name.lower().lstrip(".")
+        if (host == key or host.endswith("." + key)) and (best is None or len(key) > best[0]):
+            best = (len(key), rule)
+    return best[1] if best else None
+
+
+@dataclass(frozen=True, slots=True)
 class FetchSettings:
     """Everything the fetcher needs to know."""
 
@@ -47,6 +75,9 @@ class FetchSettings:
     max_body: int = DEFAULT_MAX_BODY
     user_agent: str = DEFAULT_USER_AGENT
     transport: str = DEFAULT_TRANSPORT
+    hosts: Mapping[str, HostRule] = field(default_factory=dict)
+    accept: frozenset[int] = frozenset()  # statuses that count as alive on every host
+    cookie_jar: str | None = None  # a Netscape cookies.txt file
 
     @property
     def attempt_deadline(self) -> float:

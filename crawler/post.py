@@ -8,9 +8,11 @@ exactly as written and line numbers exact. Code spans and HTML comments are mask
 
 from __future__ import annotations
 
+import glob
 import html
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,7 +23,14 @@ from markdown_it.token import Token
 from crawler.errors import InputError
 from crawler.types import Link
 
-__all__ = ["clean_url", "detect_encoding", "parse_post", "read_post"]
+__all__ = [
+    "clean_url",
+    "detect_encoding",
+    "expand_inputs",
+    "parse_post",
+    "read_post",
+    "read_stdin",
+]
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -92,6 +101,49 @@ def read_post(path: str | os.PathLike[str]) -> tuple[str, list[Link]]:
         raise InputError(f"{name}: is not UTF-8 or GBK text") from None
     text = data.decode(encoding)
     return text, parse_post(text, name)
+
+
+#: File types read when a directory is given.
+POST_SUFFIXES = (".md", ".markdown", ".html", ".htm", ".txt")
+
+
+def read_stdin(data: bytes) -> tuple[str, list[Link]]:
+    """Decode a post given on standard input and return its text and links (source "-")."""
+    if b"\x00" in data:
+        raise InputError("-: standard input is binary (contains NUL bytes), not a text post")
+    try:
+        encoding = detect_encoding(data)
+    except InputError:
+        raise InputError("-: standard input is not UTF-8 or GBK text") from None
+    text = data.decode(encoding)
+    return text, parse_post(text, "-")
+
+
+def expand_inputs(args: Sequence[str]) -> list[str]:
+    """Files to read: directories searched recursively for posts, globs expanded, "-" kept."""
+    out: list[str] = []
+    for arg in args:
+        if arg == "-":
+            out.append(arg)
+            continue
+        p = Path(arg)
+        if p.is_dir():
+            found = sorted(
+                str(f)
+                for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in POST_SUFFIXES and ".git" not in f.parts
+            )
+            if not found:
+                raise InputError(f"{arg}: is a directory with no posts (*.md, *.html, *.txt)")
+            out.extend(found)
+        elif not p.exists() and any(ch in arg for ch in "*?["):
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                raise InputError(f"{arg}: no file matches this pattern")
+            out.extend(m for m in matches if Path(m).is_file())
+        else:
+            out.append(arg)
+    return list(dict.fromkeys(out))
 
 
 # --- URL cleaning ----------------------------------------------------------------------------

@@ -1,0 +1,179 @@
+"""Configuration: discovery, precedence, validation; inputs: files, folders, globs, stdin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from crawler.cli import cli
+from crawler.config import HostRule, host_rule
+from crawler.configfile import find_config, load_config
+from crawler.errors import ConfigError
+from tests.server import LocalServer
+
+
+def run(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch, **kw: object):  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(cwd)
+    return CliRunner().invoke(cli, args, **kw)  # type: ignore[arg-type]
+
+
+def config_lines(output: str) -> dict[str, str]:
+    out = {}
+    for line in output.splitlines():
+        if " = " in line and not line.startswith("#"):
+            key, rest = line.split(" = ", 1)
+            out[key] = rest
+    return out
+
+
+def test_discovery_walks_upward_and_prefers_crawler_toml(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.crawler]\ntimeout = 3\n", encoding="utf-8")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    assert find_config(deep) == tmp_path / "pyproject.toml"
+    (tmp_path / "a" / "crawler.toml").write_text("timeout = 4\n", encoding="utf-8")
+    assert find_config(deep) == tmp_path / "a" / "crawler.toml"
+
+
+def test_pyproject_without_tool_crawler_is_not_a_config(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n", encoding="utf-8")
+    assert find_config(tmp_path) is None or find_config(tmp_path) != tmp_path / "pyproject.toml"
+
+
+def test_precedence_flag_over_env_over_file_over_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "crawler.toml").write_text(
+        "timeout = 3\nretries = 4\nhost_interval = 0.5\n", encoding="utf-8"
+    )
+    monkeypatch.setenv("CRAWLER_RETRIES", "5")
+    monkeypatch.setenv("CRAWLER_HOST_INTERVAL", "0.7")
+    r = run(["config"], tmp_path, monkeypatch)
+    assert r.exit_code == 0, r.output
+    lines = config_lines(r.output)
+    assert lines["timeout"] == "3.0  # file"
+    assert lines["retries"] == "5  # environment"
+    assert lines["host_interval"] == "0.7  # environment"
+    assert lines["max_concurrency"].endswith("# default")
+    assert str(tmp_path / "crawler.toml") in r.output
+
+
+def test_flag_wins_over_env_and_file_observed_on_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: LocalServer
+) -> None:
+    (tmp_path / "crawler.toml").write_text(
+        "timeout = 0.2\nretries = 0\nhost_interval = 0\n", encoding="utf-8"
+    )
+    post = tmp_path / "p.md"
+    post.write_text(f"{server.url('/slow?s=0.6&cfg=1')}\n\nslow page\n", encoding="utf-8")
+    r = run(["check", str(post), "--format", "json"], tmp_path, monkeypatch)
+    doc = json.loads((tmp_path / "reports" / "report.json").read_text(encoding="utf-8"))
+    assert doc["links"][0]["reason"] == "timeout", r.output  # the file's 0.2 s applied
+    monkeypatch.setenv("CRAWLER_TIMEOUT", "0.3")
+    r = run(["check", str(post), "--format", "json"], tmp_path, monkeypatch)
+    doc = json.loads((tmp_path / "reports" / "report.json").read_text(encoding="utf-8"))
+    assert doc["links"][0]["reason"] == "timeout", r.output  # the environment's 0.3 s
+    r = run(["check", str(post), "--format", "json", "--timeout", "5"], tmp_path, monkeypatch)
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "reports" / "report.json").read_text(encoding="utf-8"))
+    assert doc["links"][0]["verdict"] == "ok"  # the flag's 5 s
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["report.json"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("colour = 'blue'\n", "colour: unknown setting"),
+        ("timeout = 'fast'\n", "timeout: 'fast' is not a valid float"),
+        ("retries = 99\n", "retries:"),
+        ("exclude = ['(unclosed']\n", "bad regular expression"),
+        ("[hosts.'www.zhihu.com']\ncookie = 'x'\n", "hosts.www.zhihu.com.cookie: unknown key"),
+        ("[hosts.'a.com']\nconcurrency = 0\n", "expected an integer ≥ 1"),
+        ("[hosts.'a.com']\nheaders = {X = 1}\n", "headers.X: expected a string"),
+        ("timeout = \n", "invalid TOML"),
+    ],
+)
+def test_validation_is_one_line_naming_file_and_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    cfg = tmp_path / "crawler.toml"
+    cfg.write_text(text, encoding="utf-8")
+    post = tmp_path / "p.md"
+    post.write_text("http://127.0.0.1:9/never-fetched\n", encoding="utf-8")
+    r = run(["check", str(post)], tmp_path, monkeypatch)
+    assert r.exit_code == 1, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1
+    assert str(cfg) in lines[0] and message in lines[0]
+    assert not (tmp_path / "reports").exists()  # failed before any network traffic
+
+
+def test_crawlerignore_and_host_rules(tmp_path: Path) -> None:
+    (tmp_path / "crawler.toml").write_text(
+        "[hosts.'zhihu.com']\ncookies = {z_c0 = 'secret'}\naccept = [403]\n"
+        "[hosts.'www.zhihu.com']\nuser_agent = 'UA'\n",
+        encoding="utf-8",
+    )
+    (tmp_path / ".crawlerignore").write_text("# known bad\nexample\\.org\n\n", encoding="utf-8")
+    fc = load_config(tmp_path / "crawler.toml")
+    assert [p.pattern for p in fc.exclude] == ["example\\.org"]
+    rule = host_rule(fc.hosts, "zhuanlan.zhihu.com")
+    assert rule is not None and rule.cookies == {"z_c0": "secret"} and rule.accept == {403}
+    www = host_rule(fc.hosts, "www.zhihu.com")
+    assert www is not None and www.user_agent == "UA"  # the most specific entry wins
+    assert host_rule(fc.hosts, "notzhihu.com") is None
+    assert host_rule({"a.com": HostRule()}, "A.COM.") is not None
+
+
+def test_missing_config_file_given_explicitly(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_links_lists_every_occurrence_across_files_folders_and_stdin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blog = tmp_path / "blog"
+    (blog / "sub").mkdir(parents=True)
+    (blog / "a.md").write_text("# A\n\nhttps://x.example/1\n\nOne\n", encoding="utf-8")
+    (blog / "sub" / "b.markdown").write_text(
+        "# B\n\nhttps://x.example/1\n\nOne again\n\nhttps://x.example/2\n\nTwo\n", encoding="utf-8"
+    )
+    (blog / "image.png").write_bytes(b"\x89PNG")
+    r = run(["links", str(blog), "-"], tmp_path, monkeypatch, input="see https://x.example/3\n")
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in r.output.splitlines()]
+    assert [(Path(x["file"]).name, x["url"], x["line"]) for x in recs] == [
+        ("a.md", "https://x.example/1", 3),
+        ("b.markdown", "https://x.example/1", 3),
+        ("b.markdown", "https://x.example/2", 7),
+        ("-", "https://x.example/3", 1),
+    ]
+    assert recs[0]["section"] == "A" and recs[0]["listed_title"] == "One"
+
+
+def test_links_glob_and_exclude(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("a.md", "b.md"):
+        (tmp_path / name).write_text(
+            f"https://x.example/{name}\n\nT\n\nhttps://skip.example/\n", encoding="utf-8"
+        )
+    r = run(["links", "*.md", "--exclude", r"skip\.example"], tmp_path, monkeypatch)
+    assert r.exit_code == 0, r.output
+    urls = [json.loads(line)["url"] for line in r.output.splitlines()]
+    assert urls == ["https://x.example/a.md", "https://x.example/b.md"]
+
+
+def test_glob_matching_nothing_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = run(["links", "nothing-*.md"], tmp_path, monkeypatch)
+    assert r.exit_code == 1 and "no file matches" in r.output
+
+
+def test_version_and_help(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = run(["--version"], tmp_path, monkeypatch)
+    assert r.exit_code == 0 and "crawler, version" in r.output
+    for cmd in ("check", "links", "config", "report", "history", "extract"):
+        r = run([cmd, "--help"], tmp_path, monkeypatch)
+        assert r.exit_code == 0 and "Example:" in r.output, cmd
