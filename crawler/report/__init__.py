@@ -8,15 +8,16 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from crawler.errors import CrawlerError
-from crawler.report import json_report, markdown
+from crawler.report import html, json_report, markdown
 from crawler.types import Run
 
 #: format name → (file name, renderer)
 FORMATS: dict[str, tuple[str, Callable[[Run], str]]] = {
     "json": ("report.json", json_report.render),
     "md": ("report.md", markdown.render),
+    "html": ("report.html", html.render),
 }
-DEFAULT_FORMATS = ("json", "md")
+DEFAULT_FORMATS = ("json", "md", "html")
 
 
 def render(run: Run, fmt: str) -> str:
