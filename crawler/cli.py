@@ -238,6 +238,7 @@ def _default_map(ctx: click.Context, fc: FileConfig) -> dict[str, dict[str, Any]
     out: dict[str, dict[str, Any]] = {}
     for key, raw in fc.values.items():
         name = key.replace("-", "_")
+        name = {"format": "formats"}.get(name, name)
         param = params.get(name)
         if param is None:
             raise ConfigError(f"{fc.path}: {key}: unknown setting (see 'crawler config')")

@@ -177,3 +177,10 @@ def test_version_and_help(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     for cmd in ("check", "links", "config", "report", "history", "extract"):
         r = run([cmd, "--help"], tmp_path, monkeypatch)
         assert r.exit_code == 0 and "Example:" in r.output, cmd
+
+
+def test_format_key_in_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "crawler.toml").write_text('format = "json"\n', encoding="utf-8")
+    r = run(["config"], tmp_path, monkeypatch)
+    assert r.exit_code == 0, r.output
+    assert config_lines(r.output)["formats"] == '"json"  # file'

@@ -86,3 +86,14 @@ def test_write_reports_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> Non
     paths = write_reports(run, tmp_path / "out", ["json", "md"])
     assert [p.name for p in paths] == ["report.json", "report.md"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json", "report.md"]
+
+
+def test_markdown_groups_by_file_then_section_when_several_files() -> None:
+    from dataclasses import replace
+
+    a = make_check("https://a.example/1", Verdict.DEAD, section=("S",))
+    b = make_check("https://a.example/2", Verdict.DEAD, section=("S",))
+    b = replace(b, link=replace(b.link, source="other.md"))
+    run = replace(make_run(a, b), sources=("post.md", "other.md"))
+    md = render(run, "md")
+    assert "### post.md / S" in md and "### other.md / S" in md

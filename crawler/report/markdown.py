@@ -87,9 +87,11 @@ def render(run: Run) -> str:
         if not group:
             continue
         out += [f"## {HEADINGS[verdict]} ({len(group)})", ""]
+        many = len(run.sources) > 1
         sections: dict[tuple[str, ...], list[Check]] = {}
         for c in group:
-            sections.setdefault(c.link.section, []).append(c)
+            key = ((c.link.source,) if many else ()) + c.link.section
+            sections.setdefault(key, []).append(c)
         for section, checks in sections.items():
             out += [f"### {cell(' / '.join(section)) or '(no section)'}", ""]
             out += _table(checks)
