@@ -36,7 +36,9 @@ _ELLIPSIS = ("...", "…", "……")
 def normalize_title(title: str) -> str:
     """Fold width, case, quotes, whitespace and punctuation so that equal titles compare equal."""
     s = unicodedata.normalize("NFKC", title).translate(_QUOTES).casefold()
-    return "".join(ch for ch in s if not _ignorable(ch))
+    # casefold can leave text that NFKC would compose (R + cedilla): normalise once more.
+    s = unicodedata.normalize("NFKC", s)
+    return unicodedata.normalize("NFKC", "".join(ch for ch in s if not _ignorable(ch)))
 
 
 def _ignorable(ch: str) -> bool:
