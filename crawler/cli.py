@@ -15,7 +15,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,7 +39,9 @@ from crawler.config import (
     FetchSettings,
 )
 from crawler.configfile import FileConfig, find_config, load_config
+from crawler.enrich import DEFAULT_ARCHIVE_ENDPOINT
 from crawler.errors import ConfigError, CrawlerError
+from crawler.fetch import make_client
 from crawler.report import DEFAULT_FORMATS
 from crawler.types import BROKEN, Check, Link, Run, Verdict
 
@@ -359,7 +361,8 @@ async def _run_cancellable(coro: Any) -> Any:
 
 def _load_links(inputs: tuple[str, ...]) -> tuple[list[Link], dict[str, str], list[str]]:
     """Read every input; return the links, each file's sha256 and the sources in order."""
-    from crawler.post import expand_inputs, read_post, read_stdin
+    from crawler.enrich import strip_marks
+    from crawler.post import expand_inputs, parse_post, read_post, read_stdin
 
     links: list[Link] = []
     digests: dict[str, str] = {}
@@ -367,10 +370,14 @@ def _load_links(inputs: tuple[str, ...]) -> tuple[list[Link], dict[str, str], li
     for src in sources:
         if src == "-":
             data = sys.stdin.buffer.read()
-            _, found = read_stdin(data)
+            text, found = read_stdin(data)
         else:
-            _, found = read_post(src)
+            text, found = read_post(src)
             data = Path(src).read_bytes()
+        # Dead marks written by `crawler enrich` are not part of what the author listed.
+        unmarked = strip_marks(text)
+        if unmarked != text:
+            found = parse_post(unmarked, src)
         links.extend(found)
         digests[src] = hashlib.sha256(data).hexdigest()
     return links, digests, sources
@@ -414,6 +421,40 @@ def input_options(fn: F) -> F:
         help="Check only URLs matching this regex (repeatable).",
     )(fn)
     return click.argument("inputs", nargs=-1, required=True)(fn)
+
+
+def _run_check(
+    links: list[Link],
+    sources: list[str],
+    digests: dict[str, str],
+    settings: FetchSettings,
+    db: Path | None,
+    options: Any,
+    quiet: bool,
+) -> Run:
+    """One run of the pipeline with the history locked for its duration."""
+    from crawler.pipeline import check_links
+    from crawler.store import Store
+
+    store = Store.open(db) if db is not None else None
+    progress = _Progress(len(links), quiet)
+    try:
+        if store is not None:
+            store.lock()
+        coro = check_links(
+            links,
+            settings,
+            sources=sources,
+            digests=digests,
+            store=store,
+            options=options,
+            progress=progress,
+        )
+        return asyncio.run(_run_cancellable(coro))  # type: ignore[no-any-return]
+    finally:
+        progress.close()
+        if store is not None:
+            store.close()
 
 
 @cli.command()
@@ -481,9 +522,8 @@ def check(
     Example: crawler check links.md --report-dir reports --db .crawler/history.sqlite
     """
     from crawler.history import ConfirmRule
-    from crawler.pipeline import RunOptions, check_links
+    from crawler.pipeline import RunOptions
     from crawler.report import FORMATS, write_reports
-    from crawler.store import Store
 
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     for f in fmts:
@@ -495,30 +535,12 @@ def check(
     fc = click.get_current_context().find_object(FileConfig) or FileConfig()
     links, digests, sources = _load_links(inputs)
     links, excluded = _filter(links, fc, include, exclude)
-    store = None if no_history else Store.open(db)
     options = RunOptions(
         max_age=max_age,
         only_failing=only == "failing",
         confirm=ConfirmRule(runs=confirm_runs, days=confirm_days),
     )
-    progress = _Progress(len(links), quiet)
-    try:
-        if store is not None:
-            store.lock()
-        coro = check_links(
-            links,
-            settings,
-            sources=sources,
-            digests=digests,
-            store=store,
-            options=options,
-            progress=progress,
-        )
-        run = asyncio.run(_run_cancellable(coro))
-    finally:
-        progress.close()
-        if store is not None:
-            store.close()
+    run = _run_check(links, sources, digests, settings, None if no_history else db, options, quiet)
     paths = write_reports(run, report_dir, fmts)
     lines = _summary_lines(run, paths)
     if excluded:
@@ -616,6 +638,149 @@ def history(url: str, db: Path, as_json: bool) -> None:
             f"{r['checked_at'][:19]}  run {r['run_id']:<4} {r['verdict']:<10} {status!s:<4} "
             f"{safe(r['reason'])}{extra}  {safe(r['title'] or '')[:80]}"
         )
+
+
+@cli.command()
+@click.argument("post", type=click.Path(dir_okay=False, path_type=Path))
+@db_option
+@click.option("--fresh", is_flag=True, help="Run a check of POST first instead of using the last.")
+@click.option("--titles/--no-titles", default=True, show_default=True, help="Add missing titles.")
+@click.option("--summaries", is_flag=True, help="Add the fetched summary under each title.")
+@click.option("--mark-dead", is_flag=True, help="Mark dead entries （已失效，DATE）, URL kept.")
+@click.option("--unmark", is_flag=True, help="Remove the marks that --mark-dead wrote.")
+@click.option("--update-redirects", is_flag=True, help="Replace permanently moved URLs.")
+@click.option("--archive", is_flag=True, help="Add an Internet Archive snapshot to dead entries.")
+@click.option(
+    "--archive-endpoint",
+    default=DEFAULT_ARCHIVE_ENDPOINT,
+    show_default=True,
+    envvar="CRAWLER_ARCHIVE_ENDPOINT",
+    help="The Wayback availability API.",
+)
+@click.option(
+    "--archive-before",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Snapshots on or before this date (default: the post's date, else its file time).",
+)
+@click.option("--dry-run", is_flag=True, help="Print a unified diff and write nothing.")
+@fetch_options
+def enrich(
+    post: Path,
+    db: Path,
+    fresh: bool,
+    titles: bool,
+    summaries: bool,
+    mark_dead: bool,
+    unmark: bool,
+    update_redirects: bool,
+    archive: bool,
+    archive_endpoint: str,
+    archive_before: datetime | None,
+    dry_run: bool,
+    **kw: Any,
+) -> None:
+    """Improve POST from what the last check learned: titles, summaries, dead marks, moves.
+
+    Nothing else in the file changes (bytes, line endings, encoding); the file is written
+    atomically with a backup beside it (POST.bak).
+
+    Example: crawler enrich links.md --mark-dead --dry-run
+    """
+    from crawler import enrich as en
+    from crawler.store import Store
+
+    options = en.EnrichOptions(
+        titles=titles,
+        summaries=summaries,
+        mark_dead=mark_dead,
+        unmark=unmark,
+        update_redirects=update_redirects,
+        archive=archive,
+        today=datetime.now().date(),
+        archive_endpoint=archive_endpoint,
+        archive_before=archive_before.date() if archive_before else None,
+    )
+    try:
+        raw = post.read_bytes()
+    except FileNotFoundError:
+        raise CrawlerError(f"{post}: no such file") from None
+    except OSError as exc:
+        raise CrawlerError(f"{post}: cannot read ({exc.strerror})") from None
+    findings: dict[str, en.Finding] = {}
+    if not (unmark and not titles and not summaries and not update_redirects):
+        if fresh:
+            from crawler.pipeline import RunOptions
+
+            links, digests, sources = _load_links((str(post),))
+            run = _run_check(links, sources, digests, _settings(kw), db, RunOptions(), True)
+            click.echo(_summary_lines(run, [])[0])
+            if run.network_down:
+                raise CrawlerError("the network looks down; nothing to enrich from")
+        store = Store.open(db)
+        try:
+            run_id, digest = _latest_run_for(store, post)
+            if en.post_digest(raw) not in store.enrichment_digests(run_id):
+                en.check_unchanged(raw, digest, str(post))
+            run = store.load_run(run_id)
+        finally:
+            store.close()
+        for c in run.checks:
+            if c.url in findings:
+                continue
+            findings[c.url] = en.Finding(
+                url=c.url,
+                verdict=c.verdict,
+                title=c.meta.title if c.meta else None,
+                summary=c.meta.summary if c.meta else None,
+                final_url=c.fetch.final_url if c.fetch else None,
+                permanent_redirect=c.verdict is Verdict.REDIRECTED,
+                checked_at=c.checked_at,
+            )
+    if options.archive:
+        settings = _settings(kw)
+
+        async def fill() -> dict[str, en.Finding]:
+            async with make_client(settings) as client:
+                cutoff = en.archive_cutoff(raw, post, options)
+                return await en.add_archive_urls(client, findings, cutoff, archive_endpoint)
+
+        findings = asyncio.run(fill())
+    new = en.enrich_text(raw, findings, options)
+    if new == raw:
+        click.echo(f"{post}: nothing to change")
+        return
+    if dry_run:
+        click.echo(en.unified_diff(raw, new, str(post)), nl=False)
+        return
+    backup = en.write_atomic_with_backup(post, new)
+    if findings:
+        store = Store.open(db)
+        try:
+            run_id, _ = _latest_run_for(store, post)
+            store.add_enrichment(run_id, str(post), en.post_digest(new), datetime.now(UTC))
+        finally:
+            store.close()
+    changed = sum(
+        1
+        for line in en.unified_diff(raw, new, str(post)).splitlines()
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    )
+    click.echo(f"{post}: enriched ({changed} lines added or changed); backup: {backup}")
+
+
+def _latest_run_for(store: Any, post: Path) -> tuple[int, str]:
+    """The newest complete run that checked post, and the post's digest then."""
+    target = post.resolve()
+    for info in reversed(store.runs(limit=1000)):
+        if info.status != "complete" or info.network_down:
+            continue
+        for src, digest in info.post_digests.items():
+            if src != "-" and Path(src).resolve() == target:
+                return int(info.id), str(digest)
+    raise CrawlerError(
+        f"{post}: no complete check in the history; run 'crawler check {post}' or use --fresh"
+    )
 
 
 @cli.command()

@@ -95,6 +95,18 @@ MIGRATIONS: tuple[str, ...] = (
         recent TEXT NOT NULL DEFAULT '[]'  -- JSON [[iso, verdict], ...]
     );
     """,
+    # 2: `crawler enrich` records the digest it wrote, so a second enrich of its own output
+    # still trusts the check it came from.
+    """
+    CREATE TABLE enrichments (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        source TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        written_at TEXT NOT NULL
+    );
+    CREATE INDEX enrichments_run ON enrichments(run_id);
+    """,
 )
 
 BATCH = 200  # checks per insert transaction
@@ -396,6 +408,19 @@ class Store:
                 if d is not None:
                     out.setdefault(r["url"], []).append((d, Verdict(r["verdict"])))
         return out
+
+    def add_enrichment(self, run_id: int, source: str, digest: str, at: datetime) -> None:
+        """Remember that enrich wrote a post with this digest from run_id's checks."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO enrichments (run_id, source, digest, written_at) VALUES (?, ?, ?, ?)",
+                (run_id, source, digest, _ts(at)),
+            )
+
+    def enrichment_digests(self, run_id: int) -> set[str]:
+        """Digests of the posts enrich wrote from run_id."""
+        rows = self.conn.execute("SELECT digest FROM enrichments WHERE run_id = ?", (run_id,))
+        return {r["digest"] for r in rows}
 
     def url_history(self, url: str) -> list[sqlite3.Row]:
         """Every stored check of url, oldest first, with its run's status."""

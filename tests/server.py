@@ -14,12 +14,14 @@ Routes:
   /page/{name}                a named page from PAGES (content-type included)
   /big?kb=N                   an N-KB HTML page
   /binary                     a PNG-typed body
+  /wayback/available?url=U    the Wayback availability API, a snapshot of U from 2020-01-01
 The server counts hits per path (with query) and the peak of requests in flight, overall and per
 first path segment (`peaks["slow"]`), so a test is not confused by another test's leftovers.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -201,6 +203,21 @@ class _Handler(BaseHTTPRequestHandler):
         elif head == "big":
             kb = int(q.get("kb", "100"))
             self._send(200, HTML, b"<html><head><title>big</title></head><body>" + b"x" * kb * 1024)
+        elif head == "wayback":
+            # The Wayback availability API: one snapshot, on 2020-01-01.
+            target = q.get("url", "")
+            doc = {
+                "url": target,
+                "archived_snapshots": {
+                    "closest": {
+                        "status": "200",
+                        "available": True,
+                        "url": f"http://web.archive.org/web/20200101000000/{target}",
+                        "timestamp": "20200101000000",
+                    }
+                },
+            }
+            self._send(200, "application/json", json.dumps(doc).encode())
         elif head == "binary":
             self._send(200, "image/png", b"\x89PNG\r\n\x1a\n" + b"\0" * 1000)
         else:

@@ -1,0 +1,1153 @@
+"""Enrich a post in place: add fetched titles and summaries, mark dead links, update moved ones.
+
+The engine is pure (`enrich_text`: bytes in, bytes out); the CLI reads the post, looks up the
+latest check in the history, and writes the result with `write_atomic_with_backup`.
+
+Conventions (all reversible, all read back by `crawler.post.parse_post` as the same URLs):
+
+- **Title, the post's own layout.** A URL alone on its line at column 0, with no listed title and
+  followed by a blank line (or the end of the file), gets a blank line and the title line after
+  it, with the URL line's own line ending: ``URL⏎⏎title⏎``.
+- **Title, other styles.** ``[](url)`` becomes ``[title](url)``. A bare URL (or ``<url>``) in
+  prose, in a list item, or anywhere the layout does not fit gets `` （title）`` right after it;
+  any ``（`` right after a bare URL counts as its title, so it is never added twice.
+- **Summary** (layout entries only): a blank line and a blockquote line ``> summary`` under the
+  title line, unless the next block after the title is already a blockquote.
+- **Dead mark:** `` （已失效，YYYY-MM-DD）`` right after the link (after ``)`` of a Markdown
+  link, after the URL of a bare one), dated with the check. ``unmark`` removes exactly these
+  marks; with ``mark_dead`` a marked link that is alive again loses its mark.
+- **Archive:** `` [存档](snapshot)`` right after the dead mark; ``archive`` implies ``mark_dead``.
+- **Redirects:** the URL text is replaced by the final URL of a permanent redirect chain.
+
+Fetched text is sanitised before it is written: control, bidi and zero-width characters are
+dropped, whitespace collapsed, Markdown/HTML specials and Liquid's ``{{``/``{%`` backslash-escaped
+(``http:`` too, so no new URL appears), a leading block marker escaped, the length capped with an
+ellipsis, and characters the post's encoding cannot hold (an emoji in a GBK post) dropped. Every
+edit is verified by re-parsing the result; an edit that would change another link, a section or a
+listed title is dropped, so every other byte stays as it was and a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import html
+import json
+import os
+import re
+import tempfile
+import unicodedata
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
+
+import httpx
+
+from crawler.errors import ConfigError, CrawlerError, InputError
+from crawler.post import clean_url, detect_encoding, parse_post
+from crawler.types import ALIVE, Link, Verdict
+
+__all__ = [
+    "DEFAULT_ARCHIVE_ENDPOINT",
+    "EnrichOptions",
+    "Finding",
+    "PostChangedError",
+    "add_archive_urls",
+    "archive_cutoff",
+    "check_unchanged",
+    "enrich_text",
+    "lookup_archive",
+    "post_digest",
+    "sanitize",
+    "strip_marks",
+    "unified_diff",
+    "write_atomic_with_backup",
+]
+
+DEFAULT_ARCHIVE_ENDPOINT = "https://archive.org/wayback/available"
+DEAD_MARK = "已失效"
+ARCHIVE_LABEL = "存档"
+
+
+# --- the public values ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrichOptions:
+    """What `enrich_text` may change; `today` is the last fallback for the archive date."""
+
+    titles: bool = True
+    summaries: bool = False
+    mark_dead: bool = False
+    unmark: bool = False
+    update_redirects: bool = False
+    archive: bool = False
+    today: date
+    archive_endpoint: str = DEFAULT_ARCHIVE_ENDPOINT
+    archive_before: date | None = None
+    max_len: int = 200
+
+    def __post_init__(self) -> None:
+        """Reject contradictory or unusable settings."""
+        if self.unmark and (self.mark_dead or self.archive):
+            raise ConfigError("--unmark cannot be combined with --mark-dead or --archive")
+        if self.max_len < 8:
+            raise ConfigError(f"max_len must be at least 8, not {self.max_len}")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """The facts about one URL that enrich needs, taken from its latest check."""
+
+    url: str
+    verdict: Verdict
+    title: str | None
+    summary: str | None
+    final_url: str | None
+    permanent_redirect: bool
+    checked_at: datetime
+    archive_url: str | None = None
+
+
+class PostChangedError(CrawlerError):
+    """The post changed since the check enrich relies on."""
+
+    def __init__(self, name: str) -> None:
+        """One line: which file, and what to do."""
+        super().__init__(
+            f"{name}: changed since the last check; run `crawler check` again or use --fresh"
+        )
+
+
+def post_digest(raw: bytes) -> str:
+    """The sha256 of a post's bytes, hex: the history keeps it to detect later edits."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+def check_unchanged(raw: bytes, digest: str, name: str) -> None:
+    """Raise PostChangedError unless `raw` still has the digest recorded at check time."""
+    if post_digest(raw) != digest:
+        raise PostChangedError(name)
+
+
+# --- sanitising fetched text ---------------------------------------------------------------
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_DROP_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+_INLINE_SPECIAL = re.compile(r"[\\`*\[\]<>|$~{}]")
+_LONE_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+_ENTITY_LIKE = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
+_SCHEME = re.compile(r"(https?):", re.IGNORECASE)
+_LIQUID = re.compile(r"(?<=\\\{)%|%(?=\\\})")  # `{%`/`%}` once the braces are escaped
+_BLOCK_MARKER = re.compile(r"[#+\-=:]|\d{1,9}(?=[.)])")
+
+
+def _visible(text: str) -> str:
+    """Drop escape sequences and invisible characters; whitespace of any kind becomes a space."""
+    text = _ANSI.sub("", text)
+    out: list[str] = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if ch.isspace() or cat in ("Zl", "Zp"):
+            out.append(" ")
+        elif cat not in _DROP_CATEGORIES and ch not in "\ufffc\ufffd":
+            out.append(ch)
+    return " ".join("".join(out).split())
+
+
+def sanitize(
+    text: str,
+    max_len: int = 200,
+    *,
+    context: Literal["line", "inline", "link"] = "line",
+    encoding: str | None = None,
+) -> str:
+    """Fetched text made safe to write: one line, escaped, capped ("" when nothing is left).
+
+    `context` is "line" (a paragraph of its own: a leading block marker is escaped), "inline"
+    (inside the `（…）` after a bare URL: full-width parentheses become ASCII ones) or "link" (the
+    text of `[…](url)`). In the last two, `>` and backticks are written as character references,
+    since raw HTML or a code span left open earlier in the paragraph would end at them.
+    `encoding` drops the characters that encoding cannot hold.
+    """
+    s = _visible(text)
+    if encoding is not None:
+        s = _visible(s.encode(encoding, errors="ignore").decode(encoding))
+    if context == "inline":
+        s = s.replace("（", "(").replace("）", ")")
+    if len(s) > max_len:
+        s = s[: max_len - 1].rstrip() + "…"
+    s = _INLINE_SPECIAL.sub(r"\\\g<0>", s)
+    s = _LONE_UNDERSCORE.sub(r"\\_", s)
+    s = _ENTITY_LIKE.sub(r"\\&", s)
+    s = _SCHEME.sub(r"\1\\:", s)
+    s = _LIQUID.sub(r"\\%", s)
+    if context != "line":
+        # inside a paragraph, raw HTML or a code span left open earlier would end at a `>` or a
+        # backtick, escaped or not: write them as character references instead
+        s = s.replace("\\>", "&gt;").replace("\\`", "&#96;")
+    else:
+        m = _BLOCK_MARKER.match(s)
+        if m is not None:
+            s = s[: m.end()] + "\\" + s[m.end() :] if m.group()[0].isdigit() else "\\" + s
+    return s
+
+
+def _safe_archive_url(url: str | None) -> str | None:
+    """An archive link safe inside `[存档](…)`: http(s), percent-encoded, else None."""
+    if not url:
+        return None
+    url = url.strip()
+    if not re.match(r"https?://[^\s/?#]", url, re.IGNORECASE):
+        return None
+    if url.lower().startswith("http://web.archive.org/"):
+        url = "https://" + url[len("http://") :]
+    url = quote(url, safe=":/?#@!$&'*+,;=%~-._")
+    return url if _ARCHIVE_URL.fullmatch(url) else None
+
+
+# --- marks -----------------------------------------------------------------------------------
+
+_ARCHIVE_URL = re.compile(r"https?://[^\s()<>\[\]]+")
+_MARK = re.compile(
+    r" （" + DEAD_MARK + r"，\d{4}-\d{2}-\d{2}）"
+    r"(?P<archive> \[" + ARCHIVE_LABEL + r"\]\((?P<url>" + _ARCHIVE_URL.pattern + r")\))?"
+)
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """A dead mark found in a line, at an offset of the line with its marks removed."""
+
+    pos: int
+    text: str
+    archive: str | None
+
+
+def _split_marks(line: str) -> tuple[str, list[_Mark]]:
+    """A line without its dead marks, and the marks."""
+    if DEAD_MARK not in line:
+        return line, []
+    marks: list[_Mark] = []
+    parts: list[str] = []
+    prev = removed = 0
+    for m in _MARK.finditer(line):
+        parts.append(line[prev : m.start()])
+        marks.append(_Mark(m.start() - removed, m.group(), m.group("url")))
+        removed += m.end() - m.start()
+        prev = m.end()
+    parts.append(line[prev:])
+    return "".join(parts), marks
+
+
+def strip_marks(text: str) -> str:
+    """The text with every dead mark (and its archive link) removed; lines stay where they are.
+
+    `parse_post(strip_marks(text))` reads a marked post as it was before marking, listed titles
+    of marked layout entries included.
+    """
+    return "".join(_split_marks(line)[0] for line in _LINE.findall(text))
+
+
+def _mark_text(finding: Finding, archive: str | None) -> str:
+    """A new dead mark dated with the check, with its archive link when there is one."""
+    at = finding.checked_at
+    day = (at.astimezone() if at.tzinfo is not None else at).date()
+    text = f" （{DEAD_MARK}，{day.isoformat()}）"
+    return text + (f" [{ARCHIVE_LABEL}]({archive})" if archive else "")
+
+
+# --- finding the links in a line -------------------------------------------------------------
+
+_TRAILING = frozenset(".,;:!?'\")]}>*" + "）。，、；：！？」』】》”’“‘…")
+_OPENER = {
+    ")": "(",
+    "]": "[",
+    "}": "{",
+    ">": "<",
+    "）": "（",
+    "」": "「",
+    "』": "『",
+    "】": "【",
+    "》": "《",
+    "”": "“",
+    "’": "‘",
+}
+_ALONE_EXTRA = frozenset(" \t*_") | _TRAILING
+_BACKTICKS = re.compile(r"`+")
+_COMMENT = re.compile(r"<!--.*?-->")
+_ATTR = r"""\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))"""
+_A_ELEMENT = re.compile(r"<a\s[^>]*?\bhref" + _ATTR + r"[^>]*>(?:.*?</a\s*>)?", re.IGNORECASE)
+_IMG = re.compile(r"<img\s[^>]*?\bsrc" + _ATTR + r"[^>]*>", re.IGNORECASE)
+_DEST = re.compile(
+    r"""\(\s*(?:<([^<>\n]*)>|((?:[^\s()\\]|\\.|\((?:[^\s()\\]|\\.)*\))*))"""
+    r"""(?:\s+("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\((?:[^()\\]|\\.)*\)))?\s*\)"""
+)
+_DEFINITION = re.compile(r" {0,3}\[(?:[^\[\]\\]|\\.)+\]:[ \t]*(?:<([^<>\n]*)>|(\S+))")
+_AUTOLINK = re.compile(r"<(https?://[^\s<>\x00-\x1f]*)>", re.IGNORECASE)
+_BARE = re.compile(r"(?<![A-Za-z0-9])https?://[^\s<\"\u3000-\u9fff\uff00-\uffef]+", re.IGNORECASE)
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+_HTTP_URL = re.compile(r"https?://[^\s/?#]", re.IGNORECASE)
+_IN_DESTINATION = re.compile(r"(?:\]\(\s*<?|=\s*[\"']?)\Z")
+_INLINE_TITLE = re.compile(r"[ \t]*（")
+_INLINE_TITLE_GROUP = re.compile(r"[ \t]*（[^（）]*）")
+
+
+def _decode(s: str, markdown: bool) -> str:
+    """The URL a browser would use: Markdown backslash escapes and entity references decoded."""
+    if markdown and "\\" in s:
+        s = _ESCAPE.sub(r"\1", s)
+    if "&" in s:
+        s = _ENTITY.sub(lambda m: html.unescape(m.group()), s)
+    return s
+
+
+def _strip_trailing(url: str) -> str:
+    """Drop trailing punctuation, keeping a closer that balances an opener inside the URL."""
+    while url and url[-1] in _TRAILING:
+        opener = _OPENER.get(url[-1])
+        if opener is not None and url.count(opener) >= url.count(url[-1]):
+            break
+        url = url[:-1]
+    return url
+
+
+def _is_wide(ch: str) -> bool:
+    """CJK or full-width: ends a bare URL in prose."""
+    return "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef"
+
+
+def _blank(s: str, a: int, b: int) -> str:
+    """s with s[a:b] replaced by spaces."""
+    return s[:a] + " " * (b - a) + s[b:]
+
+
+def _escaped(s: str, i: int) -> bool:
+    """True when s[i] is preceded by an odd number of backslashes."""
+    n = 0
+    while i - n - 1 >= 0 and s[i - n - 1] == "\\":
+        n += 1
+    return n % 2 == 1
+
+
+def _mask_code_spans(s: str) -> str:
+    """Blank out the code spans of one line (CommonMark backtick-run matching)."""
+    if "`" not in s:
+        return s
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(s)]
+    i = 0
+    while i < len(runs):
+        start, end = runs[i]
+        if _escaped(s, start):
+            start += 1
+        width = end - start
+        closer = next(
+            (j for j in range(i + 1, len(runs)) if runs[j][1] - runs[j][0] == width), None
+        )
+        if width == 0 or closer is None:
+            i += 1
+            continue
+        s = _blank(s, start, runs[closer][1])
+        i = closer + 1
+    return s
+
+
+@dataclass(frozen=True, slots=True)
+class _Construct:
+    """One link as written in a line: its kind, extent and URL span."""
+
+    kind: str  # "bare", "auto", "link", "image", "html", "def"
+    start: int
+    end: int
+    url_start: int
+    url_end: int
+    url: str  # decoded, as parse_post reads it
+    angle: bool = False  # a `<…>` link destination
+    empty_text: bool = False  # `[](url)`
+    editable: bool = True
+
+
+def _attr_span(m: re.Match[str], first: int) -> tuple[int, int]:
+    """The span of the attribute value matched by _ATTR whose groups start at `first`."""
+    for g in (first, first + 1, first + 2):
+        if m.group(g) is not None:
+            return m.start(g), m.end(g)
+    return m.end(), m.end()
+
+
+def _scan_line(line: str) -> list[_Construct]:
+    """Every http(s) link written in one line (without its marks), in order."""
+    found: list[_Construct] = []
+    s = _mask_code_spans(line)
+    if "<!--" in s:
+        for m in _COMMENT.finditer(s):
+            s = _blank(s, m.start(), m.end())
+    d = _DEFINITION.match(s)
+    if d is not None:
+        g = 1 if d.group(1) is not None else 2
+        url = _decode(d.group(g), markdown=True)
+        if _HTTP_URL.match(url):
+            found.append(_Construct("def", 0, d.end(), d.start(g), d.end(g), url, g == 1))
+        return found
+    if "<" in s:
+        for rx, kind in ((_A_ELEMENT, "html"), (_IMG, "html")):
+            for m in rx.finditer(s):
+                a, b = _attr_span(m, 1)
+                url = _decode(s[a:b].strip(), markdown=False)
+                if _HTTP_URL.match(url):
+                    found.append(_Construct(kind, m.start(), m.end(), a, b, url, editable=False))
+                s = _blank(s, m.start(), m.end())
+    if "](" in s:
+        s = _scan_markdown_links(s, found)
+    if "<" in s:
+        for m in _AUTOLINK.finditer(s):
+            if _HTTP_URL.match(m.group(1)):
+                found.append(
+                    _Construct("auto", m.start(), m.end(), m.start(1), m.end(1), m.group(1))
+                )
+            s = _blank(s, m.start(), m.end())
+    for m in _BARE.finditer(s):
+        raw = _whole_line_url(s, m) or clean_url(m.group())
+        url = _decode(raw, markdown=True)
+        if _HTTP_URL.match(url):
+            end = m.start() + len(raw)
+            editable = not (
+                _IN_DESTINATION.search(s, 0, m.start())  # a link destination cut by a line end
+                or "[" in raw
+                or "]" in raw
+                or _bracket_depth(s, m.start()) > 0  # link text or a reference label
+            )
+            found.append(_Construct("bare", m.start(), end, m.start(), end, url, editable=editable))
+    found.sort(key=lambda c: c.url_start)
+    return found
+
+
+def _bracket_depth(s: str, end: int) -> int:
+    """How many unescaped `[` are still open before offset `end`."""
+    depth = 0
+    for i in range(end):
+        if s[i] == "[" and not _escaped(s, i):
+            depth += 1
+        elif s[i] == "]" and not _escaped(s, i) and depth:
+            depth -= 1
+    return depth
+
+
+def _scan_markdown_links(s: str, found: list[_Construct]) -> str:
+    """Collect the `[text](url)` links and images of a line; return s with them blanked."""
+    seen: dict[int, int] = {}  # last index of a construct -> its first index
+    pos = s.find("](")
+    while pos != -1:
+        m = _DEST.match(s, pos + 1)
+        if m is None or _escaped(s, pos):
+            pos = s.find("](", pos + 1)
+            continue
+        depth, k, opener = 0, pos - 1, -1
+        while k >= 0:
+            if k in seen:
+                k = seen[k] - 1
+                continue
+            if s[k] == "]" and not _escaped(s, k):
+                depth += 1
+            elif s[k] == "[" and not _escaped(s, k):
+                if depth == 0:
+                    opener = k
+                    break
+                depth -= 1
+            k -= 1
+        image = opener > 0 and s[opener - 1] == "!" and not _escaped(s, opener - 1)
+        start = opener - 1 if image else (opener if opener >= 0 else pos)
+        seen[m.end() - 1] = start
+        g = 1 if m.group(1) is not None else 2
+        url = _decode(m.group(g).strip(), markdown=True)
+        if _HTTP_URL.match(url):
+            found.append(
+                _Construct(
+                    "image" if image else "link",
+                    start,
+                    m.end(),
+                    m.start(g),
+                    m.end(g),
+                    url,
+                    angle=g == 1,
+                    empty_text=opener >= 0 and not image and opener + 1 == pos,
+                )
+            )
+        s = _blank(s, start, m.end())
+        pos = s.find("](", m.end())
+    return s
+
+
+def _whole_line_url(s: str, m: re.Match[str]) -> str | None:
+    """A URL with CJK in its path that fills its line (as crawler.post reads it), else None."""
+    end = m.end()
+    if end >= len(s) or not _is_wide(s[end]) or s[end - 1] not in "/=":
+        return None
+    if re.sub(r"^[ \t>]*(?:[-+*]|\d{1,9}[.)])?", "", s[: m.start()]).strip(" \t*"):
+        return None
+    token = s[m.start() :].rstrip()
+    if any(c.isspace() or c in '<"' for c in token):
+        return None
+    return _strip_trailing(token)
+
+
+def _match(links: list[int], all_links: list[Link], cons: list[_Construct]) -> dict[int, int]:
+    """Pair the parser's links on a line with the constructs found there (link -> construct)."""
+    urls = [all_links[k].url for k in links]
+    if urls == [c.url for c in cons]:
+        return {k: i for i, k in enumerate(links)}
+    want = Counter(urls)
+    have = Counter(c.url for c in cons)
+    out: dict[int, int] = {}
+    for k in links:
+        url = all_links[k].url
+        if want[url] == 1 and have[url] == 1:
+            out[k] = next(i for i, c in enumerate(cons) if c.url == url)
+    return out
+
+
+# --- the post as lines ---------------------------------------------------------------------
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(slots=True)
+class _Line:
+    """One line of the post: its bytes, line ending, text and text without dead marks."""
+
+    raw: bytes
+    eol: bytes
+    text: str
+    clean: str
+    marks: list[_Mark]
+    roundtrips: bool  # text encodes back to exactly raw
+
+
+@dataclass(slots=True)
+class _Post:
+    """A decoded post, its links (read with the dead marks removed) and where they are written."""
+
+    bom: bytes
+    codec: str
+    insert_codec: str | None
+    lines: list[_Line]
+    links: list[Link]
+    by_line: dict[int, list[int]]  # 0-based line -> link indexes
+    constructs: dict[int, list[_Construct]]
+    matched: dict[int, tuple[int, int]]  # link index -> (line, construct index)
+    default_eol: bytes
+
+
+def _split_lines(body: bytes) -> list[tuple[bytes, bytes]]:
+    """(content, line ending) pairs, splitting where crawler.post splits (CRLF, CR, LF)."""
+    out: list[tuple[bytes, bytes]] = []
+    for chunk in body.splitlines(keepends=True):
+        content = chunk.rstrip(b"\r\n")
+        out.append((content, chunk[len(content) :]))
+    return out
+
+
+def _codec_of(raw: bytes) -> tuple[bytes, str, str | None]:
+    """(BOM bytes, codec for the lines, codec that new text must fit in)."""
+    if b"\x00" in raw:
+        raise InputError("is a binary file (contains NUL bytes), not a text post")
+    encoding = detect_encoding(raw)
+    if encoding == "utf-8-sig":
+        return _UTF8_BOM, "utf-8", None
+    if encoding == "utf-8":
+        return b"", "utf-8", None
+    return b"", "gb18030", "gbk"
+
+
+def _read(raw: bytes) -> _Post:
+    """Decode a post into lines and find where each of its links is written."""
+    bom, codec, insert_codec = _codec_of(raw)
+    lines: list[_Line] = []
+    for content, eol in _split_lines(raw[len(bom) :]):
+        text = content.decode(codec)
+        clean, marks = _split_marks(text)
+        lines.append(_Line(content, eol, text, clean, marks, text.encode(codec) == content))
+    eols = Counter(line.eol for line in lines if line.eol)
+    default_eol = eols.most_common(1)[0][0] if eols else b"\n"
+    links = parse_post("\n".join(line.clean for line in lines))
+    by_line: dict[int, list[int]] = {}
+    for k, link in enumerate(links):
+        by_line.setdefault(link.line - 1, []).append(k)
+    constructs: dict[int, list[_Construct]] = {}
+    matched: dict[int, tuple[int, int]] = {}
+    for i, ks in by_line.items():
+        if i >= len(lines):
+            continue
+        constructs[i] = _scan_line(lines[i].clean)
+        for k, c in _match(ks, links, constructs[i]).items():
+            matched[k] = (i, c)
+    return _Post(bom, codec, insert_codec, lines, links, by_line, constructs, matched, default_eol)
+
+
+# --- planning the edits --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The edits of one attempt: changed lines, inserted lines, what the parser must read back."""
+
+    line_text: dict[int, str] = field(default_factory=dict)  # line -> new text
+    inserts: dict[int, list[tuple[str, int]]] = field(default_factory=dict)  # after line -> lines
+    new_urls: dict[int, str] = field(default_factory=dict)  # link -> replacement URL
+    titled: set[int] = field(default_factory=set)  # links whose listed title appears
+    layout: set[int] = field(default_factory=set)  # links titled by an inserted line
+    insert_owner_line: dict[int, int] = field(default_factory=dict)  # link -> line it inserts after
+
+
+@dataclass(slots=True)
+class _Limits:
+    """Edits dropped after a failed verification."""
+
+    frozen: set[int] = field(default_factory=set)  # lines left exactly as they are
+    force_inline: set[int] = field(default_factory=set)  # links titled inline, not by a line
+    no_insert: set[int] = field(default_factory=set)  # links that may not insert lines
+
+
+def _valid_target(url: str | None) -> bool:
+    """A redirect target that can be written into the post."""
+    return bool(
+        url
+        and _HTTP_URL.match(url)
+        and len(url) <= 2048
+        and not any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in url)
+    )
+
+
+def _resolve(findings: Mapping[str, Finding], url: str) -> tuple[str | None, Finding | None]:
+    """(URL at the end of a permanent redirect chain or None, the finding that governs it)."""
+    first = findings.get(url)
+    if first is None:
+        return None, None
+    cur, gov, seen = url, first, {url}
+    while (
+        gov.verdict is Verdict.REDIRECTED
+        and gov.permanent_redirect
+        and gov.final_url is not None
+        and gov.final_url != cur
+        and _valid_target(gov.final_url)
+    ):
+        cur = gov.final_url
+        if cur in seen or len(seen) > 20:
+            return None, first  # a loop: leave the URL alone
+        seen.add(cur)
+        nxt = findings.get(cur)
+        if nxt is None:
+            break
+        gov = nxt
+    return (cur if cur != url else None), gov
+
+
+def _blank_line(post: _Post, i: int) -> bool:
+    """True for a line that is blank (or past the end of the file)."""
+    return i >= len(post.lines) or not post.lines[i].clean.strip()
+
+
+def _next_nonblank(post: _Post, i: int) -> int | None:
+    """The index of the first non-blank line after line i."""
+    for j in range(i + 1, len(post.lines)):
+        if post.lines[j].clean.strip():
+            return j
+    return None
+
+
+def _as_title(line: str) -> str:
+    """A title line as crawler.post reads it."""
+    return line.strip().strip("\u200b\ufeff").strip()
+
+
+def _raw_url(c: _Construct, url: str) -> str | None:
+    """How to write `url` in place of the construct's URL text, or None if it cannot be."""
+    if c.kind == "bare":  # the parser must not cut or unescape it
+        return url if clean_url(url) == url and _decode(url, markdown=True) == url else None
+    if c.kind == "auto":
+        return None if any(ch in "<>" or ch.isspace() for ch in url) else url
+    if c.kind in ("link", "image", "def"):
+        if c.angle:
+            return None if any(ch in "<>" for ch in url) else url
+        if any(ch in " <>" for ch in url):
+            return None
+        return url if url.count("(") == url.count(")") else None
+    return None
+
+
+def _plan(post: _Post, findings: Mapping[str, Finding], opt: EnrichOptions, lim: _Limits) -> _Plan:
+    """Decide every edit, honouring the limits of earlier failed attempts."""
+    plan = _Plan()
+    for i, ks in sorted(post.by_line.items()):
+        if i >= len(post.lines):
+            continue
+        line = post.lines[i]
+        if i in lim.frozen or not line.roundtrips:
+            continue
+        edits: list[tuple[int, int, int, str]] = []  # (start, end, order, text)
+        owned: set[int] = set()
+        for k in ks:
+            if k not in post.matched:
+                continue
+            ci = post.matched[k][1]
+            c = post.constructs[i][ci]
+            _plan_link(post, findings, opt, lim, plan, edits, owned, i, k, c)
+        for n, mark in enumerate(line.marks):
+            if n not in owned and not opt.unmark:
+                edits.append((mark.pos, mark.pos, 2, mark.text))
+        text = _apply(line.clean, edits)
+        if text != line.text:
+            plan.line_text[i] = text
+    return plan
+
+
+def _plan_link(
+    post: _Post,
+    findings: Mapping[str, Finding],
+    opt: EnrichOptions,
+    lim: _Limits,
+    plan: _Plan,
+    edits: list[tuple[int, int, int, str]],
+    owned: set[int],
+    i: int,
+    k: int,
+    c: _Construct,
+) -> None:
+    """Add the edits of one link (and its inserted lines) to the plan."""
+    link = post.links[k]
+    line = post.lines[i]
+    s = line.clean
+    if opt.update_redirects:
+        target, finding = _resolve(findings, link.url)
+    else:
+        target, finding = None, findings.get(link.url)
+    inline_title = c.kind in ("bare", "auto") and bool(_INLINE_TITLE.match(s, c.end))
+    group = _INLINE_TITLE_GROUP.match(s, c.end) if inline_title else None
+    anchor = group.end() if group else c.end
+    # the marks that belong to this link: right after it, or after its inline title
+    mine = [n for n, m in enumerate(line.marks) if m.pos in (c.end, anchor) and n not in owned]
+    owned.update(mine)
+    if finding is None or not c.editable:
+        for n in mine:  # nothing known: keep the marks as they are (unless unmarking)
+            if not opt.unmark:
+                edits.append((line.marks[n].pos, line.marks[n].pos, 2, line.marks[n].text))
+        return
+    alive = finding.verdict in ALIVE
+    dead = finding.verdict is Verdict.DEAD
+    # redirects
+    if target is not None:
+        raw = _raw_url(c, target)
+        if raw is not None:
+            edits.append((c.url_start, c.url_end, 0, raw))
+            plan.new_urls[k] = target
+    # titles
+    has_title = link.listed_title is not None or inline_title or c.kind not in ("bare", "auto")
+    if c.kind == "link" and c.empty_text and link.listed_title is None:
+        has_title = False
+    alone = (
+        c.kind in ("bare", "auto") and c.start == 0 and all(ch in _ALONE_EXTRA for ch in s[c.end :])
+    )
+    title_line = ""
+    enc = post.insert_codec
+    if opt.titles and alive and finding.title and not has_title:
+        layout_ok = alone and _blank_line(post, i + 1) and k not in lim.force_inline
+        if layout_ok and k not in lim.no_insert:
+            title_line = sanitize(finding.title, opt.max_len, context="line", encoding=enc)
+            if title_line:
+                plan.layout.add(k)
+                plan.titled.add(k)
+        elif c.kind in ("bare", "auto"):
+            t = sanitize(finding.title, opt.max_len, context="inline", encoding=enc)
+            if t:
+                edits.append((c.end, c.end, 1, f" （{t}）"))
+                anchor = c.end
+        elif c.kind == "link" and c.empty_text:
+            t = sanitize(finding.title, opt.max_len, context="link", encoding=enc)
+            if t:
+                edits.append((c.start + 1, c.start + 1, 1, t))
+                plan.titled.add(k)
+    # summaries: layout entries only, under their title line
+    inserted: list[str] = []
+    after = i
+    if opt.summaries and alive and finding.summary and alone and k not in lim.no_insert:
+        summary = sanitize(finding.summary, opt.max_len, context="line", encoding=enc)
+        if title_line:
+            if summary and summary != title_line:
+                inserted = ["", title_line, "", "> " + summary]
+        elif link.listed_title is not None:
+            j = _next_nonblank(post, i)
+            if (
+                j is not None
+                and j not in post.by_line
+                and _as_title(post.lines[j].clean) == link.listed_title
+                and _blank_line(post, j + 1)
+            ):
+                nxt = _next_nonblank(post, j)
+                quoted = nxt is not None and post.lines[nxt].clean.lstrip().startswith(">")
+                if summary and not quoted and summary != link.listed_title:
+                    inserted, after = ["", "> " + summary], j
+    if title_line and not inserted:
+        inserted = ["", title_line]
+    if inserted:
+        plan.inserts.setdefault(after, []).extend((t, k) for t in inserted)
+        plan.insert_owner_line[k] = after
+    # marks
+    marking = opt.mark_dead or opt.archive  # --archive implies --mark-dead
+    archive = _safe_archive_url(finding.archive_url) if opt.archive else None
+    if mine:
+        n = mine[0]
+        mark = line.marks[n]
+        text: str | None = mark.text
+        if opt.unmark or (marking and alive):
+            text = None
+        elif dead and archive and mark.archive is None:
+            text = mark.text + f" [{ARCHIVE_LABEL}]({archive})"
+        if text is not None:
+            edits.append((mark.pos, mark.pos, 2, text))
+        for extra in mine[1:]:
+            if not opt.unmark:
+                edits.append(
+                    (line.marks[extra].pos, line.marks[extra].pos, 2, line.marks[extra].text)
+                )
+    elif dead and marking and c.kind != "def":
+        edits.append((anchor, anchor, 2, _mark_text(finding, archive)))
+
+
+def _apply(s: str, edits: list[tuple[int, int, int, str]]) -> str:
+    """s with the edits (start, end, order, text) applied; insertions at one offset keep order."""
+    out: list[str] = []
+    prev = 0
+    for start, end, _, text in sorted(edits, key=lambda e: (e[0], e[1] != e[0], e[2])):
+        if start < prev:
+            continue  # overlapping edit: keep the earlier one
+        out.append(s[prev:start])
+        out.append(text)
+        prev = end
+    out.append(s[prev:])
+    return "".join(out)
+
+
+# --- assembling and verifying ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Output:
+    """The new bytes and where each new line came from."""
+
+    data: bytes
+    new_index: list[int]  # old line -> new line
+    origin: list[tuple[str, int]]  # new line -> ("line", old line) or ("insert", link)
+
+
+def _assemble(post: _Post, plan: _Plan) -> _Output:
+    """The new post bytes for a plan; unchanged lines keep their exact bytes."""
+    parts: list[bytes] = [post.bom]
+    new_index: list[int] = []
+    origin: list[tuple[str, int]] = []
+    enc = post.insert_codec or post.codec
+    for i, line in enumerate(post.lines):
+        new_index.append(len(origin))
+        origin.append(("line", i))
+        content = line.raw
+        if i in plan.line_text:
+            content = plan.line_text[i].encode(post.codec)
+        added = plan.inserts.get(i, [])
+        if not added:
+            parts += [content, line.eol]
+            continue
+        eol = line.eol or post.default_eol
+        parts += [content, eol]
+        for n, (text, owner) in enumerate(added):
+            origin.append(("insert", owner))
+            last = n == len(added) - 1
+            parts += [text.encode(enc, errors="ignore"), line.eol if last else eol]
+    return _Output(b"".join(parts), new_index, origin)
+
+
+def _verify(post: _Post, plan: _Plan, out: _Output) -> tuple[int, int | None] | None:
+    """None when the new post reads as intended, else (old line to blame, inserting link)."""
+    text = out.data[len(post.bom) :].decode(post.codec)
+    actual = parse_post(strip_marks(text))
+    for n in range(max(len(actual), len(post.links))):
+        exp = post.links[n] if n < len(post.links) else None
+        act = actual[n] if n < len(actual) else None
+        if exp is not None and act is not None:
+            url = plan.new_urls.get(n, exp.url)
+            titled = n in plan.titled
+            if (
+                act.line - 1 == out.new_index[exp.line - 1]
+                and act.url == url
+                and act.section == exp.section
+                and (
+                    act.listed_title is not None if titled else act.listed_title == exp.listed_title
+                )
+            ):
+                continue
+            if titled and n in plan.layout and act.url == url and act.listed_title is None:
+                return exp.line - 1, n
+        return _where(
+            out,
+            exp.line - 1 if exp is not None else None,
+            act.line - 1 if act is not None else None,
+        )
+    # the marks must not change what the parser reads from the marked lines
+    archives: set[str] = set()
+    for m in _MARK.finditer(text):
+        if m.group("url"):
+            archives |= {m.group("url"), _decode(m.group("url"), markdown=True)}
+    marked = [link for link in parse_post(text) if link.url not in archives]
+    new_lines = _LINE.findall(text)
+    for n in range(max(len(marked), len(actual))):
+        a = actual[n] if n < len(actual) else None
+        b = marked[n] if n < len(marked) else None
+        if (
+            a is not None
+            and b is not None
+            and (a.line, a.url, a.section) == (b.line, b.url, b.section)
+            and (
+                a.listed_title == b.listed_title
+                # a mark after a URL alone on its line hides its title from the parser
+                or (b.listed_title is None and DEAD_MARK in new_lines[b.line - 1])
+            )
+        ):
+            continue
+        lines = [x.line - 1 for x in (a, b) if x is not None]
+        return _where(out, None, min(lines))
+    return None
+
+
+def _where(out: _Output, old_line: int | None, new_line: int | None) -> tuple[int, int | None]:
+    """The old line nearest a difference, or (-1, link) when it is in a link's inserted lines."""
+    lines: list[int] = [] if old_line is None else [old_line]
+    if new_line is not None and out.origin:
+        kind, ref = out.origin[min(new_line, len(out.origin) - 1)]
+        if kind == "insert":
+            return -1, ref
+        lines.append(ref)
+    return (min(lines) if lines else len(out.new_index)), None
+
+
+def _restrict(post: _Post, plan: _Plan, lim: _Limits, where: tuple[int, int | None]) -> bool:
+    """Drop the edit responsible for a failed verification; False when none is left to drop."""
+    line, link = where
+    if link is not None:
+        if link in plan.layout and link not in lim.force_inline and line >= 0:
+            lim.force_inline.add(link)
+            return True
+        if link not in lim.no_insert:
+            lim.no_insert.add(link)
+            return True
+    sites: list[tuple[int, int, int | None]] = [(i, 1, None) for i in plan.line_text]
+    sites += [(after, 0, k) for k, after in plan.insert_owner_line.items()]
+    before = [s for s in sites if s[0] <= line] if line >= 0 else []
+    pick = max(before) if before else (min(sites) if sites else None)
+    if pick is None:
+        return False
+    if pick[2] is not None:
+        lim.no_insert.add(pick[2])
+    else:
+        lim.frozen.add(pick[0])
+    return True
+
+
+def _same_encoding(data: bytes, codec: str) -> bool:
+    """True when the new bytes are still read with the post's codec."""
+    try:
+        return _codec_of(data)[1] == codec
+    except InputError:
+        return False
+
+
+def enrich_text(raw: bytes, findings: Mapping[str, Finding], options: EnrichOptions) -> bytes:
+    """The post with titles, summaries, marks and redirects applied; every other byte kept.
+
+    Pure and idempotent. Raises InputError when the bytes are not a UTF-8 or GBK text post.
+    """
+    post = _read(raw)
+    if not post.links:
+        return raw
+    lim = _Limits()
+    for _ in range(2 * (len(post.lines) + len(post.links)) + 4):
+        plan = _plan(post, findings, options, lim)
+        if not plan.line_text and not plan.inserts:
+            return raw
+        out = _assemble(post, plan)
+        where = _verify(post, plan, out)
+        if where is None:
+            if post.insert_codec == "gbk" and not _same_encoding(out.data, post.codec):
+                post.insert_codec = "gb2312"  # keep the post recognisable as GBK
+                continue
+            return out.data
+        if not _restrict(post, plan, lim, where):
+            break
+    return raw
+
+
+# --- dry run and writing ---------------------------------------------------------------------
+
+
+def unified_diff(old: bytes, new: bytes, name: str) -> str:
+    """A unified diff of two versions of a post, decoded with the post's encoding ("" if equal)."""
+    if old == new:
+        return ""
+    try:
+        encoding = detect_encoding(old)
+    except InputError:
+        encoding = "utf-8"
+    a = _LINE.findall(old.decode(encoding, errors="replace"))
+    b = _LINE.findall(new.decode(encoding, errors="replace"))
+    out: list[str] = []
+    for line in difflib.unified_diff(a, b, f"a/{name}", f"b/{name}"):
+        out.append(line)
+        if not line.endswith(("\n", "\r")):
+            out.append("\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+def write_atomic_with_backup(path: Path, data: bytes) -> Path:
+    """Replace a file's content atomically (temp file, fsync, rename), keeping `<name>.bak`.
+
+    The file's mode is kept; a symlink is followed, so the link stays and its target changes.
+    Returns the backup's path.
+    """
+    path = Path(path)
+    backup = path.with_suffix(path.suffix + ".bak")
+    target = Path(os.path.realpath(path))
+    if not target.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        mode = target.stat().st_mode & 0o7777
+        _replace_with(backup, target.read_bytes(), mode)
+        _replace_with(target, data, mode)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    return backup
+
+
+def _replace_with(path: Path, data: bytes, mode: int) -> None:
+    """Write data to a temp file next to path, fsync it, then rename it over path."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+# --- the Internet Archive ----------------------------------------------------------------------
+
+_ARCHIVE_MAX_BODY = 64 * 1024
+_FRONT_DATE = re.compile(r"^date:\s*['\"]?(\d{4})-(\d{1,2})-(\d{1,2})", re.MULTILINE)
+_FILE_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
+
+
+async def lookup_archive(
+    client: httpx.AsyncClient, url: str, before: date, endpoint: str = DEFAULT_ARCHIVE_ENDPOINT
+) -> str | None:
+    """The Wayback snapshot of `url` closest to `before` and not after it, else None.
+
+    Asks the availability API (`{endpoint}?url=…&timestamp=YYYYMMDD`); any failure (network,
+    HTTP error, bad JSON, a snapshot after the date) is None, never an exception.
+    """
+    stamp = before.strftime("%Y%m%d")
+    try:
+        async with client.stream("GET", endpoint, params={"url": url, "timestamp": stamp}) as resp:
+            if resp.status_code != 200:
+                return None
+            body = bytearray()
+            async for chunk in resp.aiter_bytes():
+                body += chunk
+                if len(body) > _ARCHIVE_MAX_BODY:
+                    return None
+        data = json.loads(bytes(body))
+    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, ValueError):
+        return None
+    return _closest_before(data, stamp)
+
+
+def _closest_before(data: object, stamp: str) -> str | None:
+    """The snapshot URL in an availability answer if it is available and not after `stamp`."""
+    if not isinstance(data, dict):
+        return None
+    snapshots = data.get("archived_snapshots")
+    closest = snapshots.get("closest") if isinstance(snapshots, dict) else None
+    if not isinstance(closest, dict) or closest.get("available") is not True:
+        return None
+    status = closest.get("status")
+    if status is not None and not str(status).startswith("2"):
+        return None
+    ts = closest.get("timestamp")
+    if not isinstance(ts, str) or len(ts) < 8 or not ts.isascii() or not ts.isdigit():
+        return None
+    if ts[:8] > stamp:
+        return None
+    snap = closest.get("url")
+    return _safe_archive_url(snap) if isinstance(snap, str) else None
+
+
+async def add_archive_urls(
+    client: httpx.AsyncClient,
+    findings: Mapping[str, Finding],
+    before: date,
+    endpoint: str = DEFAULT_ARCHIVE_ENDPOINT,
+) -> dict[str, Finding]:
+    """The findings with `archive_url` filled in for dead URLs that have a snapshot."""
+    out = dict(findings)
+    for url, finding in findings.items():
+        if finding.verdict is Verdict.DEAD and finding.archive_url is None:
+            snap = await lookup_archive(client, url, before, endpoint)
+            if snap is not None:
+                out[url] = replace(finding, archive_url=snap)
+    return out
+
+
+def archive_cutoff(raw: bytes, path: Path | None, options: EnrichOptions) -> date:
+    """The date snapshots must precede: the option, else the post's date, else its file time."""
+    if options.archive_before is not None:
+        return options.archive_before
+    try:
+        _, codec, _ = _codec_of(raw)
+        head = raw.decode(codec, errors="replace").lstrip("\ufeff")
+    except InputError:
+        head = ""
+    if head.startswith("---"):
+        end = head.find("\n---", 3)
+        m = _FRONT_DATE.search(head[: end if end != -1 else len(head)])
+        if m is not None:
+            try:
+                return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            except ValueError:
+                pass
+    if path is not None:
+        m = _FILE_DATE.match(path.name)
+        if m is not None:
+            try:
+                return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            except ValueError:
+                pass
+        try:
+            return datetime.fromtimestamp(path.stat().st_mtime).date()
+        except OSError:
+            pass
+    return options.today

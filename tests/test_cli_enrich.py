@@ -1,0 +1,104 @@
+"""`crawler enrich` end to end: check against the local server, then improve the post."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from crawler.cli import cli
+from tests.server import LocalServer
+
+FAST = ["--host-interval", "0", "--retries", "0", "--backoff", "0", "--timeout", "5"]
+
+
+def make_post(tmp_path: Path, server: LocalServer) -> tuple[Path, bytes]:
+    u = server.url
+    text = (
+        f"# 参考\r\n\r\n{u('/page/article')}\r\n\r\n"  # no listed title: enrich adds it
+        f"{u('/page/removed')}\r\n\r\n端对端的深度卷积神经网络\r\n\r\n"  # dead: marked
+        f"see [docs]({u('/page/plain')}) here\r\n"
+    )
+    raw = text.encode("utf-8")
+    path = tmp_path / "post.md"
+    path.write_bytes(raw)
+    return path, raw
+
+
+def invoke(args: list[str]):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_enrich_after_a_check(tmp_path: Path, server: LocalServer) -> None:
+    post, raw = make_post(tmp_path, server)
+    r = invoke(["check", str(post), "--report-dir", str(tmp_path / "r"), *FAST])
+    assert r.exit_code == 3, r.output
+
+    r = invoke(["enrich", str(post), "--mark-dead", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert post.read_bytes() == raw  # a dry run writes nothing
+    changed = [
+        line
+        for line in r.output.splitlines()
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
+    assert any("已失效" in line for line in changed)
+    assert any("语音识别的最新进展" in line for line in changed)
+
+    r = invoke(["enrich", str(post), "--mark-dead"])
+    assert r.exit_code == 0, r.output
+    new = post.read_bytes()
+    assert (tmp_path / "post.md.bak").read_bytes() == raw
+    assert b"\r\n\r\n\xe8\xaf\xad" in new  # the title line, CRLF kept
+    assert "（已失效，".encode() in new
+    assert new.count(b"\r\n") == raw.count(b"\r\n") + 2 and b"\n" not in new.replace(b"\r\n", b"")
+
+    r = invoke(["enrich", str(post), "--mark-dead"])
+    assert r.exit_code == 0 and "nothing to change" in r.output
+    assert post.read_bytes() == new  # twice equals once
+
+    # A check of the marked post still reads the same links and listed titles.
+    r = invoke(["links", str(post)])
+    assert r.output.count('"url"') == 3 and "端对端的深度卷积神经网络" in r.output
+
+    r = invoke(["enrich", str(post), "--unmark", "--no-titles"])
+    assert r.exit_code == 0, r.output
+    assert "已失效".encode() not in post.read_bytes()
+
+
+def test_enrich_refuses_when_the_post_changed(tmp_path: Path, server: LocalServer) -> None:
+    post, raw = make_post(tmp_path, server)
+    invoke(["check", str(post), "--report-dir", str(tmp_path / "r"), *FAST])
+    post.write_bytes(raw + b"\r\nhttps://new.example/\r\n")
+    r = CliRunner().invoke(cli, ["enrich", str(post)])
+    assert r.exit_code == 1
+    assert "changed since the last check" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_enrich_without_a_check_says_so(tmp_path: Path, server: LocalServer) -> None:
+    post, _ = make_post(tmp_path, server)
+    r = CliRunner().invoke(cli, ["enrich", str(post)])
+    assert r.exit_code == 1 and "no complete check" in r.output
+
+
+def test_enrich_fresh_and_archive(tmp_path: Path, server: LocalServer) -> None:
+    post, _ = make_post(tmp_path, server)
+    r = invoke(
+        [
+            "enrich",
+            str(post),
+            "--fresh",
+            "--archive",
+            "--archive-endpoint",
+            server.url("/wayback/available"),
+            "--archive-before",
+            "2024-01-01",
+            *FAST,
+        ]
+    )
+    assert r.exit_code == 0, r.output
+    text = post.read_text(encoding="utf-8")
+    assert "（已失效，" in text
+    assert "[存档](https://web.archive.org/web/20200101000000/" in text
+    assert server.hits  # the archive lookup went to the local fake, not the internet
