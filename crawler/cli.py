@@ -6,7 +6,6 @@ found, 4 the network was down (nothing judged), 130 interrupted.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -23,10 +22,12 @@ import click
 
 from crawler import __version__
 from crawler.config import (
+    DEFAULT_ARCHIVE_ENDPOINT,
     DEFAULT_BACKOFF_INITIAL,
     DEFAULT_CONFIRM_DAYS,
     DEFAULT_CONFIRM_RUNS,
     DEFAULT_DB,
+    DEFAULT_FORMATS,
     DEFAULT_HOST_CONCURRENCY,
     DEFAULT_HOST_INTERVAL,
     DEFAULT_MAX_BODY,
@@ -39,10 +40,7 @@ from crawler.config import (
     FetchSettings,
 )
 from crawler.configfile import FileConfig, find_config, load_config
-from crawler.enrich import DEFAULT_ARCHIVE_ENDPOINT
 from crawler.errors import ConfigError, CrawlerError
-from crawler.fetch import make_client
-from crawler.report import DEFAULT_FORMATS
 from crawler.types import BROKEN, Check, Link, Run, Verdict
 
 EXIT_OK = 0
@@ -346,6 +344,8 @@ def report_dir_option(fn: F) -> F:
 
 async def _run_cancellable(coro: Any) -> Any:
     """Run coro; SIGTERM cancels it as Ctrl-C does, so the run is closed cleanly."""
+    import asyncio
+
     task = asyncio.ensure_future(coro)
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -433,6 +433,8 @@ def _run_check(
     quiet: bool,
 ) -> Run:
     """One run of the pipeline with the history locked for its duration."""
+    import asyncio
+
     from crawler.pipeline import check_links
     from crawler.store import Store
 
@@ -738,6 +740,10 @@ def enrich(
                 checked_at=c.checked_at,
             )
     if options.archive:
+        import asyncio
+
+        from crawler.fetch import make_client
+
         settings = _settings(kw)
 
         async def fill() -> dict[str, en.Finding]:

@@ -93,3 +93,7 @@ DEFAULT_CONFIRM_RUNS = 3  # failing runs before an uncertain failure counts as d
 DEFAULT_CONFIRM_DAYS = 3.0  # ... spanning at least this many days
 RECENT_RUNS = 10  # runs shown in a link's strip
 TREND_RUNS = 30  # runs shown in the post's health chart
+
+# Reports and enrich.
+DEFAULT_FORMATS = ("json", "md", "html")
+DEFAULT_ARCHIVE_ENDPOINT = "https://archive.org/wayback/available"

@@ -47,6 +47,7 @@ from urllib.parse import quote
 
 import httpx
 
+from crawler.config import DEFAULT_ARCHIVE_ENDPOINT
 from crawler.errors import ConfigError, CrawlerError, InputError
 from crawler.post import clean_url, detect_encoding, parse_post
 from crawler.types import ALIVE, Link, Verdict
@@ -68,7 +69,6 @@ __all__ = [
     "write_atomic_with_backup",
 ]
 
-DEFAULT_ARCHIVE_ENDPOINT = "https://archive.org/wayback/available"
 DEAD_MARK = "已失效"
 ARCHIVE_LABEL = "存档"
 

@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from crawler.config import DEFAULT_FORMATS as DEFAULT_FORMATS
 from crawler.errors import CrawlerError
 from crawler.report import html, json_report, markdown
 from crawler.types import Run
@@ -17,7 +18,6 @@ FORMATS: dict[str, tuple[str, Callable[[Run], str]]] = {
     "md": ("report.md", markdown.render),
     "html": ("report.html", html.render),
 }
-DEFAULT_FORMATS = ("json", "md", "html")
 
 
 def render(run: Run, fmt: str) -> str:
