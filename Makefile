@@ -1,18 +1,19 @@
 # Two commands do everything on a fresh machine with python3 and make:
 #   make run    check links.md, reports in reports/
 #   make test   the whole test suite
+#   make bench  the crawler against lychee on a loopback server farm (bench/run.py)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: run test lint clean
+.PHONY: run test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,fast]'
+	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -20,6 +21,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python bench/run.py $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install -q ruff mypy

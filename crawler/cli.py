@@ -150,7 +150,7 @@ def fetch_options(fn: F) -> F:
             type=click.Choice(["httpx", "aiohttp"]),
             default=DEFAULT_TRANSPORT,
             show_default=True,
-            help="HTTP transport under the httpx API (aiohttp needs the 'fast' extra).",
+            help="HTTP transport under the httpx API: aiohttp's pool (fast) or httpx's own.",
         ),
     ]
     for opt in reversed(opts):

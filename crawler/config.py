@@ -24,7 +24,9 @@ DEFAULT_USER_AGENT = (
     f"Mozilla/5.0 (compatible; link-crawler/{__version__}; +https://github.com/link-crawler)"
 )
 DEFAULT_REPORT_DIR = "reports"
-DEFAULT_TRANSPORT = "httpx"
+# httpx's API over aiohttp's connection pool: 0.2 ms of CPU a request against 1.4 ms on httpx's own
+# transport, and keep-alive connections reused across many hosts (bench/, issue #6).
+DEFAULT_TRANSPORT = "aiohttp"
 
 #: Statuses worth another attempt. 521/522/524 are Cloudflare's origin failures and CSDN's
 #: anti-robot answer, which sometimes passes on a slower retry.

@@ -7,7 +7,9 @@ fails becomes a FetchResult with an ErrorKind, never an exception.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
+import itertools
 import logging
 import math
 import re
@@ -16,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 import httpx
 from tenacity import (
@@ -74,8 +76,46 @@ _HOST_RE = re.compile(r"^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})\.?)+$|^\[?[0-9A-
 #: Response headers kept in a FetchResult.
 KEPT_HEADERS = ("content-type", "content-length", "retry-after", "server", "location")
 
+#: fetch_all keeps max(WINDOW_MIN, WINDOW_PER_SLOT * max_concurrency) fetches in progress.
+WINDOW_MIN = 1024
+WINDOW_PER_SLOT = 16
+
 #: Content types whose body is read for extraction; anything else is judged on status alone.
 _TEXT_TYPES = ("text/", "application/xhtml", "application/xml", "application/json", "+xml")
+
+
+#: Under the aiohttp transport an httpx exception is caused by an aiohttp one, which says more
+#: (httpx-aiohttp maps a dropped connection to ConnectTimeout, for instance). By class name,
+#: matched along the MRO, most specific first; aiohttp is not imported for this.
+AIOHTTP_ERRORS: dict[str, ErrorKind] = {
+    "ClientConnectorDNSError": ErrorKind.DNS,
+    "ClientConnectorCertificateError": ErrorKind.TLS,
+    "ClientSSLError": ErrorKind.TLS,
+    "ServerFingerprintMismatch": ErrorKind.TLS,
+    "ClientProxyConnectionError": ErrorKind.PROXY,
+    "ClientHttpProxyError": ErrorKind.PROXY,
+    "ServerTimeoutError": ErrorKind.TIMEOUT,
+    "ClientConnectorError": ErrorKind.CONNECT,
+    "ServerDisconnectedError": ErrorKind.PROTOCOL,
+    "ServerConnectionError": ErrorKind.PROTOCOL,
+    "ClientConnectionResetError": ErrorKind.PROTOCOL,
+    "ClientPayloadError": ErrorKind.PROTOCOL,
+    "ClientResponseError": ErrorKind.PROTOCOL,
+    "InvalidURL": ErrorKind.INVALID_URL,
+    "NonHttpUrlClientError": ErrorKind.INVALID_URL,
+    "ClientOSError": ErrorKind.PROTOCOL,  # after connecting: a reset, as httpx's ReadError
+}
+
+
+def _aiohttp_kind(chain: list[BaseException]) -> tuple[ErrorKind, BaseException] | None:
+    for e in chain:
+        if not type(e).__module__.startswith("aiohttp"):
+            continue
+        for cls in type(e).__mro__:
+            kind = AIOHTTP_ERRORS.get(cls.__name__)
+            if kind is not None:
+                return kind, e
+    return None
 
 
 def classify_exception(exc: BaseException) -> tuple[ErrorKind, str]:
@@ -87,14 +127,24 @@ def classify_exception(exc: BaseException) -> tuple[ErrorKind, str]:
             break
     chain = _exception_chain(exc)
     text = " ".join(str(e) for e in chain).lower()
-    if any(isinstance(e, ssl.SSLError) for e in chain) or (
+    name = type(exc).__name__
+    precise = _aiohttp_kind(chain)
+    if precise is not None:
+        kind, cause = precise
+        name = type(cause).__name__
+        if any(isinstance(e, ssl.SSLError) for e in chain):
+            kind = ErrorKind.TLS
+        # aiohttp's connect errors always say "ssl:default" (or "ssl:None"): only DNS hints count
+        elif kind is ErrorKind.CONNECT and any(h in text for h in _DNS_HINTS):
+            kind = ErrorKind.DNS
+    elif any(isinstance(e, ssl.SSLError) for e in chain) or (
         kind is ErrorKind.CONNECT and any(h in text for h in _TLS_HINTS)
     ):
         kind = ErrorKind.TLS
     elif kind in (ErrorKind.CONNECT, ErrorKind.TIMEOUT) and any(h in text for h in _DNS_HINTS):
         kind = ErrorKind.DNS
-    detail = next((str(e) for e in chain if str(e)), type(exc).__name__)
-    return kind, f"{type(exc).__name__}: {detail}"[:300]
+    detail = next((str(e) for e in chain if str(e)), name)
+    return kind, f"{name}: {detail}"[:300]
 
 
 def _exception_chain(exc: BaseException) -> list[BaseException]:
@@ -127,12 +177,27 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, secs)
 
 
+_SIMPLE_ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?(?=[/?#]|$)")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def host_key(url: str) -> str:
     """The politeness key of a URL: its lower-cased host (port included when not default)."""
+    m = _SIMPLE_ORIGIN.match(url)
+    if m is not None and not m.group(2).startswith(".") and "xn--" not in url[: m.end()].lower():
+        # Plain ASCII origin: what httpx.URL would say, without parsing the whole URL.
+        host, port = m.group(2).lower(), m.group(3)
+        if port is None or int(port) == _DEFAULT_PORTS[m.group(1)]:
+            return host
+        return f"{host}:{int(port)}"
     try:
         u = httpx.URL(url)
     except (httpx.InvalidURL, ValueError, TypeError):
         return ""
+    return _url_host_key(u)
+
+
+def _url_host_key(u: httpx.URL) -> str:
     host = u.host.lower()
     return f"{host}:{u.port}" if u.port else host
 
@@ -193,10 +258,16 @@ class Fetcher:
         self._own_client = client is None
         self._global = asyncio.Semaphore(max(1, settings.max_concurrency))
         self._gates: dict[str, HostGate] = {}
+        self._transports: dict[tuple[str, str, int | None], httpx.AsyncBaseTransport | None] = {}
+        self._extensions: dict[str, object] = {}
+        # Tasks in progress in fetch_all: enough for every host to have work queued behind its
+        # limits, few enough that memory does not grow with the length of the list.
+        self._window = max(WINDOW_MIN, WINDOW_PER_SLOT * settings.max_concurrency)
 
     async def __aenter__(self) -> Self:
         if self._client is None:
             self._client = make_client(self.settings)
+        self._extensions = {"timeout": self._client.timeout.as_dict()}
         return self
 
     async def __aexit__(
@@ -209,8 +280,7 @@ class Fetcher:
             await self._client.aclose()
             self._client = None
 
-    def _gate(self, url: str) -> HostGate:
-        key = host_key(url)
+    def _gate(self, key: str) -> HostGate:
         gate = self._gates.get(key)
         if gate is None:
             s = self.settings
@@ -218,11 +288,31 @@ class Fetcher:
         return gate
 
     async def fetch_all(self, urls: Iterable[str]) -> AsyncIterator[FetchResult]:
-        """Fetch every URL concurrently; yield results as they complete."""
-        tasks = [asyncio.create_task(self.fetch(u)) for u in urls]
+        """Fetch every URL concurrently; yield results as they complete.
+
+        URLs are started in an order that takes the hosts in turn, and only a window of them
+        is in progress at a time (each task holds a coroutine, and a finished one its body until
+        it is consumed): memory stays flat on long lists while every host has work queued.
+        """
+        order = iter(interleave_by_host(urls))
+        done: asyncio.Queue[asyncio.Task[FetchResult]] = asyncio.Queue()
+        tasks: set[asyncio.Task[FetchResult]] = set()
+
+        def start(url: str) -> None:
+            task = asyncio.create_task(self.fetch(url))
+            tasks.add(task)
+            task.add_done_callback(done.put_nowait)
+
         try:
-            for fut in asyncio.as_completed(tasks):
-                yield await fut
+            for url in itertools.islice(order, self._window):
+                start(url)
+            while tasks:
+                task = await done.get()
+                tasks.discard(task)
+                nxt = next(order, None)
+                if nxt is not None:
+                    start(nxt)
+                yield task.result()
         finally:
             for t in tasks:
                 t.cancel()
@@ -251,23 +341,38 @@ class Fetcher:
                 attempts=0,
             )
 
-        attempts = 0
+        gate = self._gate(_url_host_key(parsed))
 
         async def attempt() -> FetchResult:
-            nonlocal attempts
-            attempts += 1
-            async with self._gate(url), self._global:
-                return await self._attempt(url)
+            async with gate, self._global:
+                return await self._attempt(url, parsed)
 
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.retries + 1),
-            retry=retry_if_result(self._retryable),
-            wait=self._wait,
-            sleep=self._sleep,
-            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-            reraise=True,
-        )
-        result: FetchResult = await retrying(attempt)
+        # The first attempt runs without tenacity: most links need no retry, and building the
+        # retry machinery for each of them costs more than the request itself.
+        result = await attempt()
+        attempts = 1
+        if self.settings.retries > 0 and self._retryable(result):
+            first: FetchResult | None = result
+
+            async def again() -> FetchResult:
+                nonlocal first, attempts
+                if first is not None:  # tenacity judges the attempt already made first
+                    r, first = first, None
+                    return r
+                attempts += 1
+                return await attempt()
+
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.settings.retries + 1),
+                retry=retry_if_result(self._retryable),
+                wait=self._wait,
+                sleep=self._sleep,
+                retry_error_callback=lambda state: (
+                    state.outcome.result() if state.outcome else None
+                ),
+                reraise=True,
+            )
+            result = await retrying(again)
         return _replace(
             result,
             attempts=attempts,
@@ -294,13 +399,13 @@ class Fetcher:
                     return min(ra, s.retry_after_max)
         return float(backoff)
 
-    async def _attempt(self, url: str) -> FetchResult:
+    async def _attempt(self, url: str, parsed: httpx.URL) -> FetchResult:
         """One try: GET with redirects followed by hand, within the attempt deadline."""
         hops: list[Hop] = []
         current = url
         try:
             async with asyncio.timeout(self.settings.attempt_deadline):
-                return await self._follow(url, hops)
+                return await self._follow(url, parsed, hops)
         except TimeoutError:
             return FetchResult(
                 url=url,
@@ -311,14 +416,15 @@ class Fetcher:
                 error_detail=f"no complete answer within {self.settings.attempt_deadline:g} s",
             )
 
-    async def _follow(self, url: str, hops: list[Hop]) -> FetchResult:
+    async def _follow(self, url: str, parsed: httpx.URL, hops: list[Hop]) -> FetchResult:
         assert self._client is not None, "Fetcher used outside 'async with'"
         s = self.settings
         current = url
+        current_url = parsed
         seen = {url}
         while True:
             try:
-                status, headers, body, truncated, location = await self._get(current)
+                status, headers, body, truncated, location = await self._get(current_url)
             except Exception as exc:  # noqa: BLE001 - every failure of a link is a value
                 kind, detail = classify_exception(exc)
                 return FetchResult(
@@ -334,7 +440,8 @@ class Fetcher:
                 error: ErrorKind | None = None
                 detail = ""
                 try:
-                    nxt = str(httpx.URL(current).join(location.strip()))
+                    nxt_url = current_url.join(location.strip())
+                    nxt = str(nxt_url)
                 except (httpx.InvalidURL, ValueError, TypeError):
                     nxt, error, detail = (
                         current,
@@ -359,7 +466,7 @@ class Fetcher:
                         error_detail=detail[:300],
                     )
                 seen.add(nxt)
-                current = nxt
+                current, current_url = nxt, nxt_url
                 continue
             return FetchResult(
                 url=url,
@@ -371,34 +478,90 @@ class Fetcher:
                 truncated=truncated,
             )
 
-    async def _get(self, url: str) -> tuple[int, dict[str, str], bytes | None, bool, str | None]:
-        """GET one URL, streaming at most max_body bytes of a text body."""
-        assert self._client is not None
-        cap = self.settings.max_body
-        async with self._client.stream("GET", url) as resp:
-            headers = {k: resp.headers[k] for k in KEPT_HEADERS if k in resp.headers}
-            location = resp.headers.get("location")
-            if resp.status_code in REDIRECT_STATUSES and location is not None:
-                return resp.status_code, headers, None, False, location
-            ctype = resp.headers.get("content-type", "").lower()
+    async def _get(
+        self, url: httpx.URL
+    ) -> tuple[int, dict[str, str], bytes | None, bool, str | None]:
+        """GET one URL, streaming at most max_body bytes of a text body.
+
+        The request goes straight to the client's transport for the URL (its proxy mount or
+        the default pool), with the client's headers, timeouts and cookies: the same request
+        `client.stream()` sends, without the per-request cost of the client's send machinery.
+        """
+        client = self._client
+        assert client is not None
+        request = httpx.Request("GET", url, headers=client.headers, extensions=self._extensions)
+        if client.cookies:
+            client.cookies.set_cookie_header(request)
+        transport = self._transport_for(request.url)
+        if transport is None:
+            response = await client.send(request, stream=True)
+        else:
+            response = await transport.handle_async_request(request)
+        try:
+            rh = response.headers
+            if "set-cookie" in rh:
+                client.cookies.extract_cookies(response)
+            status = response.status_code
+            headers = {k: rh[k] for k in KEPT_HEADERS if k in rh}
+            location = headers.get("location")
+            if status in REDIRECT_STATUSES and location is not None:
+                return status, headers, None, False, location
+            ctype = headers.get("content-type", "").lower()
             if ctype and not any(t in ctype for t in _TEXT_TYPES):
-                return resp.status_code, headers, None, False, None
+                return status, headers, None, False, None
+            cap = self.settings.max_body
             chunks: list[bytes] = []
             size = 0
             truncated = False
-            async for chunk in resp.aiter_bytes():
+            async for chunk in response.aiter_bytes():
                 chunks.append(chunk)
                 size += len(chunk)
                 if size >= cap:
                     truncated = True
                     break
-            body = b"".join(chunks)[:cap]
-            return resp.status_code, headers, body, truncated, None
+            body = chunks[0] if len(chunks) == 1 and size < cap else b"".join(chunks)[:cap]
+            return status, headers, body, truncated, None
+        finally:
+            await response.aclose()
+
+    def _transport_for(self, url: httpx.URL) -> httpx.AsyncBaseTransport | None:
+        """The client's transport for `url` (proxy mounts honoured), cached per origin.
+
+        None when the client does not expose the choice: the request then goes through
+        `client.send`.
+        """
+        key = (url.scheme, url.host, url.port)
+        try:
+            return self._transports[key]
+        except KeyError:
+            pick = getattr(self._client, "_transport_for_url", None)
+            transport = pick(url) if callable(pick) else None
+            if not isinstance(transport, httpx.AsyncBaseTransport):
+                transport = None
+            self._transports[key] = transport
+            return transport
+
+
+def interleave_by_host(urls: Iterable[str]) -> list[str]:
+    """The URLs with the hosts taken in turn (each host's own order kept): a, b, c, a, b, a …"""
+    by_host: dict[str, list[str]] = {}
+    for url in urls:
+        by_host.setdefault(host_key(url), []).append(url)
+    if len(by_host) <= 1:
+        return next(iter(by_host.values()), [])
+    queues = [q[::-1] for q in by_host.values()]
+    out: list[str] = []
+    while queues:
+        out.extend(q.pop() for q in queues)
+        queues = [q for q in queues if q]
+    return out
 
 
 def make_client(settings: FetchSettings) -> httpx.AsyncClient:
     """An AsyncClient on the chosen transport; proxies and CA bundle come from the environment."""
     timeout = httpx.Timeout(settings.timeout)
+    # (A larger httpcore pool churns fewer connections but costs more CPU: it scans them all for
+    # each request. aiohttp's pool keeps connections per host and reuses them either way.)
     limits = httpx.Limits(
         max_connections=max(settings.max_concurrency, 1),
         max_keepalive_connections=max(settings.max_concurrency, 1),
@@ -410,17 +573,75 @@ def make_client(settings: FetchSettings) -> httpx.AsyncClient:
     }
     # trust_env=True: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE work as they do for curl.
     if settings.transport == "aiohttp":
-        from httpx_aiohttp import HttpxAiohttpClient
-
-        return HttpxAiohttpClient(
-            timeout=timeout, limits=limits, headers=headers, trust_env=True, follow_redirects=False
-        )
+        try:
+            from httpx_aiohttp import HttpxAiohttpClient
+        except ImportError:
+            log.warning("httpx-aiohttp is not installed: using httpx's own transport")
+        else:
+            return HttpxAiohttpClient(
+                timeout=timeout,
+                limits=limits,
+                headers=headers,
+                trust_env=True,
+                follow_redirects=False,
+            )
     return httpx.AsyncClient(
         timeout=timeout, limits=limits, headers=headers, trust_env=True, follow_redirects=False
     )
 
 
 def _replace(r: FetchResult, **changes: object) -> FetchResult:
-    import dataclasses
-
     return dataclasses.replace(r, **changes)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------- fetch and read once
+
+M = TypeVar("M")
+
+
+class _ReadOnce(Generic[M]):
+    """Runs `extract` once per response: in the retry predicate, kept for the caller."""
+
+    def __init__(
+        self, extract: Callable[[FetchResult], M], retry_on: Callable[[FetchResult, M], bool] | None
+    ) -> None:
+        self.extract = extract
+        self.retry_on = retry_on
+        self.kept: dict[int, tuple[bytes, M]] = {}
+
+    def should_retry(self, r: FetchResult) -> bool:
+        meta = self.extract(r)
+        if self.retry_on is not None and self.retry_on(r, meta):
+            return True
+        if r.body is not None:
+            self.kept[id(r.body)] = (r.body, meta)
+        return False
+
+    def take(self, r: FetchResult) -> M:
+        if r.body is not None:
+            hit = self.kept.pop(id(r.body), None)
+            if hit is not None and hit[0] is r.body:
+                return hit[1]
+        return self.extract(r)
+
+
+async def fetch_pages(
+    urls: Iterable[str],
+    settings: FetchSettings,
+    *,
+    extract: Callable[[FetchResult], M],
+    retry_on: Callable[[FetchResult, M], bool] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> AsyncIterator[tuple[FetchResult, M]]:
+    """Fetch every URL and read each response once; yield (result without body, what was read).
+
+    `extract(result)` reads a response (once per response, with a body or without);
+    `retry_on(result, read)` asks for another attempt of a response that came back fine but
+    reads badly (an anti-robot page): the retry predicate and the caller share one reading.
+    Results come in order of completion; bodies are dropped once read, so memory stays flat.
+    """
+    once = _ReadOnce(extract, retry_on)
+    async with Fetcher(settings, should_retry=once.should_retry, sleep=sleep) as fetcher:
+        async for result in fetcher.fetch_all(urls):
+            meta = once.take(result)
+            yield (_replace(result, body=None) if result.body is not None else result), meta

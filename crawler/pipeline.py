@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from crawler.classify import classify
 from crawler.config import FetchSettings
 from crawler.extract import extract_meta
-from crawler.fetch import Fetcher, host_key
+from crawler.fetch import fetch_pages, host_key
 from crawler.history import ConfirmRule, UrlState, apply_history, next_state
 from crawler.store import BATCH, Store
 from crawler.types import (
@@ -58,12 +57,14 @@ def _meta_for(result: FetchResult) -> PageMeta | None:
     )
 
 
-def looks_like_anti_robot(result: FetchResult) -> bool:
+def reads_as_anti_robot(result: FetchResult, meta: PageMeta | None) -> bool:
     """Retry predicate: an anti-robot page may pass on a slower retry."""
-    if result.body is None or result.status is None or result.status >= 300:
-        return False
-    meta = _meta_for(result)
-    return meta is not None and meta.kind is PageKind.ANTI_ROBOT
+    return (
+        result.status is not None
+        and result.status < 300
+        and meta is not None
+        and meta.kind is PageKind.ANTI_ROBOT
+    )
 
 
 def network_is_down(results: Sequence[FetchResult]) -> bool:
@@ -232,13 +233,13 @@ async def check_links(
         for fetch, stored_meta in reuse.values():
             run.handle(fetch, stored_meta, cached=True)
         to_fetch = [u for u in run.by_url if u not in reuse]
-        async with Fetcher(settings, should_retry=looks_like_anti_robot, sleep=sleep) as fetcher:
-            async for result in fetcher.fetch_all(to_fetch):
-                meta = _meta_for(result)
-                # Bodies are not kept past extraction: memory stays flat on long lists.
-                result = dataclasses.replace(result, body=None)
-                run.fetched.append(result)
-                run.handle(result, meta, cached=False)
+        # Each page is read once (the retry predicate shares the reading) and its body dropped
+        # right after, so memory stays flat on long lists.
+        async for result, meta in fetch_pages(
+            to_fetch, settings, extract=_meta_for, retry_on=reads_as_anti_robot, sleep=sleep
+        ):
+            run.fetched.append(result)
+            run.handle(result, meta, cached=False)
         status = "complete"
     finally:
         if flusher is not None:

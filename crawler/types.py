@@ -188,6 +188,12 @@ class Run:
     run_id: int | None = None  # id in the history, when one is kept
     trend: tuple[RunTotals, ...] = ()  # earlier runs' counts, oldest first (this run excluded)
 
+    def __repr__(self) -> str:
+        # asyncio formats the repr of a finished task's result; a Run of 10,000 checks would
+        # cost a noticeable fraction of a second.
+        n = len(self.checks)
+        return f"Run(run_id={self.run_id!r}, started_at={self.started_at!r}, checks=<{n}>)"
+
     def counts(self) -> dict[str, int]:
         """Number of checked URLs per verdict, every verdict present."""
         out = {v.value: 0 for v in Verdict if v is not Verdict.SKIPPED}

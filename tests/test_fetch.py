@@ -7,7 +7,14 @@ import time
 import pytest
 
 from crawler.config import FetchSettings
-from crawler.fetch import Fetcher, classify_exception, host_key, parse_retry_after
+from crawler.fetch import (
+    Fetcher,
+    classify_exception,
+    fetch_pages,
+    host_key,
+    interleave_by_host,
+    parse_retry_after,
+)
 from crawler.types import ErrorKind, FetchResult
 from tests.server import LocalServer
 
@@ -241,3 +248,87 @@ def test_classify_exception_table_most_specific_wins() -> None:
     )
     assert classify_exception(httpx.ProxyError("x"))[0] is ErrorKind.PROXY
     assert classify_exception(httpx.RemoteProtocolError("x"))[0] is ErrorKind.PROTOCOL
+
+
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+async def test_proxy_from_the_environment(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    # The local server answers absolute-form requests too, so it can stand in for a proxy.
+    url = server.url("/status/200", host="localhost")
+    monkeypatch.setenv("HTTP_PROXY", server.url(""))
+    r = await fetch(url, transport=transport)
+    assert r.status == 200 and server.hits[url] == 1  # the proxy saw the absolute URL
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    r = await fetch(url, transport=transport)
+    assert r.status == 200 and server.hits["/status/200"] == 1  # and now it went direct
+
+
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+async def test_both_transports_classify_failures_alike(server: LocalServer, transport: str) -> None:
+    import socket
+
+    r = await fetch(server.url("/drop"), retries=0, transport=transport)
+    assert r.error in {ErrorKind.PROTOCOL, ErrorKind.CONNECT}
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    r = await fetch(f"http://127.0.0.1:{port}/", retries=0, transport=transport)
+    assert r.error is ErrorKind.CONNECT
+
+
+def test_interleave_by_host_takes_hosts_in_turn() -> None:
+    urls = [f"http://a.example/{i}" for i in range(3)] + ["http://b.example/0", "http://c/0"]
+    assert interleave_by_host(urls) == [
+        "http://a.example/0",
+        "http://b.example/0",
+        "http://c/0",
+        "http://a.example/1",
+        "http://a.example/2",
+    ]
+
+
+async def test_fetch_all_keeps_a_bounded_window(server: LocalServer) -> None:
+    urls = [server.url(f"/status/200?i={i}") for i in range(40)]
+    async with Fetcher(settings(max_concurrency=4, host_concurrency=4)) as f:
+        f._window = 5  # noqa: SLF001 - a small window, to see it refill
+        seen = [r.url async for r in f.fetch_all(urls)]
+    assert sorted(seen) == sorted(urls)
+
+
+async def test_fetch_pages_reads_each_response_once(server: LocalServer) -> None:
+    calls: list[str] = []
+
+    def read(r: FetchResult) -> int | None:
+        calls.append(r.final_url)
+        return len(r.body) if r.body is not None else None
+
+    urls = [server.url(f"/page/plain?i={i}") for i in range(5)] + [server.url("/status/404")]
+    got = [
+        pair
+        async for pair in fetch_pages(
+            urls, settings(), extract=read, retry_on=lambda r, n: False, sleep=Sleeps()
+        )
+    ]
+    assert sorted(r.url for r, _ in got) == sorted(urls)
+    assert all(r.body is None for r, _ in got)  # dropped once read
+    assert all(n for r, n in got if r.status == 200)
+    assert len(calls) == len(urls)  # the retry predicate and the caller shared one reading
+
+
+async def test_fetch_pages_retries_what_reads_badly(server: LocalServer) -> None:
+    sleeps = Sleeps()
+    url = server.url("/page/verify")
+    got = [
+        pair
+        async for pair in fetch_pages(
+            [url],
+            settings(retries=2),
+            extract=lambda r: b"verify.js" in (r.body or b""),
+            retry_on=lambda r, bad: bad,
+            sleep=sleeps,
+        )
+    ]
+    assert got[0][0].attempts == 3 and got[0][1] is True
+    assert server.hits["/page/verify"] == 3 and len(sleeps.waits) == 2

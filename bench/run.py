@@ -1,0 +1,527 @@
+"""bench -- the crawler against lychee on a loopback server farm, each measured as a whole process.
+
+For each profile it writes a Markdown post of N links over H hosts (the post's own layout: the URL
+alone on its line, a blank line, the listed title), starts bench/farm.py in its own process on
+127.0.0.2 ... with the given latency, then runs `crawler check` and, when it is installed
+(`pip install -e '.[bench]'`), lychee on the same links, alternating, R times. Each run is timed
+as a process: wall time, CPU (user + sys from wait4) and peak RSS (ru_maxrss). It prints the
+medians, the ratios crawler/lychee and each tool's ratio to the lower bound its limits allow.
+
+Profiles:
+  unthrottled  both tools at --concurrency in flight, no per-host limit or interval
+  default      each tool at its own default politeness; the bound is what its per-host
+               interval / per-host concurrency / global limit allow at this latency
+  scale        --scale-links over --scale-hosts, crawler only, unthrottled: peak RSS
+
+  make bench                                    # unthrottled + default, 10,000 links / 50 hosts
+  make bench ARGS="--profiles scale"            # 100,000 links / 500 hosts, crawler only
+  .venv/bin/python bench/run.py --links 2000 --hosts 20 --reps 1 --profiles unthrottled
+
+Nothing leaves 127.0.0.0/8: the farm binds only loopback addresses, proxies are switched off
+for both tools, and the farm exits by itself after --farm-max-seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.dont_write_bytecode = True
+
+from farm import host_addrs, page_meta  # noqa: E402
+
+BIN = Path(sys.executable).parent
+# lychee 0.24.2's defaults (lychee --help): global 128, per host 10 in flight, 50 ms apart.
+LYCHEE_DEFAULTS = {"max_concurrency": 128, "host_concurrency": 10, "host_interval": 0.05}
+
+
+# ------------------------------------------------------------------------------------ inputs
+
+
+def write_post(path: Path, n: int, hosts: int, port: int) -> None:
+    """N links round-robin over the hosts, in the post's URL / blank / title layout."""
+    addrs = host_addrs(hosts)
+    with path.open("w", encoding="utf-8") as f:
+        f.write(f"# 基准测试：{n} 条链接，{hosts} 个主机\n\n## 参考\n\n")
+        for i in range(n):
+            title, _ = page_meta(str(i))
+            f.write(f"http://{addrs[i % hosts]}:{port}/p/{i}\n\n{title}\n\n")
+
+
+def lower_bound(
+    n: int, hosts: int, latency: float, max_conc: int, host_conc: int, interval: float
+) -> float:
+    """Least wall time the limits allow: every request takes `latency`, nothing else costs."""
+    per_host = math.ceil(n / hosts)
+    by_interval = (per_host - 1) * interval + latency
+    by_host_conc = math.ceil(per_host / host_conc) * latency
+    by_global = math.ceil(n / max_conc) * latency
+    return max(by_interval, by_host_conc, by_global)
+
+
+# ------------------------------------------------------------------------------------ the farm
+
+
+class Farm:
+    """bench/farm.py in its own process, stopped by PID (and by its own time limit)."""
+
+    def __init__(self, hosts: int, port: int, latency_ms: float, max_seconds: float, kb: float):
+        self.port = port
+        self.admin = f"http://{host_addrs(1)[0]}:{port}"
+        cmd = [
+            sys.executable,
+            str(HERE / "farm.py"),
+            f"--hosts={hosts}",
+            f"--port={port}",
+            f"--latency-ms={latency_ms}",
+            f"--max-seconds={max_seconds}",
+            f"--page-kb={kb}",
+        ]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("ready"):
+            self.stop()
+            raise SystemExit(f"bench: the farm did not start ({line.strip()!r})")
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def cpu(self) -> float:
+        """CPU seconds the farm has used so far (user + sys)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def admin_get(self, path: str) -> dict[str, object]:
+        with self.opener.open(self.admin + path, timeout=10) as r:
+            body = r.read()
+        try:
+            out: dict[str, object] = json.loads(body)
+        except ValueError:
+            out = {}
+        return out
+
+    def wait_idle(self, limit: float = 30.0) -> None:
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            if not self.admin_get("/__stats").get("inflight_now"):
+                return
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def port_is_free(port: int, hosts: int) -> bool:
+    for addr in {host_addrs(1)[0], host_addrs(hosts)[-1]}:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((addr, port))
+            except OSError:
+                return False
+    return True
+
+
+# ------------------------------------------------------------------------------------ one run
+
+
+@dataclass
+class Sample:
+    tool: str
+    rep: int
+    wall: float
+    cpu: float
+    rss_mb: float
+    rc: int
+    farm_cpu: float
+    server: dict[str, object] = field(default_factory=dict)
+    checked: dict[str, object] = field(default_factory=dict)
+
+
+def clean_env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    }
+    env["NO_PROXY"] = env["no_proxy"] = "*"
+    return env
+
+
+def measure(
+    cmd: list[str], cwd: Path, log: Path, limit: float, env: dict[str, str] | None = None
+) -> tuple[float, float, float, int, float, float]:
+    """Run cmd as a child: wall s, user+sys CPU s, peak RSS MB (all from wait4), exit code,
+    and the monotonic start and end of the process."""
+    with log.open("wb") as out:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env={**clean_env(), **(env or {})}
+        )
+        timer = threading.Timer(limit, lambda: os.kill(proc.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            _, status, ru = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        t1 = time.monotonic()
+    proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
+    return t1 - t0, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0, proc.returncode, t0, t1
+
+
+def crawler_cmd(
+    post: Path, out: Path, politeness: dict[str, float] | None, extra: str
+) -> list[str]:
+    cmd = [str(BIN / "crawler"), "check", str(post), "--report-dir", str(out), "-q"]
+    cmd += ["--timeout", "5", "--retries", "2"]
+    if politeness is not None:
+        cmd += [
+            "--max-concurrency",
+            str(int(politeness["max_concurrency"])),
+            "--host-concurrency",
+            str(int(politeness["host_concurrency"])),
+            "--host-interval",
+            f"{politeness['host_interval']:g}",
+        ]
+    return cmd + shlex.split(extra)
+
+
+def lychee_cmd(
+    lychee: str, post: Path, out: Path, politeness: dict[str, float] | None
+) -> list[str]:
+    cmd = [lychee, "--no-progress", "--format", "json", "--output", str(out / "lychee.json")]
+    cmd += ["--timeout", "5", "--max-retries", "2", "--max-redirects", "10"]
+    if politeness is not None:
+        ms = int(round(politeness["host_interval"] * 1000))
+        cmd += [
+            "--max-concurrency",
+            str(int(politeness["max_concurrency"])),
+            "--host-concurrency",
+            str(int(politeness["host_concurrency"])),
+            "--host-request-interval",
+            f"{ms}ms",
+        ]
+    return cmd + [str(post)]
+
+
+def check_crawler(out: Path) -> dict[str, object]:
+    """What the crawler's report says: verdicts, titles and summaries found, files written."""
+    try:
+        data = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {"error": f"no report.json: {exc}"}
+    links = data.get("links", [])
+    files = {
+        p.name: p.stat().st_size for p in sorted(out.iterdir()) if p.is_file() and p.name[0] != "."
+    }
+    return {
+        "links": len(links),
+        "ok": sum(1 for x in links if x.get("verdict") == "ok"),
+        "titles": sum(1 for x in links if x.get("title")),
+        "summaries": sum(1 for x in links if x.get("summary")),
+        "files": files,
+    }
+
+
+def check_lychee(out: Path) -> dict[str, object]:
+    try:
+        data = json.loads((out / "lychee.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return {"error": f"no lychee.json: {exc}"}
+    return {k: data.get(k) for k in ("total", "successful", "errors", "timeouts")}
+
+
+# ------------------------------------------------------------------------------------ profiles
+
+
+@dataclass
+class Profile:
+    name: str
+    links: int
+    hosts: int
+    crawler_limits: dict[str, float] | None  # None: the crawler's own defaults
+    lychee_limits: dict[str, float] | None
+    with_lychee: bool
+    reps: int
+
+
+def crawler_defaults() -> dict[str, float]:
+    from crawler import config
+
+    return {
+        "max_concurrency": config.DEFAULT_MAX_CONCURRENCY,
+        "host_concurrency": config.DEFAULT_HOST_CONCURRENCY,
+        "host_interval": config.DEFAULT_HOST_INTERVAL,
+    }
+
+
+def run_profile(p: Profile, a: argparse.Namespace, lychee: str | None, work: Path) -> dict:
+    latency = a.latency_ms / 1000.0
+    d = work / p.name
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    post = d / "links.md"
+    write_post(post, p.links, p.hosts, a.port)
+    if not port_is_free(a.port, p.hosts):
+        raise SystemExit(f"bench: port {a.port} is taken on the farm's addresses (--port)")
+    tools = ["crawler"] + (["lychee"] if lychee and p.with_lychee else [])
+    print(
+        f"\n== {p.name}: {p.links:,} links over {p.hosts} hosts, {a.latency_ms:g} ms latency, "
+        f"{p.reps} rep(s), tools: {', '.join(tools)}",
+        flush=True,
+    )
+    farm = Farm(p.hosts, a.port, a.latency_ms, a.farm_max_seconds, a.page_kb)
+    samples: list[Sample] = []
+    try:
+        for rep in range(1, p.reps + 1):
+            order = tools if rep % 2 else list(reversed(tools))  # alternate who goes first
+            for tool in order:
+                out = d / f"{tool}-{rep}"
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                if tool == "crawler":
+                    cmd = crawler_cmd(post, out, p.crawler_limits, a.crawler_args)
+                else:
+                    assert lychee is not None
+                    cmd = lychee_cmd(lychee, post, out, p.lychee_limits)
+                (out / "cmd.txt").write_text(shlex.join(cmd) + "\n")
+                farm.wait_idle()
+                farm.admin_get("/__reset")
+                c0 = farm.cpu()
+                # each crawler run starts its own history (CRAWLER_DB): runs stay comparable
+                env = {"CRAWLER_DB": str(out / "history.sqlite")}
+                wall, cpu, rss, rc, t0, t1 = measure(cmd, d, out / "output.txt", a.run_limit, env)
+                farm_cpu = farm.cpu() - c0
+                farm.wait_idle()
+                server = farm.admin_get("/__stats")
+                first, last = (
+                    server.get("first_request_monotonic"),
+                    server.get("last_answer_monotonic"),
+                )
+                if isinstance(first, float) and isinstance(last, float) and first:
+                    # where the wall time went: before the first request, requests, after
+                    server["phases"] = (first - t0, last - first, t1 - last)
+                checked = check_crawler(out) if tool == "crawler" else check_lychee(out)
+                s = Sample(tool, rep, wall, cpu, rss, rc, farm_cpu, server, checked)
+                samples.append(s)
+                print(
+                    f"  {tool:<8} rep {rep}: wall {wall:6.2f} s  cpu {cpu:6.2f} s  "
+                    f"rss {rss:6.1f} MB  rc {rc}  farm cpu {farm_cpu:5.2f} s  "
+                    f"requests {server.get('requests')}  peak in flight "
+                    f"{server.get('peak_inflight')}/{server.get('peak_inflight_per_host')} "
+                    f"per host  conns {server.get('connections')}  {_checked_line(checked)}"
+                    + _phases(server),
+                    flush=True,
+                )
+                if tool == "crawler" and not a.keep_reports:
+                    for f in out.glob("report.*"):
+                        f.unlink()
+    finally:
+        farm.stop()
+    return summarize(p, samples, latency)
+
+
+def _phases(server: dict[str, object]) -> str:
+    ph = server.get("phases")
+    if not isinstance(ph, tuple):
+        return ""
+    return (
+        f"\n{'':20}phases: start → first request {ph[0]:.2f} s, requests {ph[1]:.2f} s, "
+        f"last answer → exit {ph[2]:.2f} s"
+    )
+
+
+def _checked_line(c: dict[str, object]) -> str:
+    if "error" in c:
+        return f"[{c['error']}]"
+    if "titles" in c:
+        return f"ok {c['ok']}/{c['links']} titles {c['titles']} summaries {c['summaries']}"
+    return f"ok {c.get('successful')}/{c.get('total')}"
+
+
+def summarize(p: Profile, samples: list[Sample], latency: float) -> dict:
+    res: dict = {"profile": p.name, "links": p.links, "hosts": p.hosts, "tools": {}}
+    limits = {"crawler": p.crawler_limits or crawler_defaults(), "lychee": p.lychee_limits}
+    limits["lychee"] = limits["lychee"] or LYCHEE_DEFAULTS
+    for tool in ("crawler", "lychee"):
+        ss = [s for s in samples if s.tool == tool]
+        if not ss:
+            continue
+        lim = limits[tool]
+        bound = lower_bound(
+            p.links,
+            p.hosts,
+            latency,
+            int(lim["max_concurrency"]),
+            int(lim["host_concurrency"]),
+            lim["host_interval"],
+        )
+        wall = statistics.median(s.wall for s in ss)
+        res["tools"][tool] = {
+            "wall_s": wall,
+            "cpu_s": statistics.median(s.cpu for s in ss),
+            "rss_mb": statistics.median(s.rss_mb for s in ss),
+            "rss_mb_max": max(s.rss_mb for s in ss),
+            "farm_cpu_s": statistics.median(s.farm_cpu for s in ss),
+            "links_per_s": p.links / wall,
+            "bound_s": bound,
+            "wall_over_bound": wall / bound,
+            "limits": lim,
+            "rcs": [s.rc for s in ss],
+            "samples": [asdict(s) for s in ss],
+        }
+    t = res["tools"]
+    if "crawler" in t and "lychee" in t:
+        res["ratio"] = {k: t["crawler"][k] / t["lychee"][k] for k in ("wall_s", "cpu_s", "rss_mb")}
+    return res
+
+
+# ------------------------------------------------------------------------------------ output
+
+
+def report(results: list[dict], a: argparse.Namespace) -> list[str]:
+    lines = ["", "== results (medians; RSS median, max in brackets)"]
+    lines.append(
+        f"{'profile':<12} {'tool':<8} {'links':>7} {'hosts':>5} {'wall s':>8} {'links/s':>8} "
+        f"{'cpu s':>7} {'rss MB':>13} {'bound s':>8} {'/bound':>7}"
+    )
+    for r in results:
+        for tool, t in r["tools"].items():
+            lines.append(
+                f"{r['profile']:<12} {tool:<8} {r['links']:>7} {r['hosts']:>5} "
+                f"{t['wall_s']:>8.2f} {t['links_per_s']:>8.0f} {t['cpu_s']:>7.2f} "
+                f"{t['rss_mb']:>6.1f} ({t['rss_mb_max']:>5.1f}) {t['bound_s']:>8.2f} "
+                f"{t['wall_over_bound']:>7.2f}"
+            )
+        if "ratio" in r:
+            q = r["ratio"]
+            lines.append(
+                f"{r['profile']:<12} crawler/lychee: wall {q['wall_s']:.2f}  cpu {q['cpu_s']:.2f}"
+                f"  rss {q['rss_mb']:.2f}"
+            )
+    lines.append("")
+    lines.append("== targets")
+    for r in results:
+        t = r["tools"].get("crawler")
+        if t is None:
+            continue
+        marks = []
+        if r["profile"] == "unthrottled" and "ratio" in r:
+            q = r["ratio"]["wall_s"]
+            marks.append(f"wall crawler/lychee {q:.2f} (target <= 1.00) {_ok(q <= 1.0)}")
+        if r["profile"] == "default":
+            q = t["wall_over_bound"]
+            marks.append(f"wall / per-host bound {q:.2f} (target <= 1.10) {_ok(q <= 1.10)}")
+        cap = 100.0 if r["links"] <= 10_000 else 150.0
+        marks.append(
+            f"peak RSS {t['rss_mb_max']:.1f} MB at {r['links']:,} links (target <= {cap:.0f}) "
+            f"{_ok(t['rss_mb_max'] <= cap)}"
+        )
+        for m in marks:
+            lines.append(f"{r['profile']:<12} {m}")
+    return lines
+
+
+def _ok(flag: bool) -> str:
+    return "PASS" if flag else "MISS"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--links", type=int, default=10_000)
+    ap.add_argument("--hosts", type=int, default=50)
+    ap.add_argument("--latency-ms", type=float, default=20.0)
+    ap.add_argument("--concurrency", type=int, default=64, help="unthrottled: requests in flight")
+    ap.add_argument("--reps", type=int, default=3, help="runs of each tool per profile")
+    ap.add_argument("--default-reps", type=int, default=None, help="reps of the default profile")
+    ap.add_argument(
+        "--profiles", default="unthrottled,default", help="comma list: unthrottled,default,scale"
+    )
+    ap.add_argument("--scale-links", type=int, default=100_000)
+    ap.add_argument("--scale-hosts", type=int, default=500)
+    ap.add_argument("--page-kb", type=float, default=0.0, help="pad pages to about this size")
+    ap.add_argument("--port", type=int, default=18480)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/crawler-bench"))
+    ap.add_argument("--lychee", default=None, help="lychee binary (default: next to python)")
+    ap.add_argument("--no-lychee", action="store_true")
+    ap.add_argument("--crawler-args", default="", help="extra arguments for crawler check")
+    ap.add_argument("--keep-reports", action="store_true", help="keep report.json/md of each run")
+    ap.add_argument("--run-limit", type=float, default=600.0, help="kill a run after this long")
+    ap.add_argument("--farm-max-seconds", type=float, default=3600.0)
+    a = ap.parse_args(argv)
+
+    lychee = None
+    if not a.no_lychee:
+        lychee = a.lychee or (str(BIN / "lychee") if (BIN / "lychee").exists() else None)
+        lychee = lychee or shutil.which("lychee")
+        if lychee is None:
+            print("bench: lychee not installed (pip install -e '.[bench]'): crawler only")
+    versions = [
+        subprocess.run(
+            [str(BIN / "crawler"), "--version"], capture_output=True, text=True
+        ).stdout.strip()
+    ]
+    if lychee:
+        versions.append(
+            subprocess.run([lychee, "--version"], capture_output=True, text=True).stdout.strip()
+        )
+    print(f"bench: {', '.join(versions)}; {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
+    subprocess.run([str(BIN / "crawler"), "check", "--help"], capture_output=True)  # warm .pyc
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 65536)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # inherited by the children
+
+    c = a.concurrency
+    free = {"max_concurrency": c, "host_concurrency": c, "host_interval": 0.0}
+    profiles = []
+    for name in [x.strip() for x in a.profiles.split(",") if x.strip()]:
+        if name == "unthrottled":
+            profiles.append(Profile(name, a.links, a.hosts, free, free, True, a.reps))
+        elif name == "default":
+            reps = a.default_reps or a.reps
+            profiles.append(Profile(name, a.links, a.hosts, None, None, True, reps))
+        elif name == "scale":
+            profiles.append(Profile(name, a.scale_links, a.scale_hosts, free, free, False, 1))
+        else:
+            ap.error(f"unknown profile {name!r}")
+    a.out.mkdir(parents=True, exist_ok=True)
+    results = [run_profile(p, a, lychee, a.out) for p in profiles]
+    lines = report(results, a)
+    print("\n".join(lines))
+    (a.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    print(f"\nbench: details in {a.out}/results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
