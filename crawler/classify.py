@@ -83,13 +83,25 @@ def _same_place(a: str, b: str) -> bool:
         return a == b
 
 
-def classify(fetch: FetchResult, meta: PageMeta | None, listed_title: str | None) -> Classification:
-    """Give one fetched URL its verdict, a machine-readable reason and a detail for people."""
+def classify(
+    fetch: FetchResult,
+    meta: PageMeta | None,
+    listed_title: str | None,
+    accept: frozenset[int] = frozenset(),
+) -> Classification:
+    """Give one fetched URL its verdict, a machine-readable reason and a detail for people.
+
+    `accept` holds statuses the user declared alive for this host (config `accept`).
+    """
     if fetch.error is not None:
         return _classify_error(fetch)
     status = fetch.status
     if status is None:
         return Classification(Verdict.ERROR, "no-response", "no HTTP response arrived")
+    if status in accept and not 200 <= status < 300:
+        return Classification(
+            Verdict.OK, "accepted-status", f"HTTP {status}, accepted as alive by the configuration"
+        )
     kind = meta.kind if meta is not None else PageKind.OTHER
     notice = meta.notice if meta is not None and meta.notice else None
 

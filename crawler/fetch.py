@@ -29,7 +29,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from crawler.config import RETRY_STATUSES, FetchSettings
+from crawler.config import RETRY_STATUSES, FetchSettings, HostRule, host_rule
+from crawler.errors import ConfigError
 from crawler.types import ErrorKind, FetchResult, Hop
 
 log = logging.getLogger(__name__)
@@ -258,6 +259,7 @@ class Fetcher:
         self._own_client = client is None
         self._global = asyncio.Semaphore(max(1, settings.max_concurrency))
         self._gates: dict[str, HostGate] = {}
+        self._rules: dict[str, HostRule | None] = {}
         self._transports: dict[tuple[str, str, int | None], httpx.AsyncBaseTransport | None] = {}
         self._extensions: dict[str, object] = {}
         # Tasks in progress in fetch_all: enough for every host to have work queued behind its
@@ -280,12 +282,25 @@ class Fetcher:
             await self._client.aclose()
             self._client = None
 
-    def _gate(self, key: str) -> HostGate:
+    def _gate(self, key: str, host: str) -> HostGate:
         gate = self._gates.get(key)
         if gate is None:
             s = self.settings
-            gate = self._gates[key] = HostGate(s.host_concurrency, s.host_interval, time.monotonic)
+            rule = self._rule(host)
+            limit = rule.concurrency if rule and rule.concurrency else s.host_concurrency
+            interval = rule.interval if rule and rule.interval is not None else s.host_interval
+            gate = self._gates[key] = HostGate(limit, interval, time.monotonic)
         return gate
+
+    def _rule(self, host: str) -> HostRule | None:
+        """The configured rule for a host, looked up once per host."""
+        if not self.settings.hosts:
+            return None
+        try:
+            return self._rules[host]
+        except KeyError:
+            rule = self._rules[host] = host_rule(self.settings.hosts, host)
+            return rule
 
     async def fetch_all(self, urls: Iterable[str]) -> AsyncIterator[FetchResult]:
         """Fetch every URL concurrently; yield results as they complete.
@@ -341,7 +356,7 @@ class Fetcher:
                 attempts=0,
             )
 
-        gate = self._gate(_url_host_key(parsed))
+        gate = self._gate(_url_host_key(parsed), parsed.host)
 
         async def attempt() -> FetchResult:
             async with gate, self._global:
@@ -489,9 +504,22 @@ class Fetcher:
         """
         client = self._client
         assert client is not None
-        request = httpx.Request("GET", url, headers=client.headers, extensions=self._extensions)
+        req_headers = client.headers
+        rule = self._rule(url.host)
+        if rule is not None and (rule.headers or rule.user_agent):
+            # A host's own headers are computed for each request, redirects included, so they
+            # never reach another host.
+            req_headers = httpx.Headers(req_headers)
+            req_headers.update(rule.headers)
+            if rule.user_agent:
+                req_headers["User-Agent"] = rule.user_agent
+        request = httpx.Request("GET", url, headers=req_headers, extensions=self._extensions)
         if client.cookies:
             client.cookies.set_cookie_header(request)
+        if rule is not None and rule.cookies:
+            own = "; ".join(f"{k}={v}" for k, v in rule.cookies.items())
+            jar = request.headers.get("Cookie")
+            request.headers["Cookie"] = f"{jar}; {own}" if jar else own
         transport = self._transport_for(request.url)
         if transport is None:
             response = await client.send(request, stream=True)
@@ -571,6 +599,7 @@ def make_client(settings: FetchSettings) -> httpx.AsyncClient:
         "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
         "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8",
     }
+    cookies = load_cookie_jar(settings.cookie_jar) if settings.cookie_jar else None
     # trust_env=True: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE work as they do for curl.
     if settings.transport == "aiohttp":
         try:
@@ -582,12 +611,30 @@ def make_client(settings: FetchSettings) -> httpx.AsyncClient:
                 timeout=timeout,
                 limits=limits,
                 headers=headers,
+                cookies=cookies,
                 trust_env=True,
                 follow_redirects=False,
             )
     return httpx.AsyncClient(
-        timeout=timeout, limits=limits, headers=headers, trust_env=True, follow_redirects=False
+        timeout=timeout,
+        limits=limits,
+        headers=headers,
+        cookies=cookies,
+        trust_env=True,
+        follow_redirects=False,
     )
+
+
+def load_cookie_jar(path: str) -> httpx.Cookies:
+    """Cookies from a Netscape cookies.txt; each is sent only to its own domain and path."""
+    import http.cookiejar
+
+    jar = http.cookiejar.MozillaCookieJar(path)
+    try:
+        jar.load(ignore_discard=True, ignore_expires=False)
+    except (OSError, http.cookiejar.LoadError) as exc:
+        raise ConfigError(f"{path}: cannot read the cookie jar: {exc}") from None
+    return httpx.Cookies(jar)
 
 
 def _replace(r: FetchResult, **changes: object) -> FetchResult:

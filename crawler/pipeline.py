@@ -11,9 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from crawler.classify import classify
-from crawler.config import FetchSettings
+from crawler.config import FetchSettings, host_rule
 from crawler.extract import extract_meta
 from crawler.fetch import fetch_pages, host_key
 from crawler.history import ConfirmRule, UrlState, apply_history, next_state
@@ -96,7 +97,9 @@ class _Run:
         options: RunOptions,
         clock: Clock,
         progress: ProgressFn | None,
+        settings: FetchSettings,
     ) -> None:
+        self.settings = settings
         self.by_url: dict[str, list[Link]] = {}
         for link in links:
             self.by_url.setdefault(link.url, []).append(link)
@@ -135,19 +138,28 @@ class _Run:
                 continue
             fetch, meta, _ = last
             # Never reuse a result that is an error or a block when judged again.
-            again = classify(fetch, meta, self.by_url[url][0].listed_title)
+            again = classify(fetch, meta, self.by_url[url][0].listed_title, self.accept_for(url))
             if again.verdict in (Verdict.ERROR, Verdict.BLOCKED):
                 continue
             out[url] = (fetch, meta)
         return out
+
+    def accept_for(self, url: str) -> frozenset[int]:
+        """Statuses declared alive for url's host: global ones and the host rule's."""
+        s = self.settings
+        if not s.hosts:
+            return s.accept
+        rule = host_rule(s.hosts, urlsplit(url).hostname or "")
+        return s.accept | rule.accept if rule is not None else s.accept
 
     def handle(self, result: FetchResult, meta: PageMeta | None, cached: bool) -> None:
         """Classify every occurrence of one fetched URL and queue the checks for the store."""
         now = self.clock()
         state = self.states.get(result.url)
         first = True
+        accept = self.accept_for(result.url)
         for link in self.by_url[result.url]:
-            raw = classify(result, meta, link.listed_title)
+            raw = classify(result, meta, link.listed_title, accept)
             title = meta.title if meta else None
             hist: LinkHistory | None = None
             final = raw
@@ -223,7 +235,7 @@ async def check_links(
 ) -> Run:
     """Fetch every distinct URL once, classify each occurrence, record it; return the Run."""
     started = clock()
-    run = _Run(links, store, options or RunOptions(), clock, progress)
+    run = _Run(links, store, options or RunOptions(), clock, progress, settings)
     reuse = run.reusable()
     if store is not None:
         run.run_id = store.begin_run(started, sources, digests or {})

@@ -14,6 +14,7 @@ Routes:
   /page/{name}                a named page from PAGES (content-type included)
   /big?kb=N                   an N-KB HTML page
   /binary                     a PNG-typed body
+  /echo                       a page; the request's headers (names lower-cased) go to `seen_headers`
   /wayback/available?url=U    the Wayback availability API, a snapshot of U from 2020-01-01
 The server counts hits per path (with query) and the peak of requests in flight, overall and per
 first path segment (`peaks["slow"]`), so a test is not confused by another test's leftovers.
@@ -203,6 +204,16 @@ class _Handler(BaseHTTPRequestHandler):
         elif head == "big":
             kb = int(q.get("kb", "100"))
             self._send(200, HTML, b"<html><head><title>big</title></head><body>" + b"x" * kb * 1024)
+        elif head == "echo":
+            with self.server.lock:
+                self.server.seen_headers.append(
+                    (
+                        self.headers.get("Host", ""),
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                    )
+                )
+            self._page("echo")
         elif head == "wayback":
             # The Wayback availability API: one snapshot, on 2020-01-01.
             target = q.get("url", "")
@@ -235,6 +246,9 @@ class LocalServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.hits: Counter[str] = Counter()
         self.user_agents: list[str] = []
+        self.seen_headers: list[
+            tuple[str, str, dict[str, str]]
+        ] = []  # /echo: (Host, path, headers)
         self.inflight = 0
         self.peak = 0
         self.inflight_by: Counter[str] = Counter()  # by first path segment
@@ -255,6 +269,7 @@ class LocalServer(ThreadingHTTPServer):
         with self.lock:
             self.hits.clear()
             self.user_agents.clear()
+            self.seen_headers.clear()
             self.peak = self.inflight
             self.peaks.clear()
 
