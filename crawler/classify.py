@@ -176,6 +176,7 @@ _ERROR_WORDS = {
     ErrorKind.PROTOCOL: "the connection broke (dropped, reset or invalid HTTP)",
     ErrorKind.TOO_LARGE: "the response is too large",
     ErrorKind.INVALID_URL: "the URL is not a valid http(s) URL",
+    ErrorKind.PRIVATE_ADDRESS: "refused: the host resolves to a private or local address",
 }
 
 

@@ -43,6 +43,7 @@ class ErrorKind(StrEnum):
     PROTOCOL = "protocol"
     TOO_LARGE = "too-large"
     INVALID_URL = "invalid-url"
+    PRIVATE_ADDRESS = "private-address"  # refused by --no-private
 
 
 #: Network-level failures: if every host ends in one of these, the network is down.
