@@ -875,7 +875,7 @@ def extract(pages: tuple[Path, ...], url: str | None) -> None:
             failed = True
             click.echo(json.dumps({"file": str(page), "error": exc.strerror or str(exc)}))
             continue
-        meta = extract_meta(body, url=url)
+        meta = extract_meta(body, url=url, with_hash=False)
         click.echo(
             json.dumps(
                 {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import hashlib
 import html
 import json
 import re
@@ -731,6 +732,28 @@ def _first_paragraph(page: _Page, rule: SiteRule | None) -> str | None:
     return None
 
 
+def _text_hash(page: _Page, rule: SiteRule | None) -> str | None:
+    """A short hash of the main content's text, to notice an article edited under its title.
+
+    Scripts and styles are dropped first (they carry timestamps and tokens that change on
+    every fetch), so this mutates the tree: call last.
+    """
+    tree = page.tree
+    tree.strip_tags(["script", "style", "noscript", "template", "svg"])
+    node = None
+    for sel in (rule.summary_selectors if rule is not None else ()) + _CONTAINERS:
+        node = tree.css_first(sel)
+        if node is not None:
+            break
+    node = node or tree.body
+    if node is None:
+        return None
+    text = normalize_space(node.text(separator=" "))
+    if not text:
+        return None
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
+
+
 # ----------------------------------------------------------------------------------- the kind
 
 
@@ -862,7 +885,11 @@ def _path(url: str | None) -> str:
 
 
 def _extract(
-    body: bytes | str, url: str | None, content_type: str | None, status: int | None
+    body: bytes | str,
+    url: str | None,
+    content_type: str | None,
+    status: int | None,
+    with_hash: bool = True,
 ) -> PageMeta:
     """extract_meta without the safety net."""
     if isinstance(body, str):
@@ -942,6 +969,7 @@ def _extract(
         kind = PageKind.NOT_FOUND
     if kind not in (PageKind.ARTICLE, PageKind.OTHER):
         summary = None
+    text_hash = _text_hash(page, rule) if with_hash and kind is PageKind.ARTICLE else None
     return PageMeta(
         title=title or None,
         summary=summary or None,
@@ -951,6 +979,7 @@ def _extract(
         kind=kind,
         notice=notice,
         site=rule.name if rule is not None else None,
+        text_hash=text_hash,
     )
 
 
@@ -959,10 +988,15 @@ def extract_meta(
     url: str | None = None,
     content_type: str | None = None,
     status: int | None = None,
+    *,
+    with_hash: bool = True,
 ) -> PageMeta:
-    """Read title, summary, site and page kind from an HTML page; never raises."""
+    """Read title, summary, site and page kind from an HTML page; never raises.
+
+    `with_hash=False` skips the main-text hash (`text_hash`), which only the history needs.
+    """
     try:
-        return _extract(body, url, content_type, status)
+        return _extract(body, url, content_type, status, with_hash)
     except Exception:
         kind = PageKind.NOT_FOUND if status in (404, 410) else PageKind.OTHER
         return PageMeta(kind=kind)

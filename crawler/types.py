@@ -111,6 +111,7 @@ class PageMeta:
     kind: PageKind = PageKind.OTHER
     notice: str | None = None  # the text of a removal / anti-robot notice
     site: str | None = None  # the site rule that matched, if any
+    text_hash: str | None = None  # short hash of the main content's text (articles only)
 
 
 @dataclass(frozen=True, slots=True)
