@@ -460,7 +460,7 @@ def _check_row(run_id: int, c: Check, raw: Verdict) -> tuple[Any, ...]:
         m.summary if m else None,
         m.kind.value if m else None,
         m.notice if m else None,
-        None,
+        m.text_hash if m else None,
         _ts(c.checked_at),
         f.attempts if f else 0,
         f.elapsed_ms if f else 0,
@@ -490,6 +490,7 @@ def _row_check(r: sqlite3.Row) -> Check:
         summary=r["summary"],
         kind=PageKind(r["page_kind"]) if r["page_kind"] else PageKind.OTHER,
         notice=r["notice"],
+        text_hash=r["text_hash"],
     )
     hist = LinkHistory(
         previous_verdict=Verdict(r["previous_verdict"]) if r["previous_verdict"] else None,

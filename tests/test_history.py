@@ -257,3 +257,20 @@ async def test_only_failing(server: LocalServer, tmp_path: Path) -> None:
     assert server.hits["/page/plain"] == 1 and server.hits["/status/404"] == 2
     assert [c.verdict for c in run.checks] == [Verdict.OK, Verdict.DEAD]
     store.close()
+
+
+@pytest.mark.anyio
+async def test_the_main_text_hash_is_stored(server: LocalServer, tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "h.sqlite")
+    links = links_for(server, ["/page/article", "/page/removed"])
+    run = await check_links(links, FAST, store=store, clock=Clock())
+    rows = {
+        r["url"]: r["text_hash"] for r in store.conn.execute("SELECT url, text_hash FROM checks")
+    }
+    assert rows[links[0].url] and len(rows[links[0].url]) == 16
+    assert rows[links[1].url] is None  # a removal notice has no article text
+    loaded = store.load_run(run.run_id)
+    assert (
+        loaded.checks[0].meta is not None and loaded.checks[0].meta.text_hash == rows[links[0].url]
+    )
+    store.close()
