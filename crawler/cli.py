@@ -258,13 +258,17 @@ FILE_IGNORED = frozenset({"run_id", "as_json", "url", "help"})
 
 
 class _Progress:
-    """A one-line counter on a TTY; plain lines for non-ok links otherwise."""
+    """A one-line counter on a TTY; otherwise a plain line at every tenth of the way.
+
+    Links are listed once, with their details, in the summary at the end.
+    """
 
     def __init__(self, total: int, quiet: bool) -> None:
         self.total = total
         self.done = 0
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
+        self.step = max(1, total // 10)
 
     def __call__(self, check: Check) -> None:
         self.done += 1
@@ -272,10 +276,8 @@ class _Progress:
             return
         if self.tty:
             click.echo(f"\r  checked {self.done}/{self.total}", nl=False, err=True)
-        elif check.verdict is not Verdict.OK:
-            click.echo(
-                f"{check.verdict.value:<10} {safe(check.url)}  ({safe(check.reason)})", err=True
-            )
+        elif self.done % self.step == 0 or self.done == self.total:
+            click.echo(f"checked {self.done}/{self.total}", err=True)
 
     def close(self) -> None:
         if self.tty and not self.quiet:
@@ -549,8 +551,10 @@ def check(
         lines[0] += f" ({excluded} excluded)"
     click.echo(lines[0])
     if not quiet:
+        # On a network-down run every link failed the same way: the one line below says it.
         for line in lines[1:]:
-            click.echo(line)
+            if not run.network_down or line.startswith("report:"):
+                click.echo(line)
     if run.network_down:
         click.echo(
             "error: the network looks down (no host answered); no link was judged dead.", err=True
