@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from crawler.types import Classification, ErrorKind, FetchResult, PageKind, PageMeta, Verdict
@@ -38,12 +39,25 @@ def normalize_title(title: str) -> str:
     s = unicodedata.normalize("NFKC", title).translate(_QUOTES).casefold()
     # casefold can leave text that NFKC would compose (R + cedilla): normalise once more.
     s = unicodedata.normalize("NFKC", s)
-    return unicodedata.normalize("NFKC", "".join(ch for ch in s if not _ignorable(ch)))
+    return unicodedata.normalize("NFKC", s.translate(_DROP))
 
 
 def _ignorable(ch: str) -> bool:
     cat = unicodedata.category(ch)
     return cat[0] in "PZC" or (cat[0] == "S" and cat != "Sm") or ch.isspace()
+
+
+class _Drop(dict[int, int | None]):
+    """str.translate table deleting the _ignorable characters, filled as characters are met."""
+
+    def __missing__(self, code: int) -> int | None:
+        value = None if _ignorable(chr(code)) else code
+        if len(self) < 65536:  # titles come from the web: bound what they can make us keep
+            self[code] = value
+        return value
+
+
+_DROP = _Drop()
 
 
 def strip_site_suffix(title: str) -> str:
@@ -57,16 +71,30 @@ def strip_site_suffix(title: str) -> str:
 
 def titles_match(listed: str, fetched: str) -> bool:
     """True when the fetched title is the listed one up to width, punctuation and site suffixes."""
+    if listed == fetched:  # the usual case
+        return True
     want = normalize_title(listed)
     if not want:
         return True
-    candidates = {normalize_title(fetched), normalize_title(strip_site_suffix(fetched))}
+    candidates = {normalize_title(fetched)}
+    stripped = strip_site_suffix(fetched)
+    if stripped != fetched:
+        candidates.add(normalize_title(stripped))
     if want in candidates:
         return True
-    stripped = listed.rstrip()
-    if stripped.endswith(_ELLIPSIS):  # the author shortened a long title
+    if listed.rstrip().endswith(_ELLIPSIS):  # the author shortened a long title
         return any(c.startswith(want) for c in candidates if want)
     return False
+
+
+_BLOCKED_HINT = re.compile("|".join(re.escape(p) for p in BLOCKED_PATHS))
+
+
+def _on_blocked_path(url: str) -> bool:
+    """True when the URL's path starts with one of BLOCKED_PATHS."""
+    if _BLOCKED_HINT.search(url) is None:  # the usual case, without parsing the URL
+        return False
+    return urlsplit(url).path.startswith(BLOCKED_PATHS)
 
 
 def _same_place(a: str, b: str) -> bool:
@@ -107,8 +135,7 @@ def classify(
 
     if status in DEAD_STATUSES:
         return Classification(Verdict.DEAD, f"http-{status}", f"the server answered {status}")
-    final_path = urlsplit(fetch.final_url).path
-    if kind is PageKind.ANTI_ROBOT or final_path.startswith(BLOCKED_PATHS):
+    if kind is PageKind.ANTI_ROBOT or _on_blocked_path(fetch.final_url):
         detail = f"anti-robot page{': ' + notice if notice else ''} (HTTP {status})"
         return Classification(Verdict.BLOCKED, "anti-robot", detail)
     if status in BLOCKED_STATUSES:
@@ -156,12 +183,23 @@ def classify(
             f"listed “{listed_title}”, the page now says “{title}”",
         )
     if listed_title and title:
-        return Classification(Verdict.OK, "title-matches", f"alive (HTTP {status}), title matches")
+        return _alive(status, "title-matches")
     if not title:
-        return Classification(
-            Verdict.OK, "alive-no-title", f"alive (HTTP {status}), no title found"
-        )
-    return Classification(Verdict.OK, "alive", f"alive (HTTP {status})")
+        return _alive(status, "alive-no-title")
+    return _alive(status, "alive")
+
+
+_ALIVE_DETAIL = {
+    "title-matches": "alive (HTTP {}), title matches",
+    "alive-no-title": "alive (HTTP {}), no title found",
+    "alive": "alive (HTTP {})",
+}
+
+
+@lru_cache(maxsize=256)
+def _alive(status: int, reason: str) -> Classification:
+    """The ok classification, one shared value per status and reason (most links get one)."""
+    return Classification(Verdict.OK, reason, _ALIVE_DETAIL[reason].format(status))
 
 
 _ERROR_WORDS = {

@@ -80,6 +80,7 @@ class FetchSettings:
     hosts: Mapping[str, HostRule] = field(default_factory=dict)
     accept: frozenset[int] = frozenset()  # statuses that count as alive on every host
     cookie_jar: str | None = None  # a Netscape cookies.txt file
+    no_private: bool = False  # refuse hosts that resolve to loopback/private/link-local/metadata
 
     @property
     def attempt_deadline(self) -> float:

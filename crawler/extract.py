@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["decode_html", "extract_meta", "normalize_space"]
 
+TITLE_MAX = 1000  # characters of a title kept: a 5 MB <title> must not reach the reports
 MAX_INPUT = 8 * 1024 * 1024  # bytes of a page looked at; the rest is dropped
 PRESCAN = 4096  # bytes searched for a <meta charset> declaration
 FINGERPRINT_WINDOW = 65536  # bytes searched for site fingerprints
@@ -277,13 +278,46 @@ def _js_var(text: str, name: str) -> str | None:
     return None
 
 
+#: Pages nested deeper than this are cut where they get there: the HTML parser's time grows
+#: with the square of the depth (100,000 nested <div>s, 500 KB, take 12 s), and no real page
+#: comes near it (browsers flatten the tree at 512 levels).
+MAX_DEPTH = 1000
+_DEEP_CHECK_TAGS = 20_000  # only pages with more tags than this are scanned for depth
+_TAG_RE = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9-]*)[^<>]*?(/?)>")
+_VOID = frozenset(b"area base br col embed hr img input link meta param source track wbr".split())
+
+
+def _cut_deep_nesting(data: bytes) -> bytes:
+    """data, cut where elements nest deeper than MAX_DEPTH (a cheap scan, rarely needed)."""
+    if data.count(b"<") < _DEEP_CHECK_TAGS:
+        return data
+    depth = 0
+    for m in _TAG_RE.finditer(data):
+        if m.group(1):
+            depth = max(0, depth - 1)
+        elif not m.group(3) and m.group(2).lower() not in _VOID:
+            depth += 1
+            if depth > MAX_DEPTH:
+                return data[: m.start()]
+    return data
+
+
+def _cap(text: str | None, limit: int) -> str | None:
+    """text cut to limit characters, with an ellipsis when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1].rstrip() + "…"
+
+
 class _Page:
     """One parsed page and what has been read from it so far."""
 
     def __init__(self, text: str, data: bytes, url: str | None) -> None:
         self.text = text
         self.url = url
-        self.tree = LexborHTMLParser(data, options=LexborDocumentOptions.WO_EVENTS)
+        self.tree = LexborHTMLParser(
+            _cut_deep_nesting(data), options=LexborDocumentOptions.WO_EVENTS
+        )
         self.meta: dict[str, str] = {}
         for node in self.tree.css("meta"):
             attrs = node.attributes
@@ -637,18 +671,80 @@ def _title(
 
 # -------------------------------------------------------------------------------- the summary
 
-_SKIP_PARAGRAPH = (
-    "p:not(nav p, header p, footer p, aside p, figure p, figcaption p, blockquote p, "
-    "form p, [class*=byline] p, [class*=caption] p, [class*=author] p, [class*=comment] p, "
-    "[class*=share] p, [class*=related] p, [class*=footer] p, [class*=sidebar] p, "
-    "[class*=newsletter] p, [class*=promo] p, [id*=comment] p, [class*=copyright] p, "
-    "[class*=byline], [class*=caption], [class*=author], [class*=date], [class*=meta])"
+# Boilerplate filters, checked by walking a bounded number of ancestors (a CSS `:not(nav p)`
+# looks at every ancestor of every element: quadratic on deeply nested pages).
+MAX_ANCESTORS = 40
+_PARA_SKIP_TAGS = frozenset(
+    {"nav", "header", "footer", "aside", "figure", "figcaption", "blockquote", "form"}
 )
-_SKIP_BLOCK = (
-    ":is(div, section, td, span):not(nav *, header *, footer *, aside *, figure *, form *, "
-    "[class*=byline] *, [class*=caption] *, [class*=comment] *, [class*=footer] *, "
-    "[class*=sidebar] *, [class*=byline], [class*=caption], [class*=author], [class*=meta])"
-)
+_PARA_SKIP_ANCESTOR_CLASSES = (
+    "byline", "caption", "author", "comment", "share", "related", "footer", "sidebar",
+    "newsletter", "promo", "copyright",
+)  # fmt: skip
+_PARA_SKIP_OWN_CLASSES = ("byline", "caption", "author", "date", "meta")
+_BLOCK_TAGS = frozenset({"div", "section", "td", "span"})
+_P_TAGS = frozenset({"p"})
+_BLOCK_SKIP_TAGS = frozenset({"nav", "header", "footer", "aside", "figure", "form"})
+_BLOCK_SKIP_ANCESTOR_CLASSES = ("byline", "caption", "comment", "footer", "sidebar")
+_BLOCK_SKIP_OWN_CLASSES = ("byline", "caption", "author", "meta")
+
+
+def _boilerplate(
+    node: LexborNode,
+    own_classes: tuple[str, ...],
+    ancestor_tags: frozenset[str],
+    ancestor_classes: tuple[str, ...],
+    ancestor_ids: tuple[str, ...] = (),
+) -> bool:
+    """Is node inside navigation, a byline, a caption, comments … (or one itself)?"""
+    cls = node.attributes.get("class") or ""
+    if cls and any(c in cls for c in own_classes):
+        return True
+    cur = node.parent
+    for _ in range(MAX_ANCESTORS):
+        if cur is None:
+            return False
+        if cur.tag in ancestor_tags:
+            return True
+        attrs = cur.attributes
+        c = attrs.get("class") or ""
+        if c and any(x in c for x in ancestor_classes):
+            return True
+        if ancestor_ids:
+            i = attrs.get("id") or ""
+            if i and any(x in i for x in ancestor_ids):
+                return True
+        cur = cur.parent
+    return False
+
+
+def _candidates(
+    container: LexborNode, tags: frozenset[str], limit: int, para: bool
+) -> list[LexborNode]:
+    """The first `limit` elements with one of tags under container that are not boilerplate."""
+    out: list[LexborNode] = []
+    for node in container.traverse(include_text=False):
+        if node.tag not in tags or node is container:
+            continue
+        if para:
+            skip = _boilerplate(
+                node,
+                _PARA_SKIP_OWN_CLASSES,
+                _PARA_SKIP_TAGS,
+                _PARA_SKIP_ANCESTOR_CLASSES,
+                ("comment",),
+            )
+        else:
+            skip = _boilerplate(
+                node, _BLOCK_SKIP_OWN_CLASSES, _BLOCK_SKIP_TAGS, _BLOCK_SKIP_ANCESTOR_CLASSES
+            )
+        if not skip:
+            out.append(node)
+            if len(out) >= limit:
+                break
+    return out
+
+
 _CONTAINERS = ("[itemprop=articleBody]", "article", "main", "[role=main]")
 
 
@@ -709,8 +805,8 @@ def _first_paragraph(page: _Page, rule: SiteRule | None) -> str | None:
         containers.append(body)
     for container in containers:
         explicit = container is not body
-        paragraphs = container.css(_SKIP_PARAGRAPH)
-        for node in paragraphs[:PARAGRAPHS_LOOKED_AT]:
+        paragraphs = _candidates(container, _P_TAGS, PARAGRAPHS_LOOKED_AT, para=True)
+        for node in paragraphs:
             text = normalize_space(node.text(separator=""))
             if not text:
                 continue
@@ -719,7 +815,7 @@ def _first_paragraph(page: _Page, rule: SiteRule | None) -> str | None:
             ):
                 return _trim(text)
         # no paragraph: text straight inside a block (div soup, WeChat sections)
-        for node in container.css(_SKIP_BLOCK)[: PARAGRAPHS_LOOKED_AT * 2]:
+        for node in _candidates(container, _BLOCK_TAGS, PARAGRAPHS_LOOKED_AT * 2, para=False):
             own = normalize_space(node.text(deep=False, separator=" "))
             if _substantial(own):
                 text = normalize_space(node.text(separator=""))
@@ -971,7 +1067,7 @@ def _extract(
         summary = None
     text_hash = _text_hash(page, rule) if with_hash and kind is PageKind.ARTICLE else None
     return PageMeta(
-        title=title or None,
+        title=_cap(title, TITLE_MAX) or None,
         summary=summary or None,
         site_name=site_name or None,
         canonical_url=canonical or None,

@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email.utils
+import ipaddress
 import itertools
 import logging
 import math
 import re
+import socket
 import ssl
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from types import TracebackType
@@ -83,6 +86,64 @@ WINDOW_PER_SLOT = 16
 
 #: Content types whose body is read for extraction; anything else is judged on status alone.
 _TEXT_TYPES = ("text/", "application/xhtml", "application/xml", "application/json", "+xml")
+
+#: The content codings asked for: only those decoded here with a bound on the decoded size (a
+#: gzip bomb stops at max_body). Any other coding a server sends anyway is read as it is.
+ACCEPT_ENCODING = "gzip, deflate"
+
+#: How long a host's resolved addresses stay judged under --no-private, seconds.
+ADDRESS_TTL = 30.0
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: Cloud metadata services: AWS, GCP, Azure, OpenStack; AWS over IPv6; Alibaba; AWS ECS tasks.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a)
+    for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2")
+)
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def forbidden_address(ip: IPAddress) -> str | None:
+    """What makes `ip` off limits under --no-private, or None for a public address.
+
+    Loopback, private (RFC 1918, fc00::/7), shared (100.64/10), link-local (169.254/16,
+    fe80::/10), cloud metadata, unspecified, multicast, reserved and documentation ranges: every
+    address that is not globally routable unicast. An IPv4 address inside IPv6 (mapped,
+    compatible, 6to4, Teredo, NAT64) is judged by the IPv4 address too.
+    """
+    if ip in METADATA_ADDRESSES:
+        return "cloud metadata"
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner: list[ipaddress.IPv4Address] = []
+        if ip.ipv4_mapped is not None:
+            inner.append(ip.ipv4_mapped)
+        if ip.sixtofour is not None:
+            inner.append(ip.sixtofour)
+        if ip.teredo is not None:
+            inner.extend(ip.teredo)
+        if any(ip in net for net in _NAT64) or 1 < int(ip) < 1 << 32:
+            inner.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        for v4 in inner:
+            why = forbidden_address(v4)
+            if why is not None:
+                return why
+    for label, hit in (
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("private", ip.is_private),
+    ):
+        if hit:
+            return label
+    if not ip.is_global:
+        return "non-public"
+    return None
+
+
+class ForbiddenAddress(Exception):
+    """A host resolved to an address --no-private refuses."""
 
 
 #: Under the aiohttp transport an httpx exception is caused by an aiohttp one, which says more
@@ -198,6 +259,34 @@ def host_key(url: str) -> str:
     return _url_host_key(u)
 
 
+def check_url(u: httpx.URL, text: str) -> None:
+    """Raise unless `u` is an http(s) URL with a plausible host and port."""
+    if u.scheme not in ("http", "https"):
+        raise httpx.UnsupportedProtocol(f"not an http(s) URL: {text[:80]}")
+    if not u.host:
+        raise httpx.InvalidURL(f"no host in URL: {text[:80]}")
+    if not _HOST_RE.match(u.raw_host.decode("ascii", "replace")):
+        raise httpx.InvalidURL(f"invalid host in URL: {text[:80]}")
+    if u.port is not None and not 0 < u.port < 65536:
+        raise httpx.InvalidURL(f"port out of range in URL: {text[:80]}")
+
+
+def redirect_target(base: httpx.URL, location: str) -> httpx.URL:
+    """Where a Location leads from `base`; raises as check_url does for a bad target."""
+    loc = location.strip()
+    target = base.join(loc)
+    given = httpx.URL(loc)
+    if given.scheme and given.scheme in ("http", "https") and not given.host:
+        # "http:///x" or "https:x": joining would borrow the base's host
+        raise httpx.InvalidURL("no host")
+    check_url(target, str(target))
+    return target
+
+
+def _port(u: httpx.URL) -> int:
+    return u.port or _DEFAULT_PORTS.get(u.scheme, 80)
+
+
 def _url_host_key(u: httpx.URL) -> str:
     host = u.host.lower()
     return f"{host}:{u.port}" if u.port else host
@@ -251,16 +340,26 @@ class Fetcher:
         should_retry: RetryPredicate | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         client: httpx.AsyncClient | None = None,
+        forbidden: Callable[[IPAddress], str | None] | None = None,
     ) -> None:
         self.settings = settings
         self._should_retry = should_retry
+        # --no-private: which resolved addresses are refused (tests treat one loopback as public)
+        self._forbidden = forbidden or forbidden_address
+        self._resolved: dict[tuple[str, int], tuple[float, str | None]] = {}
         self._sleep = sleep
         self._client = client
         self._own_client = client is None
         self._global = asyncio.Semaphore(max(1, settings.max_concurrency))
         self._gates: dict[str, HostGate] = {}
         self._rules: dict[str, HostRule | None] = {}
-        self._transports: dict[tuple[str, str, int | None], httpx.AsyncBaseTransport | None] = {}
+        self._transports: dict[
+            tuple[str, str, int | None, bool], httpx.AsyncBaseTransport | None
+        ] = {}
+        # httpx's own stack, for the retries of a protocol failure on aiohttp's (which refuses
+        # some answers h11 reads, such as a body longer than its Content-Length).
+        self._alt_client: httpx.AsyncClient | None = None
+        self._alt_possible = client is None and settings.transport == "aiohttp"
         self._extensions: dict[str, object] = {}
         # Tasks in progress in fetch_all: enough for every host to have work queued behind its
         # limits, few enough that memory does not grow with the length of the list.
@@ -268,7 +367,7 @@ class Fetcher:
 
     async def __aenter__(self) -> Self:
         if self._client is None:
-            self._client = make_client(self.settings)
+            self._client = make_client(self.settings, forbidden=self._forbidden)
         self._extensions = {"timeout": self._client.timeout.as_dict()}
         return self
 
@@ -281,6 +380,9 @@ class Fetcher:
         if self._own_client and self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._alt_client is not None:
+            await self._alt_client.aclose()
+            self._alt_client = None
 
     def _gate(self, key: str, host: str) -> HostGate:
         gate = self._gates.get(key)
@@ -339,12 +441,7 @@ class Fetcher:
         fetched_at = datetime.now(UTC)
         try:
             parsed = httpx.URL(url)
-            if parsed.scheme not in ("http", "https"):
-                raise httpx.UnsupportedProtocol(f"not an http(s) URL: {url[:80]}")
-            if not parsed.host:
-                raise httpx.InvalidURL(f"no host in URL: {url[:80]}")
-            if not _HOST_RE.match(parsed.raw_host.decode("ascii", "replace")):
-                raise httpx.InvalidURL(f"invalid host in URL: {url[:80]}")
+            check_url(parsed, url)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError, TypeError) as exc:
             return FetchResult(
                 url=url,
@@ -358,9 +455,15 @@ class Fetcher:
 
         gate = self._gate(_url_host_key(parsed), parsed.host)
 
+        alt = False  # after a protocol failure on aiohttp, the retries go through httpx's own
+
         async def attempt() -> FetchResult:
+            nonlocal alt
             async with gate, self._global:
-                return await self._attempt(url, parsed)
+                r = await self._attempt(url, parsed, alt)
+            if r.error is ErrorKind.PROTOCOL and self._alt_possible:
+                alt = True
+            return r
 
         # The first attempt runs without tenacity: most links need no retry, and building the
         # retry machinery for each of them costs more than the request itself.
@@ -414,13 +517,13 @@ class Fetcher:
                     return min(ra, s.retry_after_max)
         return float(backoff)
 
-    async def _attempt(self, url: str, parsed: httpx.URL) -> FetchResult:
+    async def _attempt(self, url: str, parsed: httpx.URL, alt: bool = False) -> FetchResult:
         """One try: GET with redirects followed by hand, within the attempt deadline."""
         hops: list[Hop] = []
         current = url
         try:
             async with asyncio.timeout(self.settings.attempt_deadline):
-                return await self._follow(url, parsed, hops)
+                return await self._follow(url, parsed, hops, alt)
         except TimeoutError:
             return FetchResult(
                 url=url,
@@ -431,17 +534,45 @@ class Fetcher:
                 error_detail=f"no complete answer within {self.settings.attempt_deadline:g} s",
             )
 
-    async def _follow(self, url: str, parsed: httpx.URL, hops: list[Hop]) -> FetchResult:
+    async def _follow(
+        self, url: str, parsed: httpx.URL, hops: list[Hop], alt: bool = False
+    ) -> FetchResult:
         assert self._client is not None, "Fetcher used outside 'async with'"
         s = self.settings
         current = url
         current_url = parsed
         seen = {url}
+        # Where each host was first met in the chain: its secrets follow a redirect only to
+        # that scheme and port, or to https on 443 (never a downgrade or another port).
+        origins: dict[str, tuple[str, int]] = {}
         while True:
+            secrets = True
+            if hops:
+                if not origins:
+                    origins[parsed.host] = (parsed.scheme, _port(parsed))
+                where = (current_url.scheme, _port(current_url))
+                first = origins.setdefault(current_url.host, where)
+                secrets = where in (first, ("https", 443))
             try:
-                status, headers, body, truncated, location = await self._get(current_url)
+                if s.no_private:  # every hop: a public host may redirect to a private one
+                    await self._check_address(current_url)
+                status, headers, body, truncated, location = await self._get(
+                    current_url, alt, secrets
+                )
+            except ForbiddenAddress as exc:
+                return FetchResult(
+                    url=url,
+                    final_url=current,
+                    status=None,
+                    hops=tuple(hops),
+                    error=ErrorKind.PRIVATE_ADDRESS,
+                    error_detail=str(exc)[:300],
+                )
             except Exception as exc:  # noqa: BLE001 - every failure of a link is a value
                 kind, detail = classify_exception(exc)
+                if kind is ErrorKind.TIMEOUT and isinstance(exc, httpx.TimeoutException):
+                    # httpcore's messages name cancel scopes; say what happened instead.
+                    detail = f"{type(exc).__name__}: nothing for {s.timeout:g} s"
                 return FetchResult(
                     url=url,
                     final_url=current,
@@ -455,21 +586,21 @@ class Fetcher:
                 error: ErrorKind | None = None
                 detail = ""
                 try:
-                    nxt_url = current_url.join(location.strip())
+                    nxt_url = redirect_target(current_url, location)
                     nxt = str(nxt_url)
-                except (httpx.InvalidURL, ValueError, TypeError):
-                    nxt, error, detail = (
-                        current,
-                        ErrorKind.BAD_REDIRECT,
-                        f"bad Location {location!r}",
-                    )
-                if error is None and not nxt.lower().startswith(("http://", "https://")):
-                    error, detail = ErrorKind.BAD_REDIRECT, f"redirect to non-http URL {nxt[:100]}"
-                elif error is None and nxt in seen:
-                    error, detail = ErrorKind.REDIRECT_LOOP, f"redirect loop back to {nxt[:200]}"
-                elif error is None and len(hops) > s.max_redirects:
-                    error = ErrorKind.TOO_MANY_REDIRECTS
-                    detail = f"more than {s.max_redirects} redirects"
+                except httpx.UnsupportedProtocol:
+                    nxt, error = location.strip()[:300], ErrorKind.BAD_REDIRECT
+                    detail = f"redirect to non-http URL {nxt[:100]!r}"
+                except (httpx.InvalidURL, ValueError, TypeError) as exc:
+                    nxt, error = current, ErrorKind.BAD_REDIRECT
+                    detail = f"bad Location {location[:100]!r}: {exc}"
+                else:
+                    if nxt in seen:
+                        error = ErrorKind.REDIRECT_LOOP
+                        detail = f"redirect loop back to {nxt[:200]}"
+                    elif len(hops) > s.max_redirects:
+                        error = ErrorKind.TOO_MANY_REDIRECTS
+                        detail = f"more than {s.max_redirects} redirects"
                 if error is not None:
                     return FetchResult(
                         url=url,
@@ -493,8 +624,39 @@ class Fetcher:
                 truncated=truncated,
             )
 
+    async def _check_address(self, url: httpx.URL) -> None:
+        """Raise ForbiddenAddress when url's host resolves to any address --no-private refuses.
+
+        The host is resolved here, before the request; a name that resolves to several
+        addresses is refused when any of them is private. A resolver failure raises as the
+        transport's would (an OSError: a DNS error).
+        """
+        host = url.raw_host.decode("ascii", "replace")
+        port = _port(url)
+        key = (host.lower(), port)
+        now = time.monotonic()
+        hit = self._resolved.get(key)
+        if hit is None or hit[0] < now:
+            loop = asyncio.get_running_loop()
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            why: str | None = None
+            for info in infos:
+                addr = str(info[4][0]).split("%")[0]  # drop an IPv6 zone
+                ip = ipaddress.ip_address(addr)
+                label = self._forbidden(ip)
+                if label is not None:
+                    why = (
+                        f"{addr} is a {label} address"
+                        if host == addr
+                        else f"{host} resolves to {addr}, a {label} address"
+                    )
+                    break
+            hit = self._resolved[key] = (now + ADDRESS_TTL, why)
+        if hit[1] is not None:
+            raise ForbiddenAddress(hit[1])
+
     async def _get(
-        self, url: httpx.URL
+        self, url: httpx.URL, alt: bool = False, secrets: bool = True
     ) -> tuple[int, dict[str, str], bytes | None, bool, str | None]:
         """GET one URL, streaming at most max_body bytes of a text body.
 
@@ -510,19 +672,28 @@ class Fetcher:
             # A host's own headers are computed for each request, redirects included, so they
             # never reach another host.
             req_headers = httpx.Headers(req_headers)
-            req_headers.update(rule.headers)
+            if secrets:
+                req_headers.update(rule.headers)
             if rule.user_agent:
                 req_headers["User-Agent"] = rule.user_agent
         request = httpx.Request("GET", url, headers=req_headers, extensions=self._extensions)
         if client.cookies:
             client.cookies.set_cookie_header(request)
-        if rule is not None and rule.cookies:
+        if rule is not None and rule.cookies and secrets:
             own = "; ".join(f"{k}={v}" for k, v in rule.cookies.items())
             jar = request.headers.get("Cookie")
             request.headers["Cookie"] = f"{jar}; {own}" if jar else own
-        transport = self._transport_for(request.url)
+        if alt:
+            if self._alt_client is None:
+                self._alt_client = make_client(
+                    dataclasses.replace(self.settings, transport="httpx")
+                )
+            sender = self._alt_client
+        else:
+            sender = client
+        transport = self._transport_for(request.url, sender)
         if transport is None:
-            response = await client.send(request, stream=True)
+            response = await sender.send(request, stream=True)
         else:
             response = await transport.handle_async_request(request)
         try:
@@ -541,7 +712,12 @@ class Fetcher:
             chunks: list[bytes] = []
             size = 0
             truncated = False
-            async for chunk in response.aiter_bytes():
+            # Raw bytes, decoded here: httpx's decoders inflate a whole network chunk at once
+            # (64 KB of a gzip bomb is 64 MB); this one stops at the cap.
+            inflater = _inflater_for(rh.get("content-encoding"))
+            async for chunk in response.aiter_raw():
+                if inflater is not None:
+                    chunk = inflater.decode(chunk, cap - size)
                 chunks.append(chunk)
                 size += len(chunk)
                 if size >= cap:
@@ -552,22 +728,71 @@ class Fetcher:
         finally:
             await response.aclose()
 
-    def _transport_for(self, url: httpx.URL) -> httpx.AsyncBaseTransport | None:
+    def _transport_for(
+        self, url: httpx.URL, client: httpx.AsyncClient
+    ) -> httpx.AsyncBaseTransport | None:
         """The client's transport for `url` (proxy mounts honoured), cached per origin.
 
         None when the client does not expose the choice: the request then goes through
         `client.send`.
         """
-        key = (url.scheme, url.host, url.port)
+        key = (url.scheme, url.host, url.port, client is self._alt_client)
         try:
             return self._transports[key]
         except KeyError:
-            pick = getattr(self._client, "_transport_for_url", None)
+            pick = getattr(client, "_transport_for_url", None)
             transport = pick(url) if callable(pick) else None
             if not isinstance(transport, httpx.AsyncBaseTransport):
                 transport = None
             self._transports[key] = transport
             return transport
+
+
+class _Inflater:
+    """gzip or deflate, decoded at most `limit` bytes at a time (a bomb never expands)."""
+
+    def __init__(self, coding: str) -> None:
+        self._deflate = coding == "deflate"
+        self._fresh = True  # nothing decoded yet: deflate may still turn out to be raw
+        wbits = zlib.MAX_WBITS if self._deflate else zlib.MAX_WBITS | 16
+        self._z = zlib.decompressobj(wbits)
+
+    def decode(self, data: bytes, limit: int) -> bytes:
+        given = data
+        out: list[bytes] = []
+        room = limit
+        z = self._z
+        try:
+            while data and room > 0 and not z.eof:
+                piece = z.decompress(data, room)
+                tail = z.unconsumed_tail
+                if piece:
+                    self._fresh = False
+                    out.append(piece)
+                    room -= len(piece)
+                elif tail == data:
+                    break
+                data = tail
+        except zlib.error as exc:
+            if self._deflate and self._fresh:
+                # "deflate" sent as a raw deflate stream, without the zlib header (as httpx does)
+                self._fresh = False
+                self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self.decode(given, limit)
+            coding = "deflate" if self._deflate else "gzip"
+            raise httpx.DecodingError(f"bad {coding} body: {exc}") from exc
+        return b"".join(out)
+
+
+def _inflater_for(content_encoding: str | None) -> _Inflater | None:
+    """The decoder for a Content-Encoding; None to read the bytes as they come."""
+    if not content_encoding:
+        return None
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if len(codings) == 1 and codings[0] in ("gzip", "x-gzip", "deflate"):
+        return _Inflater("deflate" if codings[0] == "deflate" else "gzip")
+    return None  # none, or a coding not asked for (br, zstd, chains): the bytes as they are
 
 
 def interleave_by_host(urls: Iterable[str]) -> list[str]:
@@ -585,8 +810,16 @@ def interleave_by_host(urls: Iterable[str]) -> list[str]:
     return out
 
 
-def make_client(settings: FetchSettings) -> httpx.AsyncClient:
-    """An AsyncClient on the chosen transport; proxies and CA bundle come from the environment."""
+def make_client(
+    settings: FetchSettings, forbidden: Callable[[IPAddress], str | None] | None = None
+) -> httpx.AsyncClient:
+    """An AsyncClient on the chosen transport; proxies and CA bundle come from the environment.
+
+    With --no-private, aiohttp's resolver refuses forbidden addresses too (`forbidden`, default
+    `forbidden_address`): the address it connects to is the address checked, so a name that
+    resolves to a public address for the fetcher's check and to a private one a moment later
+    (DNS rebinding) is refused all the same.
+    """
     timeout = httpx.Timeout(settings.timeout)
     # (A larger httpcore pool churns fewer connections but costs more CPU: it scans them all for
     # each request. aiohttp's pool keeps connections per host and reuses them either way.)
@@ -598,6 +831,7 @@ def make_client(settings: FetchSettings) -> httpx.AsyncClient:
         "User-Agent": settings.user_agent,
         "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
         "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8",
+        "Accept-Encoding": ACCEPT_ENCODING,
     }
     cookies = load_cookie_jar(settings.cookie_jar) if settings.cookie_jar else None
     # trust_env=True: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE work as they do for curl.
@@ -614,6 +848,11 @@ def make_client(settings: FetchSettings) -> httpx.AsyncClient:
                 cookies=cookies,
                 trust_env=True,
                 follow_redirects=False,
+                transport=(
+                    _guarded_aiohttp_transport(limits, forbidden or forbidden_address)
+                    if settings.no_private
+                    else None
+                ),
             )
     return httpx.AsyncClient(
         timeout=timeout,
@@ -623,6 +862,43 @@ def make_client(settings: FetchSettings) -> httpx.AsyncClient:
         trust_env=True,
         follow_redirects=False,
     )
+
+
+def _guarded_aiohttp_transport(
+    limits: httpx.Limits, forbidden: Callable[[IPAddress], str | None]
+) -> httpx.AsyncBaseTransport:
+    """httpx-aiohttp's transport, as it builds its own, with a resolver that refuses addresses.
+
+    (Proxy mounts keep their own transports: the proxy is the user's, and is not checked.)
+    """
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    class GuardedResolver(aiohttp.ThreadedResolver):
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[aiohttp.abc.ResolveResult]:
+            found = await super().resolve(host, port, family)
+            for r in found:
+                label = forbidden(ipaddress.ip_address(r["host"].split("%")[0]))
+                if label is not None:
+                    raise ForbiddenAddress(
+                        f"{host} resolves to {r['host']}, a {label} address (at connect time)"
+                    )
+            return found
+
+    ssl_context = httpx.create_ssl_context(trust_env=True)
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            ssl=ssl_context,
+            limit=limits.max_connections or 100,
+            keepalive_timeout=limits.keepalive_expiry,
+            resolver=GuardedResolver(),
+        )
+        return aiohttp.ClientSession(connector=connector)
+
+    return AiohttpTransport(limits=limits, client=session)
 
 
 def load_cookie_jar(path: str) -> httpx.Cookies:

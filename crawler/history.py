@@ -42,9 +42,13 @@ class UrlState:
     recent: tuple[tuple[datetime, Verdict], ...] = field(default_factory=tuple)
 
 
+_FAILING = frozenset({Verdict.ERROR, Verdict.DEAD})
+_NO_STATE = UrlState(url="")
+
+
 def is_failure(c: Classification) -> bool:
     """Does this classification count toward a failing streak?"""
-    return c.verdict in (Verdict.ERROR, Verdict.DEAD)
+    return c.verdict in _FAILING
 
 
 def apply_history(
@@ -56,12 +60,12 @@ def apply_history(
     rule: ConfirmRule = ConfirmRule(),
 ) -> tuple[Classification, LinkHistory]:
     """This run's final classification of one occurrence and its history fields."""
-    state = state or UrlState(url="")
+    state = state or _NO_STATE
     final = raw
 
     # Failing streak, this run included.
     first_failed: datetime | None
-    if is_failure(raw):
+    if raw.verdict in _FAILING:
         fail_runs = state.fail_runs + 1
         first_failed = state.first_failed_at or now
     else:
@@ -98,13 +102,14 @@ def apply_history(
     if state.last_verdict is final.verdict and state.verdict_since is not None:
         since = state.verdict_since
     recent = (*state.recent, (now, final.verdict))[-RECENT_RUNS:]
+    failing = final.verdict in _FAILING
     hist = LinkHistory(
         previous_verdict=state.last_verdict,
         previous_title=state.last_title,
         previous_checked_at=state.last_checked_at,
         since=since,
-        first_failed_at=first_failed if is_failure(final) else None,
-        consecutive_failures=fail_runs if is_failure(final) else 0,
+        first_failed_at=first_failed if failing else None,
+        consecutive_failures=fail_runs if failing else 0,
         recent=recent,
     )
     return final, hist
@@ -120,8 +125,9 @@ def next_state(
     hist: LinkHistory,
 ) -> UrlState:
     """The state to remember after this run."""
-    state = state or UrlState(url=url)
+    state = state or _NO_STATE
     alive = raw.verdict in ALIVE
+    failing = raw.verdict in _FAILING
     return UrlState(
         url=url,
         last_verdict=final.verdict,
@@ -129,11 +135,9 @@ def next_state(
         last_checked_at=now,
         verdict_since=hist.since,
         last_alive_title=(title or state.last_alive_title) if alive else state.last_alive_title,
-        fail_runs=(
-            hist.consecutive_failures if is_failure(raw) else (0 if alive else state.fail_runs)
-        ),
+        fail_runs=(hist.consecutive_failures if failing else (0 if alive else state.fail_runs)),
         first_failed_at=(hist.first_failed_at or now)
-        if is_failure(raw)
+        if failing
         else (None if alive else state.first_failed_at),
         recent=hist.recent,
     )

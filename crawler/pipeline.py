@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from crawler.classify import classify
@@ -22,6 +25,7 @@ from crawler.store import BATCH, Store
 from crawler.types import (
     NETWORK_ERRORS,
     Check,
+    Classification,
     FetchResult,
     Link,
     LinkHistory,
@@ -34,7 +38,14 @@ from crawler.types import (
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
+#: Results handled within this many seconds share one checked_at (and, for URLs new to the
+#: history, one LinkHistory): a run of 100,000 links keeps less.
+TICK = 0.01
+_NO_HEADERS: dict[str, str] = {}  # shared by every kept result: never written to
+#: next_state() looks only at the verdicts of the classifications it is given.
+_VERDICT_ONLY = {v: Classification(v, "", "") for v in Verdict}
 ProgressFn = Callable[[Check], None]
+T = TypeVar("T")
 Clock = Callable[[], datetime]
 
 
@@ -100,20 +111,43 @@ class _Run:
         settings: FetchSettings,
     ) -> None:
         self.settings = settings
-        self.by_url: dict[str, list[Link]] = {}
-        for link in links:
-            self.by_url.setdefault(link.url, []).append(link)
-        self.order = {id(link): i for i, link in enumerate(links)}
+        self.links = links
+        # url -> position of its first occurrence, in order of first appearance; the positions
+        # of every occurrence only for the URLs used more than once (few).
+        self.first: dict[str, int] = {}
+        self.more: dict[str, list[int]] = {}
+        for i, link in enumerate(links):
+            j = self.first.setdefault(link.url, i)
+            if j != i:
+                self.more.setdefault(link.url, [j]).append(i)
         self.store = store
         self.options = options
         self.clock = clock
         self.progress = progress
-        self.states: dict[str, UrlState] = store.states(self.by_url) if store else {}
-        self.checks: dict[int, Check] = {}
+        self.states: dict[str, UrlState] = store.states(self.first) if store else {}
+        self.checks: list[Check | None] = [None] * len(links)  # in the links' order
         self.pending: list[tuple[Check, Verdict]] = []
-        self.new_states: list[UrlState] = []
-        self.fetched: list[FetchResult] = []
+        # the raw verdict of each URL's first occurrence, when fetched with a history: what
+        # new_states() needs besides the checks (a UrlState per URL would cost ten times more)
+        self.raw: list[Verdict | None] = [None] * len(links) if store is not None else []
+        # network_is_down() of the fetched results, kept as they come
+        self.fetched = 0
+        self.answered = False
+        self.only_network_errors = True
         self.run_id: int | None = None
+        self._tick = 0.0
+        self._now: datetime | None = None
+        self._first_histories: dict[
+            tuple[Classification, datetime], tuple[Classification, LinkHistory]
+        ] = {}
+
+    def occurrences(self, url: str) -> list[int]:
+        """Positions of every occurrence of url among the links."""
+        return self.more.get(url) or [self.first[url]]
+
+    def network_down(self) -> bool:
+        """network_is_down() of every result fetched so far."""
+        return self.fetched > 0 and not self.answered and self.only_network_errors
 
     def reusable(self) -> dict[str, tuple[FetchResult, PageMeta]]:
         """URLs whose stored result may stand in for a fetch this time."""
@@ -138,11 +172,32 @@ class _Run:
                 continue
             fetch, meta, _ = last
             # Never reuse a result that is an error or a block when judged again.
-            again = classify(fetch, meta, self.by_url[url][0].listed_title, self.accept_for(url))
+            listed = self.links[self.first[url]].listed_title
+            again = classify(fetch, meta, listed, self.accept_for(url))
             if again.verdict in (Verdict.ERROR, Verdict.BLOCKED):
                 continue
             out[url] = (fetch, meta)
         return out
+
+    def now(self) -> datetime:
+        """The clock, read at most once per TICK: results handled together share a moment."""
+        tick = time.monotonic()
+        if self._now is None or tick - self._tick >= TICK:
+            self._tick, self._now = tick, self.clock()
+            self._first_histories.clear()
+        return self._now
+
+    def first_history(
+        self, raw: Classification, now: datetime
+    ) -> tuple[Classification, LinkHistory]:
+        """apply_history for a URL the history has never seen: it depends only on the
+        classification and the moment, so URLs checked at the same moment share it."""
+        key = (raw, now)
+        got = self._first_histories.get(key)
+        if got is None:
+            got = apply_history(None, raw, None, None, now, self.options.confirm)
+            self._first_histories[key] = got
+        return got
 
     def accept_for(self, url: str) -> frozenset[int]:
         """Statuses declared alive for url's host: global ones and the host rule's."""
@@ -154,26 +209,53 @@ class _Run:
 
     def handle(self, result: FetchResult, meta: PageMeta | None, cached: bool) -> None:
         """Classify every occurrence of one fetched URL and queue the checks for the store."""
-        now = self.clock()
-        state = self.states.get(result.url)
+        if not cached:
+            self.fetched += 1
+            if result.status is not None:
+                self.answered = True
+            elif result.error not in NETWORK_ERRORS:
+                self.only_network_errors = False
+        if result.headers:
+            # Read already (content type, redirects): a Run keeps every result, keep it small.
+            result = _HEADERS.replace(result, _NO_HEADERS)
+        url = result.url
+        title = meta.title if meta else None
+        if title is not None:
+            # The usual case: the page's title is the listed one. Keep that string once.
+            listed = self.links[self.first[url]].listed_title
+            if title == listed and title is not listed:
+                meta = _TITLE.replace(meta, listed)
+                title = listed
+        now = self.now()
+        state = self.states.get(url)
+        accept = self.accept_for(url)
+        store, links, checks, pending, progress = (
+            self.store,
+            self.links,
+            self.checks,
+            self.pending,
+            self.progress,
+        )
+        checked_at = now if not cached else (result.fetched_at or now)
         first = True
-        accept = self.accept_for(result.url)
-        for link in self.by_url[result.url]:
+        for i in self.occurrences(url):
+            link = links[i]
             raw = classify(result, meta, link.listed_title, accept)
-            title = meta.title if meta else None
             hist: LinkHistory | None = None
             final = raw
-            if self.store is not None:
+            if store is not None:
                 if cached:
                     hist = _unchanged_history(state)
+                elif state is None:
+                    final, hist = self.first_history(raw, now)
+                    if first:
+                        self.raw[i] = raw.verdict
                 else:
                     final, hist = apply_history(
                         state, raw, title, link.listed_title, now, self.options.confirm
                     )
                     if first:
-                        self.new_states.append(
-                            next_state(state, result.url, final, raw, title, now, hist)
-                        )
+                        self.raw[i] = raw.verdict
             first = False
             check = Check(
                 link=link,
@@ -182,17 +264,34 @@ class _Run:
                 verdict=final.verdict,
                 reason=final.reason,
                 detail=final.detail,
-                checked_at=now if not cached else (result.fetched_at or now),
+                checked_at=checked_at,
                 history=hist,
                 cached=cached,
             )
-            self.checks[self.order[id(link)]] = check
-            self.pending.append((check, raw.verdict))
-            if self.progress is not None:
-                self.progress(check)
+            checks[i] = check
+            pending.append((check, raw.verdict))
+            if progress is not None:
+                progress(check)
         # Batches keep the writes cheap; `flush_periodically` keeps a killed run's work on disk.
-        if len(self.pending) >= BATCH:
+        if len(pending) >= BATCH:
             self.flush()
+
+    def new_states(self) -> Iterator[UrlState]:
+        """The state of every URL fetched in this run, to remember for the next one."""
+        for i, raw in enumerate(self.raw):
+            check = self.checks[i]
+            if raw is None or check is None:
+                continue
+            url = check.url
+            yield next_state(
+                self.states.get(url),
+                url,
+                _VERDICT_ONLY[check.verdict],
+                _VERDICT_ONLY[raw],
+                check.meta.title if check.meta else None,
+                check.checked_at,
+                check.history or LinkHistory(),
+            )
 
     def flush(self) -> None:
         """Write the queued checks to the history."""
@@ -205,6 +304,26 @@ class _Run:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
             self.flush()
+
+
+class _Field:
+    """dataclasses.replace for one field of a frozen dataclass, at half the cost."""
+
+    def __init__(self, cls: type[Any], name: str) -> None:
+        assert all(f.init for f in fields(cls)), cls  # every field is a positional argument
+        names = [f.name for f in fields(cls)]
+        self.cls = cls
+        self.get = attrgetter(*names)
+        self.index = names.index(name)
+
+    def replace(self, obj: T, value: object) -> T:
+        values = list(self.get(obj))
+        values[self.index] = value
+        return self.cls(*values)  # type: ignore[no-any-return]
+
+
+_HEADERS = _Field(FetchResult, "headers")
+_TITLE = _Field(PageMeta, "title")
 
 
 def _unchanged_history(state: UrlState | None) -> LinkHistory | None:
@@ -244,13 +363,12 @@ async def check_links(
     try:
         for fetch, stored_meta in reuse.values():
             run.handle(fetch, stored_meta, cached=True)
-        to_fetch = [u for u in run.by_url if u not in reuse]
+        to_fetch = [u for u in run.first if u not in reuse]
         # Each page is read once (the retry predicate shares the reading) and its body dropped
         # right after, so memory stays flat on long lists.
         async for result, meta in fetch_pages(
             to_fetch, settings, extract=_meta_for, retry_on=reads_as_anti_robot, sleep=sleep
         ):
-            run.fetched.append(result)
             run.handle(result, meta, cached=False)
         status = "complete"
     finally:
@@ -259,19 +377,19 @@ async def check_links(
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
         run.flush()
-        network_down = network_is_down(run.fetched)
+        network_down = run.network_down()
         finished = clock()
         result_run = Run(
             started_at=started,
             finished_at=finished,
             sources=tuple(sources),
-            checks=tuple(run.checks[i] for i in sorted(run.checks)),
+            checks=tuple(c for c in run.checks if c is not None),
             network_down=network_down,
             run_id=run.run_id,
             trend=store.trend(run.run_id) if store is not None and run.run_id else (),
         )
         if store is not None and run.run_id is not None:
             store.finish_run(
-                run.run_id, finished, status, result_run.counts(), network_down, run.new_states
+                run.run_id, finished, status, result_run.counts(), network_down, run.new_states()
             )
     return result_run

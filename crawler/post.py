@@ -12,11 +12,12 @@ import glob
 import html
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from markdown_it import MarkdownIt
+from markdown_it.common import utils as _md_utils
 from markdown_it.common.utils import normalizeReference
 from markdown_it.token import Token
 
@@ -490,6 +491,8 @@ def _block_parser() -> MarkdownIt:
 
 
 _BLOCK = _block_parser()
+#: What markdown-it trims paragraph and heading content with (str.strip before mdTrim came).
+_md_trim: Callable[[str], str] = getattr(_md_utils, "mdTrim", str.strip)
 _INLINE = MarkdownIt("commonmark")
 _NEWLINE = re.compile(r"\r\n?")
 
@@ -542,10 +545,112 @@ def _definition(
     return url, line, title or None
 
 
+# --- the plain-post fast path ------------------------------------------------------------------
+#
+# Most posts are only ATX headings and paragraphs (a reading list: URL line, blank, title line).
+# For them the block structure is plain to see, and markdown-it's tokens (three per paragraph,
+# built and kept for the whole post) would cost most of the parsing time and memory. A post
+# with any line that could start another kind of block takes the markdown-it path instead, so
+# both paths give the same links (tests/test_post.py checks them against each other).
+
+# A line start that is not "plain": indented or other whitespace first; a block marker (quote,
+# list, rule, setext underline, table delimiter row, HTML, fence); an ordered-list number; a
+# `#` that does not open an ATX heading. Reference definitions are ruled out by "]:" (below).
+_NOT_PLAIN = re.compile(
+    r"^(?:[ \t]+[^ \t\n]|[^\S \t\n]|[>\-*+_=|<`~:]|[0-9]{1,9}[.)](?:[ \t]|$)"
+    r"|#(?!#{0,5}(?:[ \t]|$)))",
+    re.MULTILINE,
+)
+_ATX = re.compile(r"#{1,6}")
+
+
+def _is_plain(source: str) -> bool:
+    """True when every block of the (prepared) source is an ATX heading or a paragraph."""
+    return "]:" not in source and _NOT_PLAIN.search(source) is None
+
+
+def _heading(line: str) -> tuple[int, str]:
+    """Level and inline content of an ATX heading line, as markdown-it's heading rule cuts it."""
+    level = _ATX.match(line).end()  # type: ignore[union-attr]
+    end = len(line.rstrip(" \t"))
+    if end < level:
+        end = level
+    tail = end
+    while tail > level and line[tail - 1] == "#":
+        tail -= 1
+    if tail < end and tail > level and line[tail - 1] in " \t":
+        end = tail  # a closing sequence: `## title ##`
+    return level, _md_trim(line[level:end])
+
+
+def _plain_blocks(lines: list[str]) -> Iterator[tuple[int, int, int]]:
+    """(heading level or 0 for a paragraph, first line, end line) of each block of a plain post."""
+    start = -1
+    for n, line in enumerate(lines):
+        if not line.strip(" \t"):
+            if start >= 0:
+                yield 0, start, n
+                start = -1
+        elif line[0] == "#":
+            if start >= 0:
+                yield 0, start, n
+                start = -1
+            yield len(_ATX.match(line).group()), n, n + 1  # type: ignore[union-attr]
+        elif start < 0:
+            start = n
+    if start >= 0:
+        yield 0, start, len(lines)
+
+
+def _parse_plain(lines: list[str], source: str) -> list[Link]:
+    """parse_post for a post of ATX headings and paragraphs only: no token stream is built."""
+    links: list[Link] = []
+    headings: list[tuple[int, str]] = []
+    section: tuple[str, ...] = ()
+    blocks = _plain_blocks(lines)
+    block = next(blocks, None)
+    while block is not None:
+        level, first, end = block
+        following = next(blocks, None)
+        if level:
+            _, content = _heading(lines[first])
+            heading = _render_text(content)
+            headings = [h for h in headings if h[0] < level]
+            if heading:
+                headings.append((level, heading))
+            section = tuple(h[1] for h in headings)
+        else:
+            content = _md_trim("\n".join(lines[first:end]))
+        if _HTTP_HINT.search(content):
+            for hit in _scan(content, True):
+                offset = content.count("\n", 0, hit.pos)
+                title = hit.title
+                if hit.bare and not level and _alone_on_line(content, hit):
+                    below = content.split("\n")
+                    if offset + 1 < len(below):
+                        title = _as_title(below[offset + 1])
+                    elif following is not None and following[0] == 0:
+                        after = _md_trim("\n".join(lines[following[1] : following[2]]))
+                        title = _as_title(after.split("\n", 1)[0])
+                    else:
+                        title = None
+                links.append(Link(hit.url, first + offset + 1, title, section, source))
+        block = following
+    return links
+
+
 def parse_post(text: str, source: str = "") -> list[Link]:
     """Every http(s) link in a Markdown post, one Link per occurrence, in document order."""
     lines = _prepare(text)
-    tokens = _BLOCK.parse("\n".join(lines))
+    joined = "\n".join(lines)
+    if _is_plain(joined):
+        return _parse_plain(lines, source)
+    return _parse_tokens(lines, joined, source)
+
+
+def _parse_tokens(lines: list[str], joined: str, source: str) -> list[Link]:
+    """parse_post through markdown-it's block tokens: any post."""
+    tokens = _BLOCK.parse(joined)
     usages = _reference_usages(tokens) if any(t.type == "definition" for t in tokens) else {}
     links: list[Link] = []
     headings: list[tuple[int, str]] = []

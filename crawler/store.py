@@ -13,7 +13,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,7 +109,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-BATCH = 200  # checks per insert transaction
+BATCH = 1000  # checks per insert transaction (and at least every second: pipeline.FLUSH_SECONDS)
 Recent = tuple[datetime, Verdict]
 
 
@@ -145,6 +145,7 @@ class Store:
         self.conn = conn
         self.path = path
         self._lock_fd: int | None = None
+        self._rows = _CheckRows()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Store:
@@ -243,15 +244,12 @@ class Store:
 
     def add_checks(self, run_id: int, checks: Iterable[tuple[Check, Verdict]]) -> None:
         """Insert checks (each with its raw verdict) in one transaction."""
-        rows = [_check_row(run_id, c, raw) for c, raw in checks]
+        row = self._rows.row
+        rows = [row(run_id, c, raw) for c, raw in checks]
         if not rows:
             return
         with self.transaction() as c:
-            c.executemany(
-                f"INSERT INTO checks ({', '.join(_CHECK_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_CHECK_COLUMNS))})",
-                rows,
-            )
+            c.executemany(_INSERT_CHECK, rows)
 
     def finish_run(
         self,
@@ -263,6 +261,7 @@ class Store:
         states: Iterable[UrlState] = (),
     ) -> None:
         """Close a run; save the URL states unless the network was down."""
+        ts = _Timestamps()
         with self.transaction() as c:
             c.execute(
                 "UPDATE runs SET finished_at = ?, status = ?, counts = ?, network_down = ? "
@@ -274,20 +273,20 @@ class Store:
                     "INSERT OR REPLACE INTO url_state (url, last_verdict, last_title, "
                     "last_checked_at, verdict_since, last_alive_title, fail_runs, "
                     "first_failed_at, recent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
+                    (  # a generator: rows are made as SQLite takes them
                         (
-                            s.url,
+                            _unshared(s.url),
                             s.last_verdict.value if s.last_verdict else None,
-                            s.last_title,
-                            _ts(s.last_checked_at),
-                            _ts(s.verdict_since),
-                            s.last_alive_title,
+                            _unshared(s.last_title),
+                            ts(s.last_checked_at),
+                            ts(s.verdict_since),
+                            _unshared(s.last_alive_title),
                             s.fail_runs,
-                            _ts(s.first_failed_at),
-                            json.dumps([[_ts(t), v.value] for t, v in s.recent]),
+                            ts(s.first_failed_at),
+                            _recent_json(s.recent, ts),
                         )
                         for s in states
-                    ],
+                    ),
                 )
 
     # --- reading --------------------------------------------------------------------------
@@ -439,38 +438,92 @@ _CHECK_COLUMNS = (
 )  # fmt: skip
 
 
-def _check_row(run_id: int, c: Check, raw: Verdict) -> tuple[Any, ...]:
-    f, m, h = c.fetch, c.meta, c.history
-    return (
-        run_id,
-        c.link.url,
-        c.link.source,
-        c.link.line,
-        json.dumps(list(c.link.section), ensure_ascii=False),
-        c.link.listed_title,
-        c.verdict.value,
-        raw.value,
-        c.reason,
-        c.detail,
-        f.status if f else None,
-        f.final_url if f else None,
-        json.dumps([[hop.status, hop.url] for hop in f.hops] if f else []),
-        f.error.value if f and f.error else None,
-        m.title if m else None,
-        m.summary if m else None,
-        m.kind.value if m else None,
-        m.notice if m else None,
-        m.text_hash if m else None,
-        _ts(c.checked_at),
-        f.attempts if f else 0,
-        f.elapsed_ms if f else 0,
-        int(c.cached),
-        h.previous_verdict.value if h and h.previous_verdict else None,
-        h.previous_title if h else None,
-        _ts(h.since) if h else None,
-        _ts(h.first_failed_at) if h else None,
-        h.consecutive_failures if h else 0,
-    )
+_INSERT_CHECK = (
+    f"INSERT INTO checks ({', '.join(_CHECK_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_CHECK_COLUMNS))})"
+)
+
+
+def _unshared(text: str | None) -> str | None:
+    """The text to bind to a statement: for non-ASCII text, a copy that dies with the row.
+
+    sqlite3 keeps the UTF-8 form of every str it binds inside that str object, as long as the
+    object lives; the titles and summaries of a run live until its reports are written.
+    """
+    if text is None or text.isascii():
+        return text
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass")
+
+
+class _Timestamps:
+    """_ts with a memory of the last moment: a run's checks share their moments."""
+
+    __slots__ = ("last", "text")
+
+    def __init__(self) -> None:
+        self.last: datetime | None = None
+        self.text: str | None = None
+
+    def __call__(self, d: datetime | None) -> str | None:
+        if d is None:
+            return None
+        if d is not self.last:
+            self.last, self.text = d, d.isoformat()
+        return self.text
+
+
+def _recent_json(recent: Iterable[Recent], ts: Callable[[datetime | None], str | None]) -> str:
+    """json.dumps([[iso, verdict], ...]) for a URL's last runs (neither needs escaping)."""
+    return "[" + ", ".join(f'["{ts(t)}", "{v.value}"]' for t, v in recent) + "]"
+
+
+class _CheckRows:
+    """Turns checks into rows of the checks table, remembering what checks share."""
+
+    __slots__ = ("sections", "ts")
+
+    def __init__(self) -> None:
+        self.sections: dict[tuple[str, ...], str] = {}  # a post has few sections
+        self.ts = _Timestamps()
+
+    def row(self, run_id: int, c: Check, raw: Verdict) -> tuple[Any, ...]:
+        f, m, h, link, ts = c.fetch, c.meta, c.history, c.link, self.ts
+        section = self.sections.get(link.section)
+        if section is None:
+            section = json.dumps(list(link.section), ensure_ascii=False)
+            if len(self.sections) < 10_000:
+                self.sections[link.section] = section
+        u = _unshared
+        return (
+            run_id,
+            u(link.url),
+            u(link.source),
+            link.line,
+            section,
+            u(link.listed_title),
+            c.verdict.value,
+            raw.value,
+            c.reason,
+            u(c.detail),
+            f.status if f else None,
+            u(f.final_url) if f else None,
+            json.dumps([[hop.status, hop.url] for hop in f.hops]) if f and f.hops else "[]",
+            f.error.value if f and f.error else None,
+            u(m.title) if m else None,
+            u(m.summary) if m else None,
+            m.kind.value if m else None,
+            u(m.notice) if m else None,
+            m.text_hash if m else None,
+            ts(c.checked_at),
+            f.attempts if f else 0,
+            f.elapsed_ms if f else 0,
+            int(c.cached),
+            h.previous_verdict.value if h and h.previous_verdict else None,
+            u(h.previous_title) if h else None,
+            ts(h.since) if h else None,
+            ts(h.first_failed_at) if h else None,
+            h.consecutive_failures if h else 0,
+        )
 
 
 def _row_check(r: sqlite3.Row) -> Check:

@@ -11,21 +11,47 @@ Routes:
   /drop                       closes the connection without answering
   /flaky/{key}?fail=N&code=C  C (503) N times for that key, then a page
   /retry-after?s=VALUE        429 with Retry-After: VALUE the first time per query, then a page
-  /page/{name}                a named page from PAGES (content-type included)
+  /page/{name}                a named page from PAGES (content-type included); hostile-text
+                              has a title and description full of escapes and markup
   /big?kb=N                   an N-KB HTML page
   /binary                     a PNG-typed body
   /echo                       a page; the request's headers (names lower-cased) go to `seen_headers`
   /wayback/available?url=U    the Wayback availability API, a snapshot of U from 2020-01-01
+Hostile routes (tests/test_hostile.py):
+  /silent?s=SECONDS           reads the request and never answers (until s or the client leaves)
+  /endless                    a chunked HTML body that never ends (until the client leaves)
+  /bomb/{gzip|deflate|br}?mb=N  N MB of HTML (default 200) compressed to a few hundred KB;
+                              br is a real brotli bomb when `brotli` is installed, else bytes
+                              that are not brotli, labelled br all the same
+  /location/{name}            a 302 whose Location is one of LOCATIONS, written as raw bytes
+  /reset?after=N              headers promising 100000 bytes, N bytes, then a TCP reset
+  /lying-length?claim=N&real=M  Content-Length N, M bytes of body, then the connection closes
+  /http10                     an HTTP/1.0 answer with no Content-Length: read to the close
+  /charset/{name}             a page from CHARSET_PAGES (wrong or unknown charset labels)
+  /random?kb=N&seed=S         N KB of random bytes served as text/html
+  /invalid-html               markup that breaks every rule, with a findable title
+  /huge-title?mb=N            a page whose <title> is N MB long
+  /nested?depth=N             N nested <div>s
+  /many/{i}?hold=S            a tiny page after S seconds (0.001), for 10,000 links
 The server counts hits per path (with query) and the peak of requests in flight, overall and per
 first path segment (`peaks["slow"]`), so a test is not confused by another test's leftovers.
+`LocalServer("::1")` listens on IPv6 loopback; `LocalServer(tls=ctx)` speaks HTTPS.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import select
+import socket
+import socketserver
+import ssl
+import struct
 import threading
 import time
+import zlib
 from collections import Counter
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -61,6 +87,19 @@ GBK_PAGE = """<!DOCTYPE html><html><head>
 
 HTML = "text/html; charset=utf-8"
 
+HOSTILE_TITLE = (
+    "\x1b[31mRED\x1b[0m\x1b]8;;http://evil.example\x07link\x1b]8;;\x07\u202eevil\u202c\x07 "
+    "<script>alert(1)</script> <img src=x onerror=alert(2)> | col | "
+    "[click](javascript:alert(3)) ![i](http://evil.example/t.png) # heading `code` *em*"
+)
+HOSTILE_PAGE = (
+    "<html><head><meta charset=utf-8><title>"
+    + HOSTILE_TITLE.replace("<", "&lt;")
+    + '</title><meta name="description" content="'
+    + HOSTILE_TITLE.replace("<", "&lt;").replace('"', "&quot;")
+    + '"></head><body><p>x</p></body></html>'
+).encode()
+
 #: name → (status, content type, body)
 PAGES: dict[str, tuple[int, str, bytes]] = {
     "article": (200, HTML, wechat_article("语音识别的最新进展", "本文介绍语音识别的最新进展。")),
@@ -88,7 +127,87 @@ PAGES: dict[str, tuple[int, str, bytes]] = {
         HTML,
         b"<html><head><title>Plain page</title></head><body><p>x</p></body></html>",
     ),
+    # Fetched text that tries to inject: ANSI and OSC escapes, a bidi override, HTML, Markdown.
+    "hostile-text": (200, HTML, HOSTILE_PAGE),
 }
+
+
+#: /location/{name}: raw Location header values, bytes as they go on the wire.
+LOCATIONS: dict[str, bytes] = {
+    "bracket": b"http://[::1",
+    "space-in-host": b"http://exa mple.com/x",
+    "ftp": b"ftp://example.com/file",
+    "file": b"file:///etc/passwd",
+    "javascript": b"javascript:alert(1)",
+    "no-host": b"http:///x",
+    "bad-port": b"http://127.0.0.1:99999/",
+    "empty": b"",
+    "bytes": b"\xff\xfe/\xc0x",
+    "control": b"/a\x01b",
+    "huge": b"/" + b"x" * 100_000,
+}
+
+#: /charset/{name}: (Content-Type, body). Every page's title is 标题测试.
+_TITLE_PAGE = (
+    "<html><head>{meta}<title>标题测试</title></head><body><p>正文内容。</p></body></html>"
+)
+CHARSET_PAGES: dict[str, tuple[str, bytes]] = {
+    # The header says UTF-8; the bytes are GBK.
+    "utf8-label-gbk-body": ("text/html; charset=utf-8", _TITLE_PAGE.format(meta="").encode("gbk")),
+    # A label no codec knows, in the header and in the page.
+    "unknown-label": (
+        "text/html; charset=x-unknown",
+        _TITLE_PAGE.format(meta='<meta charset="x-unknown">').encode("utf-8"),
+    ),
+    # The meta tag says GBK; the bytes are UTF-8.
+    "meta-lies": (
+        "text/html",
+        _TITLE_PAGE.format(meta='<meta charset="gbk">').encode("utf-8"),
+    ),
+    # A label that names a real codec Python has but the web does not use.
+    "odd-codec": (
+        "text/html; charset=rot13",
+        _TITLE_PAGE.format(meta="").encode("utf-8"),
+    ),
+}
+
+INVALID_HTML = (
+    b"<html><head><title>Broken <b>but</b> titled</title><meta charset=utf-8 content=>"
+    b"<meta property=og:description content='unterminated><body><div><p><table><tr><td>"
+    b'<a href="javascript:x"><p>cell</td></span></i></html></html><title>second</title>'
+    b"<script>var s = '</title>'; <!-- <script> --></script><![CDATA[ x ]]><?php echo 1; ?>"
+    b"&#xFFFFFF; &#0; &bogus; <div <div <div></p></p></p>"
+) + b"\x00\x01\x02 <\xff\xfe> \xc0\xaf"
+
+
+@cache
+def bomb(coding: str, mb: int) -> bytes:
+    """About `mb` MB of HTML, compressed: a few hundred KB that expand a thousandfold."""
+    head = b"<html><head><title>bomb</title></head><body>"
+    block = b" " * (1 << 20)
+    if coding == "gzip":
+        z = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    elif coding == "deflate":
+        z = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS)
+    else:
+        try:
+            import brotli  # type: ignore[import-not-found]
+        except ImportError:
+            # No brotli here: a body that is not brotli (a gzip bomb), labelled br all the same.
+            return bomb("gzip", mb)
+        return bytes(brotli.compress(head + block * mb, quality=5))
+    return z.compress(head) + b"".join(z.compress(block) for _ in range(mb)) + z.flush()
+
+
+def client_gone(conn: socket.socket, wait: float) -> bool:
+    """True when the client hung up (or `wait` seconds passed with nothing to read)."""
+    r, _, _ = select.select([conn], [], [], wait)
+    if not r:
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -231,8 +350,100 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "application/json", json.dumps(doc).encode())
         elif head == "binary":
             self._send(200, "image/png", b"\x89PNG\r\n\x1a\n" + b"\0" * 1000)
-        else:
+        elif not self._hostile(head, seg, q):
             self._send(404, HTML, b"<html><head><title>404 Not Found</title></head></html>")
+
+    def _raw(self, data: bytes) -> None:
+        """Bytes on the wire as they are; the connection closes afterwards."""
+        self._done()
+        self.close_connection = True
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _hostile(self, head: str, seg: list[str], q: dict[str, str]) -> bool:
+        """The misbehaving routes; False for an unknown path."""
+        if head == "silent":
+            self._done()
+            self.close_connection = True
+            end = time.monotonic() + float(q.get("s", "10"))
+            while time.monotonic() < end and not client_gone(self.connection, 0.05):
+                pass
+        elif head == "endless":
+            self._done()
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Content-Type", HTML)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            part = b"<html><head><title>endless</title></head><body>"
+            filler = b"<p>" + b"and more " * 1000 + b"</p>\n"
+            end = time.monotonic() + 60  # a bound for the server, never reached by a test
+            while time.monotonic() < end:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                part = filler
+        elif head == "bomb":
+            coding = seg[1] if len(seg) > 1 else "gzip"
+            body = bomb(coding, int(q.get("mb", "200")))
+            self._send(200, HTML, body, {"Content-Encoding": coding})
+        elif head == "location" and len(seg) > 1 and seg[1] in LOCATIONS:
+            value = LOCATIONS[seg[1]]
+            self._raw(
+                b"HTTP/1.1 302 Found\r\nContent-Length: 0\r\nContent-Type: text/html\r\n"
+                b"Location: " + value + b"\r\nConnection: close\r\n\r\n"
+            )
+        elif head == "reset":
+            after = int(q.get("after", "1000"))
+            self._done()
+            self.close_connection = True
+            self.send_response(200)
+            self.send_header("Content-Type", HTML)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(
+                (b"<html><head><title>reset</title></head><body>" + b"x" * after)[:after]
+            )
+            self.wfile.flush()
+            # SO_LINGER 0: close() sends RST instead of FIN.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        elif head == "lying-length":
+            # Without Connection: close, as a keep-alive server whose length counts characters.
+            claim, real = int(q.get("claim", "10000")), int(q.get("real", "100"))
+            body = b"<html><head><title>lying length</title></head><body>"
+            body = (body + b"y" * max(0, real - len(body)))[:real]
+            self._raw(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (claim, body)
+            )
+        elif head == "http10":
+            self._raw(
+                b"HTTP/1.0 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+                b"<html><head><title>HTTP/1.0 page</title></head><body>"
+                + b"<p>no length, read to the close</p>" * 2000
+                + b"</body></html>"
+            )
+        elif head == "charset" and len(seg) > 1 and seg[1] in CHARSET_PAGES:
+            ctype, body = CHARSET_PAGES[seg[1]]
+            self._send(200, ctype, body)
+        elif head == "random":
+            rnd = random.Random(int(q.get("seed", "0")))
+            self._send(200, HTML, rnd.randbytes(int(q.get("kb", "64")) * 1024))
+        elif head == "invalid-html":
+            self._send(200, "text/html", INVALID_HTML)
+        elif head == "huge-title":
+            size = int(float(q.get("mb", "5")) * (1 << 20))
+            body = b"<html><head><title>" + b"T" * size + b"</title></head><body>x</body></html>"
+            self._send(200, HTML, body)
+        elif head == "nested":
+            depth = int(q.get("depth", "100000"))
+            body = b"<html><head><title>nested</title></head><body>" + b"<div>" * depth + b"deep"
+            self._send(200, HTML, body)
+        elif head == "many":
+            time.sleep(float(q.get("hold", "0.001")))  # long enough to be seen in flight
+            self._page("many")
+        else:
+            return False
+        return True
 
 
 class LocalServer(ThreadingHTTPServer):
@@ -241,7 +452,10 @@ class LocalServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.host = host
+        self.tls = tls
         super().__init__((host, 0), _Handler)
         self.lock = threading.Lock()
         self.hits: Counter[str] = Counter()
@@ -255,15 +469,34 @@ class LocalServer(ThreadingHTTPServer):
         self.peaks: Counter[str] = Counter()
         self._thread: threading.Thread | None = None
 
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks the resolver for the host's FQDN, which can hang on ::1.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.host, self.port
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        sock, addr = self.socket.accept()
+        # Headers and body go out in two writes: without this, Nagle's algorithm holds the body
+        # until the client's delayed ACK, some 20-40 ms a request.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            # The handshake happens in the request's thread (first read), not in the accept loop.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            sock.settimeout(5)
+        return sock, addr
+
     def handle_error(self, request: object, client_address: object) -> None:
-        pass  # clients that hang up (timeouts, deadlines) are part of the tests
+        pass  # clients that hang up (timeouts, deadlines, refused certificates) are expected
 
     @property
     def port(self) -> int:
         return int(self.server_address[1])
 
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
+    def url(self, path: str, host: str | None = None) -> str:
+        if host is None:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{host}:{self.port}{path}"
 
     def reset(self) -> None:
         with self.lock:

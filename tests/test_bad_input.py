@@ -137,3 +137,7 @@ def test_fullwidth_and_unbalanced_brackets_in_prose() -> None:
 def test_terminal_output_is_stripped_of_escape_sequences() -> None:
     assert safe("ok\x1b[31mRED\x1b[0m\x07\x1b]0;title\x07 end\r\nx") == "okRED end x"
     assert "\x1b" not in safe("\x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\")
+
+
+def test_terminal_output_drops_bidi_and_zero_width_controls() -> None:
+    assert safe("evil\u202egnp.exe\u200b\u2066x\u2069") == "evilgnp.exex"

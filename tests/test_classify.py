@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crawler.classify import classify, normalize_title, strip_site_suffix, titles_match
 from crawler.types import ErrorKind, PageKind, Verdict
@@ -185,3 +187,17 @@ def test_normalize_and_strip() -> None:
     assert normalize_title("Ａ，Ｂ　c") == "abc"
     assert strip_site_suffix("标题 - 作者 - 博客园") != ""
     assert strip_site_suffix("问题 - 知乎") == "问题"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_normalize_title_drops_exactly_the_ignorable_characters(title: str) -> None:
+    """normalize_title deletes with a lazily filled translate table; this is the definition."""
+    import unicodedata
+
+    from crawler.classify import _QUOTES, _ignorable
+
+    s = unicodedata.normalize("NFKC", title).translate(_QUOTES).casefold()
+    s = unicodedata.normalize("NFKC", s)
+    expected = unicodedata.normalize("NFKC", "".join(ch for ch in s if not _ignorable(ch)))
+    assert normalize_title(title) == expected

@@ -102,3 +102,11 @@ def test_enrich_fresh_and_archive(tmp_path: Path, server: LocalServer) -> None:
     assert "（已失效，" in text
     assert "[存档](https://web.archive.org/web/20200101000000/" in text
     assert server.hits  # the archive lookup went to the local fake, not the internet
+
+
+def test_check_knows_the_dead_mark() -> None:
+    """`crawler check` imports crawler.enrich only for a post with this text in it."""
+    from crawler import cli as cli_module
+    from crawler.enrich import DEAD_MARK
+
+    assert cli_module._DEAD_MARK == DEAD_MARK

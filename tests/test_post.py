@@ -6,7 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from crawler import post as post_module
 from crawler.errors import InputError
 from crawler.post import clean_url, detect_encoding, parse_post, read_post
 from crawler.types import Link
@@ -463,3 +466,79 @@ def test_whole_blog_parses() -> None:
         total += len(links)
     assert len(posts) > 800
     assert total > 20_000
+
+
+# --- the plain-post fast path ---------------------------------------------------------------
+
+_LINES = st.sampled_from(
+    [
+        "",
+        "  ",
+        "\t",
+        "https://a.example/1",
+        "http://b.example/x_(y)。",
+        "https://c.example/p  ",
+        "标题：一篇文章",
+        "A title   ",
+        "A title ##",
+        "[t](https://d.example/) and <https://e.example/>",
+        "`https://code.example/`",
+        '<a href="https://f.example">f</a>',
+        "text https://g.example/q?x=1 more",
+        "\\# not a heading",
+        "!  [alt](https://h.example/i.png)",
+        "# Head",
+        "## Head https://i.example/ ##",
+        "### ##",
+        "#",
+        "# #",
+        "####### seven",
+        "#tag",
+        "- item https://j.example/",
+        "* item",
+        "1. one https://k.example/",
+        "2) two",
+        "2019 年 https://l.example/",
+        "> quote https://m.example/",
+        "    indented https://n.example/",
+        " one space https://o.example/",
+        "```",
+        "~~~",
+        "---",
+        "===",
+        "| a | b |",
+        ":--- | ---",
+        "<div>",
+        "[id]: https://p.example/",
+        "[id]",
+        "\u3000全角空格 https://q.example/",
+        "\x0cform feed",
+        "_emph_",
+        "+ plus",
+    ]
+)
+
+
+_PLAIN_LINES = _LINES.filter(lambda line: post_module._is_plain(line))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_LINES, max_size=14) | st.lists(_PLAIN_LINES, max_size=14))
+def test_the_plain_fast_path_finds_what_markdown_it_finds(lines: list[str]) -> None:
+    """Posts of headings and paragraphs skip markdown-it's tokens; the links are the same."""
+    text = "\n".join(lines)
+    prepared = post_module._prepare(text)
+    joined = "\n".join(prepared)
+    expected = post_module._parse_tokens(prepared, joined, "p.md")
+    if post_module._is_plain(joined):
+        assert post_module._parse_plain(prepared, "p.md") == expected
+    assert parse_post(text, "p.md") == expected
+
+
+def test_the_seed_layout_takes_the_fast_path() -> None:
+    text = "# 参考\n\nhttps://a.example/1\n\n标题一\n\n## 二\nhttps://a.example/2\n标题二\n"
+    assert post_module._is_plain("\n".join(post_module._prepare(text)))
+    assert parse_post(text) == [
+        Link("https://a.example/1", 3, "标题一", ("参考",), ""),
+        Link("https://a.example/2", 8, "标题二", ("参考", "二"), ""),
+    ]

@@ -97,3 +97,31 @@ def test_markdown_groups_by_file_then_section_when_several_files() -> None:
     run = replace(make_run(a, b), sources=("post.md", "other.md"))
     md = render(run, "md")
     assert "### post.md / S" in md and "### other.md / S" in md
+
+
+def test_json_is_streamed_in_the_indented_layout() -> None:
+    """report.json is written a record at a time, in json.dumps(doc, indent=1)'s exact layout."""
+    from dataclasses import replace
+
+    from tests.factories import make_fetch_result, with_history
+
+    odd = make_check("https://a.example/3", Verdict.CHANGED, section=(), title='q"\x00\\\n')
+    odd = replace(odd, link=replace(odd.link, listed_title=None), meta=None)
+    checks = [
+        make_check("https://a.example/1", Verdict.OK, section=("语音识别", "参考"), line=21),
+        replace(
+            make_check("https://a.example/2", Verdict.REDIRECTED),
+            fetch=make_fetch_result(
+                "https://a.example/2",
+                hops=((301, "https://b.example/"),),
+                final_url="https://b.example/",
+            ),
+        ),
+        odd,
+        replace(odd, fetch=None),
+        with_history(make_check("https://a.example/4", Verdict.DEAD), Verdict.OK, Verdict.OK),
+    ]
+    for run in (make_run(*checks), make_run()):
+        text = render(run, "json")
+        assert text == json.dumps(json.loads(text), ensure_ascii=False, indent=1) + "\n"
+    assert len(json.loads(render(make_run(*checks), "json"))["links"]) == 5

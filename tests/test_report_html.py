@@ -6,10 +6,15 @@ import re
 from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import quote
 
+import markupsafe
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crawler.report import DEFAULT_FORMATS, FORMATS, render, write_reports
+from crawler.report import html as html_module
 from crawler.report.html import clean, clip, midclip, safe_href
 from crawler.types import Verdict
 from tests.factories import (
@@ -311,3 +316,46 @@ def test_network_down_and_multiple_sources() -> None:
 def test_render_is_pure() -> None:
     run = make_run(make_check(), make_check("https://a.example/2", Verdict.DEAD))
     assert render(run, "html") == render(run, "html")
+
+
+_TEXT = st.text(st.sampled_from("ab &<>'\"\u202e\u200b\x00\t\n \u3000标题.:/?#%") | st.characters())
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXT)
+def test_fast_paths_agree_with_the_general_ones(text: str) -> None:
+    """The row writer's escaping is markupsafe's; clean/safe_href's shortcuts change nothing."""
+    assert html_module._esc(text) == str(markupsafe.escape(text))
+    slow_clean = html_module._SPACES.sub(
+        " ",
+        html_module._INVISIBLE.sub(
+            "", html_module._CTRL.sub(" ", html_module._SURROGATE.sub("\ufffd", text))
+        ),
+    ).strip()
+    assert clean(text) == slow_clean
+    url = "https://a.example/" + text
+    href = safe_href(url)
+    if href is not None:
+        assert href == quote(url, safe=html_module._HREF_SAFE)
+
+
+def test_rows_are_written_as_they_are_made() -> None:
+    """A long run's page is written in pieces: no piece holds more than a few hundred rows."""
+    checks = [make_check(f"https://a.example/{i}", line=i + 1) for i in range(1200)]
+    out = _Pieces()
+    html_module.write(make_run(*checks), out)  # type: ignore[arg-type]
+    assert out.text() == render(make_run(*checks), "html")
+    assert out.text().count("<tr data-verdict") == 1200
+    assert max(len(p) for p in out.pieces) < len(out.text()) / 2
+
+
+class _Pieces:
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+
+    def write(self, s: str) -> int:
+        self.pieces.append(s)
+        return len(s)
+
+    def text(self) -> str:
+        return "".join(self.pieces)

@@ -1,11 +1,17 @@
-"""Report stage: Run → text. One pure renderer per format behind `render`; `write_reports` saves."""
+"""Report stage: Run → text. One pure renderer per format behind `render`; `write_reports` saves.
+
+The JSON and HTML reports are written to their file a piece at a time (never the whole text in
+memory), each into a temporary file renamed over the old one when complete.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
+from typing import TextIO
 
 from crawler.config import DEFAULT_FORMATS as DEFAULT_FORMATS
 from crawler.errors import CrawlerError
@@ -19,19 +25,32 @@ FORMATS: dict[str, tuple[str, Callable[[Run], str]]] = {
     "html": ("report.html", html.render),
 }
 
+#: format name → a writer of the same text to an open file, a piece at a time
+WRITERS: dict[str, Callable[[Run, TextIO], None]] = {
+    "json": json_report.write,
+    "md": markdown.write,
+    "html": html.write,
+}
+
 
 def render(run: Run, fmt: str) -> str:
     """Render a run in one format."""
     return FORMATS[fmt][1](run)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new version, never half of one."""
+def write_atomic(path: Path, text: str | Callable[[TextIO], object]) -> None:
+    """Write a file so that readers see the old or the new version, never half of one.
+
+    `text` is the content, or a function that writes it to the open file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 18) as f:
+            if isinstance(text, str):
+                f.write(text)
+            else:
+                text(f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -45,10 +64,10 @@ def write_reports(
     out: list[Path] = []
     directory = Path(report_dir)
     for fmt in formats:
-        name, fn = FORMATS[fmt]
+        name, _ = FORMATS[fmt]
         path = directory / name
         try:
-            write_atomic(path, fn(run))
+            write_atomic(path, partial(WRITERS[fmt], run))
         except OSError as exc:
             raise CrawlerError(f"cannot write {path}: {exc.strerror or exc}") from exc
         out.append(path)

@@ -9,14 +9,18 @@ page is complete without JavaScript; the script only adds the filter, the search
 
 from __future__ import annotations
 
+import io
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
+from itertools import islice
+from typing import TextIO
 from urllib.parse import quote, urlsplit
 
 import jinja2
+from markupsafe import Markup
 
 from crawler import __version__
 from crawler.config import RECENT_RUNS, TREND_RUNS
@@ -58,14 +62,27 @@ _SPACES = re.compile(r"\s{2,}")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
+_KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
 # Characters that are never valid in a URL; in an href they are percent-encoded.
 _HREF_SAFE = "!#$%&'()*+,-./:;=?@[]_~"
+# Anything clean() would change: controls, invisibles, surrogates, runs of whitespace.
+_DIRTY = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069"
+    r"\ufeff\u061c\ud800-\udfff]|\s\s"
+)
+# A plain http(s) URL: host of letters, digits, dots and hyphens, no credentials, and only
+# characters quote() keeps as they are. safe_href() returns it unchanged.
+_PLAIN_URL = re.compile(
+    r"(?i:https?)://[A-Za-z0-9.\-]+(?::[0-9]*)?(?:[/?#][A-Za-z0-9\-._~!$&'()*+,;=:@%/?#\[\]]*)?"
+)
 
 
 def clean(text: str | None) -> str:
     """Fetched text as one plain line: no control, bidi-override or zero-width characters."""
     if not text:
         return ""
+    if _DIRTY.search(text) is None:  # the common case: nothing to replace or collapse
+        return text.strip()
     s = _SURROGATE.sub("\ufffd", text)
     s = _INVISIBLE.sub("", _CTRL.sub(" ", s))
     return _SPACES.sub(" ", s).strip()
@@ -94,7 +111,11 @@ def safe_href(url: str | None) -> str | None:
     it (`java\\tscript:`), so are URLs with credentials; characters that are never valid in a URL
     are percent-encoded, so the value cannot leave its attribute even before escaping.
     """
-    if not url or len(url) > MAX_HREF or url != url.strip() or _CTRL.search(url):
+    if not url or len(url) > MAX_HREF:
+        return None
+    if _PLAIN_URL.fullmatch(url):
+        return url
+    if url != url.strip() or _CTRL.search(url):
         return None
     if any(ch.isspace() for ch in url) or _INVISIBLE.search(url) or _SURROGATE.search(url):
         return None
@@ -113,12 +134,13 @@ def safe_href(url: str | None) -> str | None:
 
 def text_lang(text: str | None) -> str | None:
     """A BCP 47 tag for CJK text, so the browser picks the right glyphs; None otherwise."""
-    if not text:
+    if not text or text.isascii():
         return None
-    if _KANA.search(text):
-        return "ja"
-    if _HANGUL.search(text):
-        return "ko"
+    if _KANA_HANGUL.search(text):  # rare: only then is it worth telling the two apart
+        if _KANA.search(text):
+            return "ja"
+        if _HANGUL.search(text):
+            return "ko"
     if _HAN.search(text):
         return "zh"
     return None
@@ -128,6 +150,7 @@ def _utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC) if dt.tzinfo else dt
 
 
+@lru_cache(maxsize=4096)  # a run's checks share their moments: since, the last runs' strip
 def fmt_time(dt: datetime) -> str:
     """A moment as people read it in the report: UTC, minutes."""
     return f"{_utc(dt):%Y-%m-%d %H:%M} UTC"
@@ -238,6 +261,171 @@ class Row:
     flag: str  # "newly-broken", "recovered" or ""
 
 
+class Rows:
+    """A table's rows, made one at a time as the template writes them (never all at once)."""
+
+    __slots__ = ("checks", "run", "multi_source", "labels")
+
+    def __init__(
+        self,
+        checks: list[Check],
+        run: Run,
+        multi_source: bool,
+        labels: dict[tuple[str, tuple[str, ...]], str],
+    ) -> None:
+        self.checks = checks
+        self.run = run
+        self.multi_source = multi_source
+        self.labels = labels  # (source, section path) -> the section as shown
+
+    def __len__(self) -> int:
+        return len(self.checks)
+
+    def __bool__(self) -> bool:
+        return bool(self.checks)
+
+    def __iter__(self) -> Iterator[Row]:
+        run, multi, labels = self.run, self.multi_source, self.labels
+        for c in self.checks:
+            key = (c.link.source if multi else "", c.link.section)
+            label = labels.get(key)
+            if label is None:
+                label = labels[key] = _section_label(key, multi)
+            yield _row(c, run, multi, label)
+
+    def html(self, main: bool) -> Iterator[Markup]:
+        """The rows' markup, a few hundred rows a piece."""
+        rows = iter(self)
+        while chunk := "".join(row_html(r, main) for r in islice(rows, 256)):
+            yield Markup(chunk)
+
+
+_HTML_SPECIAL = re.compile(r"[&<>'\"]")
+
+
+def _esc(text: str) -> str:
+    """markupsafe.escape(text) as a plain str: & < > ' " as entities, nothing else."""
+    if _HTML_SPECIAL.search(text) is None:
+        return text
+    return (
+        text.replace("&", "&amp;")
+        .replace(">", "&gt;")
+        .replace("<", "&lt;")
+        .replace("'", "&#39;")
+        .replace('"', "&#34;")
+    )
+
+
+def _lang(tag: str | None) -> str:
+    return f' lang="{_esc(tag)}"' if tag else ""
+
+
+def row_html(r: Row, main: bool) -> str:
+    """One table row. The markup of a row lives here rather than in the template: a page can
+    have 100,000 rows, and this is several times faster than the template engine. Every value
+    is escaped as the template's autoescaping (markupsafe) escapes it."""
+    e = _esc
+    out = [
+        f'<tr data-verdict="{e(r.verdict)}"',
+        " data-main" if main else "",
+        f' class="{e(r.flag)}"' if r.flag else "",
+        f'>\n<td class="c-line num" data-label="Line" data-sort="{r.line}">{r.line}</td>\n'
+        '<td class="c-link" data-label="Listed title">\n',
+    ]
+    shown = e(clip(r.listed or r.url, 160))
+    if r.href:
+        out.append(
+            f'<a href="{e(r.href)}" rel="noopener noreferrer nofollow" target="_blank"'
+            f"{_lang(r.listed_lang)}>{shown}</a>\n"
+        )
+    else:
+        out.append(
+            '<span class="nolink" title="not an http(s) URL: not clickable"'
+            f"{_lang(r.listed_lang)}>{shown}</span>\n"
+        )
+    out.append(f'<div class="url" title="{e(clip(r.url, 2000))}">{e(midclip(r.url, 90))}</div>\n')
+    if not main:
+        out.append(f'<div class="where">{e(clip(r.section, 200))} · line {r.line}</div>')
+    out.append('</td>\n<td class="c-title" data-label="Fetched title">\n')
+    if not r.title:
+        out.append('<span class="muted">no title</span>\n')
+    elif r.title_same:
+        out.append(
+            f'<span class="muted same" title="{e(clip(r.title, 2000))}">= listed title</span>\n'
+        )
+    else:
+        out.append(f"<span{_lang(r.title_lang)}>{e(clip(r.title, 160))}</span>\n")
+    if r.previous_title:
+        out.append(
+            f'<div class="prev">was: <span{_lang(r.title_lang)}>'
+            f"{e(clip(r.previous_title, 160))}</span></div>"
+        )
+    if r.summary:
+        out.append(
+            f"<details><summary>summary</summary><p{_lang(r.summary_lang)}>"
+            f"{e(clip(r.summary, 1200))}</p></details>"
+        )
+    out.append(
+        f'</td>\n<td class="c-verdict" data-label="Verdict" data-sort="{r.rank}">'
+        f'<span class="badge v-{e(r.verdict)}">{e(r.verdict)}</span>\n'
+    )
+    if r.previous_verdict:
+        pv = e(r.previous_verdict)
+        out.append(f'<div class="was">was <span class="badge v-{pv}">{pv}</span></div>')
+    if r.cached:
+        out.append(
+            '<div class="muted small" title="reused from the history, not fetched this run">'
+            "cached</div>"
+        )
+    out.append(
+        f'</td>\n<td class="c-reason" data-label="Reason"><code>{e(clip(r.reason, 80))}</code>'
+    )
+    if r.status:
+        out.append(f' <span class="status">HTTP {r.status}</span>')
+    if r.detail and r.detail != r.reason:
+        out.append(f'<div class="detail">{e(clip(r.detail, 300))}</div>')
+    out.append(
+        f'</td>\n<td class="c-since{"" if r.since_sort else " blank"}" data-label="Since" '
+        f'data-sort="{e(r.since_sort)}"><span title="{e(r.since_title)}">{e(r.since)}</span>'
+    )
+    if r.since_note:
+        out.append(f'<div class="small muted">{e(r.since_note)}</div>')
+    out.append(
+        f'</td>\n<td class="c-final{"" if r.final_url or r.hops else " blank"}" '
+        'data-label="Final URL">\n'
+    )
+    if r.final_url:
+        title, shown = e(clip(r.final_url, 2000)), e(midclip(r.final_url, 70))
+        if r.final_href:
+            out.append(
+                f'<a href="{e(r.final_href)}" rel="noopener noreferrer nofollow" '
+                f'target="_blank" title="{title}">{shown}</a>'
+            )
+        else:
+            out.append(f'<span class="nolink" title="{title}">{shown}</span>')
+    else:
+        out.append('<span class="muted">—</span>')
+    if r.hops:
+        out.append(f'<div class="small muted">via {e(r.hops)}</div>')
+    out.append(f'</td>\n<td class="c-runs{"" if r.recent else " blank"}" data-label="Last runs">')
+    if r.recent:
+        out.append(
+            f'<svg class="strip" width="{len(r.recent) * 10}" height="12" role="img" '
+            f'aria-label="{e(r.recent_label)}">\n'
+        )
+        last = len(r.recent) - 1
+        for i, sq in enumerate(r.recent):
+            out.append(
+                f'<rect class="f-{e(sq.verdict)}{" now" if i == last else ""}" x="{i * 10 + 1}" '
+                f'y="1" width="8" height="10" rx="2"><title>{e(sq.label)}</title></rect>\n'
+            )
+        out.append("</svg>\n")
+    else:
+        out.append('<span class="muted" title="no history for this link yet">—</span>')
+    out.append("</td>\n</tr>\n")
+    return "".join(out)
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     """One section of the post: its heading path and its rows in post order."""
@@ -245,16 +433,66 @@ class Section:
     anchor: str
     title: str
     title_lang: str | None
-    rows: tuple[Row, ...]
+    rows: Rows
     counts: tuple[tuple[str, int], ...]  # non-ok verdicts present, worst first
 
 
-def _row(check: Check, run: Run, multi_source: bool) -> Row:
+@dataclass(frozen=True, slots=True)
+class Table:
+    """One table of the page: the newly broken, the recovered, or one section's links."""
+
+    kind: str  # "newly-broken", "recovered" or "section"
+    rows: Rows
+    main: bool  # the section tables: every link once (data-main), in post order
+    toc: bool  # the table of contents comes before this table
+    anchor: str = ""
+    title: str = ""
+    title_lang: str | None = None
+    counts: tuple[tuple[str, int], ...] = ()
+
+
+_RANK = {v: i for i, v in enumerate(SEVERITY)}
+_VALUE = {v: v.value for v in Verdict}
+
+
+def _section_label(key: tuple[str, tuple[str, ...]], multi_source: bool) -> str:
+    source, path = key
+    title = " / ".join(clean(s) for s in path) or "(no section)"
+    return f"{clean(source)}: {title}" if multi_source else title
+
+
+# A run's checks share much: reasons and details (one per status for most links), moments
+# (the checks of one moment share their history). These make each such value once.
+
+
+@lru_cache(maxsize=4096)
+def _clean_shared(text: str | None) -> str:
+    return clean(text)
+
+
+@lru_cache(maxsize=4096)
+def _iso_utc(at: datetime) -> str:
+    return _utc(at).isoformat()
+
+
+@lru_cache(maxsize=4096)
+def _squares(recent: tuple[tuple[datetime, Verdict], ...]) -> tuple[Square, ...]:
+    return tuple(Square(_VALUE[v], f"{fmt_time(at)}: {_VALUE[v]}") for at, v in recent)
+
+
+@lru_cache(maxsize=4096)
+def _recent_label(recent: tuple[Square, ...]) -> str:
+    return "last runs: " + ", ".join(s.verdict for s in recent)
+
+
+def _row(check: Check, run: Run, multi_source: bool, section: str | None = None) -> Row:
     link, f, m, h = check.link, check.fetch, check.meta, check.history
+    verdict = _VALUE[check.verdict]
     listed = clean(link.listed_title)
     title = clean(m.title) if m else ""
     summary = clean(m.summary) if m else ""
     url = clean(link.url)
+    listed_lang = text_lang(listed)
 
     prev_title = ""
     prev_verdict: str | None = None
@@ -264,57 +502,56 @@ def _row(check: Check, run: Run, multi_source: bool) -> Row:
         if h.previous_title and clean(h.previous_title) != title:
             prev_title = clean(h.previous_title)
         if h.previous_verdict is not None and h.previous_verdict is not check.verdict:
-            prev_verdict = h.previous_verdict.value
+            prev_verdict = _VALUE[h.previous_verdict]
         start = h.first_failed_at if check.verdict in BROKEN and h.first_failed_at else h.since
         if start is not None:
-            since_sort = _utc(start).isoformat()
+            since_sort = _iso_utc(start)
             if h.previous_verdict is None:
                 since, since_title = "first check", f"first checked {fmt_time(start)}"
             elif not _before(start, run.started_at):
-                since, since_title = "this run", f"{check.verdict.value} since this run"
+                since, since_title = "this run", f"{verdict} since this run"
             else:
                 since = f"{_utc(start):%Y-%m-%d}"
                 since_note = f"{fmt_age(start, run.started_at)} ago"
-                since_title = f"{check.verdict.value} since {fmt_time(start)}"
+                since_title = f"{verdict} since {fmt_time(start)}"
             if check.verdict in BROKEN and h.consecutive_failures > 1:
                 since_note = ", ".join(
                     x for x in (since_note, f"{h.consecutive_failures} failing runs") if x
                 )
                 since_title += f", failing in {h.consecutive_failures} runs in a row"
-        recent = tuple(
-            Square(v.value, f"{fmt_time(at)}: {v.value}") for at, v in h.recent[-RECENT_RUNS:]
-        )
+        if h.recent:
+            recent = _squares(h.recent[-RECENT_RUNS:])
 
     final_url, final_href, hops = "", None, ""
     if f is not None:
         if f.final_url and f.final_url != link.url:
             final_url = clean(f.final_url)
             final_href = safe_href(f.final_url)
-        hops = " → ".join(str(hop.status) for hop in f.hops)
+        if f.hops:
+            hops = " → ".join(str(hop.status) for hop in f.hops)
 
-    section = " / ".join(clean(s) for s in link.section) or "(no section)"
-    if multi_source:
-        section = f"{clean(link.source)}: {section}"
+    if section is None:
+        section = _section_label((link.source, link.section), multi_source)
     flag = "newly-broken" if check.newly_broken else "recovered" if check.recovered else ""
     return Row(
-        verdict=check.verdict.value,
-        rank=SEVERITY.index(check.verdict),
+        verdict=verdict,
+        rank=_RANK[check.verdict],
         line=link.line,
         source=clean(link.source),
         section=section,
         url=url,
         href=safe_href(link.url),
         listed=listed,
-        listed_lang=text_lang(listed),
+        listed_lang=listed_lang,
         title=title,
-        title_lang=text_lang(title),
+        title_lang=listed_lang if title == listed else text_lang(title),
         title_same=bool(title) and title == listed,
         previous_title=prev_title,
         previous_verdict=prev_verdict,
         summary=summary,
         summary_lang=text_lang(summary),
-        reason=clean(check.reason),
-        detail=clean(check.detail),
+        reason=_clean_shared(check.reason),
+        detail=_clean_shared(check.detail),
         status=f.status if f else None,
         cached=check.cached,
         since=since,
@@ -325,7 +562,7 @@ def _row(check: Check, run: Run, multi_source: bool) -> Row:
         final_href=final_href,
         hops=hops,
         recent=recent,
-        recent_label="last runs: " + ", ".join(s.verdict for s in recent) if recent else "",
+        recent_label=_recent_label(recent) if recent else "",
         flag=flag,
     )
 
@@ -340,22 +577,22 @@ def _present(checks: Iterable[Check]) -> tuple[tuple[str, int], ...]:
 def _sections(run: Run, multi_source: bool) -> tuple[Section, ...]:
     groups: dict[tuple[str, tuple[str, ...]], list[Check]] = {}
     for c in run.checks:
-        groups.setdefault((c.link.source if multi_source else "", c.link.section), []).append(c)
-    out = []
-    for i, ((source, path), checks) in enumerate(groups.items(), start=1):
-        title = " / ".join(clean(s) for s in path) or "(no section)"
-        if multi_source:
-            title = f"{clean(source)}: {title}"
-        out.append(
-            Section(
-                anchor=f"s-{i}",
-                title=title,
-                title_lang=text_lang(title),
-                rows=tuple(_row(c, run, multi_source) for c in checks),
-                counts=_present(checks),
-            )
+        key = (c.link.source if multi_source else "", c.link.section)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = []
+        group.append(c)
+    labels = {key: _section_label(key, multi_source) for key in groups}
+    return tuple(
+        Section(
+            anchor=f"s-{i}",
+            title=labels[key],
+            title_lang=text_lang(labels[key]),
+            rows=Rows(checks, run, multi_source, labels),
+            counts=_present(checks),
         )
-    return tuple(out)
+        for i, (key, checks) in enumerate(groups.items(), start=1)
+    )
 
 
 def _bars(counts: Mapping[str, int]) -> tuple[Bar, ...]:
@@ -451,18 +688,34 @@ class Page:
     bars: tuple[Bar, ...]
     trend: tuple[Column, ...]
     trend_note: str
-    newly_broken: tuple[Row, ...]
-    recovered: tuple[Row, ...]
+    newly_broken: Rows
+    recovered: Rows
     sections: tuple[Section, ...]
     verdicts: tuple[tuple[str, str], ...]  # (value, meaning) for the legend and filter
     version: str
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        """Every table in page order; the table of contents precedes the first section's."""
+        out = [
+            Table(k, rows, False, False)
+            for k, rows in (("newly-broken", self.newly_broken), ("recovered", self.recovered))
+            if rows
+        ]
+        out += (
+            Table("section", s.rows, True, i == 0, s.anchor, s.title, s.title_lang, s.counts)
+            for i, s in enumerate(self.sections)
+        )
+        return tuple(out)
 
 
 def page(run: Run) -> Page:
     """The view model of a run: cleaned, capped, grouped, ordered."""
     multi = len(set(c.link.source for c in run.checks)) > 1
     sections = _sections(run, multi)
-    rows = [r for s in sections for r in s.rows]
+    # the flagged checks in the order their rows come in the sections
+    in_order = [c for s in sections for c in s.rows.checks]
+    labels = sections[0].rows.labels if sections else {}
     counts = run.counts()
     trend, note = _trend(run)
     seconds = max((run.finished_at - run.started_at).total_seconds(), 0.0)
@@ -479,8 +732,10 @@ def page(run: Run) -> Page:
         bars=_bars(counts),
         trend=trend,
         trend_note=note,
-        newly_broken=tuple(r for r in rows if r.flag == "newly-broken"),
-        recovered=tuple(r for r in rows if r.flag == "recovered"),
+        newly_broken=Rows([c for c in in_order if c.newly_broken], run, multi, labels),
+        recovered=Rows(
+            [c for c in in_order if not c.newly_broken and c.recovered], run, multi, labels
+        ),
         sections=sections,
         verdicts=tuple((v.value, MEANING[v]) for v in SEVERITY if v.value in counts),
         version=__version__,
@@ -503,6 +758,22 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def write(run: Run, out: TextIO) -> None:
+    """Write the whole HTML report to out, a piece at a time (rows are made as they go)."""
+    buf: list[str] = []
+    size = 0
+    for piece in environment().get_template("report.html.j2").generate(p=page(run)):
+        buf.append(piece)
+        size += len(piece)
+        if size >= 1 << 16:
+            out.write("".join(buf))
+            buf.clear()
+            size = 0
+    out.write("".join(buf))
+
+
 def render(run: Run) -> str:
     """The whole HTML report: one file, no external resources."""
-    return environment().get_template("report.html.j2").render(p=page(run))
+    out = io.StringIO()
+    write(run, out)
+    return out.getvalue()

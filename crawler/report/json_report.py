@@ -2,56 +2,69 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
 from crawler.types import Check, Run
 
 SCHEMA = 1
 
+#: The fields of a record, in order.
+FIELDS = (
+    "url", "source", "line", "section", "section_path", "listed_title", "verdict", "reason",
+    "detail", "http_status", "final_url", "redirects", "title", "summary", "page_kind", "error",
+    "checked_at", "attempts", "elapsed_ms", "cached", "previous_verdict", "previous_title",
+    "since", "first_failed_at", "consecutive_failures", "newly_broken", "recovered",
+)  # fmt: skip
+
+
+def _values(check: Check) -> list[Any]:
+    """The values of one check's record, in FIELDS order."""
+    f, m, link, h = check.fetch, check.meta, check.link, check.history
+    return [
+        link.url,
+        link.source,
+        link.line,
+        " / ".join(link.section),
+        list(link.section),
+        link.listed_title,
+        check.verdict.value,
+        check.reason,
+        check.detail,
+        f.status if f else None,
+        f.final_url if f else link.url,
+        [{"status": h.status, "url": h.url} for h in f.hops] if f else [],
+        m.title if m else None,
+        m.summary if m else None,
+        m.kind.value if m else None,
+        f.error.value if f and f.error else None,
+        check.checked_at.isoformat(timespec="seconds"),
+        f.attempts if f else 0,
+        f.elapsed_ms if f else 0,
+        check.cached,
+        h.previous_verdict.value if h and h.previous_verdict else None,
+        h.previous_title if h else None,
+        _iso(h.since) if h else None,
+        _iso(h.first_failed_at) if h else None,
+        h.consecutive_failures if h else 0,
+        check.newly_broken,
+        check.recovered,
+    ]
+
 
 def record(check: Check) -> dict[str, Any]:
     """The JSON record of one check."""
-    f, m, link, h = check.fetch, check.meta, check.link, check.history
-    return {
-        "url": link.url,
-        "source": link.source,
-        "line": link.line,
-        "section": " / ".join(link.section),
-        "section_path": list(link.section),
-        "listed_title": link.listed_title,
-        "verdict": check.verdict.value,
-        "reason": check.reason,
-        "detail": check.detail,
-        "http_status": f.status if f else None,
-        "final_url": f.final_url if f else link.url,
-        "redirects": [{"status": h.status, "url": h.url} for h in f.hops] if f else [],
-        "title": m.title if m else None,
-        "summary": m.summary if m else None,
-        "page_kind": m.kind.value if m else None,
-        "error": f.error.value if f and f.error else None,
-        "checked_at": check.checked_at.isoformat(timespec="seconds"),
-        "attempts": f.attempts if f else 0,
-        "elapsed_ms": f.elapsed_ms if f else 0,
-        "cached": check.cached,
-        "previous_verdict": h.previous_verdict.value if h and h.previous_verdict else None,
-        "previous_title": h.previous_title if h else None,
-        "since": _iso(h.since) if h else None,
-        "first_failed_at": _iso(h.first_failed_at) if h else None,
-        "consecutive_failures": h.consecutive_failures if h else 0,
-        "newly_broken": check.newly_broken,
-        "recovered": check.recovered,
-    }
+    return dict(zip(FIELDS, _values(check), strict=True))
 
 
 def _iso(d: datetime | None) -> str | None:
     return d.isoformat(timespec="seconds") if d is not None else None
 
 
-def render(run: Run) -> str:
-    """The whole report as JSON text."""
-    doc = {
+def _header(run: Run) -> dict[str, Any]:
+    return {
         "schema": SCHEMA,
         "generated_at": run.finished_at.isoformat(timespec="seconds"),
         "started_at": run.started_at.isoformat(timespec="seconds"),
@@ -59,6 +72,53 @@ def render(run: Run) -> str:
         "network_down": run.network_down,
         "run_id": run.run_id,
         "summary": run.counts(),
-        "links": [record(c) for c in run.checks],
     }
-    return json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
+
+
+# The layout is json.dumps(doc, ensure_ascii=False, indent=1), written a record at a time.
+# json's indenting encoder is pure Python; the compact one is C. Each record's flat values are
+# encoded in one C call with "\x00" between them (json escapes a NUL inside a string, so the
+# separator cannot occur in a value) and laid out here; the two lists get the indented form.
+_FLAT = [i for i, k in enumerate(FIELDS) if k not in ("section_path", "redirects")]
+_SECTION_PATH = FIELDS.index("section_path")
+_REDIRECTS = FIELDS.index("redirects")
+_FLAT_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=("\x00", ": "))
+_RECORD = "  {\n" + ",\n".join(f'   "{k}": %s' for k in FIELDS) + "\n  }"
+
+
+def _nested(value: list[Any]) -> str:
+    """A list field in the indented layout, at a record field's depth."""
+    if not value:
+        return "[]"
+    return json.dumps(value, ensure_ascii=False, indent=1).replace("\n", "\n   ")
+
+
+def write(run: Run, out: TextIO) -> None:
+    """Write the whole report as JSON text to out, one record at a time."""
+    head = json.dumps(_header(run), ensure_ascii=False, indent=1)
+    out.write(head[:-2] + ',\n "links": [')
+    paths: dict[tuple[str, ...], str] = {}  # the posts' sections are few: encode each once
+    encode = _FLAT_ENCODER.encode
+    buf: list[str] = []
+    for n, check in enumerate(run.checks):
+        values = _values(check)
+        flat = encode([values[i] for i in _FLAT])[1:-1].split("\x00")
+        section = check.link.section
+        path = paths.get(section)
+        if path is None:
+            path = paths[section] = _nested(values[_SECTION_PATH])
+        flat.insert(_SECTION_PATH, path)
+        flat.insert(_REDIRECTS, _nested(values[_REDIRECTS]))
+        buf.append(("\n" if n == 0 else ",\n") + _RECORD % tuple(flat))
+        if len(buf) >= 256:
+            out.write("".join(buf))
+            buf.clear()
+    out.write("".join(buf))
+    out.write("\n ]\n}\n" if run.checks else "]\n}\n")
+
+
+def render(run: Run) -> str:
+    """The whole report as JSON text."""
+    out = io.StringIO()
+    write(run, out)
+    return out.getvalue()

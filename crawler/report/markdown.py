@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TextIO
 
 from crawler.types import Check, Run, Verdict
 
@@ -99,3 +100,8 @@ def render(run: Run) -> str:
     if not any(counts[v.value] for v in ORDER):
         out += ["All links are alive and match their listed titles.", ""]
     return "\n".join(out)
+
+
+def write(run: Run, out: TextIO) -> None:
+    """Write the Markdown report to out (it lists only the links that need attention: small)."""
+    out.write(render(run))

@@ -1,0 +1,158 @@
+"""stages -- the crawler's own stages on N links, without the network: CPU and memory of each.
+
+`crawler check` is timed as a whole by bench/run.py; this runs its stages in one process with
+the fetch replaced by a generator that answers at once (as the farm's pages would read), so
+what is left is the crawler's own work: reading the post, the pipeline (classify, history, the
+SQLite writes), the reports. For each stage: CPU seconds and the process's RSS after it (and
+the peak so far); with --trace, the largest live allocations when the run ends.
+
+  .venv/bin/python bench/stages.py                       # 10,000 links / 50 hosts
+  .venv/bin/python bench/stages.py --links 100000 --hosts 500
+  .venv/bin/python bench/stages.py --extract             # pages really extracted (selectolax)
+  .venv/bin/python -m cProfile -s tottime bench/stages.py | head -40
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+sys.dont_write_bytecode = True
+
+from farm import page_meta, render_page  # noqa: E402
+from run import write_post  # noqa: E402
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set size of this process, MB."""
+    now = 0.0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                now = int(line.split()[1]) / 1024
+    return now, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fake_fetch(extract: bool) -> Callable[..., AsyncIterator[tuple[Any, Any]]]:
+    """A fetch_pages that answers every URL at once, as the farm would (status, headers)."""
+    from crawler.types import FetchResult, PageKind, PageMeta
+
+    async def fetch_pages(
+        urls: Iterable[str], settings: object, *, extract: Callable[[Any], Any], **_: object
+    ) -> AsyncIterator[tuple[Any, Any]]:
+        for i, url in enumerate(urls):
+            ident = url.rsplit("/", 1)[1]
+            body = render_page(ident) if real else None
+            result = FetchResult(
+                url=url,
+                final_url=url,
+                status=200,
+                headers={
+                    "content-type": "text/html; charset=utf-8",
+                    "content-length": str(len(body or b"")),
+                    "server": "Python/3.11 aiohttp/3",
+                },
+                body=body,
+                elapsed_ms=21,
+                fetched_at=datetime.now(UTC),
+            )
+            if real:
+                meta = extract(result)
+                result = FetchResult(**{**_fields(result), "body": None})
+            else:
+                title, desc = page_meta(ident)
+                meta = PageMeta(title=title, summary=desc, kind=PageKind.ARTICLE)
+            yield result, meta
+            if i % 64 == 63:
+                await asyncio.sleep(0)  # let the periodic flush run, as the network would
+
+    real = extract
+    return fetch_pages
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--links", type=int, default=10_000)
+    ap.add_argument("--hosts", type=int, default=50)
+    ap.add_argument("--extract", action="store_true", help="extract the farm's pages for real")
+    ap.add_argument("--no-history", action="store_true", help="run without the SQLite history")
+    ap.add_argument("--trace", action="store_true", help="tracemalloc: what is live at the end")
+    a = ap.parse_args(argv)
+
+    if a.trace:
+        import tracemalloc
+
+        tracemalloc.start(1)
+    stages: list[tuple[str, float, float, float]] = []
+
+    def stage(name: str, since: float) -> float:
+        now = time.process_time()
+        stages.append((name, now - since, *_rss_mb()))
+        return now
+
+    t = time.process_time()
+    import crawler.pipeline as pipeline
+    from crawler.config import FetchSettings
+    from crawler.post import read_post
+    from crawler.report import write_reports
+    from crawler.store import Store
+
+    t = stage("imports", t)
+    work = Path(tempfile.mkdtemp(prefix="crawler-stages-"))
+    post = work / "links.md"
+    write_post(post, a.links, a.hosts, 18480)
+    t = time.process_time()
+    links = read_post(post)[1]
+    t = stage("read the post", t)
+
+    pipeline.fetch_pages = fake_fetch(a.extract)  # type: ignore[assignment]
+    store = None
+    if not a.no_history:
+        store = Store.open(work / "history.sqlite")
+        store.lock()
+    run = asyncio.run(
+        pipeline.check_links(links, FetchSettings(), sources=[str(post)], store=store)
+    )
+    if store is not None:
+        store.close()
+    del links
+    t = stage("pipeline" + (" + extract" if a.extract else ""), t)
+    if a.trace:
+        gc.collect()
+        snap = tracemalloc.take_snapshot()
+    write_reports(run, work, ["json", "md", "html"])
+    stage("reports", t)
+
+    print(f"{a.links:,} links over {a.hosts} hosts ({work})")
+    print(f"{'stage':<26} {'cpu s':>7} {'rss MB':>8} {'peak MB':>8}")
+    for name, cpu, now, peak in stages:
+        print(f"{name:<26} {cpu:7.3f} {now:8.1f} {peak:8.1f}")
+    if a.trace:
+        stats = snap.statistics("lineno")
+        total = sum(s.size for s in stats)
+        print(f"\nlive when the run ends: {total / 1e6:.1f} MB, {total / a.links:.0f} B per link")
+        for s in stats[:15]:
+            print(f"{s.size / 1e6:7.2f} MB {s.count:8d}  {s.traceback}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

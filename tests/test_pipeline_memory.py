@@ -1,0 +1,112 @@
+"""What a run keeps per link: shared where links are alike, and the same values as before.
+
+check_links is fed by a fake fetch (no network), as fast as a loopback farm would feed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import crawler.pipeline as pipeline
+from crawler.classify import classify
+from crawler.config import FetchSettings
+from crawler.history import apply_history, next_state
+from crawler.pipeline import check_links
+from crawler.store import Store
+from crawler.types import FetchResult, Link, PageKind, PageMeta, Verdict
+
+
+def _fake_fetch(titles: dict[str, str | None]) -> Callable[..., AsyncIterator[tuple[Any, Any]]]:
+    async def fetch_pages(
+        urls: Iterable[str], settings: FetchSettings, **_: Any
+    ) -> AsyncIterator[tuple[FetchResult, PageMeta | None]]:
+        for url in urls:
+            title = titles[url]
+            status = 404 if title is None else 200
+            result = FetchResult(
+                url=url,
+                final_url=url,
+                status=status,
+                headers={"content-type": "text/html", "server": "farm"},
+                fetched_at=datetime.now(UTC),
+            )
+            # a fresh string, equal to the listed title but not the same object
+            meta = PageMeta(title="".join(title) if title else None, kind=PageKind.ARTICLE)
+            yield result, meta
+
+    return fetch_pages
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.mark.anyio
+async def test_a_run_keeps_little_and_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    links = [
+        Link(f"https://h{i % 3}.example/p/{i}", 10 + i, f"标题 {i}", ("S",), "post.md")
+        for i in range(200)
+    ]
+    links.append(Link("https://h0.example/p/0", 500, "标题 0", ("T",), "post.md"))  # again
+    titles: dict[str, str | None] = {link.url: link.listed_title for link in links}
+    titles["https://h1.example/p/7"] = None  # a 404
+    titles["https://h2.example/p/8"] = "另一个标题"  # changed
+    monkeypatch.setattr(pipeline, "fetch_pages", _fake_fetch(titles))
+    store = Store.open(tmp_path / "h.sqlite")
+    clock = Clock(datetime(2026, 11, 24, 8, tzinfo=UTC))
+    run = await check_links(links, FetchSettings(), store=store, clock=clock)
+
+    assert [c.link for c in run.checks] == links
+    for c in run.checks:
+        assert c.fetch is not None and not c.fetch.headers  # read already, not kept
+        assert c.checked_at == clock.now
+        assert c.history is not None
+        # what apply_history makes for a URL new to the history, shared or not
+        raw = classify(c.fetch, c.meta, c.link.listed_title)
+        final, hist = apply_history(None, raw, None, c.link.listed_title, clock.now)
+        assert (c.verdict, c.reason, c.detail, c.history) == (
+            final.verdict,
+            final.reason,
+            final.detail,
+            hist,
+        )
+        if c.verdict is Verdict.OK:  # the title is kept once: the first listing's string
+            first_listing = next(x for x in links if x.url == c.url)
+            assert c.meta is not None and c.meta.title is first_listing.listed_title
+    by_url = {c.url: c for c in run.checks}
+    assert by_url["https://h1.example/p/7"].verdict is Verdict.DEAD
+    assert by_url["https://h2.example/p/8"].verdict is Verdict.CHANGED
+    ok = [c for c in run.checks if c.verdict is Verdict.OK]
+    assert len({id(c.history) for c in ok}) < len(ok)  # alike links share one history
+
+    # The states written are those next_state gives for each URL's first occurrence.
+    states = store.states(titles)
+    assert len(states) == len(titles)
+    for url in by_url:
+        first = next(x for x in run.checks if x.url == url)
+        assert first.fetch is not None
+        raw = classify(first.fetch, first.meta, first.link.listed_title)
+        final, hist = apply_history(None, raw, None, first.link.listed_title, clock.now)
+        title = first.meta.title if first.meta else None
+        assert states[url] == next_state(None, url, final, raw, title, clock.now, hist)
+
+    # A second run a day later sees the first.
+    clock.now += timedelta(days=1)
+    titles["https://h0.example/p/9"] = "又一个标题"
+    again = await check_links(links, FetchSettings(), store=store, clock=clock)
+    assert {c.url: c.history.previous_verdict for c in again.checks if c.history} == {
+        url: c.verdict for url, c in by_url.items()
+    }
+    assert {c.url: c.verdict for c in again.checks}["https://h0.example/p/9"] is Verdict.CHANGED
+    store.close()
