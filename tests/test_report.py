@@ -125,3 +125,7 @@ def test_json_is_streamed_in_the_indented_layout() -> None:
         text = render(run, "json")
         assert text == json.dumps(json.loads(text), ensure_ascii=False, indent=1) + "\n"
     assert len(json.loads(render(make_run(*checks), "json"))["links"]) == 5
+
+
+def test_markdown_cells_drop_bidi_and_zero_width_controls() -> None:
+    assert cell("evil\u202egnp.exe\u200b") == "evil gnp.exe"

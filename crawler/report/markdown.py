@@ -17,7 +17,7 @@ HEADINGS = {
     Verdict.ERROR: "Errors (could not tell this time)",
     Verdict.REDIRECTED: "Moved permanently",
 }
-_CTRL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]+")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!~])")
 MAX_CELL = 200
 
