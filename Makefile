@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# Bytecode for the editable package, so every command starts fast even where
+	# PYTHONDONTWRITEBYTECODE is set (stale .pyc files are recompiled by Python itself).
+	$(BIN)/python -m compileall -q crawler
 	touch $(STAMP)
 
 run: $(STAMP)

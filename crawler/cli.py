@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
-import logging
 import re
 import signal
 import sys
@@ -227,10 +225,14 @@ def cli(ctx: click.Context, verbose: int, config_path: Path | None) -> None:
 
     Example: crawler check links.md
     """
+    import logging  # here, not at the top: `crawler extract` starts faster without it
+
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if ctx.invoked_subcommand == "extract" and config_path is None:
+        return  # reading saved pages uses no setting: skip looking for a configuration file
     path = config_path or find_config(Path.cwd())
     fc = load_config(path) if path is not None else FileConfig()
     ctx.obj = fc
@@ -378,6 +380,8 @@ _DEAD_MARK = "已失效"
 
 def _load_links(inputs: tuple[str, ...]) -> tuple[list[Link], dict[str, str], list[str]]:
     """Read every input; return the links, each file's sha256 and the sources in order."""
+    from hashlib import sha256
+
     from crawler.post import expand_inputs, parse_post, read_post, read_stdin
 
     links: list[Link] = []
@@ -398,7 +402,7 @@ def _load_links(inputs: tuple[str, ...]) -> tuple[list[Link], dict[str, str], li
             if unmarked != text:
                 found = parse_post(unmarked, src)
         links.extend(found)
-        digests[src] = hashlib.sha256(data).hexdigest()
+        digests[src] = sha256(data).hexdigest()
     return links, digests, sources
 
 
