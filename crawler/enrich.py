@@ -49,7 +49,13 @@ import httpx
 
 from crawler.config import DEFAULT_ARCHIVE_ENDPOINT
 from crawler.errors import ConfigError, CrawlerError, InputError
-from crawler.post import clean_url, detect_encoding, parse_post
+from crawler.post import (
+    BRACKET_OPENERS,
+    TRAILING_PUNCTUATION,
+    clean_url,
+    detect_encoding,
+    parse_post,
+)
 from crawler.types import ALIVE, Link, Verdict
 
 __all__ = [
@@ -264,20 +270,9 @@ def _mark_text(finding: Finding, archive: str | None) -> str:
 
 # --- finding the links in a line -------------------------------------------------------------
 
-_TRAILING = frozenset(".,;:!?'\")]}>*" + "）。，、；：！？」』】》”’“‘…")
-_OPENER = {
-    ")": "(",
-    "]": "[",
-    "}": "{",
-    ">": "<",
-    "）": "（",
-    "」": "「",
-    "』": "『",
-    "】": "【",
-    "》": "《",
-    "”": "“",
-    "’": "‘",
-}
+# The parser's own punctuation rules: a mark must end where the parser ends a URL.
+_TRAILING = TRAILING_PUNCTUATION
+_OPENER = BRACKET_OPENERS
 _ALONE_EXTRA = frozenset(" \t*_") | _TRAILING
 _BACKTICKS = re.compile(r"`+")
 _COMMENT = re.compile(r"<!--.*?-->")

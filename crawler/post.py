@@ -152,8 +152,10 @@ def expand_inputs(args: Sequence[str]) -> list[str]:
 # A bare URL ends at whitespace, at a CJK or full-width character, at '<', or at '"' (never
 # valid unescaped in a URL; stopping there keeps HTML attribute values clean).
 _STOP = re.compile('[\\s<"\u3000-\u9fff\uff00-\uffef]')
-_TRAILING = frozenset(".,;:!?'\")]}>*" + "）。，、；：！？」』】》”’“‘…")
-_OPENER = {
+#: Punctuation stripped from the end of a bare URL (ASCII and full-width).
+TRAILING_PUNCTUATION = _TRAILING = frozenset(".,;:!?'\")]}>*" + "）。，、；：！？」』】》”’“‘…")
+#: Closing bracket → its opener: a closer is kept when balanced inside the URL.
+BRACKET_OPENERS = _OPENER = {
     ")": "(",
     "]": "[",
     "}": "{",
