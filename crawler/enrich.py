@@ -54,6 +54,8 @@ from crawler.post import (
     TRAILING_PUNCTUATION,
     clean_url,
     detect_encoding,
+    is_escaped,
+    mask_code_spans,
     parse_post,
 )
 from crawler.types import ALIVE, Link, Verdict
@@ -274,7 +276,6 @@ def _mark_text(finding: Finding, archive: str | None) -> str:
 _TRAILING = TRAILING_PUNCTUATION
 _OPENER = BRACKET_OPENERS
 _ALONE_EXTRA = frozenset(" \t*_") | _TRAILING
-_BACKTICKS = re.compile(r"`+")
 _COMMENT = re.compile(r"<!--.*?-->")
 _ATTR = r"""\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))"""
 _A_ELEMENT = re.compile(r"<a\s[^>]*?\bhref" + _ATTR + r"[^>]*>(?:.*?</a\s*>)?", re.IGNORECASE)
@@ -323,36 +324,6 @@ def _blank(s: str, a: int, b: int) -> str:
     return s[:a] + " " * (b - a) + s[b:]
 
 
-def _escaped(s: str, i: int) -> bool:
-    """True when s[i] is preceded by an odd number of backslashes."""
-    n = 0
-    while i - n - 1 >= 0 and s[i - n - 1] == "\\":
-        n += 1
-    return n % 2 == 1
-
-
-def _mask_code_spans(s: str) -> str:
-    """Blank out the code spans of one line (CommonMark backtick-run matching)."""
-    if "`" not in s:
-        return s
-    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(s)]
-    i = 0
-    while i < len(runs):
-        start, end = runs[i]
-        if _escaped(s, start):
-            start += 1
-        width = end - start
-        closer = next(
-            (j for j in range(i + 1, len(runs)) if runs[j][1] - runs[j][0] == width), None
-        )
-        if width == 0 or closer is None:
-            i += 1
-            continue
-        s = _blank(s, start, runs[closer][1])
-        i = closer + 1
-    return s
-
-
 @dataclass(frozen=True, slots=True)
 class _Construct:
     """One link as written in a line: its kind, extent and URL span."""
@@ -379,7 +350,7 @@ def _attr_span(m: re.Match[str], first: int) -> tuple[int, int]:
 def _scan_line(line: str) -> list[_Construct]:
     """Every http(s) link written in one line (without its marks), in order."""
     found: list[_Construct] = []
-    s = _mask_code_spans(line)
+    s = mask_code_spans(line)
     if "<!--" in s:
         for m in _COMMENT.finditer(s):
             s = _blank(s, m.start(), m.end())
@@ -427,9 +398,9 @@ def _bracket_depth(s: str, end: int) -> int:
     """How many unescaped `[` are still open before offset `end`."""
     depth = 0
     for i in range(end):
-        if s[i] == "[" and not _escaped(s, i):
+        if s[i] == "[" and not is_escaped(s, i):
             depth += 1
-        elif s[i] == "]" and not _escaped(s, i) and depth:
+        elif s[i] == "]" and not is_escaped(s, i) and depth:
             depth -= 1
     return depth
 
@@ -440,7 +411,7 @@ def _scan_markdown_links(s: str, found: list[_Construct]) -> str:
     pos = s.find("](")
     while pos != -1:
         m = _DEST.match(s, pos + 1)
-        if m is None or _escaped(s, pos):
+        if m is None or is_escaped(s, pos):
             pos = s.find("](", pos + 1)
             continue
         depth, k, opener = 0, pos - 1, -1
@@ -448,15 +419,15 @@ def _scan_markdown_links(s: str, found: list[_Construct]) -> str:
             if k in seen:
                 k = seen[k] - 1
                 continue
-            if s[k] == "]" and not _escaped(s, k):
+            if s[k] == "]" and not is_escaped(s, k):
                 depth += 1
-            elif s[k] == "[" and not _escaped(s, k):
+            elif s[k] == "[" and not is_escaped(s, k):
                 if depth == 0:
                     opener = k
                     break
                 depth -= 1
             k -= 1
-        image = opener > 0 and s[opener - 1] == "!" and not _escaped(s, opener - 1)
+        image = opener > 0 and s[opener - 1] == "!" and not is_escaped(s, opener - 1)
         start = opener - 1 if image else (opener if opener >= 0 else pos)
         seen[m.end() - 1] = start
         g = 1 if m.group(1) is not None else 2

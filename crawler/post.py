@@ -28,6 +28,8 @@ __all__ = [
     "clean_url",
     "detect_encoding",
     "expand_inputs",
+    "is_escaped",
+    "mask_code_spans",
     "parse_post",
     "read_post",
     "read_stdin",
@@ -261,7 +263,7 @@ def _blank(s: str, spans: list[tuple[int, int]]) -> str:
     return "".join(parts)
 
 
-def _escaped(s: str, i: int) -> bool:
+def is_escaped(s: str, i: int) -> bool:
     """True when s[i] is preceded by an odd number of backslashes."""
     n = 0
     while i - n - 1 >= 0 and s[i - n - 1] == "\\":
@@ -269,7 +271,7 @@ def _escaped(s: str, i: int) -> bool:
     return n % 2 == 1
 
 
-def _mask_code_spans(s: str) -> str:
+def mask_code_spans(s: str) -> str:
     """Blank out inline code spans (CommonMark backtick-run matching)."""
     if "`" not in s:
         return s
@@ -278,7 +280,7 @@ def _mask_code_spans(s: str) -> str:
     i = 0
     while i < len(runs):
         start, end = runs[i]
-        if _escaped(s, start):
+        if is_escaped(s, start):
             start += 1
         width = end - start
         closer = next(
@@ -364,7 +366,7 @@ def _markdown_links(original: str, s: str, hits: list[_Hit]) -> str:
     pos = s.find("](")
     while pos != -1:
         m = _DEST.match(s, pos + 1)
-        if m is None or _escaped(s, pos):
+        if m is None or is_escaped(s, pos):
             pos = s.find("](", pos + 1)
             continue
         # find the matching '[' walking backwards, jumping over links already found
@@ -376,9 +378,9 @@ def _markdown_links(original: str, s: str, hits: list[_Hit]) -> str:
                 k = found[k] - 1
                 continue
             ch = s[k]
-            if ch == "]" and not _escaped(s, k):
+            if ch == "]" and not is_escaped(s, k):
                 depth += 1
-            elif ch == "[" and not _escaped(s, k):
+            elif ch == "[" and not is_escaped(s, k):
                 if depth == 0:
                     opener = k
                     break
@@ -387,7 +389,7 @@ def _markdown_links(original: str, s: str, hits: list[_Hit]) -> str:
         if opener == -1:
             pos = s.find("](", pos + 1)
             continue
-        image = opener > 0 and s[opener - 1] == "!" and not _escaped(s, opener - 1)
+        image = opener > 0 and s[opener - 1] == "!" and not is_escaped(s, opener - 1)
         start = opener - 1 if image else opener
         found[m.end() - 1] = start
         spans.append((start, m.end()))
@@ -405,7 +407,7 @@ def _markdown_links(original: str, s: str, hits: list[_Hit]) -> str:
 def _scan(content: str, markdown: bool) -> list[_Hit]:
     """Every http(s) URL in a paragraph / heading / cell (markdown) or an HTML block."""
     hits: list[_Hit] = []
-    s = _mask_code_spans(content) if markdown else content
+    s = mask_code_spans(content) if markdown else content
     if "<!--" in s:
         s = _blank(s, [(m.start(), m.end()) for m in _COMMENT.finditer(s)])
     if "<" in s:
@@ -517,7 +519,7 @@ def _reference_usages(tokens: list[Token]) -> dict[str, str]:
     usages: dict[str, str] = {}
     for t in tokens:
         if t.type == "inline" and "[" in t.content:
-            masked = _mask_code_spans(t.content)
+            masked = mask_code_spans(t.content)
             for m in _REF_USE.finditer(masked):
                 label = normalizeReference(m.group(2) or m.group(1))
                 if label and label not in usages:
