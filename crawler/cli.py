@@ -12,7 +12,7 @@ import json
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -160,6 +160,15 @@ def fetch_options(fn: F) -> F:
             help="Refuse hosts that resolve to loopback, private, link-local or cloud metadata "
             "addresses (checked at every redirect).",
         ),
+        click.option(
+            "--workers",
+            envvar="CRAWLER_WORKERS",
+            type=click.IntRange(0, 64),
+            default=0,
+            show_default=True,
+            help="Fetch processes, each with its own hosts; 0 = one per core for lists of "
+            "1,000 URLs or more, 1 = fetch in this process.",
+        ),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -194,6 +203,7 @@ def _settings(kw: dict[str, Any]) -> FetchSettings:
         max_body=kw["max_body"],
         transport=kw["transport"],
         no_private=kw["no_private"],
+        workers=kw["workers"],
     )
 
 
@@ -477,12 +487,15 @@ def _run_check(
     """One run of the pipeline with the history locked for its duration."""
     import asyncio
 
-    from crawler.pipeline import check_links
+    from crawler.pipeline import check_links, start_pool
     from crawler.store import Store
 
-    store = Store.open(db) if db is not None else None
+    # Workers are forked first: before the history is opened and before any event loop.
+    pool = start_pool(links, settings)
+    store = None
     progress = _Progress(len(links), quiet)
     try:
+        store = Store.open(db) if db is not None else None
         if store is not None:
             store.lock()
         coro = check_links(
@@ -493,10 +506,13 @@ def _run_check(
             store=store,
             options=options,
             progress=progress,
+            pool=pool,
         )
         return asyncio.run(_run_cancellable(coro))  # type: ignore[no-any-return]
     finally:
         progress.close()
+        if pool is not None:
+            pool.close()
         if store is not None:
             store.close()
 
@@ -903,41 +919,134 @@ def config_cmd(ctx: click.Context) -> None:
             click.echo(f"{kind} += {json.dumps(pat.pattern)}  # file")
 
 
+#: Fewer pages than this are read in one process: a fork costs more than it saves.
+_EXTRACT_PAGES_PER_JOB = 16
+
+
+def _page_line(page: Path, url: str | None) -> tuple[str, bool]:
+    """The JSON line `crawler extract` prints for one saved page, and whether it was read."""
+    from crawler.extract import extract_meta
+
+    try:
+        body = page.read_bytes()
+    except OSError as exc:
+        return json.dumps({"file": str(page), "error": exc.strerror or str(exc)}), False
+    meta = extract_meta(body, url=url, with_hash=False)
+    line = json.dumps(
+        {
+            "file": str(page),
+            "title": meta.title,
+            "summary": meta.summary,
+            "page_kind": meta.kind.value,
+            "notice": meta.notice,
+            "site": meta.site,
+            "site_name": meta.site_name,
+            "canonical_url": meta.canonical_url,
+            "lang": meta.lang,
+        },
+        ensure_ascii=False,
+    )
+    return line, True
+
+
+def _split_by_size(pages: Sequence[Path], n: int) -> list[list[Path]]:
+    """pages cut into at most n runs of about equal bytes, in order."""
+    sizes = []
+    for p in pages:
+        try:
+            sizes.append(max(1, p.stat().st_size))
+        except OSError:
+            sizes.append(1)
+    total = sum(sizes)
+    chunks: list[list[Path]] = [[]]
+    acc = 0
+    for page, size in zip(pages, sizes, strict=True):
+        if acc >= total * len(chunks) / n and len(chunks) < n:
+            chunks.append([])
+        chunks[-1].append(page)
+        acc += size
+    return chunks
+
+
+def _extract_in_child(chunk: Sequence[Path], url: str | None) -> tuple[int, int]:
+    """Fork a process that reads chunk; return its pid and the pipe its lines come through.
+
+    The child sends its lines and then one byte, b"0" (all read) or b"1", and exits.
+    """
+    import os
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child; tests run it through the CLI
+        code = 1
+        try:
+            os.close(r)
+            lines = [_page_line(p, url) for p in chunk]
+            data = "".join(line + "\n" for line, _ in lines).encode()
+            data += b"0" if all(ok for _, ok in lines) else b"1"
+            view = memoryview(data)
+            while view:
+                view = view[os.write(w, view) :]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    return pid, r
+
+
 @cli.command()
 @click.argument("pages", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--url", default=None, help="The URL the page was saved from (selects site rules).")
-def extract(pages: tuple[Path, ...], url: str | None) -> None:
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(0, 64),
+    default=0,
+    show_default=True,
+    help=f"Processes reading pages at once; 0 = one per core from "
+    f"{2 * _EXTRACT_PAGES_PER_JOB} pages on.",
+)
+def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
     """Print what the crawler reads from saved HTML pages, one JSON object per line.
+
+    Lines come in the order of PAGES, whatever --jobs is.
 
     Example: crawler extract saved/article.html
     """
-    from crawler.extract import extract_meta
+    import os
 
+    from crawler.config import can_fork, usable_cpus
+
+    if jobs == 0:
+        jobs = usable_cpus() if len(pages) >= 2 * _EXTRACT_PAGES_PER_JOB else 1
+    jobs = min(jobs, max(1, len(pages) // _EXTRACT_PAGES_PER_JOB)) if can_fork() else 1
+    chunks = _split_by_size(pages, jobs) if jobs > 1 else [list(pages)]
+    # The parent reads the first run itself while the children read the others.
+    children = [_extract_in_child(chunk, url) for chunk in chunks[1:]]
+    out = sys.stdout
     failed = False
-    for page in pages:
-        try:
-            body = page.read_bytes()
-        except OSError as exc:
-            failed = True
-            click.echo(json.dumps({"file": str(page), "error": exc.strerror or str(exc)}))
+    for page in chunks[0]:
+        line, ok = _page_line(page, url)
+        failed |= not ok
+        out.write(line + "\n")
+    for (pid, fd), chunk in zip(children, chunks[1:], strict=True):
+        with open(fd, "rb") as f:
+            data = f.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not data.endswith((b"0", b"1")):
+            failed = True  # the child died: say so for each of its pages
+            for page in chunk:
+                out.write(json.dumps({"file": str(page), "error": "reading process failed"}))
+                out.write("\n")
             continue
-        meta = extract_meta(body, url=url, with_hash=False)
-        click.echo(
-            json.dumps(
-                {
-                    "file": str(page),
-                    "title": meta.title,
-                    "summary": meta.summary,
-                    "page_kind": meta.kind.value,
-                    "notice": meta.notice,
-                    "site": meta.site,
-                    "site_name": meta.site_name,
-                    "canonical_url": meta.canonical_url,
-                    "lang": meta.lang,
-                },
-                ensure_ascii=False,
-            )
-        )
+        failed |= data.endswith(b"1")
+        binary = getattr(out, "buffer", None)
+        if binary is not None:
+            out.flush()
+            binary.write(data[:-1])
+        else:
+            out.write(data[:-1].decode())
+    out.flush()
     if failed:
         sys.exit(EXIT_TOOL)
 

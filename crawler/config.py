@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -81,6 +83,7 @@ class FetchSettings:
     accept: frozenset[int] = frozenset()  # statuses that count as alive on every host
     cookie_jar: str | None = None  # a Netscape cookies.txt file
     no_private: bool = False  # refuse hosts that resolve to loopback/private/link-local/metadata
+    workers: int = 0  # fetch processes; 0 = one per core for long lists (crawler/workers.py)
 
     @property
     def attempt_deadline(self) -> float:
@@ -100,3 +103,18 @@ TREND_RUNS = 30  # runs shown in the post's health chart
 # Reports and enrich.
 DEFAULT_FORMATS = ("json", "md", "html")
 DEFAULT_ARCHIVE_ENDPOINT = "https://archive.org/wayback/available"
+
+
+# The machine.
+def usable_cpus() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Whether work may be split among forked processes here: POSIX fork, and not macOS,
+    whose system frameworks are not safe to use in a forked child."""
+    return hasattr(os, "fork") and sys.platform != "darwin"

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from crawler.classify import classify
@@ -34,6 +34,9 @@ from crawler.types import (
     Run,
     Verdict,
 )
+
+if TYPE_CHECKING:
+    from crawler.workers import FetchPool
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,19 @@ def network_is_down(results: Sequence[FetchResult]) -> bool:
     if answered:
         return False
     return all(r.error in NETWORK_ERRORS for r in results)
+
+
+def start_pool(links: Sequence[Link], settings: FetchSettings) -> FetchPool[PageMeta | None] | None:
+    """Fork fetch workers for these links when the settings and the list call for more than
+    one (crawler/workers.py); None means fetch in this process."""
+    from crawler.workers import FetchPool, plan_workers
+
+    urls = unique_urls(links)
+    hosts = len({host_key(u) for u in urls}) if settings.workers != 1 else 1
+    n = plan_workers(settings.workers, len(urls), hosts)
+    if n <= 1:
+        return None
+    return FetchPool(n, _meta_for, reads_as_anti_robot).start()
 
 
 def unique_urls(links: Sequence[Link]) -> list[str]:
@@ -351,8 +367,12 @@ async def check_links(
     progress: ProgressFn | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Clock = _utcnow,
+    pool: FetchPool[PageMeta | None] | None = None,
 ) -> Run:
-    """Fetch every distinct URL once, classify each occurrence, record it; return the Run."""
+    """Fetch every distinct URL once, classify each occurrence, record it; return the Run.
+
+    With a `pool` (start_pool()), its workers fetch and read the pages; `sleep` is then unused.
+    """
     started = clock()
     run = _Run(links, store, options or RunOptions(), clock, progress, settings)
     reuse = run.reusable()
@@ -366,9 +386,14 @@ async def check_links(
         to_fetch = [u for u in run.first if u not in reuse]
         # Each page is read once (the retry predicate shares the reading) and its body dropped
         # right after, so memory stays flat on long lists.
-        async for result, meta in fetch_pages(
-            to_fetch, settings, extract=_meta_for, retry_on=reads_as_anti_robot, sleep=sleep
-        ):
+        pairs = (
+            pool.fetch_pages(to_fetch, settings)
+            if pool is not None
+            else fetch_pages(
+                to_fetch, settings, extract=_meta_for, retry_on=reads_as_anti_robot, sleep=sleep
+            )
+        )
+        async for result, meta in pairs:
             run.handle(result, meta, cached=False)
         status = "complete"
     finally:

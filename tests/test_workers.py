@@ -1,0 +1,245 @@
+"""Fetch workers (crawler/workers.py) and parallel `crawler extract`: real forks, real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from crawler.cli import cli
+from crawler.config import can_fork
+from crawler.fetch import host_key
+from crawler.workers import MAX_WORKERS, MIN_URLS, plan_workers, shard, split_limit
+from tests.server import LocalServer
+
+pytestmark = pytest.mark.skipif(not can_fork(), reason="workers are forked")
+
+FAST = ["--host-interval", "0", "--retries", "0", "--backoff", "0", "--timeout", "5"]
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[list[LocalServer]]:
+    """Three hosts (one server each, so each counts its own requests in flight)."""
+    started = [LocalServer().start() for _ in range(3)]
+    try:
+        yield started
+    finally:
+        for s in started:
+            s.stop()
+
+
+def write_post(path: Path, urls: list[str]) -> Path:
+    path.write_text("\n\n".join(f"{u}\n\nPlain page" for u in urls) + "\n", encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------------------ planning
+
+
+def test_shard_keeps_each_host_whole_balanced_and_in_order() -> None:
+    urls = [f"http://h{i % 5}.test/{i}" for i in range(50)] + [
+        f"http://big.test/{i}" for i in range(30)
+    ]
+    parts = shard(urls, 2, host_key)
+    assert sorted(u for p in parts for u in p) == sorted(urls)
+    owners = {host_key(u): i for i, p in enumerate(parts) for u in p}
+    for i, p in enumerate(parts):
+        assert all(owners[host_key(u)] == i for u in p)  # a host never spans two workers
+        assert p == [u for u in urls if u in set(p)]  # the list's own order
+    assert sorted(len(p) for p in parts) == [40, 40]
+
+
+def test_split_limit_never_exceeds_the_global_limit() -> None:
+    assert split_limit(64, [5000, 5000]) == [32, 32]
+    assert split_limit(64, [9000, 1000]) == [58, 6]
+    assert split_limit(7, [1, 1, 1]) == [3, 2, 2]
+    assert split_limit(10, [100, 0]) == [10, 0]
+    for total in range(2, 40):
+        for weights in ([1, 1], [3, 1, 7], [100, 1, 1, 1]):
+            shares = split_limit(total, weights)
+            assert sum(shares) <= max(total, len(weights))
+            assert all(s >= 1 for s in shares)
+
+
+def test_plan_workers() -> None:
+    assert plan_workers(0, MIN_URLS - 1, 50) == 1  # short lists stay in-process
+    assert plan_workers(0, MIN_URLS, 1) == 1  # one host cannot be split
+    assert plan_workers(1, 100_000, 50) == 1
+    assert plan_workers(3, 10, 2) == 2  # never more workers than hosts
+    assert plan_workers(64, 10, 100) == MAX_WORKERS
+    assert plan_workers(0, MIN_URLS, 50) >= 1
+
+
+# ------------------------------------------------------------------------------ check runs
+
+
+def _urls(servers: list[LocalServer]) -> list[str]:
+    urls = []
+    for i, s in enumerate(servers):
+        urls += [s.url(f"/page/plain?w={i}&n={n}") for n in range(4)]
+        urls += [s.url(f"/status/404?w={i}"), s.url(f"/status/410?w={i}")]
+    return urls
+
+
+def _verdicts(report: Path) -> list[tuple[str, str, str, str | None]]:
+    doc = json.loads(report.read_text(encoding="utf-8"))
+    return [(x["url"], x["verdict"], x["reason"], x.get("title")) for x in doc["links"]]
+
+
+def test_workers_give_the_same_report_as_one_process(
+    tmp_path: Path, servers: list[LocalServer], history_db: Path
+) -> None:
+    post = write_post(tmp_path / "post.md", _urls(servers))
+    runner = CliRunner()
+    got = {}
+    for w in ("1", "2"):
+        out = tmp_path / f"r{w}"
+        r = runner.invoke(
+            cli,
+            ["check", str(post), "--report-dir", str(out), "--workers", w, "--no-history", *FAST],
+        )
+        assert r.exit_code == 3, r.output  # the 404s are dead
+        got[w] = _verdicts(out / "report.json")
+    assert got["1"] == got["2"]
+    assert [v for _, v, _, _ in got["2"]].count("ok") == 12
+    # and with the history: every check stored once
+    r = runner.invoke(
+        cli, ["check", str(post), "--report-dir", str(tmp_path / "rh"), "--workers", "3", *FAST]
+    )
+    assert r.exit_code == 3, r.output
+    import sqlite3
+
+    conn = sqlite3.connect(history_db)
+    assert conn.execute("SELECT count(*) FROM checks").fetchone()[0] == len(_urls(servers))
+    assert conn.execute("SELECT status FROM runs").fetchall() == [("complete",)]
+    conn.close()
+
+
+def test_per_host_limits_hold_across_workers(tmp_path: Path, servers: list[LocalServer]) -> None:
+    for s in servers:
+        s.reset()
+    urls = [s.url(f"/slow?s=0.2&k={k}") for s in servers for k in range(6)]
+    post = write_post(tmp_path / "post.md", urls)
+    r = CliRunner().invoke(
+        cli,
+        [
+            "check",
+            str(post),
+            "--report-dir",
+            str(tmp_path / "r"),
+            "--no-history",
+            "--workers",
+            "2",
+            "--host-concurrency",
+            "2",
+            *FAST,
+        ],  # fmt: skip
+    )
+    assert r.exit_code == 0, r.output
+    for s in servers:
+        assert 1 <= s.peaks["slow"] <= 2
+        assert sum(n for p, n in s.hits.items() if p.startswith("/slow")) == 6
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def _start(tmp_path: Path, servers: list[LocalServer]) -> subprocess.Popen[bytes]:
+    tag = tmp_path.name  # this test's own requests, not an earlier test's still being served
+    urls = [s.url(f"/slow?s=30&k={k}&t={tag}") for s in servers for k in range(2)]
+    post = write_post(tmp_path / "slow.md", urls)
+    args = [sys.executable, "-m", "crawler", "check", str(post), "--report-dir",
+            str(tmp_path / "r"), "--workers", "2", *FAST, "--timeout", "60"]  # fmt: skip
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for_workers(
+    proc: subprocess.Popen[bytes], servers: list[LocalServer], tag: str
+) -> list[int]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        kids = _children(proc.pid)
+        started = sum(n for s in servers for p, n in list(s.hits.items()) if tag in p)
+        if len(kids) == 2 and started >= 2:
+            return kids
+        assert proc.poll() is None, "the run ended early"
+        time.sleep(0.05)
+    raise AssertionError("the workers never started fetching")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+def test_a_dead_worker_is_one_line_and_a_failed_run(
+    tmp_path: Path, servers: list[LocalServer]
+) -> None:
+    proc = _start(tmp_path, servers)
+    try:
+        kids = _wait_for_workers(proc, servers, tmp_path.name)
+        os.kill(kids[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=20)
+    assert proc.returncode == 1, err
+    text = err.decode()
+    assert "Traceback" not in text
+    assert "a fetch worker stopped unexpectedly (killed by signal 9)" in text
+    assert not any(Path(f"/proc/{k}").exists() for k in kids)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_the_run_stops_its_workers(
+    tmp_path: Path, servers: list[LocalServer], sig: signal.Signals
+) -> None:
+    proc = _start(tmp_path, servers)
+    try:
+        kids = _wait_for_workers(proc, servers, tmp_path.name)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    assert not any(Path(f"/proc/{k}").exists() for k in kids)
+
+
+# ------------------------------------------------------------------------------ extract -j
+
+
+def test_extract_in_parallel_prints_the_same_lines_in_order(tmp_path: Path) -> None:
+    pages = []
+    for i in range(70):
+        p = tmp_path / f"p{i:02}.html"
+        pad = "x" * (i * 300)  # uneven sizes: the split is by bytes
+        p.write_text(
+            f"<html><head><title>页面 {i}</title></head><body><p>{pad}</p>"
+            f"<p>第 {i} 篇的第一段，足够长的一句话，用来当作摘要。</p></body></html>",
+            encoding="utf-8",
+        )
+        pages.append(str(p))
+    pages.insert(40, str(tmp_path / "missing.html"))
+    runner = CliRunner()
+    one = runner.invoke(cli, ["extract", "-j", "1", *pages])
+    many = runner.invoke(cli, ["extract", "-j", "3", *pages])
+    assert one.exit_code == many.exit_code == 1  # the missing page
+    assert many.output == one.output
+    lines = [json.loads(x) for x in many.output.splitlines()]
+    assert [x["file"] for x in lines] == pages
+    assert lines[40]["error"]
+    assert [x["title"] for x in lines if "title" in x] == [f"页面 {i}" for i in range(70)]
