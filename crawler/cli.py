@@ -164,10 +164,10 @@ def fetch_options(fn: F) -> F:
             "--workers",
             envvar="CRAWLER_WORKERS",
             type=click.IntRange(0, 64),
-            default=0,
+            default=1,
             show_default=True,
-            help="Fetch processes, each with its own hosts; 0 = one per core for lists of "
-            "1,000 URLs or more, 1 = fetch in this process.",
+            help="Fetch processes, each with its own hosts (faster on long lists, more memory); "
+            "0 = one per core for lists of 1,000 URLs or more.",
         ),
     ]
     for opt in reversed(opts):

@@ -83,7 +83,7 @@ class FetchSettings:
     accept: frozenset[int] = frozenset()  # statuses that count as alive on every host
     cookie_jar: str | None = None  # a Netscape cookies.txt file
     no_private: bool = False  # refuse hosts that resolve to loopback/private/link-local/metadata
-    workers: int = 0  # fetch processes; 0 = one per core for long lists (crawler/workers.py)
+    workers: int = 1  # fetch processes; 0 = one per core for long lists (crawler/workers.py)
 
     @property
     def attempt_deadline(self) -> float:

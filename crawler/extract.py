@@ -7,6 +7,7 @@ import hashlib
 import html
 import json
 import re
+import sys
 from collections.abc import Iterator
 from urllib.parse import urljoin, urlsplit
 
@@ -300,6 +301,13 @@ def _cut_deep_nesting(data: bytes) -> bytes:
             if depth > MAX_DEPTH:
                 return data[: m.start()]
     return data
+
+
+def _shared(text: str | None) -> str | None:
+    """A short string interned (the same object for equal values), else as it is."""
+    if text and len(text) <= 40:
+        return sys.intern(text)
+    return text
 
 
 def _cap(text: str | None, limit: int) -> str | None:
@@ -1039,6 +1047,9 @@ def _extract(
     if lang:
         lang = lang.replace("_", "-").split(",")[0].strip()
         lang = lang if _LANG.match(lang) and not lang.lower().startswith("utf") else None
+    # Few distinct values across a run of many pages: one string each, not one per page.
+    lang = _shared(lang)
+    site_name = _shared(site_name)
 
     title = _title(page, rule, site_name, host)
     summary = _description(page, rule) or _first_paragraph(page, rule)
