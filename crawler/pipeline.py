@@ -236,12 +236,24 @@ class _Run:
             result = _HEADERS.replace(result, _NO_HEADERS)
         url = result.url
         title = meta.title if meta else None
-        if title is not None:
-            # The usual case: the page's title is the listed one. Keep that string once.
+        stored_meta = meta  # what the history gets; the run keeps a slimmer copy
+        if meta is not None:
             listed = self.links[self.first[url]].listed_title
-            if title == listed and title is not listed:
-                meta = _TITLE.replace(meta, listed)
-                title = listed
+            if title is not None and title == listed and title is not listed:
+                title = listed  # the usual case: keep the listed title's string once
+            if meta.text_hash is not None or meta.title is not title:
+                # The main-text hash is for the history only: no report shows it.
+                meta = PageMeta(
+                    title,
+                    meta.summary,
+                    meta.site_name,
+                    meta.canonical_url,
+                    meta.lang,
+                    meta.kind,
+                    meta.notice,
+                    meta.site,
+                    None,
+                )
         now = self.now()
         state = self.states.get(url)
         accept = self.accept_for(url)
@@ -285,7 +297,10 @@ class _Run:
                 cached=cached,
             )
             checks[i] = check
-            pending.append((check, raw.verdict))
+            if stored_meta is not None and stored_meta.text_hash is not None and store is not None:
+                pending.append((_META.replace(check, stored_meta), raw.verdict))
+            else:
+                pending.append((check, raw.verdict))
             if progress is not None:
                 progress(check)
         # Batches keep the writes cheap; `flush_periodically` keeps a killed run's work on disk.
@@ -339,7 +354,7 @@ class _Field:
 
 
 _HEADERS = _Field(FetchResult, "headers")
-_TITLE = _Field(PageMeta, "title")
+_META = _Field(Check, "meta")
 
 
 def _unchanged_history(state: UrlState | None) -> LinkHistory | None:
