@@ -91,6 +91,12 @@ _TEXT_TYPES = ("text/", "application/xhtml", "application/xml", "application/jso
 #: gzip bomb stops at max_body). Any other coding a server sends anyway is read as it is.
 ACCEPT_ENCODING = "gzip, deflate"
 
+#: Origins whose request headers are kept prepared (past this the cache starts afresh).
+PREPARED_MAX = 4096
+
+#: The body of every GET: none (what httpx.Request makes of no content).
+_NO_BODY = httpx.ByteStream(b"")
+
 #: How long a host's resolved addresses stay judged under --no-private, seconds.
 ADDRESS_TTL = 30.0
 
@@ -147,7 +153,8 @@ class ForbiddenAddress(Exception):
 
 
 #: Under the aiohttp transport an httpx exception is caused by an aiohttp one, which says more
-#: (httpx-aiohttp maps a dropped connection to ConnectTimeout, for instance). By class name,
+#: (crawler.transport keeps httpx-aiohttp's table, which maps a dropped connection to
+#: ConnectTimeout, for instance). By class name,
 #: matched along the MRO, most specific first; aiohttp is not imported for this.
 AIOHTTP_ERRORS: dict[str, ErrorKind] = {
     "ClientConnectorDNSError": ErrorKind.DNS,
@@ -361,6 +368,9 @@ class Fetcher:
         self._alt_client: httpx.AsyncClient | None = None
         self._alt_possible = client is None and settings.transport == "aiohttp"
         self._extensions: dict[str, object] = {}
+        # Request headers with Host, per origin (see _prepared_headers)
+        self._base_raw: list[tuple[bytes, bytes]] = []
+        self._with_host: dict[bytes, httpx.Headers] = {}
         # Tasks in progress in fetch_all: enough for every host to have work queued behind its
         # limits, few enough that memory does not grow with the length of the list.
         self._window = max(WINDOW_MIN, WINDOW_PER_SLOT * settings.max_concurrency)
@@ -492,12 +502,7 @@ class Fetcher:
                 reraise=True,
             )
             result = await retrying(again)
-        return _replace(
-            result,
-            attempts=attempts,
-            elapsed_ms=int((time.monotonic() - started) * 1000),
-            fetched_at=fetched_at,
-        )
+        return _finished(result, attempts, int((time.monotonic() - started) * 1000), fetched_at)
 
     def _moment(self, tick: float) -> datetime:
         """The wall clock, read at most once per 10 ms: fetches started together share one
@@ -674,17 +679,27 @@ class Fetcher:
         """
         client = self._client
         assert client is not None
-        req_headers = client.headers
         rule = self._rule(url.host)
         if rule is not None and (rule.headers or rule.user_agent):
             # A host's own headers are computed for each request, redirects included, so they
             # never reach another host.
-            req_headers = httpx.Headers(req_headers)
+            req_headers = httpx.Headers(client.headers)
             if secrets:
                 req_headers.update(rule.headers)
             if rule.user_agent:
                 req_headers["User-Agent"] = rule.user_agent
-        request = httpx.Request("GET", url, headers=req_headers, extensions=self._extensions)
+            request = httpx.Request("GET", url, headers=req_headers, extensions=self._extensions)
+        else:
+            # The request httpx.Request("GET", url, headers=client.headers) makes, from headers
+            # prepared once per origin: no body to encode, no Host to add.
+            request = httpx.Request(
+                "GET",
+                url,
+                headers=self._prepared_headers(client.headers, url.netloc),
+                stream=_NO_BODY,
+                extensions=self._extensions,
+            )
+            request.read()
         if client.cookies:
             client.cookies.set_cookie_header(request)
         if rule is not None and rule.cookies and secrets:
@@ -722,7 +737,11 @@ class Fetcher:
             # Raw bytes, decoded here: httpx's decoders inflate a whole network chunk at once
             # (64 KB of a gzip bomb is 64 MB); this one stops at the cap.
             inflater = _inflater_for(coding)
-            async for chunk in response.aiter_raw():
+            # The stream itself, as Response.aiter_raw() reads it (without its per-chunk
+            # wrappers); the response is closed below either way.
+            stream = response.stream
+            assert isinstance(stream, httpx.AsyncByteStream)
+            async for chunk in stream:
                 if inflater is not None:
                     chunk = inflater.decode(chunk, cap - size)
                 chunks.append(chunk)
@@ -734,6 +753,22 @@ class Fetcher:
             return status, headers, body, truncated, None
         finally:
             await response.aclose()
+
+    def _prepared_headers(self, base: httpx.Headers, netloc: bytes) -> httpx.Headers:
+        """`base` with the Host header for `netloc` first, as httpx.Request adds it; cached
+        per origin while the client's headers stay the same."""
+        raw = base.raw
+        if raw != self._base_raw:
+            self._base_raw = raw
+            self._with_host.clear()
+        headers = self._with_host.get(netloc)
+        if headers is None:
+            if len(self._with_host) >= PREPARED_MAX:
+                self._with_host.clear()
+            has_host = any(k.lower() == b"host" for k, _ in raw)
+            headers = httpx.Headers(raw if has_host else [(b"Host", netloc), *raw])
+            self._with_host[netloc] = headers
+        return headers
 
     def _transport_for(
         self, url: httpx.URL, client: httpx.AsyncClient
@@ -869,11 +904,11 @@ def make_client(
     # trust_env=True: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE work as they do for curl.
     if settings.transport == "aiohttp":
         try:
-            from httpx_aiohttp import HttpxAiohttpClient
+            from crawler.transport import AiohttpClient
         except ImportError:
-            log.warning("httpx-aiohttp is not installed: using httpx's own transport")
+            log.warning("aiohttp is not installed: using httpx's own transport")
         else:
-            return HttpxAiohttpClient(
+            return AiohttpClient(
                 timeout=timeout,
                 limits=limits,
                 headers=headers,
@@ -899,12 +934,13 @@ def make_client(
 def _guarded_aiohttp_transport(
     limits: httpx.Limits, forbidden: Callable[[IPAddress], str | None]
 ) -> httpx.AsyncBaseTransport:
-    """httpx-aiohttp's transport, as it builds its own, with a resolver that refuses addresses.
+    """The aiohttp transport with a resolver that refuses forbidden addresses.
 
     (Proxy mounts keep their own transports: the proxy is the user's, and is not checked.)
     """
     import aiohttp
-    from httpx_aiohttp import AiohttpTransport
+
+    from crawler.transport import AiohttpTransport
 
     class GuardedResolver(aiohttp.ThreadedResolver):
         async def resolve(
@@ -919,18 +955,8 @@ def _guarded_aiohttp_transport(
                     )
             return found
 
-    ssl_context = httpx.create_ssl_context(trust_env=True)
-
-    def session() -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            ssl=ssl_context,
-            limit=limits.max_connections or 100,
-            keepalive_timeout=limits.keepalive_expiry,
-            resolver=GuardedResolver(),
-        )
-        return aiohttp.ClientSession(connector=connector)
-
-    return AiohttpTransport(limits=limits, client=session)
+    # trust_env: SSL_CERT_FILE and SSL_CERT_DIR, as for the client's own transport
+    return AiohttpTransport(trust_env=True, limits=limits, resolver=GuardedResolver)
 
 
 def load_cookie_jar(path: str) -> httpx.Cookies:
@@ -947,6 +973,25 @@ def load_cookie_jar(path: str) -> httpx.Cookies:
 
 def _replace(r: FetchResult, **changes: object) -> FetchResult:
     return dataclasses.replace(r, **changes)  # type: ignore[arg-type]
+
+
+def _finished(r: FetchResult, attempts: int, elapsed_ms: int, at: datetime) -> FetchResult:
+    """dataclasses.replace(r, attempts=…, elapsed_ms=…, fetched_at=…), without its
+    per-call walk over the fields (tests/test_transport.py checks that no field is left out)."""
+    return FetchResult(
+        url=r.url,
+        final_url=r.final_url,
+        status=r.status,
+        hops=r.hops,
+        headers=r.headers,
+        body=r.body,
+        elapsed_ms=elapsed_ms,
+        attempts=attempts,
+        error=r.error,
+        error_detail=r.error_detail,
+        fetched_at=at,
+        truncated=r.truncated,
+    )
 
 
 # ------------------------------------------------------------------------- fetch and read once
