@@ -583,11 +583,9 @@ def check(
     """
     from crawler.history import ConfirmRule
     from crawler.pipeline import RunOptions
-    from crawler.report import FORMATS, write_reports
-
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     for f in fmts:
-        if f not in FORMATS:
+        if f not in DEFAULT_FORMATS:  # every format there is
             raise click.BadParameter(
                 f"unknown format {f!r} (json, md, html)", param_hint="--format"
             )
@@ -603,6 +601,9 @@ def check(
     with _few_collections():
         db_path = None if no_history else db
         run = _run_check(links, sources, digests, settings, db_path, options, quiet)
+        # Imported once the run is over: the first request need not wait for the templates.
+        from crawler.report import write_reports
+
         paths = write_reports(run, report_dir, fmts)
     lines = _summary_lines(run, paths)
     if excluded:
