@@ -583,6 +583,7 @@ def check(
     """
     from crawler.history import ConfirmRule
     from crawler.pipeline import RunOptions
+
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     for f in fmts:
         if f not in DEFAULT_FORMATS:  # every format there is

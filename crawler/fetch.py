@@ -21,20 +21,16 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_result,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from crawler.config import RETRY_STATUSES, FetchSettings, HostRule, host_rule
 from crawler.errors import ConfigError
 from crawler.types import ErrorKind, FetchResult, Hop
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 log = logging.getLogger(__name__)
 
@@ -491,6 +487,9 @@ class Fetcher:
                 attempts += 1
                 return await attempt()
 
+            # tenacity is imported here, when a link first needs a retry.
+            from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt
+
             retrying = AsyncRetrying(
                 stop=stop_after_attempt(self.settings.retries + 1),
                 retry=retry_if_result(self._retryable),
@@ -521,6 +520,8 @@ class Fetcher:
     def _wait(self, state: RetryCallState) -> float:
         """Honour Retry-After (capped); otherwise exponential backoff with full jitter."""
         s = self.settings
+        from tenacity import wait_random_exponential
+
         backoff = wait_random_exponential(multiplier=s.backoff_initial, max=s.backoff_max)(state)
         if state.outcome is not None and not state.outcome.failed:
             r = state.outcome.result()

@@ -95,11 +95,12 @@ def network_is_down(results: Sequence[FetchResult]) -> bool:
 def start_pool(links: Sequence[Link], settings: FetchSettings) -> FetchPool[PageMeta | None] | None:
     """Fork fetch workers for these links when the settings and the list call for more than
     one (crawler/workers.py); None means fetch in this process."""
+    if settings.workers == 1:
+        return None
     from crawler.workers import FetchPool, plan_workers
 
     urls = unique_urls(links)
-    hosts = len({host_key(u) for u in urls}) if settings.workers != 1 else 1
-    n = plan_workers(settings.workers, len(urls), hosts)
+    n = plan_workers(settings.workers, len(urls), len({host_key(u) for u in urls}))
     if n <= 1:
         return None
     return FetchPool(n, _meta_for, reads_as_anti_robot).start()

@@ -12,17 +12,17 @@ import glob
 import html
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from functools import cache
 from pathlib import Path
-from typing import NamedTuple
-
-from markdown_it import MarkdownIt
-from markdown_it.common import utils as _md_utils
-from markdown_it.common.utils import normalizeReference
-from markdown_it.token import Token
+from typing import TYPE_CHECKING, NamedTuple
 
 from crawler.errors import InputError
 from crawler.types import Link
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 __all__ = [
     "clean_url",
@@ -310,7 +310,7 @@ def _plain(tokens: list[Token] | None) -> str:
 def _render_text(markdown_source: str) -> str:
     """Plain text of a piece of inline Markdown, whitespace collapsed."""
     if _MD_SPECIAL.search(markdown_source):
-        tokens = _INLINE.parseInline(markdown_source)
+        tokens = _inline_parser().parseInline(markdown_source)
         markdown_source = _plain(tokens[0].children) if tokens else ""
     return " ".join(markdown_source.split())
 
@@ -487,17 +487,45 @@ def _title_below(tokens: list[Token], i: int, line_offset: int) -> str | None:
 # --- the document ----------------------------------------------------------------------------
 
 
+# markdown-it is imported on first use: a post of plain reference lines (the fast path below)
+# never needs it, and the first request of a check should not wait for it.
+
+
+@cache
 def _block_parser() -> MarkdownIt:
     """CommonMark + tables, block rules only, reference definitions kept as tokens."""
+    from markdown_it import MarkdownIt
+
     md = MarkdownIt("commonmark", {"inline_definitions": True}).enable("table")
     md.disable("inline")  # the core rule that parses inline children: we scan sources instead
     return md
 
 
-_BLOCK = _block_parser()
-#: What markdown-it trims paragraph and heading content with (str.strip before mdTrim came).
-_md_trim: Callable[[str], str] = getattr(_md_utils, "mdTrim", str.strip)
-_INLINE = MarkdownIt("commonmark")
+@cache
+def _inline_parser() -> MarkdownIt:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark")
+
+
+def _normalize_reference(label: str) -> str:
+    from markdown_it.common.utils import normalizeReference
+
+    return normalizeReference(label)
+
+
+#: What markdown-it trims paragraph and heading content with (its mdTrim: str.strip with the
+#: CommonMark whitespace set); tests/test_post.py checks it against markdown-it's own.
+MD_TRIM_CHARS = (
+    "\t\n\x0b\x0c\r \xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def _md_trim(text: str) -> str:
+    return text.strip(MD_TRIM_CHARS)
+
+
 _NEWLINE = re.compile(r"\r\n?")
 
 
@@ -521,7 +549,7 @@ def _reference_usages(tokens: list[Token]) -> dict[str, str]:
         if t.type == "inline" and "[" in t.content:
             masked = mask_code_spans(t.content)
             for m in _REF_USE.finditer(masked):
-                label = normalizeReference(m.group(2) or m.group(1))
+                label = _normalize_reference(m.group(2) or m.group(1))
                 if label and label not in usages:
                     usages[label] = _render_text(t.content[m.start(1) : m.end(1)])
     return usages
@@ -544,7 +572,7 @@ def _definition(
         line = span[0] + chunk.count("\n", 0, m.start(1)) + 1
     title = " ".join(str(tok.meta.get("title", "")).split())
     if not title:  # else the text the label is used with, else the label; `[1]` is no title
-        used = (usages.get(normalizeReference(label), ""), _render_text(label))
+        used = (usages.get(_normalize_reference(label), ""), _render_text(label))
         title = next((t for t in used if t and not t.isdigit()), "")
     return url, line, title or None
 
@@ -654,7 +682,7 @@ def parse_post(text: str, source: str = "") -> list[Link]:
 
 def _parse_tokens(lines: list[str], joined: str, source: str) -> list[Link]:
     """parse_post through markdown-it's block tokens: any post."""
-    tokens = _BLOCK.parse(joined)
+    tokens = _block_parser().parse(joined)
     usages = _reference_usages(tokens) if any(t.type == "definition" for t in tokens) else {}
     links: list[Link] = []
     headings: list[tuple[int, str]] = []

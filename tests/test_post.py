@@ -542,3 +542,13 @@ def test_the_seed_layout_takes_the_fast_path() -> None:
         Link("https://a.example/1", 3, "标题一", ("参考",), ""),
         Link("https://a.example/2", 8, "标题二", ("参考", "二"), ""),
     ]
+
+
+def test_trim_set_is_markdown_its_own() -> None:
+    """post.py trims with a copy of markdown-it's whitespace set (so plain posts never import
+    markdown-it); the copy must not drift from the library's."""
+    from markdown_it.common import utils
+
+    from crawler.post import MD_TRIM_CHARS
+
+    assert getattr(utils, "MD_TRIM_CHARS", MD_TRIM_CHARS) == MD_TRIM_CHARS
