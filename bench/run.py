@@ -8,10 +8,12 @@ as a process tree: wall time, CPU (user + sys from wait4, which counts the desce
 reaped), the peak of the tree's summed PSS (sampled from /proc every 20 ms by a thread of the
 bench: the crawler forks fetch workers on large runs) and ru_maxrss (the largest single process).
 It prints the medians, the ratios crawler/lychee and each tool's ratio to the lower bound its
-limits allow.
+limits allow. In the unthrottled profile a third tool, bench/floor.py (plain aiohttp + a selectolax
+<title>, nothing else: the least a Python asyncio checker does), runs as a reference (--no-floor:
+not), with the ratios crawler/floor and floor/lychee.
 
 Profiles:
-  unthrottled  both tools at --concurrency in flight, no per-host limit or interval
+  unthrottled  both tools (and the floor) at --concurrency in flight, no per-host limit or interval
   default      each tool at its own default politeness; the bound is what its per-host
                interval / per-host concurrency / global limit allow at this latency
   scale        --scale-links over --scale-hosts, crawler only, unthrottled: peak memory
@@ -27,6 +29,7 @@ for both tools, and the farm exits by itself after --farm-max-seconds.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
 import os
@@ -43,6 +46,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -443,6 +447,12 @@ def lychee_cmd(
     return cmd + [str(post)]
 
 
+def floor_cmd(post: Path, out: Path, limits: dict[str, float]) -> list[str]:
+    """bench/floor.py: one GET a URL, its <title>, one JSON line each (the crawler's timeout)."""
+    cmd = [sys.executable, str(HERE / "floor.py"), str(post), str(out / "floor.jsonl")]
+    return cmd + ["--concurrency", str(int(limits["max_concurrency"])), "--timeout", "5"]
+
+
 def check_crawler(out: Path) -> dict[str, object]:
     """What the crawler's report says: verdicts, titles and summaries found, files written."""
     try:
@@ -470,6 +480,23 @@ def check_lychee(out: Path) -> dict[str, object]:
     return {k: data.get(k) for k in ("total", "successful", "errors", "timeouts")}
 
 
+def check_floor(out: Path) -> dict[str, object]:
+    """floor.jsonl: lines written, answers 200, non-empty titles."""
+    try:
+        with (out / "floor.jsonl").open(encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError) as exc:
+        return {"error": f"no floor.jsonl: {exc}"}
+    return {
+        "lines": len(rows),
+        "ok": sum(1 for x in rows if x.get("status") == 200),
+        "titles": sum(1 for x in rows if x.get("title")),
+    }
+
+
+CHECKS = {"crawler": check_crawler, "lychee": check_lychee, "floor": check_floor}
+
+
 # ------------------------------------------------------------------------------------ profiles
 
 
@@ -482,6 +509,7 @@ class Profile:
     lychee_limits: dict[str, float] | None
     with_lychee: bool
     reps: int
+    floor_limits: dict[str, float] | None = None  # bench/floor.py at these limits; None: no floor
 
 
 def crawler_defaults() -> dict[str, float]:
@@ -504,6 +532,7 @@ def run_profile(p: Profile, a: argparse.Namespace, lychee: str | None, work: Pat
     if not port_is_free(a.port, p.hosts):
         raise SystemExit(f"bench: port {a.port} is taken on the farm's addresses (--port)")
     tools = ["crawler"] + (["lychee"] if lychee and p.with_lychee else [])
+    tools += ["floor"] if p.floor_limits is not None else []
     print(
         f"\n== {p.name}: {p.links:,} links over {p.hosts} hosts, {a.latency_ms:g} ms latency, "
         f"{p.reps} rep(s), tools: {', '.join(tools)}",
@@ -513,13 +542,17 @@ def run_profile(p: Profile, a: argparse.Namespace, lychee: str | None, work: Pat
     samples: list[Sample] = []
     try:
         for rep in range(1, p.reps + 1):
-            order = tools if rep % 2 else list(reversed(tools))  # alternate who goes first
+            k = (rep - 1) % len(tools)  # rotate who goes first (alternate, with two tools)
+            order = tools[k:] + tools[:k]
             for tool in order:
                 out = d / f"{tool}-{rep}"
                 shutil.rmtree(out, ignore_errors=True)
                 out.mkdir()
                 if tool == "crawler":
                     cmd = crawler_cmd(post, out, p.crawler_limits, a.crawler_args)
+                elif tool == "floor":
+                    assert p.floor_limits is not None
+                    cmd = floor_cmd(post, out, p.floor_limits)
                 else:
                     assert lychee is not None
                     cmd = lychee_cmd(lychee, post, out, p.lychee_limits)
@@ -540,7 +573,7 @@ def run_profile(p: Profile, a: argparse.Namespace, lychee: str | None, work: Pat
                 if isinstance(first, float) and isinstance(last, float) and first:
                     # where the wall time went: before the first request, requests, after
                     server["phases"] = (first - m.t0, last - first, m.t1 - last)
-                checked = check_crawler(out) if tool == "crawler" else check_lychee(out)
+                checked = CHECKS[tool](out)
                 s = Sample(
                     tool,
                     rep,
@@ -602,8 +635,10 @@ def _phases(server: dict[str, object]) -> str:
 def _checked_line(c: dict[str, object]) -> str:
     if "error" in c:
         return f"[{c['error']}]"
-    if "titles" in c:
+    if "summaries" in c:
         return f"ok {c['ok']}/{c['links']} titles {c['titles']} summaries {c['summaries']}"
+    if "lines" in c:
+        return f"ok {c['ok']}/{c['lines']} titles {c['titles']}"
     return f"ok {c.get('successful')}/{c.get('total')}"
 
 
@@ -611,7 +646,9 @@ def summarize(p: Profile, samples: list[Sample], latency: float) -> dict:
     res: dict = {"profile": p.name, "links": p.links, "hosts": p.hosts, "tools": {}}
     limits = {"crawler": p.crawler_limits or crawler_defaults(), "lychee": p.lychee_limits}
     limits["lychee"] = limits["lychee"] or LYCHEE_DEFAULTS
-    for tool in ("crawler", "lychee"):
+    if p.floor_limits is not None:
+        limits["floor"] = p.floor_limits
+    for tool in ("crawler", "lychee", "floor"):
         ss = [s for s in samples if s.tool == tool]
         if not ss:
             continue
@@ -648,8 +685,21 @@ def summarize(p: Profile, samples: list[Sample], latency: float) -> dict:
         }
     t = res["tools"]
     if "crawler" in t and "lychee" in t:
-        res["ratio"] = {k: t["crawler"][k] / t["lychee"][k] for k in ("wall_s", "cpu_s", "mem_mb")}
+        res["ratio"] = _ratio(t["crawler"], t["lychee"])
+    # the reference: the crawler's own costs (crawler/floor) and Python's (floor/lychee)
+    floor: dict[str, dict[str, float]] = {}
+    if "crawler" in t and "floor" in t:
+        floor["crawler/floor"] = _ratio(t["crawler"], t["floor"])
+    if "floor" in t and "lychee" in t:
+        floor["floor/lychee"] = _ratio(t["floor"], t["lychee"])
+    if floor:
+        res["ratio_floor"] = floor
     return res
+
+
+def _ratio(num: dict[str, Any], den: dict[str, Any]) -> dict[str, float]:
+    """num's medians over den's: wall, CPU, memory."""
+    return {k: num[k] / den[k] for k in ("wall_s", "cpu_s", "mem_mb")}
 
 
 # ------------------------------------------------------------------------------------ output
@@ -678,10 +728,11 @@ def report(results: list[dict], a: argparse.Namespace) -> list[str]:
                 f"{t['maxrss_mb']:>8.1f} ({t['maxrss_mb_max']:>5.1f}) {t['bound_s']:>8.2f} "
                 f"{t['wall_over_bound']:>7.2f}{src}"
             )
-        if "ratio" in r:
-            q = r["ratio"]
+        pairs = {"crawler/lychee": r["ratio"]} if "ratio" in r else {}
+        pairs.update(r.get("ratio_floor", {}))
+        for name, q in pairs.items():
             lines.append(
-                f"{r['profile']:<12} crawler/lychee: wall {q['wall_s']:.2f}  cpu {q['cpu_s']:.2f}"
+                f"{r['profile']:<12} {name + ':':<15} wall {q['wall_s']:.2f}  cpu {q['cpu_s']:.2f}"
                 f"  mem {q['mem_mb']:.2f}"
             )
     lines.append("")
@@ -694,6 +745,12 @@ def report(results: list[dict], a: argparse.Namespace) -> list[str]:
         if r["profile"] == "unthrottled" and "ratio" in r:
             q = r["ratio"]["wall_s"]
             marks.append(f"wall crawler/lychee {q:.2f} (target <= 1.00) {_ok(q <= 1.0)}")
+        if "floor/lychee" in r.get("ratio_floor", {}):
+            q = r["ratio_floor"]["floor/lychee"]["wall_s"]
+            marks.append(
+                f"wall floor/lychee {q:.2f} (reference: plain aiohttp + selectolax title, "
+                "no retries/history/reports)"
+            )
         if r["profile"] == "default":
             q = t["wall_over_bound"]
             marks.append(f"wall / per-host bound {q:.2f} (target <= 1.10) {_ok(q <= 1.10)}")
@@ -733,6 +790,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/crawler-bench"))
     ap.add_argument("--lychee", default=None, help="lychee binary (default: next to python)")
     ap.add_argument("--no-lychee", action="store_true")
+    ap.add_argument(
+        "--floor",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="unthrottled: also run bench/floor.py, plain aiohttp + selectolax title (reference)",
+    )
     ap.add_argument("--crawler-args", default="", help="extra arguments for crawler check")
     ap.add_argument("--keep-reports", action="store_true", help="keep report.json/md of each run")
     ap.add_argument(
@@ -760,6 +823,9 @@ def main(argv: list[str] | None = None) -> int:
         versions.append(
             subprocess.run([lychee, "--version"], capture_output=True, text=True).stdout.strip()
         )
+    if a.floor:
+        v = importlib.metadata.version
+        versions.append(f"floor: aiohttp {v('aiohttp')}, selectolax {v('selectolax')}")
     print(f"bench: {', '.join(versions)}; {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
     subprocess.run([str(BIN / "crawler"), "check", "--help"], capture_output=True)  # warm .pyc
 
@@ -773,7 +839,8 @@ def main(argv: list[str] | None = None) -> int:
     profiles = []
     for name in [x.strip() for x in a.profiles.split(",") if x.strip()]:
         if name == "unthrottled":
-            profiles.append(Profile(name, a.links, a.hosts, free, free, True, a.reps))
+            floor = free if a.floor else None
+            profiles.append(Profile(name, a.links, a.hosts, free, free, True, a.reps, floor))
         elif name == "default":
             reps = a.default_reps or a.reps
             profiles.append(Profile(name, a.links, a.hosts, None, None, True, reps))
