@@ -491,7 +491,7 @@ def _run_check(
     from crawler.store import Store
 
     # Workers are forked first: before the history is opened and before any event loop.
-    pool = start_pool(links, settings)
+    pool = start_pool(links, settings, with_hash=db is not None)
     store = None
     progress = _Progress(len(links), quiet)
     try:
@@ -970,21 +970,34 @@ def _split_by_size(pages: Sequence[Path], n: int) -> list[list[Path]]:
     return chunks
 
 
-def _extract_in_child(chunk: Sequence[Path], url: str | None) -> tuple[int, int]:
+def _extract_in_child(
+    chunk: Sequence[Path], url: str | None, earlier: Sequence[int]
+) -> tuple[int, int]:
     """Fork a process that reads chunk; return its pid and the pipe its lines come through.
 
-    The child sends its lines and then one byte, b"0" (all read) or b"1", and exits.
+    The child sends its lines (UTF-8) and then one byte, b"0" (all read) or b"1", and exits.
+    `earlier`: the read ends of the children forked before, which this one must not hold.
     """
     import os
 
-    r, w = os.pipe()
-    pid = os.fork()
+    try:
+        r, w = os.pipe()
+    except OSError as exc:
+        raise CrawlerError(f"cannot start a reading process: {exc.strerror or exc}") from exc
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(r)
+        os.close(w)
+        raise CrawlerError(f"cannot start a reading process: {exc.strerror or exc}") from exc
     if pid == 0:  # pragma: no cover - the child; tests run it through the CLI
         code = 1
         try:
             os.close(r)
+            for fd in earlier:
+                os.close(fd)
             lines = [_page_line(p, url) for p in chunk]
-            data = "".join(line + "\n" for line, _ in lines).encode()
+            data = "".join(line + "\n" for line, _ in lines).encode("utf-8", "surrogatepass")
             data += b"0" if all(ok for _, ok in lines) else b"1"
             view = memoryview(data)
             while view:
@@ -1017,6 +1030,7 @@ def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
     """
     import os
 
+    import crawler.extract  # noqa: F401 - imported once, before any fork, and shared
     from crawler.config import can_fork, usable_cpus
 
     if jobs == 0:
@@ -1024,13 +1038,16 @@ def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
     jobs = min(jobs, max(1, len(pages) // _EXTRACT_PAGES_PER_JOB)) if can_fork() else 1
     chunks = _split_by_size(pages, jobs) if jobs > 1 else [list(pages)]
     # The parent reads the first run itself while the children read the others.
-    children = [_extract_in_child(chunk, url) for chunk in chunks[1:]]
+    children: list[tuple[int, int]] = []
+    for chunk in chunks[1:]:
+        children.append(_extract_in_child(chunk, url, [fd for _, fd in children]))
     out = sys.stdout
     failed = False
     for page in chunks[0]:
         line, ok = _page_line(page, url)
         failed |= not ok
         out.write(line + "\n")
+    out.flush()
     for (pid, fd), chunk in zip(children, chunks[1:], strict=True):
         with open(fd, "rb") as f:
             data = f.read()
@@ -1042,13 +1059,9 @@ def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
                 out.write("\n")
             continue
         failed |= data.endswith(b"1")
-        binary = getattr(out, "buffer", None)
-        if binary is not None:
-            out.flush()
-            binary.write(data[:-1])
-        else:
-            out.write(data[:-1].decode())
-    out.flush()
+        # As text, through the same encoder as the parent's own lines.
+        out.write(data[:-1].decode("utf-8", "surrogatepass"))
+        out.flush()
     if failed:
         sys.exit(EXIT_TOOL)
 

@@ -61,7 +61,7 @@ class RunOptions:
     confirm: ConfirmRule = field(default_factory=ConfirmRule)
 
 
-def _meta_for(result: FetchResult) -> PageMeta | None:
+def _meta_for(result: FetchResult, with_hash: bool = True) -> PageMeta | None:
     if result.body is None:
         return None
     return extract_meta(
@@ -69,7 +69,13 @@ def _meta_for(result: FetchResult) -> PageMeta | None:
         url=result.final_url,
         content_type=result.headers.get("content-type"),
         status=result.status,
+        with_hash=with_hash,
     )
+
+
+def _meta_without_hash(result: FetchResult) -> PageMeta | None:
+    """_meta_for for a run without a history, which has no use for the main-text hash."""
+    return _meta_for(result, with_hash=False)
 
 
 def reads_as_anti_robot(result: FetchResult, meta: PageMeta | None) -> bool:
@@ -92,18 +98,23 @@ def network_is_down(results: Sequence[FetchResult]) -> bool:
     return all(r.error in NETWORK_ERRORS for r in results)
 
 
-def start_pool(links: Sequence[Link], settings: FetchSettings) -> FetchPool[PageMeta | None] | None:
+def start_pool(
+    links: Sequence[Link], settings: FetchSettings, *, with_hash: bool = True
+) -> FetchPool[PageMeta | None] | None:
     """Fork fetch workers for these links when the settings and the list call for more than
-    one (crawler/workers.py); None means fetch in this process."""
+    one (crawler/workers.py); None means fetch in this process. `with_hash`: the pages' main-text
+    hash is wanted (only the history keeps it)."""
     if settings.workers == 1:
         return None
-    from crawler.workers import FetchPool, plan_workers
+    from crawler.workers import FetchPool, plan_workers, site_key
 
     urls = unique_urls(links)
-    n = plan_workers(settings.workers, len(urls), len({host_key(u) for u in urls}))
+    sites = len({site_key(host_key(u)) for u in urls})
+    n = plan_workers(settings.workers, len(urls), sites, settings.max_concurrency)
     if n <= 1:
         return None
-    return FetchPool(n, _meta_for, reads_as_anti_robot).start()
+    extract = _meta_for if with_hash else _meta_without_hash
+    return FetchPool(n, extract, reads_as_anti_robot).start()
 
 
 def unique_urls(links: Sequence[Link]) -> list[str]:
@@ -406,7 +417,11 @@ async def check_links(
             pool.fetch_pages(to_fetch, settings)
             if pool is not None
             else fetch_pages(
-                to_fetch, settings, extract=_meta_for, retry_on=reads_as_anti_robot, sleep=sleep
+                to_fetch,
+                settings,
+                extract=_meta_for if store is not None else _meta_without_hash,
+                retry_on=reads_as_anti_robot,
+                sleep=sleep,
             )
         )
         async for result, meta in pairs:

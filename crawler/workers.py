@@ -34,19 +34,30 @@ _HEADER = struct.Struct("!I")
 _BACKLOG = 1 << 20  # bytes of unsent frames before a worker waits for the parent
 
 
-def plan_workers(requested: int, urls: int, hosts: int) -> int:
+def plan_workers(requested: int, urls: int, sites: int, max_concurrency: int) -> int:
     """How many workers a run gets; 1 means fetch in-process.
 
     `requested` 0 is automatic: one per core for lists of MIN_URLS distinct URLs or more.
-    Never more workers than hosts (a host is never split) or than MAX_WORKERS.
+    Never more workers than sites (a site is never split), than requests allowed in flight
+    (each worker needs one) or than MAX_WORKERS.
     """
-    if hosts < 2 or not can_fork():
+    if sites < 2 or max_concurrency < 2 or not can_fork():
         return 1
     if requested == 0:
         if urls < MIN_URLS:
             return 1
         requested = usable_cpus()
-    return max(1, min(requested, hosts, MAX_WORKERS))
+    return max(1, min(requested, sites, max_concurrency, MAX_WORKERS))
+
+
+def site_key(host: str) -> str:
+    """The part of a politeness key (host[:port]) that shares cookies: the last two labels of
+    a name (a.example.com and b.example.com go to one worker, so a cookie set for
+    .example.com is seen by both), an IP address as it is."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if not name or name[-1].isdigit() or name.startswith("["):
+        return host  # IPv4 (ends in a digit) or [IPv6]
+    return ".".join(name.split(".")[-2:])
 
 
 def shard(urls: Sequence[str], n: int, key: Callable[[str], str]) -> list[list[str]]:
@@ -71,7 +82,8 @@ def shard(urls: Sequence[str], n: int, key: Callable[[str], str]) -> list[list[s
 
 
 def split_limit(total: int, weights: Sequence[int]) -> list[int]:
-    """Divide a global in-flight limit among workers in proportion to their URLs.
+    """Divide a global in-flight limit among workers in proportion to their weights (what each
+    can use: per host, the smaller of its URLs and its own limit).
 
     Every worker with URLs gets at least 1; the shares never add up to more than `total`
     unless `total` is smaller than the number of busy workers.
@@ -146,38 +158,49 @@ class FetchPool(Generic[M]):
 
     def start(self) -> FetchPool[M]:
         """Fork the workers; they wait for a job."""
+        # What every worker needs, imported once here and shared, not once per worker.
+        import crawler.fetch
+        import crawler.transport  # noqa: F401
+
         # Objects the parent already has are never collected again here or in a child: a
         # child's collector would otherwise write to (and so copy) every page they live on.
-        gc.collect()
-        gc.freeze()
-        self._frozen = True
+        # (A caller's own freeze is left as it is: freezes do not nest.)
+        if gc.get_freeze_count() == 0:
+            gc.collect()
+            gc.freeze()
+            self._frozen = True
         try:
             for _ in range(self.n):
-                self.workers.append(self._fork())
+                self._fork()
         except BaseException:
             self.close()
             raise
         return self
 
-    def _fork(self) -> _Worker:
-        job_r, job_w = os.pipe()
-        out_r, out_w = os.pipe()
+    def _fork(self) -> None:
+        fds: list[int] = []
         try:
+            job_r, job_w = os.pipe()
+            fds += (job_r, job_w)
+            out_r, out_w = os.pipe()
+            fds += (out_r, out_w)
             pid = os.fork()
         except OSError as exc:
-            for fd in (job_r, job_w, out_r, out_w):
+            for fd in fds:
                 os.close(fd)
             raise CrawlerError(f"cannot start a fetch worker: {exc.strerror or exc}") from exc
         if pid == 0:  # pragma: no cover - runs in the child (covered by tests through the CLI)
             os.close(job_w)
             os.close(out_r)
             for other in self.workers:  # siblings' pipes must not keep them open
-                os.close(other.job_w)
-                os.close(other.out_r)
+                for fd in (other.job_w, other.out_r):
+                    if fd >= 0:
+                        os.close(fd)
             _child(job_r, out_w, self.extract, self.retry_on)
+        # Tracked at once, so close() can stop it whatever happens next.
+        self.workers.append(_Worker(pid, job_w, out_r))
         os.close(job_r)
         os.close(out_w)
-        return _Worker(pid, job_w, out_r)
 
     async def fetch_pages(
         self, urls: Sequence[str], settings: FetchSettings
@@ -185,8 +208,11 @@ class FetchPool(Generic[M]):
         """Give each worker its hosts' URLs; yield pairs as they arrive, in no fixed order."""
         from crawler.fetch import host_key
 
-        shards = shard(urls, self.n, host_key)
-        limits = split_limit(settings.max_concurrency, [len(s) for s in shards])
+        def key(url: str) -> str:
+            return site_key(host_key(url))
+
+        shards = shard(urls, self.n, key)
+        limits = split_limit(settings.max_concurrency, [_capacity(s, settings) for s in shards])
         queue: asyncio.Queue[tuple[int, str, Any]] = asyncio.Queue()
         readers = []
         for i, (worker, part, limit) in enumerate(zip(self.workers, shards, limits, strict=True)):
@@ -195,8 +221,8 @@ class FetchPool(Generic[M]):
                 protocol=pickle.HIGHEST_PROTOCOL,
             )
             # The worker is blocked reading its job: this write cannot wait long.
-            _send_job(worker.job_w, job)
-            worker.job_w = -1
+            fd, worker.job_w = worker.job_w, -1  # _send_job closes it, whatever happens
+            _send_job(fd, job)
             readers.append(asyncio.create_task(_read_frames(i, worker.out_r, queue)))
         try:
             running = len(readers)
@@ -208,7 +234,11 @@ class FetchPool(Generic[M]):
                 elif kind == "done":
                     running -= 1
                 elif kind == "error":
-                    raise CrawlerError(f"a fetch worker failed: {payload}")
+                    tool_error, message = payload
+                    # The tool's own errors (a bad cookie jar) read as they do without workers.
+                    raise CrawlerError(
+                        message if tool_error else f"a fetch worker failed: {message}"
+                    )
                 else:  # "eof" before "done": the worker died
                     raise CrawlerError(
                         f"a fetch worker stopped unexpectedly ({self.workers[i].describe()})"
@@ -235,6 +265,26 @@ class FetchPool(Generic[M]):
             self._frozen = False
 
 
+def _capacity(urls: Sequence[str], settings: FetchSettings) -> int:
+    """Requests a worker can have in flight at once: per host, its URLs or its limit."""
+    from crawler.config import host_rule
+    from crawler.fetch import host_key
+
+    counts: dict[str, int] = {}
+    for url in urls:
+        k = host_key(url)
+        counts[k] = counts.get(k, 0) + 1
+    total = 0
+    for k, n in counts.items():
+        limit = settings.host_concurrency
+        if settings.hosts:
+            rule = host_rule(settings.hosts, k.rsplit(":", 1)[0])
+            if rule is not None and rule.concurrency:
+                limit = rule.concurrency
+        total += min(n, limit)
+    return total
+
+
 def _send_job(fd: int, job: bytes) -> None:
     try:
         with open(fd, "wb", closefd=True) as f:
@@ -249,6 +299,7 @@ async def _read_frames(i: int, fd: int, queue: asyncio.Queue[tuple[int, str, Any
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=1 << 20)
     pipe = os.fdopen(fd, "rb", buffering=0, closefd=False)  # the transport owns it
+    ended = False
     transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
     try:
         while True:
@@ -256,14 +307,16 @@ async def _read_frames(i: int, fd: int, queue: asyncio.Queue[tuple[int, str, Any
                 head = await reader.readexactly(_HEADER.size)
                 body = await reader.readexactly(_HEADER.unpack(head)[0])
             except asyncio.IncompleteReadError:
-                queue.put_nowait((i, "eof", None))
                 return
             kind, payload = pickle.loads(body)
             queue.put_nowait((i, kind, payload))
             if kind != "pairs":
+                ended = True
                 return
     finally:
         transport.close()
+        if not ended:  # end of pipe, a damaged frame, anything: the run must not wait on it
+            queue.put_nowait((i, "eof", None))
 
 
 # ------------------------------------------------------------------------------------ the child
@@ -277,6 +330,7 @@ def _child(
 ) -> NoReturn:  # pragma: no cover - runs in the child
     """A worker's whole life: read the job, fetch, stream the pairs back, exit."""
     code = 0
+    owned = [False]  # whether the event loop's transport owns out_w (then only it may write)
     try:
         # The parent decides about interruptions (Ctrl-C reaches the whole process group);
         # SIGTERM from the parent ends the worker at once.
@@ -291,15 +345,22 @@ def _child(
                 os._exit(0)  # the parent went away before giving work
             job = f.read(_HEADER.unpack(head)[0])
         urls, settings = pickle.loads(job)
-        asyncio.run(_serve(urls, settings, extract, retry_on, out_w))
+        asyncio.run(_serve(urls, settings, extract, retry_on, out_w, owned))
     except BrokenPipeError:
         code = 0  # the parent is gone: nobody to tell
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
         code = 1
-        with contextlib.suppress(BaseException):
-            _write_frame(out_w, ("error", f"{type(exc).__name__}: {exc}"))
+        if not owned[0]:
+            with contextlib.suppress(BaseException):
+                _write_frame(out_w, ("error", _error_payload(exc)))
     finally:
         os._exit(code)
+
+
+def _error_payload(exc: BaseException) -> tuple[bool, str]:
+    if isinstance(exc, CrawlerError):
+        return True, str(exc)
+    return False, f"{type(exc).__name__}: {exc}"
 
 
 def _write_frame(fd: int, frame: tuple[str, Any]) -> None:
@@ -315,13 +376,39 @@ async def _serve(
     extract: Callable[[FetchResult], Any],
     retry_on: Callable[[FetchResult, Any], bool] | None,
     out_w: int,
+    owned: list[bool],
+) -> None:  # pragma: no cover - runs in the child
+    loop = asyncio.get_running_loop()
+    pipe = os.fdopen(out_w, "wb", buffering=0, closefd=True)  # the transport owns it
+    transport, flow = await loop.connect_write_pipe(_Flow, pipe)
+    owned[0] = True
+    transport.set_write_buffer_limits(high=_BACKLOG)
+    try:
+        await _stream(urls, settings, extract, retry_on, transport, flow)
+    except BrokenPipeError:
+        raise
+    except Exception as exc:
+        # After the frames already queued, so it never lands inside one.
+        data = pickle.dumps(("error", _error_payload(exc)), protocol=pickle.HIGHEST_PROTOCOL)
+        transport.write(_HEADER.pack(len(data)) + data)
+        transport.set_write_buffer_limits(high=0)
+        await flow.writable()
+        raise
+    finally:
+        transport.close()
+
+
+async def _stream(
+    urls: list[str],
+    settings: FetchSettings,
+    extract: Callable[[FetchResult], Any],
+    retry_on: Callable[[FetchResult, Any], bool] | None,
+    transport: asyncio.WriteTransport,
+    flow: _Flow,
 ) -> None:  # pragma: no cover - runs in the child
     from crawler.fetch import fetch_pages
 
     loop = asyncio.get_running_loop()
-    pipe = os.fdopen(out_w, "wb", buffering=0, closefd=True)  # the transport owns it
-    transport, flow = await loop.connect_write_pipe(_Flow, pipe)
-    transport.set_write_buffer_limits(high=_BACKLOG)
     batch: list[tuple[FetchResult, Any]] = []
     scheduled = False
 
@@ -346,7 +433,6 @@ async def _serve(
     # Everything in the pipe before the process exits.
     transport.set_write_buffer_limits(high=0)
     await flow.writable()
-    transport.close()
 
 
 class _Flow(asyncio.Protocol):

@@ -15,9 +15,17 @@ import pytest
 from click.testing import CliRunner
 
 from crawler.cli import cli
-from crawler.config import can_fork
+from crawler.config import can_fork, usable_cpus
 from crawler.fetch import host_key
-from crawler.workers import MAX_WORKERS, MIN_URLS, plan_workers, shard, split_limit
+from crawler.workers import (
+    MAX_WORKERS,
+    MIN_URLS,
+    FetchPool,
+    plan_workers,
+    shard,
+    site_key,
+    split_limit,
+)
 from tests.server import LocalServer
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="workers are forked")
@@ -70,12 +78,35 @@ def test_split_limit_never_exceeds_the_global_limit() -> None:
 
 
 def test_plan_workers() -> None:
-    assert plan_workers(0, MIN_URLS - 1, 50) == 1  # short lists stay in-process
-    assert plan_workers(0, MIN_URLS, 1) == 1  # one host cannot be split
-    assert plan_workers(1, 100_000, 50) == 1
-    assert plan_workers(3, 10, 2) == 2  # never more workers than hosts
-    assert plan_workers(64, 10, 100) == MAX_WORKERS
-    assert plan_workers(0, MIN_URLS, 50) >= 1
+    assert plan_workers(0, MIN_URLS - 1, 50, 64) == 1  # short lists stay in-process
+    assert plan_workers(0, MIN_URLS, 1, 64) == 1  # one site cannot be split
+    assert plan_workers(1, 100_000, 50, 64) == 1
+    assert plan_workers(3, 10, 2, 64) == 2  # never more workers than sites
+    assert plan_workers(64, 10, 100, 64) == MAX_WORKERS
+    assert plan_workers(4, 10, 100, 3) == 3  # each worker needs a request of the global limit
+    assert plan_workers(4, 10, 100, 1) == 1
+    assert plan_workers(0, MIN_URLS, 50, 64) == min(usable_cpus(), MAX_WORKERS)
+
+
+def test_site_key_groups_the_hosts_that_share_cookies() -> None:
+    assert site_key("a.example.com") == site_key("b.example.com") == "example.com"
+    assert site_key("mp.weixin.qq.com:8443") == "qq.com"
+    assert site_key("127.0.0.2:18480") == "127.0.0.2:18480"
+    assert site_key("[::1]:8080") == "[::1]:8080"
+
+
+def test_the_limit_goes_where_it_can_be_used() -> None:
+    from crawler.config import FetchSettings
+    from crawler.workers import _capacity
+
+    # two big hosts (2 in flight each at most) against a hundred one-URL hosts
+    big = [f"http://h{h}.test/{i}" for h in range(2) for i in range(300)]
+    small = [f"http://s{h}.test/" for h in range(100)]
+    s = FetchSettings(max_concurrency=16, host_concurrency=2)
+    weights = [_capacity(big, s), _capacity(small, s)]
+    assert weights == [4, 100]
+    shares = split_limit(16, weights)
+    assert shares[0] <= 4 and sum(shares) == 16
 
 
 # ------------------------------------------------------------------------------ check runs
@@ -95,8 +126,16 @@ def _verdicts(report: Path) -> list[tuple[str, str, str, str | None]]:
 
 
 def test_workers_give_the_same_report_as_one_process(
-    tmp_path: Path, servers: list[LocalServer], history_db: Path
+    tmp_path: Path, servers: list[LocalServer], history_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    started: list[int] = []
+    real_start = FetchPool.start
+
+    def counting_start(self: FetchPool[object]) -> FetchPool[object]:
+        started.append(self.n)
+        return real_start(self)
+
+    monkeypatch.setattr(FetchPool, "start", counting_start)
     post = write_post(tmp_path / "post.md", _urls(servers))
     runner = CliRunner()
     got = {}
@@ -108,6 +147,7 @@ def test_workers_give_the_same_report_as_one_process(
         )
         assert r.exit_code == 3, r.output  # the 404s are dead
         got[w] = _verdicts(out / "report.json")
+    assert started == [2]  # --workers 2 did fork two workers; --workers 1 none
     assert got["1"] == got["2"]
     assert [v for _, v, _, _ in got["2"]].count("ok") == 12
     # and with the history: every check stored once
@@ -115,6 +155,7 @@ def test_workers_give_the_same_report_as_one_process(
         cli, ["check", str(post), "--report-dir", str(tmp_path / "rh"), "--workers", "3", *FAST]
     )
     assert r.exit_code == 3, r.output
+    assert started == [2, 3]
     import sqlite3
 
     conn = sqlite3.connect(history_db)
@@ -243,3 +284,48 @@ def test_extract_in_parallel_prints_the_same_lines_in_order(tmp_path: Path) -> N
     assert [x["file"] for x in lines] == pages
     assert lines[40]["error"]
     assert [x["title"] for x in lines if "title" in x] == [f"页面 {i}" for i in range(70)]
+
+
+def test_a_worker_error_reads_as_it_does_without_workers(
+    tmp_path: Path, servers: list[LocalServer]
+) -> None:
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("this is not a cookies.txt file\n", encoding="utf-8")
+    post = write_post(tmp_path / "post.md", _urls(servers))
+    out = {}
+    for w in ("1", "2"):
+        r = CliRunner().invoke(
+            cli,
+            [
+                "check",
+                str(post),
+                "--report-dir",
+                str(tmp_path / "r"),
+                "--no-history",
+                "--workers",
+                w,
+                "--cookie-jar",
+                str(jar),
+                *FAST,
+            ],  # fmt: skip
+        )
+        assert r.exit_code == 1, r.output
+        assert "Traceback" not in r.output
+        out[w] = r.output.strip().splitlines()[-1]
+    assert "cannot read the cookie jar" in out["1"]
+    assert out["2"] == out["1"]
+
+
+def test_an_unreadable_page_in_a_reading_process_keeps_its_place(tmp_path: Path) -> None:
+    pages = []
+    for i in range(40):
+        p = tmp_path / f"p{i:02}.html"
+        p.write_text(f"<title>t{i}</title><p>{'x' * 200}</p>", encoding="utf-8")
+        pages.append(str(p))
+    # A directory among the pages makes read_bytes fail: an error line, not a dead child.
+    pages[30] = str(tmp_path)
+    r = CliRunner().invoke(cli, ["extract", "-j", "2", *pages])
+    lines = [json.loads(x) for x in r.output.splitlines()]
+    assert r.exit_code == 1
+    assert [x["file"] for x in lines] == pages
+    assert "error" in lines[30] and all("title" in x for i, x in enumerate(lines) if i != 30)
