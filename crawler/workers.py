@@ -308,7 +308,10 @@ async def _read_frames(i: int, fd: int, queue: asyncio.Queue[tuple[int, str, Any
                 body = await reader.readexactly(_HEADER.unpack(head)[0])
             except asyncio.IncompleteReadError:
                 return
-            kind, payload = pickle.loads(body)
+            try:
+                kind, payload = pickle.loads(body)
+            except Exception:  # noqa: BLE001 - a damaged frame: the worker's end (finally)
+                return
             queue.put_nowait((i, kind, payload))
             if kind != "pairs":
                 ended = True

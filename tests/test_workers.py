@@ -329,3 +329,19 @@ def test_an_unreadable_page_in_a_reading_process_keeps_its_place(tmp_path: Path)
     assert r.exit_code == 1
     assert [x["file"] for x in lines] == pages
     assert "error" in lines[30] and all("title" in x for i, x in enumerate(lines) if i != 30)
+
+
+@pytest.mark.anyio
+async def test_a_damaged_frame_ends_the_worker_instead_of_hanging() -> None:
+    import asyncio
+    import struct
+
+    from crawler.workers import _read_frames
+
+    r, w = os.pipe()
+    os.write(w, struct.pack("!I", 5) + b"\x00garb")  # a whole frame that is not a pickle
+    os.close(w)
+    queue: asyncio.Queue[tuple[int, str, object]] = asyncio.Queue()
+    await asyncio.wait_for(_read_frames(0, r, queue), 5)
+    assert queue.get_nowait() == (0, "eof", None)
+    os.close(r)
