@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from crawler.cli import cli
 from crawler.config import can_fork, usable_cpus
@@ -42,6 +42,13 @@ def servers() -> Iterator[list[LocalServer]]:
     finally:
         for s in started:
             s.stop()
+
+
+def check(post: Path, out: Path, workers: str, *args: str) -> Result:
+    """`crawler check` in this process, with fast settings and `--workers`."""
+    return CliRunner().invoke(
+        cli, ["check", str(post), "--report-dir", str(out), "--workers", workers, *args, *FAST]
+    )
 
 
 def write_post(path: Path, urls: list[str]) -> Path:
@@ -137,23 +144,17 @@ def test_workers_give_the_same_report_as_one_process(
 
     monkeypatch.setattr(FetchPool, "start", counting_start)
     post = write_post(tmp_path / "post.md", _urls(servers))
-    runner = CliRunner()
     got = {}
     for w in ("1", "2"):
         out = tmp_path / f"r{w}"
-        r = runner.invoke(
-            cli,
-            ["check", str(post), "--report-dir", str(out), "--workers", w, "--no-history", *FAST],
-        )
+        r = check(post, out, w, "--no-history")
         assert r.exit_code == 3, r.output  # the 404s are dead
         got[w] = _verdicts(out / "report.json")
     assert started == [2]  # --workers 2 did fork two workers; --workers 1 none
     assert got["1"] == got["2"]
     assert [v for _, v, _, _ in got["2"]].count("ok") == 12
     # and with the history: every check stored once
-    r = runner.invoke(
-        cli, ["check", str(post), "--report-dir", str(tmp_path / "rh"), "--workers", "3", *FAST]
-    )
+    r = check(post, tmp_path / "rh", "3")
     assert r.exit_code == 3, r.output
     assert started == [2, 3]
     import sqlite3
@@ -169,21 +170,7 @@ def test_per_host_limits_hold_across_workers(tmp_path: Path, servers: list[Local
         s.reset()
     urls = [s.url(f"/slow?s=0.2&k={k}") for s in servers for k in range(6)]
     post = write_post(tmp_path / "post.md", urls)
-    r = CliRunner().invoke(
-        cli,
-        [
-            "check",
-            str(post),
-            "--report-dir",
-            str(tmp_path / "r"),
-            "--no-history",
-            "--workers",
-            "2",
-            "--host-concurrency",
-            "2",
-            *FAST,
-        ],  # fmt: skip
-    )
+    r = check(post, tmp_path / "r", "2", "--no-history", "--host-concurrency", "2")
     assert r.exit_code == 0, r.output
     for s in servers:
         assert 1 <= s.peaks["slow"] <= 2
@@ -294,21 +281,7 @@ def test_a_worker_error_reads_as_it_does_without_workers(
     post = write_post(tmp_path / "post.md", _urls(servers))
     out = {}
     for w in ("1", "2"):
-        r = CliRunner().invoke(
-            cli,
-            [
-                "check",
-                str(post),
-                "--report-dir",
-                str(tmp_path / "r"),
-                "--no-history",
-                "--workers",
-                w,
-                "--cookie-jar",
-                str(jar),
-                *FAST,
-            ],  # fmt: skip
-        )
+        r = check(post, tmp_path / "r", w, "--no-history", "--cookie-jar", str(jar))
         assert r.exit_code == 1, r.output
         assert "Traceback" not in r.output
         out[w] = r.output.strip().splitlines()[-1]
