@@ -255,17 +255,7 @@ class _Run:
                 title = listed  # the usual case: keep the listed title's string once
             if meta.text_hash is not None or meta.title is not title:
                 # The main-text hash is for the history only: no report shows it.
-                meta = PageMeta(
-                    title,
-                    meta.summary,
-                    meta.site_name,
-                    meta.canonical_url,
-                    meta.lang,
-                    meta.kind,
-                    meta.notice,
-                    meta.site,
-                    None,
-                )
+                meta = _SLIM.replace(meta, title, None)
         now = self.now()
         state = self.states.get(url)
         accept = self.accept_for(url)
@@ -350,23 +340,26 @@ class _Run:
 
 
 class _Field:
-    """dataclasses.replace for one field of a frozen dataclass, at half the cost."""
+    """dataclasses.replace for some fields of a frozen dataclass, at half the cost."""
 
-    def __init__(self, cls: type[Any], name: str) -> None:
+    def __init__(self, cls: type[Any], *names: str) -> None:
         assert all(f.init for f in fields(cls)), cls  # every field is a positional argument
-        names = [f.name for f in fields(cls)]
+        every = [f.name for f in fields(cls)]
         self.cls = cls
-        self.get = attrgetter(*names)
-        self.index = names.index(name)
+        self.get = attrgetter(*every)
+        self.indexes = [every.index(name) for name in names]
 
-    def replace(self, obj: T, value: object) -> T:
-        values = list(self.get(obj))
-        values[self.index] = value
-        return self.cls(*values)  # type: ignore[no-any-return]
+    def replace(self, obj: T, *values: object) -> T:
+        out = list(self.get(obj))
+        for i, value in zip(self.indexes, values, strict=True):
+            out[i] = value
+        return self.cls(*out)  # type: ignore[no-any-return]
 
 
 _HEADERS = _Field(FetchResult, "headers")
 _META = _Field(Check, "meta")
+#: The run's copy of a page's meta: the listed title's string, no main-text hash.
+_SLIM = _Field(PageMeta, "title", "text_hash")
 
 
 def _unchanged_history(state: UrlState | None) -> LinkHistory | None:
