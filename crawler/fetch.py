@@ -27,7 +27,7 @@ import httpx
 
 from crawler.config import RETRY_STATUSES, FetchSettings, HostRule, host_rule
 from crawler.errors import ConfigError
-from crawler.types import ErrorKind, FetchResult, Hop
+from crawler.types import ErrorKind, FetchResult, FieldReplacer, Hop
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -501,7 +501,8 @@ class Fetcher:
                 reraise=True,
             )
             result = await retrying(again)
-        return _finished(result, attempts, int((time.monotonic() - started) * 1000), fetched_at)
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        return _FINISHED.replace(result, attempts, elapsed_ms, fetched_at)
 
     def _moment(self, tick: float) -> datetime:
         """The wall clock, read at most once per 10 ms: fetches started together share one
@@ -972,27 +973,11 @@ def load_cookie_jar(path: str) -> httpx.Cookies:
     return httpx.Cookies(jar)
 
 
-def _replace(r: FetchResult, **changes: object) -> FetchResult:
-    return dataclasses.replace(r, **changes)  # type: ignore[arg-type]
+_BODY = FieldReplacer(FetchResult, "body")
 
 
-def _finished(r: FetchResult, attempts: int, elapsed_ms: int, at: datetime) -> FetchResult:
-    """dataclasses.replace(r, attempts=…, elapsed_ms=…, fetched_at=…), without its
-    per-call walk over the fields (tests/test_transport.py checks that no field is left out)."""
-    return FetchResult(
-        url=r.url,
-        final_url=r.final_url,
-        status=r.status,
-        hops=r.hops,
-        headers=r.headers,
-        body=r.body,
-        elapsed_ms=elapsed_ms,
-        attempts=attempts,
-        error=r.error,
-        error_detail=r.error_detail,
-        fetched_at=at,
-        truncated=r.truncated,
-    )
+#: dataclasses.replace(r, attempts=…, elapsed_ms=…, fetched_at=…) for every fetched URL.
+_FINISHED = FieldReplacer(FetchResult, "attempts", "elapsed_ms", "fetched_at")
 
 
 # ------------------------------------------------------------------------- fetch and read once
@@ -1045,4 +1030,4 @@ async def fetch_pages(
     async with Fetcher(settings, should_retry=once.should_retry, sleep=sleep) as fetcher:
         async for result in fetcher.fetch_all(urls):
             meta = once.take(result)
-            yield (_replace(result, body=None) if result.body is not None else result), meta
+            yield (_BODY.replace(result, None) if result.body is not None else result), meta

@@ -10,10 +10,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from crawler.classify import classify
@@ -27,6 +26,7 @@ from crawler.types import (
     Check,
     Classification,
     FetchResult,
+    FieldReplacer,
     Link,
     LinkHistory,
     PageKind,
@@ -48,7 +48,6 @@ _NO_HEADERS: dict[str, str] = {}  # shared by every kept result: never written t
 #: next_state() looks only at the verdicts of the classifications it is given.
 _VERDICT_ONLY = {v: Classification(v, "", "") for v in Verdict}
 ProgressFn = Callable[[Check], None]
-T = TypeVar("T")
 Clock = Callable[[], datetime]
 
 
@@ -339,27 +338,10 @@ class _Run:
             self.flush()
 
 
-class _Field:
-    """dataclasses.replace for some fields of a frozen dataclass, at half the cost."""
-
-    def __init__(self, cls: type[Any], *names: str) -> None:
-        assert all(f.init for f in fields(cls)), cls  # every field is a positional argument
-        every = [f.name for f in fields(cls)]
-        self.cls = cls
-        self.get = attrgetter(*every)
-        self.indexes = [every.index(name) for name in names]
-
-    def replace(self, obj: T, *values: object) -> T:
-        out = list(self.get(obj))
-        for i, value in zip(self.indexes, values, strict=True):
-            out[i] = value
-        return self.cls(*out)  # type: ignore[no-any-return]
-
-
-_HEADERS = _Field(FetchResult, "headers")
-_META = _Field(Check, "meta")
+_HEADERS = FieldReplacer(FetchResult, "headers")
+_META = FieldReplacer(Check, "meta")
 #: The run's copy of a page's meta: the listed title's string, no main-text hash.
-_SLIM = _Field(PageMeta, "title", "text_hash")
+_SLIM = FieldReplacer(PageMeta, "title", "text_hash")
 
 
 def _unchanged_history(state: UrlState | None) -> LinkHistory | None:

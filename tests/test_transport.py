@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from crawler.config import FetchSettings
-from crawler.fetch import Fetcher, _finished, classify_exception, make_client
+from crawler.fetch import _FINISHED, Fetcher, classify_exception, make_client
 from crawler.transport import AiohttpClient, AiohttpTransport, map_aiohttp_exception
 from crawler.types import ErrorKind, FetchResult, Hop
 from tests.server import LocalServer, _Handler
@@ -360,7 +360,7 @@ async def test_the_fetchers_request_is_httpxs(server: LocalServer) -> None:
 
 
 def test_finished_is_replace_for_every_field() -> None:
-    """_finished builds the FetchResult field by field: none may be left out."""
+    """_FINISHED rebuilds the FetchResult field by field: none may be left out."""
     r = FetchResult(
         url="u",
         final_url="f",
@@ -379,6 +379,6 @@ def test_finished_is_replace_for_every_field() -> None:
     for f in dataclasses.fields(FetchResult):
         assert getattr(r, f.name) != getattr(defaults, f.name), f"set {f.name} in this test"
     at = datetime(2021, 2, 3, tzinfo=UTC)
-    assert _finished(r, 7, 99, at) == dataclasses.replace(
+    assert _FINISHED.replace(r, 7, 99, at) == dataclasses.replace(
         r, attempts=7, elapsed_ms=99, fetched_at=at
     )
