@@ -216,10 +216,7 @@ class FetchPool(Generic[M]):
         queue: asyncio.Queue[tuple[int, str, Any]] = asyncio.Queue()
         readers = []
         for i, (worker, part, limit) in enumerate(zip(self.workers, shards, limits, strict=True)):
-            job = pickle.dumps(
-                (part, replace(settings, max_concurrency=max(1, limit))),
-                protocol=pickle.HIGHEST_PROTOCOL,
-            )
+            job = _encode((part, replace(settings, max_concurrency=max(1, limit))))
             # The worker is blocked reading its job: this write cannot wait long.
             fd, worker.job_w = worker.job_w, -1  # _send_job closes it, whatever happens
             _send_job(fd, job)
@@ -285,10 +282,15 @@ def _capacity(urls: Sequence[str], settings: FetchSettings) -> int:
     return total
 
 
+def _encode(obj: object) -> bytes:
+    """One message on a pipe: its length, then the pickle (jobs, and the workers' frames)."""
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
 def _send_job(fd: int, job: bytes) -> None:
     try:
         with open(fd, "wb", closefd=True) as f:
-            f.write(_HEADER.pack(len(job)))
             f.write(job)
     except BrokenPipeError:
         pass  # the worker is gone; its reader reports it
@@ -367,8 +369,7 @@ def _error_payload(exc: BaseException) -> tuple[bool, str]:
 
 
 def _write_frame(fd: int, frame: tuple[str, Any]) -> None:
-    data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(_HEADER.pack(len(data)) + data)
+    view = memoryview(_encode(frame))
     while view:
         view = view[os.write(fd, view) :]
 
@@ -392,8 +393,7 @@ async def _serve(
         raise
     except Exception as exc:
         # After the frames already queued, so it never lands inside one.
-        data = pickle.dumps(("error", _error_payload(exc)), protocol=pickle.HIGHEST_PROTOCOL)
-        transport.write(_HEADER.pack(len(data)) + data)
+        transport.write(_encode(("error", _error_payload(exc))))
         transport.set_write_buffer_limits(high=0)
         await flow.writable()
         raise
@@ -420,9 +420,8 @@ async def _stream(
         nonlocal batch, scheduled
         scheduled = False
         if batch:
-            data = pickle.dumps(("pairs", batch), protocol=pickle.HIGHEST_PROTOCOL)
+            transport.write(_encode(("pairs", batch)))
             batch = []
-            transport.write(_HEADER.pack(len(data)) + data)
 
     async for pair in fetch_pages(urls, settings, extract=extract, retry_on=retry_on):
         batch.append(pair)
@@ -431,8 +430,7 @@ async def _stream(
             loop.call_soon(send)
         await flow.writable()  # the parent is behind: fetch no faster than it reads
     send()
-    done = pickle.dumps(("done", None), protocol=pickle.HIGHEST_PROTOCOL)
-    transport.write(_HEADER.pack(len(done)) + done)
+    transport.write(_encode(("done", None)))
     # Everything in the pipe before the process exits.
     transport.set_write_buffer_limits(high=0)
     await flow.writable()
