@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -109,6 +110,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+BUSY_TIMEOUT = 30.0  # seconds a statement waits for another process's lock
 BATCH = 1000  # checks per insert transaction (and at least every second: pipeline.FLUSH_SECONDS)
 Recent = tuple[datetime, Verdict]
 
@@ -138,6 +140,22 @@ class RunInfo:
     counts: dict[str, int]
 
 
+def _use_wal(conn: sqlite3.Connection, wait: float = BUSY_TIMEOUT) -> None:
+    """Switch to WAL, waiting for other openers: SQLite answers this pragma's lock conflict
+    with "database is locked" at once, without its busy handler."""
+    deadline = time.monotonic() + wait
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 class Store:
     """The history database. Use `Store.open(path)`; close() when done."""
 
@@ -154,9 +172,9 @@ class Store:
         try:
             if p != ":memory:":
                 Path(p).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(p, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(p, timeout=BUSY_TIMEOUT, isolation_level=None)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            _use_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             store = cls(conn, p)
@@ -190,12 +208,16 @@ class Store:
             raise StoreError(
                 f"{self.path} was written by a newer crawler (schema {version}); upgrade the tool"
             )
-        for i in range(version, len(MIGRATIONS)):
-            with self.transaction() as c:
+        if version == len(MIGRATIONS):
+            return
+        with self.transaction() as c:
+            # Read again under the write lock: another process may have migrated meanwhile.
+            version = int(c.execute("PRAGMA user_version").fetchone()[0])
+            for i in range(version, len(MIGRATIONS)):
                 for stmt in MIGRATIONS[i].split(";"):
                     if stmt.strip():
                         c.execute(stmt)
-                c.execute(f"PRAGMA user_version = {i + 1}")
+            c.execute(f"PRAGMA user_version = {max(version, len(MIGRATIONS))}")
 
     # --- run lock -------------------------------------------------------------------------
 

@@ -78,15 +78,21 @@ def _wait_for_first_check(db: Path, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if db.exists():
+            # Read-only and always closed: a plain connect would create the file the run is
+            # about to create, and a connection left open can make its first writes fail.
             try:
-                conn = sqlite3.connect(db)
-                n = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
-                conn.close()
+                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+                try:
+                    n = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
+                finally:
+                    conn.close()
                 if n:
                     return
             except sqlite3.Error:
                 pass
-        assert proc.poll() is None, "the run ended early"
+        if proc.poll() is not None:
+            _, err = proc.communicate(timeout=20)
+            raise AssertionError(f"the run ended early ({proc.returncode}): {err.decode()[-2000:]}")
         time.sleep(0.1)
     raise AssertionError("the run never stored a check")
 
@@ -132,7 +138,7 @@ def test_sigterm_and_ctrl_c_close_the_run_as_interrupted(
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.communicate(timeout=20)
+            proc.communicate(timeout=20)  # closes the stderr pipe whatever happened
         assert proc.returncode == 130, err
         assert b"Traceback" not in err
         conn = sqlite3.connect(history_db)

@@ -116,6 +116,33 @@ def test_migrations_from_every_version(tmp_path: Path) -> None:
         store.close()
 
 
+def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path: Path) -> None:
+    # A `crawler report` started while the first check creates the file must not fail
+    # either of them: the schema is created once, under the write lock.
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(25):
+        path = tmp_path / f"new{round_}.sqlite"
+        gate = ctx.Barrier(3)
+        procs = [ctx.Process(target=_open_at_gate, args=(str(path), gate)) for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=30)
+        assert [p.exitcode for p in procs] == [0, 0, 0], f"round {round_}"
+
+
+def _open_at_gate(path: str, gate: object) -> None:
+    gate.wait(timeout=10)  # type: ignore[attr-defined]
+    try:
+        Store.open(path).close()
+    except StoreError:
+        import os
+
+        os._exit(1)
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.sqlite"
     conn = sqlite3.connect(path)
