@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from crawler.cli import cli
 from crawler.store import Store
+from tests.procs import start_cli
 from tests.server import LocalServer
 
 FAST = ["--host-interval", "0", "--retries", "0", "--backoff", "0", "--timeout", "5"]
@@ -71,7 +72,7 @@ def _start(tmp_path: Path, server: LocalServer, n: int) -> subprocess.Popen[byte
     post = post_with(tmp_path, urls)
     args = [sys.executable, "-m", "crawler", "check", str(post), "--report-dir",
             str(tmp_path / "r"), *FAST, "--timeout", "60"]  # fmt: skip
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return start_cli(args)
 
 
 def _wait_for_first_check(db: Path, proc: subprocess.Popen[bytes]) -> None:

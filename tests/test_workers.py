@@ -26,6 +26,7 @@ from crawler.workers import (
     site_key,
     split_limit,
 )
+from tests.procs import start_cli
 from tests.server import LocalServer
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="workers are forked")
@@ -191,7 +192,7 @@ def _start(tmp_path: Path, servers: list[LocalServer]) -> subprocess.Popen[bytes
     post = write_post(tmp_path / "slow.md", urls)
     args = [sys.executable, "-m", "crawler", "check", str(post), "--report-dir",
             str(tmp_path / "r"), "--workers", "2", *FAST, "--timeout", "60"]  # fmt: skip
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return start_cli(args)
 
 
 def _wait_for_workers(
