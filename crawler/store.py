@@ -37,7 +37,7 @@ from crawler.types import (
     Verdict,
 )
 
-#: Ordered migrations; user_version = how many have run. Each runs in one transaction.
+#: Ordered migrations; user_version = how many have run. The pending ones run in one transaction.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE runs (
