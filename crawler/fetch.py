@@ -904,32 +904,25 @@ def make_client(
     }
     cookies = load_cookie_jar(settings.cookie_jar) if settings.cookie_jar else None
     # trust_env=True: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE work as they do for curl.
+    client_class: type[httpx.AsyncClient] = httpx.AsyncClient
+    transport: httpx.AsyncBaseTransport | None = None
     if settings.transport == "aiohttp":
         try:
             from crawler.transport import AiohttpClient
         except ImportError:
             log.warning("aiohttp is not installed: using httpx's own transport")
         else:
-            return AiohttpClient(
-                timeout=timeout,
-                limits=limits,
-                headers=headers,
-                cookies=cookies,
-                trust_env=True,
-                follow_redirects=False,
-                transport=(
-                    _guarded_aiohttp_transport(limits, forbidden or forbidden_address)
-                    if settings.no_private
-                    else None
-                ),
-            )
-    return httpx.AsyncClient(
+            client_class = AiohttpClient
+            if settings.no_private:
+                transport = _guarded_aiohttp_transport(limits, forbidden or forbidden_address)
+    return client_class(
         timeout=timeout,
         limits=limits,
         headers=headers,
         cookies=cookies,
         trust_env=True,
         follow_redirects=False,
+        transport=transport,
     )
 
 
