@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 
 def _sigint_as_default() -> None:
@@ -13,11 +14,19 @@ def _sigint_as_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start_cli(args: Sequence[str]) -> subprocess.Popen[bytes]:
-    """Popen of `args` with Ctrl-C at its default, stdout discarded and stderr piped."""
-    return subprocess.Popen(
+@contextlib.contextmanager
+def running_cli(args: Sequence[str]) -> Iterator[subprocess.Popen[bytes]]:
+    """The CLI as a process (Ctrl-C at its default, stdout discarded, stderr piped); on leaving,
+    killed if still running and always reaped, so no process or pipe outlives the test."""
+    proc = subprocess.Popen(
         list(args),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         preexec_fn=_sigint_as_default,  # noqa: PLW1509 - the tests start processes from one thread
     )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=20)

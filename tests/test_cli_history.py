@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from crawler.cli import cli
 from crawler.store import Store
-from tests.procs import start_cli
+from tests.procs import running_cli
 from tests.server import LocalServer
 
 FAST = ["--host-interval", "0", "--retries", "0", "--backoff", "0", "--timeout", "5"]
@@ -67,12 +67,11 @@ def test_overlapping_run_is_refused(tmp_path: Path, server: LocalServer, history
     assert "another check is running" in r.output
 
 
-def _start(tmp_path: Path, server: LocalServer, n: int) -> subprocess.Popen[bytes]:
+def _args(tmp_path: Path, server: LocalServer, n: int) -> list[str]:
     urls = [server.url("/page/plain?i=0")] + [server.url(f"/slow?s=30&i={i}") for i in range(n)]
     post = post_with(tmp_path, urls)
-    args = [sys.executable, "-m", "crawler", "check", str(post), "--report-dir",
+    return [sys.executable, "-m", "crawler", "check", str(post), "--report-dir",
             str(tmp_path / "r"), *FAST, "--timeout", "60"]  # fmt: skip
-    return start_cli(args)
 
 
 def _wait_for_first_check(db: Path, proc: subprocess.Popen[bytes]) -> None:
@@ -101,14 +100,9 @@ def _wait_for_first_check(db: Path, proc: subprocess.Popen[bytes]) -> None:
 def test_kill_9_mid_run_leaves_a_consistent_database(
     tmp_path: Path, server: LocalServer, history_db: Path
 ) -> None:
-    proc = _start(tmp_path, server, 3)
-    try:
+    with running_cli(_args(tmp_path, server, 3)) as proc:
         _wait_for_first_check(history_db, proc)
         os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=20)
     conn = sqlite3.connect(history_db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert conn.execute("SELECT status FROM runs").fetchall() == [("running",)]
@@ -131,15 +125,10 @@ def test_sigterm_and_ctrl_c_close_the_run_as_interrupted(
 ) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         history_db.unlink(missing_ok=True)
-        proc = _start(tmp_path, server, 2)
-        try:
+        with running_cli(_args(tmp_path, server, 2)) as proc:
             _wait_for_first_check(history_db, proc)
             proc.send_signal(sig)
             _, err = proc.communicate(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.communicate(timeout=20)  # closes the stderr pipe whatever happened
         assert proc.returncode == 130, err
         assert b"Traceback" not in err
         conn = sqlite3.connect(history_db)

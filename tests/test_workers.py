@@ -26,7 +26,7 @@ from crawler.workers import (
     site_key,
     split_limit,
 )
-from tests.procs import start_cli
+from tests.procs import running_cli
 from tests.server import LocalServer
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="workers are forked")
@@ -186,13 +186,12 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in text.split()]
 
 
-def _start(tmp_path: Path, servers: list[LocalServer]) -> subprocess.Popen[bytes]:
+def _args(tmp_path: Path, servers: list[LocalServer]) -> list[str]:
     tag = tmp_path.name  # this test's own requests, not an earlier test's still being served
     urls = [s.url(f"/slow?s=30&k={k}&t={tag}") for s in servers for k in range(2)]
     post = write_post(tmp_path / "slow.md", urls)
-    args = [sys.executable, "-m", "crawler", "check", str(post), "--report-dir",
+    return [sys.executable, "-m", "crawler", "check", str(post), "--report-dir",
             str(tmp_path / "r"), "--workers", "2", *FAST, "--timeout", "60"]  # fmt: skip
-    return start_cli(args)
 
 
 def _wait_for_workers(
@@ -213,15 +212,10 @@ def _wait_for_workers(
 def test_a_dead_worker_is_one_line_and_a_failed_run(
     tmp_path: Path, servers: list[LocalServer]
 ) -> None:
-    proc = _start(tmp_path, servers)
-    try:
+    with running_cli(_args(tmp_path, servers)) as proc:
         kids = _wait_for_workers(proc, servers, tmp_path.name)
         os.kill(kids[0], signal.SIGKILL)
         _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=20)
     assert proc.returncode == 1, err
     text = err.decode()
     assert "Traceback" not in text
@@ -234,15 +228,10 @@ def test_a_dead_worker_is_one_line_and_a_failed_run(
 def test_interrupting_the_run_stops_its_workers(
     tmp_path: Path, servers: list[LocalServer], sig: signal.Signals
 ) -> None:
-    proc = _start(tmp_path, servers)
-    try:
+    with running_cli(_args(tmp_path, servers)) as proc:
         kids = _wait_for_workers(proc, servers, tmp_path.name)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=20)
     assert proc.returncode == 130, err
     assert b"Traceback" not in err
     assert not any(Path(f"/proc/{k}").exists() for k in kids)
