@@ -916,15 +916,19 @@ def _match_marker(markers: tuple[str, ...], haystacks: list[str]) -> str | None:
 
 
 def _notice_kind(
-    page: _Page, rule: SiteRule | None, generic_article: bool
+    page: _Page, rule: SiteRule | None, generic_article: bool, cleaned_title: str | None
 ) -> tuple[PageKind, str] | None:
-    """The kind of notice page this is, and its text; None for an ordinary page."""
+    """The kind of notice page this is, and its text; None for an ordinary page.
+
+    `cleaned_title` is the title without the site's name: `Page not found - Example` is a
+    soft 404 as surely as `Page not found`.
+    """
     rules: tuple[SiteRule, ...] = (rule,) if rule is not None else SITES
     title = page.title_tag
-    folded_title = title.casefold()
-    if folded_title in GENERIC_ANTI_ROBOT_TITLES:
+    folded = {title.casefold(), (cleaned_title or "").casefold()}
+    if not folded.isdisjoint(GENERIC_ANTI_ROBOT_TITLES):
         return PageKind.ANTI_ROBOT, title
-    if folded_title in GENERIC_NOT_FOUND_TITLES:
+    if not folded.isdisjoint(GENERIC_NOT_FOUND_TITLES):
         return PageKind.NOT_FOUND, title
     if generic_article and rule is None:
         return None
@@ -1069,7 +1073,7 @@ def _extract(
     if rule is not None and any(path.startswith(p) for p in rule.anti_robot_paths):
         kind, notice = PageKind.ANTI_ROBOT, None
     elif not evidence:
-        found = _notice_kind(page, rule, generic_article)
+        found = _notice_kind(page, rule, generic_article, title)
         if found is not None:
             kind, notice = found
     if status in (404, 410) and kind is not PageKind.REMOVED:

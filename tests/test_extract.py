@@ -11,8 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crawler.classify import classify
 from crawler.extract import decode_html, extract_meta, normalize_space
-from crawler.types import PageKind, PageMeta
+from crawler.types import PageKind, PageMeta, Verdict
+from tests.factories import make_fetch_result
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pages"
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "pages"
@@ -65,6 +67,31 @@ def test_status_404_is_not_found() -> None:
     assert extract_meta(page, status=404).kind is PageKind.NOT_FOUND
     assert extract_meta(page, status=410).kind is PageKind.NOT_FOUND
     assert extract_meta(page, status=200).kind is PageKind.ARTICLE
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Page not found - Example",
+        "Example | 404 Not Found",
+        "页面不存在 - 示例网",
+        "Just a moment... | Example",
+    ],
+)
+def test_notice_titles_are_matched_after_the_site_suffix_is_cut(title: str) -> None:
+    """Issue 13 bug 4: `Page not found - Example` served with 200 was `changed`, not dead."""
+    page = (
+        f"<html><head><title>{title}</title></head><body><h1>Sorry</h1><p>We looked everywhere "
+        "for the page you asked for, but it is not here. Try the search box.</p></body></html>"
+    )
+    meta = extract_meta(page, url="https://www.example.com/old-page", status=200)
+    verdict = classify(make_fetch_result(status=200), meta, "An article that used to be here")
+    if "moment" in title:
+        assert meta.kind is PageKind.ANTI_ROBOT
+        assert (verdict.verdict, verdict.reason) == (Verdict.BLOCKED, "anti-robot")
+    else:
+        assert meta.kind is PageKind.NOT_FOUND
+        assert (verdict.verdict, verdict.reason) == (Verdict.DEAD, "soft-404")
 
 
 def test_article_quoting_cloudflare_is_article() -> None:
