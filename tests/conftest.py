@@ -10,6 +10,8 @@ import pytest
 
 from tests.server import LocalServer
 
+pytest_plugins = ["tests.pg"]  # the PostgreSQL cluster fixtures
+
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
