@@ -1,6 +1,7 @@
 """Classify stage: (FetchResult, PageMeta, listed title) → Classification. Pure and table-driven.
 
-Order: fetch errors → definitive death → anti-robot → other statuses → redirects → title → ok.
+Order: a host's long pause (429) → fetch errors → definitive death → anti-robot → other statuses
+→ redirects → title → ok.
 """
 
 from __future__ import annotations
@@ -121,6 +122,10 @@ def classify(
 
     `accept` holds statuses the user declared alive for this host (config `accept`).
     """
+    if fetch.retry_at is not None or fetch.error is ErrorKind.RATE_LIMITED:
+        # A 429 asking for longer than we wait, and the host's URLs left alone because of it.
+        detail = fetch.error_detail or "rate-limited (429): the host asked for a long pause"
+        return Classification(Verdict.BLOCKED, "http-429", detail)
     if fetch.error is not None:
         return _classify_error(fetch)
     status = fetch.status
@@ -215,6 +220,7 @@ _ERROR_WORDS = {
     ErrorKind.TOO_LARGE: "the response is too large",
     ErrorKind.INVALID_URL: "the URL is not a valid http(s) URL",
     ErrorKind.PRIVATE_ADDRESS: "refused: the host resolves to a private or local address",
+    ErrorKind.RATE_LIMITED: "not requested: the host asked for a pause (429)",
 }
 
 

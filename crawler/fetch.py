@@ -19,7 +19,7 @@ import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
@@ -295,8 +295,28 @@ def _url_host_key(u: httpx.URL) -> str:
     return f"{host}:{u.port}" if u.port else host
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class HostPause:
+    """A host that answered 429 with a Retry-After longer than we wait: left alone until then."""
+
+    until: float  # on the gate's clock
+    retry_at: datetime  # the same moment on the wall clock, for people
+    asked: float  # the Retry-After, seconds
+
+    def detail(self, cap: float) -> str:
+        """What the report says about every URL of the host, the one that got the 429 included."""
+        return (
+            f"rate-limited (429): the server asked for a pause of {self.asked:.0f} s, longer than "
+            f"the {cap:g} s we wait; come back after {self.retry_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+
+
 class HostGate:
-    """At most `limit` requests in flight to one host, and starts at least `interval` s apart."""
+    """At most `limit` requests in flight to one host, and starts at least `interval` s apart.
+
+    A host that asked for a pause (`pause`) lets its waiting URLs through without the interval:
+    they are not requested (Fetcher.fetch checks `paused()`).
+    """
 
     def __init__(self, limit: int, interval: float, clock: Callable[[], float]) -> None:
         self._sem = asyncio.Semaphore(max(1, limit))
@@ -304,11 +324,28 @@ class HostGate:
         self._interval = interval
         self._clock = clock
         self._next_start = 0.0
+        self.pause: HostPause | None = None
+
+    def paused(self) -> HostPause | None:
+        """The host's pause while it lasts, else None."""
+        p = self.pause
+        if p is not None and self._clock() >= p.until:
+            self.pause = p = None
+        return p
+
+    def pause_for(self, seconds: float, now: datetime) -> HostPause:
+        """Leave the host alone for `seconds` (its Retry-After), from `now` on the wall clock."""
+        try:
+            retry_at = now + timedelta(seconds=seconds)
+        except OverflowError:  # "Retry-After: 1e999" or the year 9999
+            retry_at = datetime.max.replace(tzinfo=UTC)
+        self.pause = HostPause(self._clock() + seconds, retry_at, seconds)
+        return self.pause
 
     async def __aenter__(self) -> None:
         await self._sem.acquire()
         try:
-            if self._interval > 0:
+            if self._interval > 0 and self.paused() is None:
                 async with self._lock:
                     now = self._clock()
                     wait = self._next_start - now
@@ -443,7 +480,11 @@ class Fetcher:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def fetch(self, url: str) -> FetchResult:
-        """Fetch one URL with retries; never raises for a failure of the link."""
+        """Fetch one URL with retries; never raises for a failure of the link.
+
+        `attempts` counts the requests made and `elapsed_ms` their time alone: not the waits
+        for the host's turn, for a free slot or between retries.
+        """
         started = time.monotonic()
         fetched_at = self._moment(started)
         try:
@@ -463,28 +504,43 @@ class Fetcher:
         gate = self._gate(_url_host_key(parsed), parsed.host)
 
         alt = False  # after a protocol failure on aiohttp, the retries go through httpx's own
+        attempts = 0
+        spent = 0.0  # seconds in requests
 
         async def attempt() -> FetchResult:
-            nonlocal alt
-            async with gate, self._global:
-                r = await self._attempt(url, parsed, alt)
+            nonlocal alt, attempts, spent
+            pause = gate.paused()
+            if pause is None:
+                async with gate, self._global:
+                    pause = gate.paused()  # asked for while this URL waited for its turn
+                    if pause is None:
+                        attempts += 1
+                        t0 = time.monotonic()
+                        r = await self._attempt(url, parsed, alt)
+                        spent += time.monotonic() - t0
+            if pause is not None:
+                return self._paused_result(url, pause)
             if r.error is ErrorKind.PROTOCOL and self._alt_possible:
                 alt = True
+            if r.status == 429:
+                asked = parse_retry_after(r.headers.get("retry-after"))
+                if asked is not None and asked > self.settings.retry_after_max:
+                    # Longer than we wait: no retry, and the host's other URLs are left alone.
+                    pause = gate.pause_for(asked, datetime.now(UTC))
+                    r = _RETRY_AT.replace(r, pause.retry_at, pause.detail(self._cap))
             return r
 
         # The first attempt runs without tenacity: most links need no retry, and building the
         # retry machinery for each of them costs more than the request itself.
         result = await attempt()
-        attempts = 1
         if self.settings.retries > 0 and self._retryable(result):
             first: FetchResult | None = result
 
             async def again() -> FetchResult:
-                nonlocal first, attempts
+                nonlocal first
                 if first is not None:  # tenacity judges the attempt already made first
                     r, first = first, None
                     return r
-                attempts += 1
                 return await attempt()
 
             # tenacity is imported here, when a link first needs a retry.
@@ -501,8 +557,22 @@ class Fetcher:
                 reraise=True,
             )
             result = await retrying(again)
-        elapsed_ms = int((time.monotonic() - started) * 1000)
-        return _FINISHED.replace(result, attempts, elapsed_ms, fetched_at)
+        return _FINISHED.replace(result, attempts, int(spent * 1000), fetched_at)
+
+    @property
+    def _cap(self) -> float:
+        return self.settings.retry_after_max
+
+    def _paused_result(self, url: str, pause: HostPause) -> FetchResult:
+        """The result of a URL not requested because its host asked for a pause."""
+        return FetchResult(
+            url=url,
+            final_url=url,
+            status=None,
+            error=ErrorKind.RATE_LIMITED,
+            error_detail=pause.detail(self._cap),
+            retry_at=pause.retry_at,
+        )
 
     def _moment(self, tick: float) -> datetime:
         """The wall clock, read at most once per 10 ms: fetches started together share one
@@ -512,6 +582,8 @@ class Fetcher:
         return self._moment_at[1]
 
     def _retryable(self, r: FetchResult) -> bool:
+        if r.retry_at is not None:
+            return False  # the host asked for longer than we wait
         if r.error is not None:
             return r.error in RETRY_ERRORS
         if r.status in RETRY_STATUSES:
@@ -519,7 +591,8 @@ class Fetcher:
         return bool(self._should_retry and r.status and self._should_retry(r))
 
     def _wait(self, state: RetryCallState) -> float:
-        """Honour Retry-After (capped); otherwise exponential backoff with full jitter."""
+        """Honour Retry-After (capped: a longer one on a 429 is not retried at all, see fetch);
+        otherwise exponential backoff with full jitter."""
         s = self.settings
         from tenacity import wait_random_exponential
 
@@ -971,6 +1044,7 @@ _BODY = FieldReplacer(FetchResult, "body")
 
 #: dataclasses.replace(r, attempts=…, elapsed_ms=…, fetched_at=…) for every fetched URL.
 _FINISHED = FieldReplacer(FetchResult, "attempts", "elapsed_ms", "fetched_at")
+_RETRY_AT = FieldReplacer(FetchResult, "retry_at", "error_detail")
 
 
 # ------------------------------------------------------------------------- fetch and read once

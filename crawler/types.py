@@ -46,6 +46,7 @@ class ErrorKind(StrEnum):
     TOO_LARGE = "too-large"
     INVALID_URL = "invalid-url"
     PRIVATE_ADDRESS = "private-address"  # refused by --no-private
+    RATE_LIMITED = "rate-limited"  # not requested: the host asked for a pause longer than we wait
 
 
 #: Network-level failures: if every host ends in one of these, the network is down.
@@ -99,6 +100,7 @@ class FetchResult:
     error_detail: str | None = None
     fetched_at: datetime | None = None
     truncated: bool = False  # body hit the size cap
+    retry_at: datetime | None = None  # the host asked (429) not to be asked again before this
 
 
 @dataclass(frozen=True, slots=True)

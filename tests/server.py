@@ -33,7 +33,7 @@ Hostile routes (tests/test_hostile.py):
   /huge-title?mb=N            a page whose <title> is N MB long
   /nested?depth=N             N nested <div>s
   /many/{i}?hold=S            a tiny page after S seconds (0.001), for 10,000 links
-The server counts hits per path (with query) and the peak of requests in flight, overall and per
+The server counts hits per path (with query), notes when each path first arrived, and the peak of requests in flight, overall and per
 first path segment (`peaks["slow"]`), so a test is not confused by another test's leftovers.
 `LocalServer("::1")` listens on IPv6 loopback; `LocalServer(tls=ctx)` speaks HTTPS.
 """
@@ -227,6 +227,7 @@ class _Handler(BaseHTTPRequestHandler):
         srv = self.server
         with srv.lock:
             srv.hits[self.path] += 1
+            srv.arrived.setdefault(self.path, time.monotonic())
             srv.user_agents.append(self.headers.get("User-Agent", ""))
             srv.inflight += 1
             srv.peak = max(srv.peak, srv.inflight)
@@ -463,6 +464,7 @@ class LocalServer(ThreadingHTTPServer):
         self.seen_headers: list[
             tuple[str, str, dict[str, str]]
         ] = []  # /echo: (Host, path, headers)
+        self.arrived: dict[str, float] = {}  # path → time.monotonic() of its first request
         self.inflight = 0
         self.peak = 0
         self.inflight_by: Counter[str] = Counter()  # by first path segment
@@ -503,6 +505,7 @@ class LocalServer(ThreadingHTTPServer):
             self.hits.clear()
             self.user_agents.clear()
             self.seen_headers.clear()
+            self.arrived.clear()
             self.peak = self.inflight
             self.peaks.clear()
 

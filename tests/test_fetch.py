@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from crawler.classify import classify
 from crawler.config import FetchSettings
 from crawler.fetch import (
     Fetcher,
+    HostGate,
     classify_exception,
     fetch_pages,
     host_key,
     interleave_by_host,
     parse_retry_after,
 )
-from crawler.types import ErrorKind, FetchResult
+from crawler.types import ErrorKind, FetchResult, Verdict
 from tests.server import LocalServer
 
 pytestmark = pytest.mark.anyio
@@ -72,14 +75,72 @@ async def test_flaky_503_recovers(server: LocalServer) -> None:
     assert b"recovered" in (r.body or b"")
 
 
-async def test_retry_after_is_honoured_and_capped(server: LocalServer) -> None:
+async def test_retry_after_is_honoured(server: LocalServer) -> None:
     sleeps = Sleeps()
     r = await fetch(server.url("/retry-after?s=7"), sleeps)
     assert r.status == 200 and r.attempts == 2
     assert sleeps.waits == [7.0]
+    assert r.retry_at is None
+
+
+@pytest.mark.parametrize("asked", [120, 99999])
+async def test_a_429_asking_for_more_than_the_cap_pauses_the_host(
+    server: LocalServer, asked: int
+) -> None:
+    """Issue 13 #1: neither retried at the cap nor followed by the host's other URLs."""
     sleeps = Sleeps()
-    await fetch(server.url("/retry-after?s=100000"), sleeps, retry_after_max=30.0)
-    assert sleeps.waits == [30.0]
+    first = server.url(f"/retry-after?s={asked}&pause=1")
+    others = [server.url(f"/page/plain?pause={i}") for i in range(3)]
+    before = datetime.now(UTC)
+    async with Fetcher(settings(host_concurrency=1), sleep=sleeps) as f:
+        results = {r.url: r async for r in f.fetch_all([first, *others])}
+    assert server.hits[f"/retry-after?s={asked}&pause=1"] == 1  # no retry at the 60 s cap
+    assert all(server.hits[f"/page/plain?pause={i}"] == 0 for i in range(3))
+    assert sleeps.waits == []
+    r = results[first]
+    assert r.status == 429 and r.attempts == 1 and r.retry_at is not None
+    assert (
+        before + timedelta(seconds=asked)
+        <= r.retry_at
+        <= datetime.now(UTC) + timedelta(seconds=asked)
+    )
+    assert f"come back after {r.retry_at:%Y-%m-%d %H:%M:%S} UTC" in (r.error_detail or "")
+    for url in others:
+        o = results[url]
+        assert (o.status, o.error, o.attempts) == (None, ErrorKind.RATE_LIMITED, 0)
+        assert (o.retry_at, o.error_detail) == (r.retry_at, r.error_detail)
+        c = classify(o, None, None)
+        assert (c.verdict, c.reason, c.detail) == (Verdict.BLOCKED, "http-429", r.error_detail)
+    assert classify(r, None, None) == classify(results[others[0]], None, None)
+
+
+def test_a_host_pause_lasts_as_long_as_asked() -> None:
+    now = [100.0]
+    gate = HostGate(1, 0.0, lambda: now[0])
+    pause = gate.pause_for(120.0, datetime(2026, 12, 7, 1, 0, tzinfo=UTC))
+    assert pause.retry_at == datetime(2026, 12, 7, 1, 2, tzinfo=UTC)
+    now[0] = 219.9
+    assert gate.paused() is pause
+    now[0] = 220.0
+    assert gate.paused() is None
+    far = gate.pause_for(float("inf"), datetime(2026, 12, 7, tzinfo=UTC))
+    assert far.retry_at.year == 9999 and gate.paused() is far
+
+
+async def test_elapsed_ms_is_the_request_alone(server: LocalServer) -> None:
+    """Not the wait for the host's turn: the second URL waits behind a held first one."""
+    held, quick = server.url("/held?s=0.5&turn=1"), server.url("/page/plain?turn=2")
+    done: dict[str, float] = {}
+    async with Fetcher(settings(host_concurrency=1)) as f:
+        results = {}
+        async for r in f.fetch_all([held, quick]):
+            done[r.url] = time.monotonic()
+            results[r.url] = r
+    assert results[held].elapsed_ms >= 500
+    # The quick request could not start before the held one was answered, which was at least
+    # 0.5 s after the held one reached the server: its request time is within what follows.
+    answered = server.arrived["/held?s=0.5&turn=1"] + 0.5
+    assert results[quick].elapsed_ms <= (done[quick] - answered) * 1000
 
 
 def test_parse_retry_after_forms() -> None:
