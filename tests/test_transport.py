@@ -374,6 +374,7 @@ def test_finished_is_replace_for_every_field() -> None:
         error_detail="d",
         fetched_at=datetime(2020, 1, 1, tzinfo=UTC),
         truncated=True,
+        retry_at=datetime(2030, 1, 1, tzinfo=UTC),
     )
     defaults = FetchResult(url="", final_url="", status=None)
     for f in dataclasses.fields(FetchResult):
