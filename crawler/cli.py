@@ -21,6 +21,7 @@ import click
 
 from crawler import __version__
 from crawler.config import (
+    ALL_FORMATS,
     DEFAULT_ARCHIVE_ENDPOINT,
     DEFAULT_BACKOFF_INITIAL,
     DEFAULT_CONFIRM_DAYS,
@@ -456,6 +457,30 @@ def input_options(fn: F) -> F:
     return click.argument("inputs", nargs=-1, required=True)(fn)
 
 
+def ci_options(fn: F) -> F:
+    """Options for CI systems (crawler check)."""
+    return click.option(
+        "--annotations/--no-annotations",
+        default=None,
+        help="Print a GitHub Actions ::error/::warning line per broken or changed link "
+        "(default: when GITHUB_ACTIONS=true).",
+    )(fn)
+
+
+def _annotate(run: Run, kw: dict[str, Any]) -> None:
+    """The GitHub annotations of a run on stdout, when asked for or running in Actions."""
+    import os
+
+    wanted = kw.pop("annotations", None)
+    if wanted is None:
+        wanted = os.environ.get("GITHUB_ACTIONS") == "true"
+    if wanted and not run.network_down:
+        from crawler.report.annotations import lines
+
+        for line in lines(run):
+            click.echo(line)
+
+
 @contextlib.contextmanager
 def _few_collections() -> Iterator[None]:
     """Run a check with fewer garbage collections: everything alive at the start (modules,
@@ -526,7 +551,7 @@ def _run_check(
     envvar="CRAWLER_FORMAT",
     default=",".join(DEFAULT_FORMATS),
     show_default=True,
-    help="Reports to write, comma-separated: json, md, html.",
+    help="Reports to write, comma-separated: json, md, html, junit, sarif.",
 )
 @db_option
 @click.option("--no-history", is_flag=True, help="Neither read nor write the history database.")
@@ -558,6 +583,7 @@ def _run_check(
     help="Days those failing runs must span.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
+@ci_options
 @fetch_options
 def check(
     inputs: tuple[str, ...],
@@ -586,9 +612,9 @@ def check(
 
     fmts = [f.strip() for f in formats.split(",") if f.strip()]
     for f in fmts:
-        if f not in DEFAULT_FORMATS:  # every format there is
+        if f not in ALL_FORMATS:
             raise click.BadParameter(
-                f"unknown format {f!r} (json, md, html)", param_hint="--format"
+                f"unknown format {f!r} ({', '.join(ALL_FORMATS)})", param_hint="--format"
             )
     settings = _settings(kw)
     fc = click.get_current_context().find_object(FileConfig) or FileConfig()
@@ -615,6 +641,7 @@ def check(
         for line in lines[1:]:
             if not run.network_down or line.startswith("report:"):
                 click.echo(line)
+    _annotate(run, kw)
     if run.network_down:
         click.echo(
             "error: the network looks down (no host answered); no link was judged dead.", err=True

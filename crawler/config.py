@@ -102,6 +102,8 @@ TREND_RUNS = 30  # runs shown in the post's health chart
 
 # Reports and enrich.
 DEFAULT_FORMATS = ("json", "md", "html")
+#: Every report format there is (junit and sarif for CI systems, on request).
+ALL_FORMATS = (*DEFAULT_FORMATS, "junit", "sarif")
 DEFAULT_ARCHIVE_ENDPOINT = "https://archive.org/wayback/available"
 
 

@@ -45,6 +45,9 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
             "requests_ca_bundle",
         } or name.startswith("CRAWLER_"):
             monkeypatch.delenv(name, raising=False)
+    # Nor print GitHub annotations or colours because the suite runs in Actions or a terminal.
+    for name in ("GITHUB_ACTIONS", "NO_COLOR", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(autouse=True)

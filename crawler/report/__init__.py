@@ -15,7 +15,7 @@ from typing import TextIO
 
 from crawler.config import DEFAULT_FORMATS as DEFAULT_FORMATS
 from crawler.errors import CrawlerError
-from crawler.report import html, json_report, markdown
+from crawler.report import html, json_report, junit, markdown, sarif
 from crawler.types import Run
 
 #: format name → (file name, renderer)
@@ -23,6 +23,8 @@ FORMATS: dict[str, tuple[str, Callable[[Run], str]]] = {
     "json": ("report.json", json_report.render),
     "md": ("report.md", markdown.render),
     "html": ("report.html", html.render),
+    "junit": ("report.junit.xml", junit.render),
+    "sarif": ("report.sarif", sarif.render),
 }
 
 #: format name → a writer of the same text to an open file, a piece at a time
@@ -30,6 +32,8 @@ WRITERS: dict[str, Callable[[Run, TextIO], None]] = {
     "json": json_report.write,
     "md": markdown.write,
     "html": html.write,
+    "junit": junit.write,
+    "sarif": sarif.write,
 }
 
 

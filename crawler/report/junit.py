@@ -1,0 +1,84 @@
+"""report.junit.xml: one testcase per reference, a failure for each dead or error link.
+
+The layout CI servers read (Jenkins, GitLab, Azure): <testsuites> with one <testsuite> per
+input file. Characters that XML 1.0 cannot carry are dropped from fetched text.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from typing import TextIO
+
+from crawler.types import BROKEN, Check, Run, Verdict
+
+# Not allowed anywhere in an XML 1.0 document, not even as character references.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _text(s: str | None) -> str:
+    return _NOT_XML.sub("", s or "")
+
+
+def _case(suite: ET.Element, check: Check) -> None:
+    link = check.link
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        name=_text(link.url),
+        classname=_text(link.source or "-"),
+        file=_text(link.source or "-"),
+        line=str(link.line),
+        time=f"{(check.fetch.elapsed_ms if check.fetch else 0) / 1000:.3f}",
+    )
+    message = f"{check.verdict.value}: {check.reason}"
+    if check.verdict in BROKEN:
+        failure = ET.SubElement(case, "failure", message=_text(message), type=check.verdict.value)
+        failure.text = _text(f"{link.url}\n{check.detail}\nline {link.line} of {link.source}")
+    elif check.verdict is Verdict.SKIPPED:
+        ET.SubElement(case, "skipped", message=_text(f"{check.reason}: {check.detail}"))
+    else:
+        out = ET.SubElement(case, "system-out")
+        out.text = _text(f"{message}: {check.detail}")
+
+
+def document(run: Run) -> ET.Element:
+    """The report as an element tree."""
+    by_source: dict[str, list[Check]] = {}
+    for c in run.checks:
+        by_source.setdefault(c.link.source or "-", []).append(c)
+    root = ET.Element("testsuites", name="link-crawler")
+    totals = [0, 0, 0]
+    for source, checks in by_source.items():
+        failures = sum(c.verdict in BROKEN for c in checks)
+        skipped = sum(c.verdict is Verdict.SKIPPED for c in checks)
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=_text(source),
+            tests=str(len(checks)),
+            failures=str(failures),
+            errors="0",
+            skipped=str(skipped),
+            timestamp=run.started_at.isoformat(timespec="seconds"),
+        )
+        for c in checks:
+            _case(suite, c)
+        totals = [totals[0] + len(checks), totals[1] + failures, totals[2] + skipped]
+    root.set("tests", str(totals[0]))
+    root.set("failures", str(totals[1]))
+    root.set("errors", "0")
+    root.set("skipped", str(totals[2]))
+    root.set("time", f"{(run.finished_at - run.started_at).total_seconds():.3f}")
+    return root
+
+
+def render(run: Run) -> str:
+    """The whole report as XML text."""
+    ET.indent(root := document(run), space=" ")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def write(run: Run, out: TextIO) -> None:
+    """Write the report to out."""
+    out.write(render(run))

@@ -1,0 +1,178 @@
+"""CI report formats: JUnit XML, SARIF 2.1.0 (validated against its published schema) and
+GitHub Actions annotations, from the real CLI against the local server."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from crawler.cli import cli
+from crawler.report import junit, sarif
+from crawler.report.annotations import escape_data, escape_property, lines
+from crawler.types import Verdict
+from tests.conftest import FIXTURES
+from tests.factories import make_check, make_run
+from tests.server import LocalServer
+
+FAST = ["--host-interval", "0", "--retries", "0", "--backoff", "0", "--timeout", "2"]
+SCHEMA = FIXTURES / "sarif" / "sarif-2.1.0-rtm.4.json"
+
+
+def _post(tmp_path: Path, server: LocalServer) -> Path:
+    u = server.url
+    p = tmp_path / "docs" / "post.md"
+    p.parent.mkdir(parents=True)
+    p.write_text(
+        f"# Reading\n\n{u('/page/article')}\n\n语音识别的最新进展\n\n"  # ok, line 3
+        f"{u('/status/404')}\n\nGone\n\n"  # dead, line 7
+        f"{u('/page/article')}\n\nA title the page no longer has\n\n"  # changed, line 11
+        f"{u('/drop')}\n\nDropped\n",  # error, line 15
+        encoding="utf-8",
+    )
+    return p
+
+
+def _check(tmp_path: Path, server: LocalServer, *args: str, env: dict[str, str] | None = None):
+    post = _post(tmp_path, server)
+    out = tmp_path / "reports"
+    result = CliRunner().invoke(
+        cli,
+        ["check", str(post), "--report-dir", str(out), "--no-history", *FAST, *args],
+        env=env,
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 3, result.output
+    return post, out, result
+
+
+def test_junit_one_testcase_per_reference_failures_for_dead_and_error(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    post, out, _ = _check(tmp_path, server, "--format", "junit")
+    assert sorted(p.name for p in out.iterdir()) == ["report.junit.xml"]
+    root = ET.parse(out / "report.junit.xml").getroot()
+    assert root.tag == "testsuites"
+    assert (root.get("tests"), root.get("failures")) == ("4", "2")
+    (suite,) = root.findall("testsuite")
+    assert suite.get("name") == str(post)
+    cases = suite.findall("testcase")
+    assert [c.get("line") for c in cases] == ["3", "7", "11", "15"]
+    failed = {c.get("line"): c.find("failure") for c in cases}
+    assert failed["3"] is None and failed["11"] is None
+    assert failed["7"] is not None and failed["7"].get("type") == "dead"
+    assert failed["15"] is not None and failed["15"].get("type") == "error"
+    assert "http-404" in (failed["7"].get("message") or "")
+
+
+def test_junit_stays_well_formed_with_hostile_text() -> None:
+    check = make_check(
+        url="https://example.com/a?x=<b>&y=\"'", verdict=Verdict.DEAD, detail="bad \x01\x1b[31m ]]>"
+    )
+    text = junit.render(make_run(check, make_check(verdict=Verdict.SKIPPED, reason="scheme")))
+    root = ET.fromstring(text.encode("utf-8"))
+    cases = root.findall("testsuite/testcase")
+    assert cases[0].get("name") == "https://example.com/a?x=<b>&y=\"'"
+    assert "]]>" in (cases[0].findtext("failure") or "")
+    assert cases[1].find("skipped") is not None
+    assert root.get("skipped") == "1"
+
+
+def _validate(doc: dict) -> None:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft4Validator.check_schema(schema)
+    jsonschema.Draft4Validator(schema).validate(doc)
+
+
+def test_sarif_validates_against_the_schema_file_line_rule(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    post, out, _ = _check(tmp_path, server, "--format", "sarif,json")
+    doc = json.loads((out / "report.sarif").read_text(encoding="utf-8"))
+    _validate(doc)
+    assert doc["version"] == "2.1.0"
+    (run,) = doc["runs"]
+    rules = [r["id"] for r in run["tool"]["driver"]["rules"]]
+    got = [
+        (
+            r["ruleId"],
+            r["level"],
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            r["locations"][0]["physicalLocation"]["region"]["startLine"],
+        )
+        for r in run["results"]
+    ]
+    uri = post.as_posix()
+    assert got == [
+        ("dead", "error", uri, 7),
+        ("changed", "warning", uri, 11),
+        ("error", "error", uri, 15),
+    ]
+    assert all(rules[r["ruleIndex"]] == r["ruleId"] for r in run["results"])
+
+
+def test_sarif_schema_catches_a_broken_log() -> None:
+    """The validation above can fail: a result without a message is refused."""
+    doc = sarif.document(make_run(make_check(verdict=Verdict.DEAD)))
+    _validate(doc)
+    del doc["runs"][0]["results"][0]["message"]
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(doc)
+
+
+def test_sarif_of_stdin_has_no_location() -> None:
+    check = make_check(verdict=Verdict.BLOCKED)
+    object.__setattr__(check.link, "source", "-")
+    doc = sarif.document(make_run(check))
+    _validate(doc)
+    assert "locations" not in doc["runs"][0]["results"][0]
+
+
+def _annotations(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("::")]
+
+
+def test_annotations_in_github_actions(tmp_path: Path, server: LocalServer) -> None:
+    post, _, result = _check(tmp_path, server, "--format", "json", env={"GITHUB_ACTIONS": "true"})
+    got = _annotations(result.stdout)
+    f = escape_property(str(post))
+    heads = [a.split("::")[1] for a in got]
+    assert heads[:2] == [
+        f"error file={f},line=7,title=dead link (http-404)",
+        f"warning file={f},line=11,title=changed link (title-changed)",
+    ]
+    assert heads[2].startswith(f"error file={f},line=15,title=error link (")
+    assert got[0].startswith(f"::error file={f},line=7,title=dead link (http-404)::")
+    assert got[0].split("::", 2)[2].startswith(server.url("/status/404") + ": ")
+
+
+def test_annotations_forced_and_stopped(tmp_path: Path, server: LocalServer) -> None:
+    _, _, forced = _check(tmp_path / "a", server, "--format", "json", "--annotations")
+    assert len(_annotations(forced.stdout)) == 3
+    _, _, stopped = _check(
+        tmp_path / "b",
+        server,
+        "--format",
+        "json",
+        "--no-annotations",
+        env={"GITHUB_ACTIONS": "true"},
+    )
+    assert _annotations(stopped.stdout) == []
+    _, _, plain = _check(tmp_path / "c", server, "--format", "json")
+    assert _annotations(plain.stdout) == []
+
+
+def test_annotation_escaping() -> None:
+    assert escape_data("50% done\r\nnext") == "50%25 done%0D%0Anext"
+    assert escape_property("a,b:c%\n") == "a%2Cb%3Ac%25%0A"
+    check = make_check(
+        url="https://example.com/x", verdict=Verdict.DEAD, detail="title\n::error::injected"
+    )
+    (line,) = lines(make_run(check))
+    assert line.count("\n") == 0
+    assert line.startswith("::error file=post.md,line=1,title=dead link (alive)::")
+    assert line.endswith("https://example.com/x: title%0A::error::injected")
