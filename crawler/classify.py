@@ -221,6 +221,7 @@ _ERROR_WORDS = {
     ErrorKind.INVALID_URL: "the URL is not a valid http(s) URL",
     ErrorKind.PRIVATE_ADDRESS: "refused: the host resolves to a private or local address",
     ErrorKind.RATE_LIMITED: "not requested: the host asked for a pause (429)",
+    ErrorKind.NETWORK_DOWN: "the network looks down",
 }
 
 

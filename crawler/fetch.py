@@ -27,7 +27,7 @@ import httpx
 
 from crawler.config import RETRY_STATUSES, FetchSettings, HostRule, host_rule
 from crawler.errors import ConfigError
-from crawler.types import ErrorKind, FetchResult, FieldReplacer, Hop
+from crawler.types import NETWORK_ERRORS, ErrorKind, FetchResult, FieldReplacer, Hop
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -295,6 +295,69 @@ def _url_host_key(u: httpx.URL) -> str:
     return f"{host}:{u.port}" if u.port else host
 
 
+#: Distinct hosts that must fail at the network level, with no answer from any host, before new
+#: requests wait to see whether the network is down (NetworkWatch).
+NETWORK_DOWN_HOSTS = 3
+
+
+class NetworkWatch:
+    """Tells a dead network early, without waiting out every host's politeness schedule.
+
+    Once requests to NETWORK_DOWN_HOSTS distinct hosts have failed at the network level and no
+    host has answered, new requests wait for those in flight: if one of them answers, all go on
+    (and the watch never stops anything again); if none does, the network is down and no further
+    request is made. A few dead host names at the start of a list only hold the others for as
+    long as the requests already in flight take.
+    """
+
+    def __init__(self, hosts: int = NETWORK_DOWN_HOSTS) -> None:
+        self.hosts = hosts
+        self.answered = False
+        self.down = False
+        self.failed: set[str] = set()  # hosts with a network-level failure
+        self.active = 0  # requests in flight
+        self._event: asyncio.Event | None = None
+
+    def _wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def before(self) -> bool:
+        """Wait while the network is in doubt; True to make the request, False when it is down."""
+        while True:
+            if self.down:
+                return False
+            if self.answered or len(self.failed) < self.hosts:
+                self.active += 1
+                return True
+            if self.active == 0:
+                self.down = True
+                self._wake()
+                log.warning("no host answered and %d failed: the network looks down", self.hosts)
+                return False
+            if self._event is None:
+                self._event = asyncio.Event()
+            await self._event.wait()
+
+    def after(self, host: str, result: FetchResult | None) -> None:
+        """Count a request that ended (None: it was cancelled)."""
+        self.active -= 1
+        if result is not None:
+            if result.status is not None:
+                self.answered = True
+            elif result.error in NETWORK_ERRORS:
+                self.failed.add(host)
+        self._wake()
+
+    def detail(self) -> str:
+        """What the report says about a URL not requested because of it."""
+        return (
+            f"not requested: no host answered and {len(self.failed)} hosts failed "
+            "at the network level"
+        )
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class HostPause:
     """A host that answered 429 with a Retry-After longer than we wait: left alone until then."""
@@ -318,11 +381,18 @@ class HostGate:
     they are not requested (Fetcher.fetch checks `paused()`).
     """
 
-    def __init__(self, limit: int, interval: float, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        limit: int,
+        interval: float,
+        clock: Callable[[], float],
+        idle: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._sem = asyncio.Semaphore(max(1, limit))
         self._lock = asyncio.Lock()
         self._interval = interval
         self._clock = clock
+        self._idle = idle  # True when no request will be made (the network is down)
         self._next_start = 0.0
         self.pause: HostPause | None = None
 
@@ -345,7 +415,7 @@ class HostGate:
     async def __aenter__(self) -> None:
         await self._sem.acquire()
         try:
-            if self._interval > 0 and self.paused() is None:
+            if self._interval > 0 and self.paused() is None and not self._idle():
                 async with self._lock:
                     now = self._clock()
                     wait = self._next_start - now
@@ -392,6 +462,7 @@ class Fetcher:
         self._own_client = client is None
         self._global = asyncio.Semaphore(max(1, settings.max_concurrency))
         self._gates: dict[str, HostGate] = {}
+        self._watch = NetworkWatch()
         self._rules: dict[str, HostRule | None] = {}
         self._transports: dict[
             tuple[str, str, int | None, bool], httpx.AsyncBaseTransport | None
@@ -435,7 +506,9 @@ class Fetcher:
             rule = self._rule(host)
             limit = rule.concurrency if rule and rule.concurrency else s.host_concurrency
             interval = rule.interval if rule and rule.interval is not None else s.host_interval
-            gate = self._gates[key] = HostGate(limit, interval, time.monotonic)
+            gate = self._gates[key] = HostGate(
+                limit, interval, time.monotonic, lambda: self._watch.down
+            )
         return gate
 
     def _rule(self, host: str) -> HostRule | None:
@@ -501,7 +574,9 @@ class Fetcher:
                 attempts=0,
             )
 
-        gate = self._gate(_url_host_key(parsed), parsed.host)
+        key = _url_host_key(parsed)
+        gate = self._gate(key, parsed.host)
+        watch = self._watch
 
         alt = False  # after a protocol failure on aiohttp, the retries go through httpx's own
         attempts = 0
@@ -509,14 +584,22 @@ class Fetcher:
 
         async def attempt() -> FetchResult:
             nonlocal alt, attempts, spent
+            if watch.down:
+                return self._down_result(url)
             pause = gate.paused()
             if pause is None:
                 async with gate, self._global:
                     pause = gate.paused()  # asked for while this URL waited for its turn
                     if pause is None:
+                        if not await watch.before():
+                            return self._down_result(url)
                         attempts += 1
                         t0 = time.monotonic()
-                        r = await self._attempt(url, parsed, alt)
+                        got: FetchResult | None = None
+                        try:
+                            r = got = await self._attempt(url, parsed, alt)
+                        finally:
+                            watch.after(key, got)
                         spent += time.monotonic() - t0
             if pause is not None:
                 return self._paused_result(url, pause)
@@ -535,13 +618,18 @@ class Fetcher:
         result = await attempt()
         if self.settings.retries > 0 and self._retryable(result):
             first: FetchResult | None = result
+            last = result
 
             async def again() -> FetchResult:
-                nonlocal first
+                nonlocal first, last
                 if first is not None:  # tenacity judges the attempt already made first
                     r, first = first, None
                     return r
-                return await attempt()
+                r = await attempt()
+                if r.error is ErrorKind.NETWORK_DOWN:
+                    return last  # the failure the request met says more
+                last = r
+                return r
 
             # tenacity is imported here, when a link first needs a retry.
             from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt
@@ -563,6 +651,16 @@ class Fetcher:
     def _cap(self) -> float:
         return self.settings.retry_after_max
 
+    def _down_result(self, url: str) -> FetchResult:
+        """The result of a URL not requested because the network looks down."""
+        return FetchResult(
+            url=url,
+            final_url=url,
+            status=None,
+            error=ErrorKind.NETWORK_DOWN,
+            error_detail=self._watch.detail(),
+        )
+
     def _paused_result(self, url: str, pause: HostPause) -> FetchResult:
         """The result of a URL not requested because its host asked for a pause."""
         return FetchResult(
@@ -582,8 +680,8 @@ class Fetcher:
         return self._moment_at[1]
 
     def _retryable(self, r: FetchResult) -> bool:
-        if r.retry_at is not None:
-            return False  # the host asked for longer than we wait
+        if r.retry_at is not None or self._watch.down:
+            return False  # the host asked for longer than we wait; the network is down
         if r.error is not None:
             return r.error in RETRY_ERRORS
         if r.status in RETRY_STATUSES:

@@ -88,7 +88,9 @@ def reads_as_anti_robot(result: FetchResult, meta: PageMeta | None) -> bool:
 
 
 def network_is_down(results: Sequence[FetchResult]) -> bool:
-    """True when no host answered at all and every failure was at the network level."""
+    """True when no host answered at all and every failure was at the network level (URLs never
+    requested, such as invalid ones, say nothing either way)."""
+    results = [r for r in results if r.attempts]
     if not results:
         return False
     answered = {host_key(r.url) for r in results if r.status is not None}
@@ -236,7 +238,7 @@ class _Run:
 
     def handle(self, result: FetchResult, meta: PageMeta | None, cached: bool) -> None:
         """Classify every occurrence of one fetched URL and queue the checks for the store."""
-        if not cached:
+        if not cached and result.attempts:  # requested (an invalid URL never is)
             self.fetched += 1
             if result.status is not None:
                 self.answered = True

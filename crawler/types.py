@@ -47,11 +47,19 @@ class ErrorKind(StrEnum):
     INVALID_URL = "invalid-url"
     PRIVATE_ADDRESS = "private-address"  # refused by --no-private
     RATE_LIMITED = "rate-limited"  # not requested: the host asked for a pause longer than we wait
+    NETWORK_DOWN = "network-down"  # not requested: the network looks down (crawler.fetch)
 
 
 #: Network-level failures: if every host ends in one of these, the network is down.
 NETWORK_ERRORS = frozenset(
-    {ErrorKind.TIMEOUT, ErrorKind.DNS, ErrorKind.CONNECT, ErrorKind.PROXY, ErrorKind.TLS}
+    {
+        ErrorKind.TIMEOUT,
+        ErrorKind.DNS,
+        ErrorKind.CONNECT,
+        ErrorKind.PROXY,
+        ErrorKind.TLS,
+        ErrorKind.NETWORK_DOWN,
+    }
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from crawler.classify import classify
 from crawler.config import FetchSettings
 from crawler.fetch import (
+    NETWORK_DOWN_HOSTS,
     Fetcher,
     HostGate,
     classify_exception,
@@ -18,7 +20,8 @@ from crawler.fetch import (
     interleave_by_host,
     parse_retry_after,
 )
-from crawler.types import ErrorKind, FetchResult, Verdict
+from crawler.pipeline import network_is_down
+from crawler.types import NETWORK_ERRORS, ErrorKind, FetchResult, Verdict
 from tests.server import LocalServer
 
 pytestmark = pytest.mark.anyio
@@ -393,3 +396,65 @@ async def test_fetch_pages_retries_what_reads_badly(server: LocalServer) -> None
     ]
     assert got[0][0].attempts == 3 and got[0][1] is True
     assert server.hits["/page/verify"] == 3 and len(sleeps.waits) == 2
+
+
+# ------------------------------------------------------------------------------ network down
+
+
+@pytest.fixture
+def silent_hosts() -> Iterator[list[LocalServer]]:
+    """Four hosts (ports) that take every request and never answer: a network that eats them."""
+    servers = [LocalServer().start() for _ in range(4)]
+    try:
+        yield servers
+    finally:
+        for srv in servers:
+            srv.stop()
+
+
+async def test_a_dead_network_is_told_before_every_url_is_tried(
+    silent_hosts: list[LocalServer],
+) -> None:
+    """Issue 13 #18: after the first round fails on every host, nothing more is requested."""
+    urls = [srv.url(f"/silent?s=10&n={i}") for i in range(5) for srv in silent_hosts]
+    sleeps = Sleeps()
+    async with Fetcher(settings(timeout=0.5, retries=2), sleep=sleeps) as f:
+        results = [r async for r in f.fetch_all(urls)]
+    requests = sum(sum(srv.hits.values()) for srv in silent_hosts)
+    # Each host's first two requests, and at most two more on each of the first hosts to fail
+    # before the third did; before, 3 per URL (60).
+    assert requests <= len(silent_hosts) * 2 + (NETWORK_DOWN_HOSTS - 1) * 2, requests
+    assert sum(r.attempts for r in results) == requests
+    assert len(results) == len(urls) and all(r.error in NETWORK_ERRORS for r in results)
+    left = [r for r in results if r.attempts == 0]
+    assert len(left) >= len(urls) - requests
+    assert {r.error for r in left} == {ErrorKind.NETWORK_DOWN}
+    assert "no host answered and 4 hosts failed" in (left[0].error_detail or "")
+    assert network_is_down(results)
+
+
+async def test_dead_hosts_hold_the_others_only_until_one_answers(server: LocalServer) -> None:
+    """Three refusing hosts fail first; the live host's answer lets everything go on."""
+    closed = free_ports(3)
+    dead = [f"http://127.0.0.1:{p}/x?n={i}" for i in range(3) for p in closed]
+    live = [server.url(f"/held?s=0.3&live={i}") for i in range(4)]
+    async with Fetcher(settings(timeout=5, retries=2), sleep=Sleeps()) as f:
+        results = {r.url: r async for r in f.fetch_all(dead + live)}
+    assert all(server.hits[f"/held?s=0.3&live={i}"] == 1 for i in range(4))
+    assert all(results[u].status == 200 for u in live)
+    assert all(
+        results[u].error is ErrorKind.CONNECT and results[u].attempts == 3 for u in dead
+    ), [results[u] for u in dead]
+    assert not network_is_down(list(results.values()))
+
+
+def free_ports(n: int) -> list[int]:
+    """Ports on 127.0.0.1 where nothing listens (bound once, then closed)."""
+    import socket
+
+    ports = []
+    for _ in range(n):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    return ports
