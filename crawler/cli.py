@@ -481,6 +481,47 @@ def _annotate(run: Run, kw: dict[str, Any]) -> None:
             click.echo(line)
 
 
+#: The colour of each verdict word on a terminal.
+VERDICT_COLOURS = {
+    "ok": "green",
+    "redirected": "cyan",
+    "changed": "yellow",
+    "dead": "red",
+    "blocked": "blue",
+    "error": "magenta",
+    "skipped": "bright_black",
+}
+# A verdict word where the terminal lines have one: leading a link's line ...
+_LEADING_VERDICT = re.compile(r"^(\s+)(" + "|".join(VERDICT_COLOURS) + r")\b")
+# ... or counted in the summary line: "3 dead, 1 changed".
+_COUNTED_VERDICT = re.compile(r"(?<=\d )()(" + "|".join(VERDICT_COLOURS) + r")(?=,|$| \()")
+
+
+def use_colour() -> bool | None:
+    """click.echo's `color`: off with NO_COLOR, on with FORCE_COLOR (NO_COLOR wins, as in
+    CPython), else click's own rule: only on a terminal."""
+    import os
+
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR", "") not in ("", "0", "false"):
+        return True
+    return None
+
+
+def paint(line: str, summary: bool = False) -> str:
+    """A terminal line with its verdict words coloured (click.echo drops the colour when the
+    output is not a terminal); `summary`: the summary line, whose counts are coloured."""
+
+    def one(m: re.Match[str]) -> str:
+        word = m.group(2)
+        bold = True if word in ("dead", "error") else None
+        styled = click.style(word, fg=VERDICT_COLOURS[word], bold=bold)
+        return m.group(1) + styled
+
+    return (_COUNTED_VERDICT if summary else _LEADING_VERDICT).sub(one, line)
+
+
 @contextlib.contextmanager
 def _few_collections() -> Iterator[None]:
     """Run a check with fewer garbage collections: everything alive at the start (modules,
@@ -635,12 +676,13 @@ def check(
     lines = _summary_lines(run, paths)
     if excluded:
         lines[0] += f" ({excluded} excluded)"
-    click.echo(lines[0])
+    colour = use_colour()
+    click.echo(paint(lines[0], summary=True), color=colour)
     if not quiet:
         # On a network-down run every link failed the same way: the one line below says it.
         for line in lines[1:]:
             if not run.network_down or line.startswith("report:"):
-                click.echo(line)
+                click.echo(paint(line), color=colour)
     _annotate(run, kw)
     if run.network_down:
         click.echo(
