@@ -30,12 +30,23 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py $(ARGS)
 
-# Title/summary quality of `crawler extract` on the shared corpus (skipped without ../shared).
+# Title/summary quality of `crawler extract` on the shared corpus (skipped without ../shared),
+# then its speed with one and two processes on the corpus plus four Wikipedia-sized pages
+# (bench/wikipages.py writes them, about 1 MB each).
 EVAL := ../shared/eval/extraction_eval.py
+EVAL_CORPUS := ../shared/corpus/extraction/manifest.json
+EVAL_PAGES := $${TMPDIR:-/tmp}/crawler-eval-pages
 eval: $(STAMP)
 	@if [ -f $(EVAL) ]; then \
-	  $(PY) $(EVAL) --manifest ../shared/corpus/extraction/manifest.json \
+	  $(PY) $(EVAL) --manifest $(EVAL_CORPUS) \
 	    --cmd "$(BIN)/crawler extract" --batch 1000 --table reports/extraction_eval.tsv | tail -n 1; \
+	  $(BIN)/python bench/wikipages.py $(EVAL_PAGES) --pages 4 --corpus $(EVAL_CORPUS) && \
+	  for j in 1 2; do \
+	    printf 'corpus + 4 MB pages, -j %s: ' $$j; \
+	    $(PY) $(EVAL) --manifest $(EVAL_PAGES)/manifest.json --breakdown '' \
+	      --cmd "$(BIN)/crawler extract -j $$j" --batch 1000 \
+	      --table reports/extraction_eval_j$$j.tsv 2>/dev/null | tail -n 1; \
+	  done; \
 	else echo "eval: $(EVAL) not found; skipped"; fi
 
 lint: $(STAMP)

@@ -283,24 +283,70 @@ def _js_var(text: str, name: str) -> str | None:
 #: with the square of the depth (100,000 nested <div>s, 500 KB, take 12 s), and no real page
 #: comes near it (browsers flatten the tree at 512 levels).
 MAX_DEPTH = 1000
-_DEEP_CHECK_TAGS = 20_000  # only pages with more tags than this are scanned for depth
-_TAG_RE = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9-]*)[^<>]*?(/?)>")
+#: A tag as depth is counted: "</" closes one level, "<name" opens one unless the element is
+#: void or the tag ends in "/>" (SVG), anything else is no tag.
+_TAG_RE = re.compile(rb"<(/)|<([A-Za-z][A-Za-z0-9-]*)(?:[^<>]*?(/?)>)?")
 _VOID = frozenset(b"area base br col embed hr img input link meta param source track wbr".split())
+_VOID_NAMES = rb"(?:area|base|br|col|embed|hr|img|input|link|meta|param|source|track|wbr)"
+#: In lower-cased HTML, the "<" of what opens no element: a void tag, and a "<" that starts
+#: no tag (comments, "a < b"). Every alternative starts with "<", which the regex engine skips
+#: to quickly; the second also drops self-closed tags, at a higher price.
+_NOT_OPENING = (
+    re.compile(rb"<(?:" + _VOID_NAMES + rb"(?![a-z0-9-])|(?![a-z/]))"),
+    re.compile(rb"<(?:" + _VOID_NAMES + rb"(?![a-z0-9-])|(?![a-z/])|[a-z][^<>]*/>)"),
+)
+_DEPTH_CHUNK = 8192  # bytes counted at a time by _shallow
 
 
-def _cut_deep_nesting(data: bytes) -> bytes:
-    """data, cut where elements nest deeper than MAX_DEPTH (a cheap scan, rarely needed)."""
-    if data.count(b"<") < _DEEP_CHECK_TAGS:
-        return data
+def _shallow(data: bytes, limit: int) -> bool:
+    """True when _deep_at(data, limit) is surely None: an upper bound at C speed.
+
+    Chunk by chunk, with o openings and c closings in the chunk, the depth inside it is at
+    most start + o, and at its end at most max(start + o - c, o). Counting more openings
+    only loosens the bound, so the first pass counts every "<" but "</" as an opening (most
+    pages pass it); the next ones first drop what opens nothing.
+    """
+    if data.count(b"<") <= limit:
+        return True
+    lowered = b""
+    for cleaner in (None, *_NOT_OPENING):
+        if cleaner is None:
+            text = data
+        else:
+            lowered = lowered or data.lower()
+            text = cleaner.sub(b"", lowered)
+        bound = 0
+        for lo in range(0, len(text), _DEPTH_CHUNK):
+            hi = lo + _DEPTH_CHUNK
+            closes = text.count(b"</", lo, hi)
+            opens = text.count(b"<", lo, hi) - closes
+            if bound + opens > limit:
+                break
+            bound = max(bound + opens - closes, opens)
+        else:
+            return True
+    return False
+
+
+def _deep_at(data: bytes, limit: int) -> int | None:
+    """Offset of the tag that opens level limit + 1 (a tag-by-tag scan), or None."""
     depth = 0
     for m in _TAG_RE.finditer(data):
         if m.group(1):
             depth = max(0, depth - 1)
         elif not m.group(3) and m.group(2).lower() not in _VOID:
             depth += 1
-            if depth > MAX_DEPTH:
-                return data[: m.start()]
-    return data
+            if depth > limit:
+                return m.start()
+    return None
+
+
+def _cut_deep_nesting(data: bytes) -> bytes:
+    """data, cut where elements nest deeper than MAX_DEPTH (the scan is rarely needed)."""
+    if _shallow(data, MAX_DEPTH):
+        return data
+    at = _deep_at(data, MAX_DEPTH)
+    return data if at is None else data[:at]
 
 
 def _shared(text: str | None) -> str | None:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crawler import extract as extract_mod
 from crawler.classify import classify
 from crawler.extract import decode_html, extract_meta, normalize_space
 from crawler.types import PageKind, PageMeta, Verdict
@@ -325,3 +326,45 @@ def test_decode_late_declaration() -> None:
 
 def test_decode_never_raises_on_garbage() -> None:
     assert isinstance(decode_html(bytes(range(256)) * 10, "text/html; charset=utf-16"), str)
+
+
+# ------------------------------------------------------------------------------ nesting guard
+
+
+def test_ten_thousand_nested_divs_are_cut_and_read() -> None:
+    page = (
+        "<html><head><title>Deep</title></head><body><p>A paragraph before the nesting, long "
+        "enough to be the summary of the page.</p>" + "<div>" * 10_000 + "deep" + "</div>" * 10_000
+    )
+    assert not extract_mod._shallow(page.encode(), extract_mod.MAX_DEPTH)
+    cut = extract_mod._cut_deep_nesting(page.encode())
+    assert len(cut) < len(page) and cut.endswith(b"<div>" * 100)
+    meta = extract_meta(page)
+    assert meta.title == "Deep"
+    assert meta.summary and meta.summary.startswith("A paragraph before the nesting")
+
+
+def test_a_megabyte_of_ordinary_markup_is_judged_shallow_without_a_scan() -> None:
+    row = '<li><a href="/wiki/X" title="X">x</a><img src="i.png" alt=""><br></li>'
+    nav = '<svg><path d="M0"/><path d="M1"/></svg><!-- c --><script>if (a < b) {}</script>'
+    page = ("<div><ul>" + row * 40 + "</ul>" + nav + "</div>") * 400
+    data = page.encode()
+    assert len(data) > 1_000_000 and data.count(b"<") > 60_000
+    assert extract_mod._shallow(data, extract_mod.MAX_DEPTH)
+    assert extract_mod._deep_at(data, extract_mod.MAX_DEPTH) is None
+
+
+TAG_BITS = st.sampled_from(
+    ["<div>", "</div>", "<p class=x>", "</p>", "<br>", "<IMG src=a>", "<path/>", "<b", "</", "<",
+     "<!-- ", " -->", "x", "</x>", "<Div>", "</ a>", ">", "/>"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(TAG_BITS, max_size=120), limit=st.integers(min_value=0, max_value=6))
+def test_the_cheap_depth_bound_never_misses_a_deep_page(parts: list[str], limit: int) -> None:
+    data = "".join(parts).encode()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(extract_mod, "_DEPTH_CHUNK", 7)  # many chunk boundaries, cut tags
+        if extract_mod._shallow(data, limit):
+            assert extract_mod._deep_at(data, limit) is None
