@@ -345,16 +345,37 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
         return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 
 
+class DbType(click.ParamType):  # type: ignore[type-arg]
+    """A history database: a path, sqlite:///path, or postgresql://user@host:port/dbname."""
+
+    name = "database"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from crawler.db import parse_db
+
+        try:
+            return parse_db(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def db_option(fn: F) -> F:
     """--db, shared by every command that reads or writes the history."""
     return click.option(
         "--db",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=DbType(),
         default=DEFAULT_DB,
         show_default=True,
         envvar="CRAWLER_DB",
-        help="The history database (SQLite). Env: CRAWLER_DB.",
+        help="The history database: an SQLite file (a path or sqlite:///path) or "
+        "postgresql://user@host:port/dbname. Env: CRAWLER_DB.",
     )(fn)
+
+
+def _no_history_yet(db: Any) -> None:
+    """Refuse to read an SQLite history that does not exist (a PostgreSQL one is asked)."""
+    if isinstance(db, Path) and not db.exists():
+        raise CrawlerError(f"no history at {db}: run 'crawler check' first")
 
 
 def report_dir_option(fn: F) -> F:
@@ -553,15 +574,15 @@ def _run_check(
     """One run of the pipeline with the history locked for its duration."""
     import asyncio
 
+    from crawler.db import open_store
     from crawler.pipeline import check_links, start_pool
-    from crawler.store import Store
 
     # Workers are forked first: before the history is opened and before any event loop.
     pool = start_pool(links, settings, with_hash=db is not None)
     store = None
     progress = _Progress(len(links), quiet)
     try:
-        store = Store.open(db) if db is not None else None
+        store = open_store(db) if db is not None else None
         if store is not None:
             store.lock()
         coro = check_links(
@@ -702,12 +723,11 @@ def report(run_id: int | None, report_dir: Path, db: Path) -> None:
 
     Example: crawler report --run 12 --report-dir /tmp/old-report
     """
+    from crawler.db import open_store
     from crawler.report import DEFAULT_FORMATS, write_reports
-    from crawler.store import Store
 
-    if not db.exists():
-        raise CrawlerError(f"no history at {db}: run 'crawler check' first")
-    store = Store.open(db)
+    _no_history_yet(db)
+    store = open_store(db)
     try:
         run = store.load_run(run_id)
     finally:
@@ -727,11 +747,10 @@ def history(url: str, db: Path, as_json: bool) -> None:
 
     Example: crawler history https://mp.weixin.qq.com/s/zEqgDh6_fnDgXEI8MC9cmg
     """
-    from crawler.store import Store
+    from crawler.db import open_store
 
-    if not db.exists():
-        raise CrawlerError(f"no history at {db}: run 'crawler check' first")
-    store = Store.open(db)
+    _no_history_yet(db)
+    store = open_store(db)
     try:
         rows = store.url_history(url)
     finally:
@@ -823,7 +842,7 @@ def enrich(
     Example: crawler enrich links.md --mark-dead --dry-run
     """
     from crawler import enrich as en
-    from crawler.store import Store
+    from crawler.db import open_store
 
     options = en.EnrichOptions(
         titles=titles,
@@ -852,7 +871,7 @@ def enrich(
             click.echo(_summary_lines(run, [])[0])
             if run.network_down:
                 raise CrawlerError("the network looks down; nothing to enrich from")
-        store = Store.open(db)
+        store = open_store(db)
         try:
             run_id, digest = _latest_run_for(store, post)
             if en.post_digest(raw) not in store.enrichment_digests(run_id):
@@ -894,7 +913,7 @@ def enrich(
         return
     backup = en.write_atomic_with_backup(post, new)
     if findings:
-        store = Store.open(db)
+        store = open_store(db)
         try:
             run_id, _ = _latest_run_for(store, post)
             store.add_enrichment(run_id, str(post), en.post_digest(new), datetime.now(UTC))
@@ -919,6 +938,48 @@ def _latest_run_for(store: Any, post: Path) -> tuple[int, str]:
                 return int(info.id), str(digest)
     raise CrawlerError(
         f"{post}: no complete check in the history; run 'crawler check {post}' or use --fresh"
+    )
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Manage history databases (SQLite files and PostgreSQL).
+
+    Example: crawler db copy --from .crawler/history.sqlite --to postgresql://me@db/links
+    """
+
+
+@db_group.command("copy")
+@click.option("--from", "source", type=DbType(), required=True, help="The history to copy.")
+@click.option("--to", "dest", type=DbType(), required=True, help="An empty history to fill.")
+def db_copy(source: Any, dest: Any) -> None:
+    """Copy a whole history into an empty database (SQLite and PostgreSQL either way).
+
+    One transaction: either everything is copied, with every table's count and a sample of its
+    rows checked, or nothing is.
+
+    Example: crawler db copy --from .crawler/history.sqlite --to postgresql://me@db/links
+    """
+    from crawler.db import open_store
+    from crawler.dbcopy import copy_history
+
+    _no_history_yet(source)
+    if str(source) == str(dest) or (
+        isinstance(source, Path) and isinstance(dest, Path) and source.resolve() == dest.resolve()
+    ):
+        raise CrawlerError(f"{source}: --from and --to are the same database")
+    src = open_store(source)
+    try:
+        dst = open_store(dest)
+        try:
+            done = copy_history(src, dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    rows = ", ".join(f"{n} {table}" for table, n in done.rows.items())
+    click.echo(
+        f"copied {source} to {dest}: {rows}; counts match, {done.sampled} sampled rows equal"
     )
 
 

@@ -169,7 +169,7 @@ class PgCluster:
         import psycopg
 
         with psycopg.connect(self.url(user="postgres"), autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type] - test-made SQL
+            conn.execute(sql)
 
     def setup_roles(self) -> PgCluster:
         self.admin("CREATE ROLE crawler LOGIN CREATEDB")

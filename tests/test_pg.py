@@ -1,11 +1,29 @@
-"""The PostgreSQL backend against a real throwaway cluster (tests/pg.py)."""
+"""The PostgreSQL backend against a real throwaway cluster (tests/pg.py): selection, errors,
+secrets, the same reports as on SQLite, `crawler db copy` both ways."""
 
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 import psycopg
 import pytest
+from click.testing import CliRunner
 
-from tests.pg import PASSWORD, PgCluster
+from crawler.cli import cli
+from crawler.db import PgUrl, parse_db, redact
+from crawler.errors import ConfigError
+from tests.pg import PASSWORD, PgCluster, free_port
+from tests.server import LocalServer
+
+FAST = ["--host-interval", "0", "--retries", "1", "--backoff", "0", "--timeout", "2"]
+#: Report fields that differ between two runs of the same post whatever the database.
+MOMENTS = {"checked_at", "elapsed_ms", "since", "first_failed_at", "generated_at", "started_at"}
 
 
 def test_cluster_trusts_crawler_and_wants_the_secret_roles_password(pg_cluster: PgCluster) -> None:
@@ -16,3 +34,326 @@ def test_cluster_trusts_crawler_and_wants_the_secret_roles_password(pg_cluster: 
         assert conn.execute("SELECT current_user").fetchone() == ("secret",)
     with pytest.raises(psycopg.OperationalError, match="password"):
         psycopg.connect(pg_cluster.url(db, user="secret", password="wrong")).close()
+
+
+# --- selection --------------------------------------------------------------------------------
+
+
+def test_db_values_select_the_backend() -> None:
+    assert parse_db(".crawler/history.sqlite") == Path(".crawler/history.sqlite")
+    assert parse_db("sqlite:///rel/h.sqlite") == Path("rel/h.sqlite")
+    assert parse_db("sqlite:////abs/h.sqlite") == Path("/abs/h.sqlite")
+    assert parse_db("C:/odd/but/a/path") == Path("C:/odd/but/a/path")
+    pg = parse_db("postgresql://me:pw@db.example:5433/links")
+    assert isinstance(pg, PgUrl)
+    assert pg.conninfo == "postgresql://me:pw@db.example:5433/links"
+    assert str(pg) == "postgresql://me:***@db.example:5433/links"
+    assert isinstance(parse_db("postgres://me@db/links"), PgUrl)
+    for bad in (
+        "mysql://me@db/links",
+        "sqlite://h.sqlite",
+        "postgresql:///nohost",
+        "postgresql://h:x/d",
+    ):
+        with pytest.raises(ConfigError):
+            parse_db(bad)
+
+
+def test_redact_hides_passwords_in_the_user_part_and_the_query() -> None:
+    assert redact("postgresql://u:p%40ss@h/d") == "postgresql://u:***@h/d"
+    assert redact("postgresql://u@h/d?password=x&sslmode=require") == (
+        "postgresql://u@h/d?password=***&sslmode=require"
+    )
+    assert redact("postgresql://u@h:5432/d") == "postgresql://u@h:5432/d"
+    assert json.dumps(PgUrl("postgresql://u:p@h/d")) == '"postgresql://u:***@h/d"'
+    assert "p@h" not in f"{PgUrl('postgresql://u:p@h/d')!r}"
+
+
+# --- the same verdicts and reports as on SQLite -----------------------------------------------
+
+
+def write_post(tmp_path: Path, server: LocalServer) -> Path:
+    u = server.url
+    post = f"""# 语音
+
+## 参考
+
+{u("/page/article")}
+
+语音识别的最新进展
+
+{u("/page/removed")}
+
+端对端的深度卷积神经网络在语音识别中的应用
+
+{u("/page/verify")}
+
+谷歌发布全新端到端语音识别系统
+
+{u("/status/404")}
+
+一篇消失的文章
+
+# 其他
+
+{u("/page/zhihu-403")}
+
+语音识别中，如何理解HMM是一个生成模型？
+
+{u("/page/gbk")}
+
+基于深度学习的语音识别
+
+{u("/page/article")}
+
+一个被改过的标题
+
+{u("/redirect/301?to=/page/article")}
+
+搬走了
+
+{u("/page/hostile-text")}
+
+Hostile
+
+{u("/status/500")}
+
+坏了
+
+{u("/drop")}
+
+连接被断开
+"""
+    p = tmp_path / "post.md"
+    p.write_text(post, encoding="utf-8")
+    return p
+
+
+def _check(post: Path, db: str, out: Path, *extra: str) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        cli, ["check", str(post), "--db", db, "--report-dir", str(out), *FAST, *extra]
+    )
+    assert result.exit_code == 3, (result.output, result.exception)
+    return _timeless(json.loads((out / "report.json").read_text(encoding="utf-8")))
+
+
+def _timeless(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: _timeless(v) for k, v in doc.items() if k not in MOMENTS}
+    if isinstance(doc, list):
+        return [_timeless(v) for v in doc]
+    return doc
+
+
+def test_check_on_postgresql_gives_the_same_reports_as_on_sqlite(
+    tmp_path: Path, server: LocalServer, pg_url: str
+) -> None:
+    post = write_post(tmp_path, server)
+    sqlite = str(tmp_path / "h.sqlite")
+    # Twice each: the second run reads the first one's history (previous verdicts, since …).
+    first = [_check(post, db, tmp_path / f"{i}-1") for i, db in enumerate((sqlite, pg_url))]
+    second = [_check(post, db, tmp_path / f"{i}-2") for i, db in enumerate((sqlite, pg_url))]
+    assert first[0] == first[1]
+    assert second[0] == second[1]
+    verdicts = {r["url"].rsplit("/", 1)[-1]: r["verdict"] for r in second[1]["links"]}
+    assert verdicts["removed"] == "dead" and verdicts["verify"] == "blocked"
+    assert second[1]["links"][0]["previous_verdict"] == "ok"
+    # `crawler report` and `crawler history` read PostgreSQL the same way.
+    for db, name in ((sqlite, "s"), (pg_url, "p")):
+        result = CliRunner().invoke(
+            cli, ["report", "--db", db, "--report-dir", str(tmp_path / name)]
+        )
+        assert result.exit_code == 0, result.output
+    reread = [
+        _timeless(json.loads((tmp_path / n / "report.json").read_text(encoding="utf-8")))
+        for n in "sp"
+    ]
+    assert reread[0] == reread[1]
+    timelines = []
+    for db in (sqlite, pg_url):
+        result = CliRunner().invoke(
+            cli, ["history", server.url("/page/removed"), "--db", db, "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        timelines.append([_timeless(json.loads(line)) for line in result.output.splitlines()])
+    assert timelines[0] == timelines[1] and len(timelines[0]) == 2
+
+
+def test_text_with_nul_is_stored_on_postgresql(pg_url: str) -> None:
+    from datetime import UTC, datetime
+
+    from crawler.db import open_store
+    from crawler.types import Check, Link, Verdict
+
+    store = open_store(parse_db(pg_url))
+    try:
+        run = store.begin_run(datetime.now(UTC), ["p.md"], {})
+        link = Link(url="http://h/a\x00b", line=1, listed_title="t\x00", section=(), source="p.md")
+        check = Check(link=link, fetch=None, meta=None, verdict=Verdict.ERROR, reason="x",
+                      detail="d\x00", checked_at=datetime.now(UTC))  # fmt: skip
+        store.add_checks(run, [(check, Verdict.ERROR)])
+        got = store.url_history("http://h/a\ufffdb")
+        assert [(r["detail"], r["listed_title"]) for r in got] == [("d\ufffd", "t\ufffd")]
+    finally:
+        store.close()
+
+
+# --- errors: one line, exit 1, before any request ---------------------------------------------
+
+
+def _crawler(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
+    """The CLI as a process (without the suite's CRAWLER_DB unless env gives one)."""
+    return subprocess.run(
+        [sys.executable, "-m", "crawler", *args],
+        capture_output=True,
+        text=True,
+        env={**{k: v for k, v in os.environ.items() if k != "CRAWLER_DB"}, **(env or {})},
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("case", ["closed-port", "no-such-database", "wrong-password"])
+def test_unusable_database_is_one_line_before_any_request(
+    case: str, tmp_path: Path, server: LocalServer, pg_cluster: PgCluster
+) -> None:
+    post = tmp_path / "p.md"
+    post.write_text(f"{server.url('/page/article')}\n\n语音识别的最新进展\n", encoding="utf-8")
+    db = pg_cluster.new_database(owner="secret")
+    url, shown = {
+        "closed-port": (
+            f"postgresql://crawler@127.0.0.1:{free_port()}/x",
+            "postgresql://crawler@127.0.0.1:{}/x",
+        ),
+        "no-such-database": (pg_cluster.url("nope"), pg_cluster.url("nope")),
+        "wrong-password": (
+            pg_cluster.url(db, user="secret", password="not-" + PASSWORD),
+            pg_cluster.url(db, user="secret", password="***"),
+        ),
+    }[case]
+    proc = _crawler("check", str(post), "--db", url, "--report-dir", str(tmp_path / "r"))
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    port = url.split(":")[-1].split("/")[0]
+    assert lines[0].startswith(
+        f"Error: cannot connect to the history database {shown.format(port)}: "
+    )
+    assert "Traceback" not in proc.stderr and PASSWORD not in proc.stderr
+    assert sum(server.hits.values()) == 0
+    assert not (tmp_path / "r").exists()
+
+
+def test_newer_schema_on_postgresql_is_one_line(pg_url: str, tmp_path: Path) -> None:
+    store_url = parse_db(pg_url)
+    from crawler.db import open_store
+
+    open_store(store_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE crawler_schema SET version = 99")
+    proc = _crawler("report", "--db", pg_url, "--report-dir", str(tmp_path))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"Error: {pg_url} was written by a newer crawler (schema 99); upgrade the tool"
+    ]
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+
+def test_password_never_reaches_output_logs_reports_or_config(
+    tmp_path: Path, server: LocalServer, pg_cluster: PgCluster
+) -> None:
+    db = pg_cluster.new_database(owner="secret")
+    url = pg_cluster.url(db, user="secret", password=PASSWORD)
+    post = write_post(tmp_path, server)
+    out = tmp_path / "reports"
+    seen = []
+    # the flag, with every log line on
+    proc = _crawler("-vv", "check", str(post), "--db", url, "--report-dir", str(out), *FAST)
+    assert proc.returncode == 3, proc.stderr
+    seen += [proc.stdout, proc.stderr]
+    # the environment, and `crawler config`
+    proc = _crawler("report", "--report-dir", str(out), env={"CRAWLER_DB": url})
+    assert proc.returncode == 0, proc.stderr
+    seen += [proc.stdout, proc.stderr]
+    proc = _crawler("config", env={"CRAWLER_DB": url}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f'db = "{pg_cluster.url(db, user="secret", password="***")}"  # environment' in (
+        proc.stdout
+    )
+    seen += [proc.stdout, proc.stderr]
+    # the configuration file
+    (tmp_path / "crawler.toml").write_text(f'db = "{url}"\n', encoding="utf-8")
+    proc = _crawler("config", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "***" in proc.stdout and "# file" in proc.stdout
+    seen += [proc.stdout, proc.stderr]
+    proc = _crawler("history", server.url("/page/removed"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    seen += [proc.stdout, proc.stderr]
+    seen += [p.read_text(encoding="utf-8") for p in out.iterdir()]
+    assert len(seen) > 10
+    assert not [s for s in seen if PASSWORD in s]
+
+
+# --- crawler db copy --------------------------------------------------------------------------
+
+
+def _sqlite_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    conn = sqlite3.connect(path)
+    try:
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {n: sorted(conn.execute(f"SELECT * FROM {n}").fetchall(), key=repr) for n in names}
+    finally:
+        conn.close()
+
+
+def test_db_copy_to_postgresql_and_back_loses_nothing(
+    tmp_path: Path, server: LocalServer, pg_url: str
+) -> None:
+    post = write_post(tmp_path, server)
+    sqlite = tmp_path / "h.sqlite"
+    _check(post, str(sqlite), tmp_path / "a")
+    before = _check(post, str(sqlite), tmp_path / "b")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["db", "copy", "--from", str(sqlite), "--to", pg_url])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"copied {sqlite} to {pg_url}: 2 runs, 22 checks, ")
+    assert "counts match" in result.output
+    # The copy reads as the original …
+    for db, name in ((str(sqlite), "s"), (pg_url, "p")):
+        result = runner.invoke(cli, ["report", "--db", db, "--report-dir", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    reports = [json.loads((tmp_path / n / "report.json").read_text("utf-8")) for n in "sp"]
+    assert _timeless(reports[0]) == _timeless(reports[1])
+    assert [r["verdict"] for r in reports[1]["links"]] == [r["verdict"] for r in before["links"]]
+    # … a copy into a history that is not empty is refused …
+    result = runner.invoke(cli, ["db", "copy", "--from", str(sqlite), "--to", pg_url])
+    assert result.exit_code == 1 and "already holds a history (2 rows in runs)" in result.output
+    # … the next run on it goes on from the copied ids …
+    third = _check(post, pg_url, tmp_path / "d")
+    assert third["run_id"] == 3
+    # … and back to SQLite, every row of every table as it was (plus the third run).
+    back = tmp_path / "back.sqlite"
+    result = runner.invoke(cli, ["db", "copy", "--from", pg_url, "--to", f"sqlite:///{back}"])
+    assert result.exit_code == 0, result.output
+    assert "3 runs, 33 checks" in result.output
+    orig, copied = _sqlite_rows(sqlite), _sqlite_rows(back)
+    assert set(orig) == set(copied)
+    assert [r for r in copied["runs"] if r[0] < 3] == orig["runs"]
+    assert [r for r in copied["checks"] if r[1] < 3] == orig["checks"]  # (id, run_id, …)
+    assert {r[0] for r in copied["url_state"]} == {r[0] for r in orig["url_state"]}
+
+
+def test_db_copy_refuses_a_missing_source_and_the_same_database(
+    tmp_path: Path, pg_url: str
+) -> None:
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["db", "copy", "--from", str(tmp_path / "no.sqlite"), "--to", pg_url]
+    )
+    assert result.exit_code == 1 and "no history at" in result.output
+    result = runner.invoke(cli, ["db", "copy", "--from", pg_url, "--to", pg_url])
+    assert result.exit_code == 1 and "the same database" in result.output
