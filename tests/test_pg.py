@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -357,3 +359,115 @@ def test_db_copy_refuses_a_missing_source_and_the_same_database(
     assert result.exit_code == 1 and "no history at" in result.output
     result = runner.invoke(cli, ["db", "copy", "--from", pg_url, "--to", pg_url])
     assert result.exit_code == 1 and "the same database" in result.output
+
+
+# --- several processes on one PostgreSQL history ----------------------------------------------
+
+
+def _held_post(tmp_path: Path, server: LocalServer, name: str, n: int, s: float = 0.2) -> Path:
+    urls = [server.url(f"/held?s={s}&post={name}&i={i}") for i in range(n)]
+    p = tmp_path / f"{name}.md"
+    p.write_text("\n\n".join(f"{u}\n\nslow page" for u in urls) + "\n", encoding="utf-8")
+    return p
+
+
+def _pg_count(url: str, sql: str, *args: Any) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(sql, args).fetchone()  # type: ignore[arg-type]
+        return int(row[0]) if row else 0
+
+
+def _wait_for_checks(url: str, proc: subprocess.Popen[bytes], at_least: int = 1) -> int:
+    while True:  # no wall-clock bound: the process ending is the other way out
+        try:
+            n = _pg_count(url, "SELECT count(*) FROM checks")
+        except psycopg.Error:
+            n = 0  # the schema is not made yet
+        if n >= at_least:
+            return n
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.05)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "crawler", *args]
+
+
+def test_two_checks_at_once_on_postgresql_stay_apart(
+    tmp_path: Path, server: LocalServer, pg_url: str
+) -> None:
+    posts = [_held_post(tmp_path, server, name, 12, 0.1) for name in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            _cli("check", str(p), "--db", pg_url, "--report-dir", str(tmp_path / p.stem), *FAST),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for p in posts
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    with psycopg.connect(pg_url) as conn:
+        runs = conn.execute("SELECT id, status, sources, counts FROM runs ORDER BY id").fetchall()
+        assert [(r[1], json.loads(r[3])["ok"]) for r in runs] == [("complete", 12)] * 2
+        for run_id, _, sources, _ in runs:
+            name = Path(json.loads(sources)[0]).stem
+            urls = [
+                r[0] for r in conn.execute("SELECT url FROM checks WHERE run_id = %s", (run_id,))
+            ]
+            assert len(urls) == 12 and all(f"post={name}&" in u for u in urls)
+    for p in posts:
+        doc = json.loads((tmp_path / p.stem / "report.json").read_text("utf-8"))
+        assert {x["url"] for x in doc["links"]} == {u for u in p.read_text().split() if "://" in u}
+
+
+def test_kill_9_on_postgresql_marks_the_run_interrupted_next_time(
+    tmp_path: Path, server: LocalServer, pg_url: str
+) -> None:
+    post = _held_post(tmp_path, server, "k", 40, 0.3)
+    args = _cli("check", str(post), "--db", pg_url, "--report-dir", str(tmp_path / "r"), *FAST)
+    from tests.procs import running_cli
+
+    with running_cli(args) as proc:
+        _wait_for_checks(pg_url, proc)
+        os.kill(proc.pid, signal.SIGKILL)
+    # Another check going on at the same time is not touched …
+    other = _held_post(tmp_path, server, "o", 30, 0.3)
+    args = _cli("check", str(other), "--db", pg_url, "--report-dir", str(tmp_path / "o"), *FAST)
+    with running_cli(args) as proc:
+        _wait_for_checks(pg_url, proc, _pg_count(pg_url, "SELECT count(*) FROM checks") + 1)
+        small = tmp_path / "small.md"
+        small.write_text(f"{server.url('/page/plain')}\n\nPlain page\n", encoding="utf-8")
+        r = CliRunner().invoke(
+            cli, ["check", str(small), "--db", pg_url, "--report-dir", str(tmp_path / "s"), *FAST]
+        )
+        assert r.exit_code == 0, r.output
+        with psycopg.connect(pg_url) as conn:
+            statuses = conn.execute("SELECT id, status FROM runs ORDER BY id").fetchall()
+        # … while the killed one is found dead.
+        assert statuses == [(1, "interrupted"), (2, "running"), (3, "complete")]
+        proc.communicate(timeout=300)
+        assert proc.returncode == 0
+    assert _pg_count(pg_url, "SELECT count(*) FROM checks WHERE run_id = 1") >= 1
+
+
+def test_losing_postgresql_mid_run_is_one_line_and_keeps_the_written_checks(
+    tmp_path: Path, server: LocalServer, pg_cluster: PgCluster
+) -> None:
+    url = pg_cluster.url(pg_cluster.new_database())
+    post = _held_post(tmp_path, server, "r", 60, 0.3)
+    args = _cli("check", str(post), "--db", url, "--report-dir", str(tmp_path / "r"), "-q", *FAST)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        written = _wait_for_checks(url, proc)
+        pg_cluster.restart()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    lines = err.decode().splitlines()
+    assert proc.returncode == 1, err
+    assert len(lines) == 1 and lines[0].startswith(f"Error: lost the history database {url}: ")
+    assert _pg_count(url, "SELECT count(*) FROM checks") >= written
