@@ -126,6 +126,8 @@ def classify(
         # A 429 asking for longer than we wait, and the host's URLs left alone because of it.
         detail = fetch.error_detail or "rate-limited (429): the host asked for a long pause"
         return Classification(Verdict.BLOCKED, "http-429", detail)
+    if fetch.error is ErrorKind.PRIVATE_ADDRESS:
+        return _private(fetch)
     if fetch.error is not None:
         return _classify_error(fetch)
     status = fetch.status
@@ -219,10 +221,25 @@ _ERROR_WORDS = {
     ErrorKind.PROTOCOL: "the connection broke (dropped, reset or invalid HTTP)",
     ErrorKind.TOO_LARGE: "the response is too large",
     ErrorKind.INVALID_URL: "the URL is not a valid http(s) URL",
-    ErrorKind.PRIVATE_ADDRESS: "refused: the host resolves to a private or local address",
     ErrorKind.RATE_LIMITED: "not requested: the host asked for a pause (429)",
     ErrorKind.NETWORK_DOWN: "the network looks down",
 }
+
+
+def _private(fetch: FetchResult) -> Classification:
+    """--no-private refused an address: the link's own host is excluded (skipped, as one whose
+    URL names a private address is before the run); a redirect into the private network is not
+    followed (blocked: liveness unknown). Neither counts toward death."""
+    why = fetch.error_detail or "a private or local address"
+    if not fetch.hops:
+        return Classification(
+            Verdict.SKIPPED, "private-address", f"excluded by --no-private: {why}"
+        )
+    return Classification(
+        Verdict.BLOCKED,
+        "private-address",
+        f"refused to follow a redirect into a private address (--no-private): {why}",
+    )
 
 
 def _classify_error(fetch: FetchResult) -> Classification:

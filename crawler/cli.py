@@ -158,8 +158,8 @@ def fetch_options(fn: F) -> F:
             envvar="CRAWLER_NO_PRIVATE",
             is_flag=True,
             default=False,
-            help="Refuse hosts that resolve to loopback, private, link-local or cloud metadata "
-            "addresses (checked at every redirect).",
+            help="Exclude links to loopback, private, link-local or cloud metadata addresses "
+            "(as lychee's --exclude-private) and never connect to one, at any redirect.",
         ),
         click.option(
             "--workers",
@@ -453,6 +453,15 @@ def _filter(
     return kept, len(links) - len(kept)
 
 
+def _exclude_private(links: list[Link]) -> tuple[list[Link], int]:
+    """--no-private: drop the links whose own host is a private address or localhost, as
+    lychee's --exclude-private does; return kept and dropped."""
+    from crawler.fetch import private_url
+
+    kept = [link for link in links if private_url(link.url) is None]
+    return kept, len(links) - len(kept)
+
+
 def _regex(pattern: str, option: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
@@ -682,6 +691,9 @@ def check(
     fc = click.get_current_context().find_object(FileConfig) or FileConfig()
     links, digests, sources = _load_links(inputs)
     links, excluded = _filter(links, fc, include, exclude)
+    if settings.no_private:
+        links, private = _exclude_private(links)
+        excluded += private
     options = RunOptions(
         max_age=max_age,
         only_failing=only == "failing",
@@ -695,6 +707,8 @@ def check(
 
         paths = write_reports(run, report_dir, fmts)
     lines = _summary_lines(run, paths)
+    # and the links --no-private refused when their host name resolved to a private address
+    excluded += sum(c.verdict is Verdict.SKIPPED for c in run.checks)
     if excluded:
         lines[0] += f" ({excluded} excluded)"
     colour = use_colour()

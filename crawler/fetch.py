@@ -144,6 +144,44 @@ def forbidden_address(ip: IPAddress) -> str | None:
     return None
 
 
+_IPV4_LIKE = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}\.?$")
+
+
+def private_url(url: str) -> str | None:
+    """Why --no-private excludes `url` by its own address, else None (no name is resolved).
+
+    As lychee's --exclude-private: the URL's host is `localhost` (or a name under it, RFC 6761)
+    or an IP address --no-private refuses, in any spelling a URL parser reads as one
+    (`127.1`, `2130706433`, `0x7f000001`, `[::ffff:127.0.0.1]`). A name that resolves to such an
+    address is refused when it is fetched instead (Fetcher, at every hop).
+    """
+    try:
+        host = httpx.URL(url).host.lower().rstrip(".")
+    except (httpx.InvalidURL, ValueError, TypeError):
+        return None
+    if not host:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return f"{host} is a loopback name"
+    ip: IPAddress
+    if ":" in host:
+        try:
+            ip = ipaddress.IPv6Address(host.split("%")[0])
+        except ValueError:
+            return None
+    elif _IPV4_LIKE.match(host):
+        try:
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    else:
+        return None
+    label = forbidden_address(ip)
+    if label is None:
+        return None
+    return f"{host} is {'an' if label[0] in 'aeiou' else 'a'} {label} address"
+
+
 class ForbiddenAddress(Exception):
     """A host resolved to an address --no-private refuses."""
 

@@ -13,6 +13,7 @@ import re
 import socket
 import ssl
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,9 +25,11 @@ from click.testing import CliRunner, Result
 import crawler.fetch
 from crawler.cli import cli
 from crawler.config import FetchSettings
-from crawler.fetch import Fetcher, ForbiddenAddress, IPAddress, forbidden_address
+from crawler.fetch import Fetcher, ForbiddenAddress, IPAddress, forbidden_address, private_url
 from crawler.pipeline import check_links
+from crawler.store import Store
 from crawler.types import ErrorKind, Link
+from tests.factories import T0
 from tests.server import HOSTILE_TITLE, LocalServer
 
 FAST = ["--host-interval", "0", "--retries", "0", "--backoff", "0", "--timeout", "5"]
@@ -115,24 +118,50 @@ NEVER_CONTACTED = [
 ]
 
 
-def test_no_private_refuses_every_local_spelling(
+def test_no_private_excludes_every_local_spelling(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: LocalServer
 ) -> None:
+    """Issue 13 #3: excluded and counted as excluded (as lychee's --exclude-private), never
+    `error`, never confirmed dead however many runs; a name that resolves to a private address
+    is found out when fetched and is excluded too (skipped)."""
     monkeypatch.chdir(tmp_path)
+    real_getaddrinfo = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kw: Any) -> Any:
+        # intranet.test stands for a name of the local network: it resolves to loopback
+        return real_getaddrinfo("127.0.0.1" if host == "intranet.test" else host, *args, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
     urls = [server.url(f"/echo?np={i}", host=h) for i, h in enumerate(PRIVATE_HOSTS)]
-    post = write_post(tmp_path, urls + NEVER_CONTACTED)
-    r = invoke(["check", str(post), "--format", "json", "--no-private", *FAST])
-    assert r.exit_code == 3, r.output  # error links; not "network down"
-    links = report(tmp_path)
-    assert len(links) == len(urls) + len(NEVER_CONTACTED)
-    for rec in links:
-        assert (rec["verdict"], rec["reason"]) == ("error", "private-address"), rec
-        assert "refused" in rec["detail"] and "address" in rec["detail"], rec["detail"]
+    named = server.url("/echo?np=named", host="intranet.test")
+    post = write_post(tmp_path, [*urls, *NEVER_CONTACTED, named])
+    args = ["check", str(post), "--format", "json", "--no-private", "--confirm-days", "0", *FAST]
+    for _ in range(3):  # runs enough to confirm a death
+        r = invoke(args)
+        assert r.exit_code == 0, r.output  # nothing broken; not "network down"
+        assert f"({len(urls) + len(NEVER_CONTACTED) + 1} excluded)" in r.output, r.output
+        links = report(tmp_path)
+        assert [(rec["url"], rec["verdict"], rec["reason"]) for rec in links] == [
+            (named, "skipped", "private-address")
+        ]
+        assert "intranet.test resolves to 127.0.0.1, a loopback address" in links[0]["detail"]
     assert sum(server.hits.values()) == 0  # nothing reached the server
-    assert (
-        "resolves to 127.0.0.1, a loopback address" in links[PRIVATE_HOSTS.index("127.1")]["detail"]
-    )
-    assert "169.254.169.254 is a cloud metadata address" in links[len(urls)]["detail"]
+    r = invoke(["history", named, "--json"])
+    assert '"dead"' not in r.output and '"error"' not in r.output, r.output
+
+
+def test_private_url_reads_the_address_in_the_url_only() -> None:
+    assert private_url("http://127.1/") == "127.1 is a loopback address"
+    assert private_url("http://[fd00:ec2::254]/x") == "fd00:ec2::254 is a cloud metadata address"
+    assert private_url("http://0.0.0.0:8080/") == "0.0.0.0 is an unspecified address"
+    assert private_url("http://Docs.Localhost./") == "docs.localhost is a loopback name"
+    for public in (
+        "http://8.8.8.8/",
+        "http://example.com/",
+        "http://0xcafe.be/",
+        "http://1.2.3.4.5/",
+    ):
+        assert private_url(public) is None, public
 
 
 def test_the_same_spellings_do_reach_the_server_without_the_option(
@@ -160,8 +189,8 @@ def test_no_private_from_the_config_file_and_the_environment(
         monkeypatch.setenv("CRAWLER_NO_PRIVATE", "1")
     post = write_post(tmp_path, [server.url(f"/echo?how={how}")])
     r = invoke(["check", str(post), "--format", "json", *FAST])
-    assert r.exit_code == 3, r.output
-    assert report(tmp_path)[0]["reason"] == "private-address"
+    assert r.exit_code == 0, r.output
+    assert "(1 excluded)" in r.output and report(tmp_path) == []
     assert server.hits[f"/echo?how={how}"] == 0
     r = invoke(["config"])
     assert re.search(r"no.private\W+(true|True|1)", r.output), r.output
@@ -191,7 +220,11 @@ def public_loopback(ip: IPAddress) -> str | None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
 async def test_a_redirect_to_a_private_address_is_refused_at_the_hop(
-    server: LocalServer, second: LocalServer, monkeypatch: pytest.MonkeyPatch, transport: str
+    server: LocalServer,
+    second: LocalServer,
+    monkeypatch: pytest.MonkeyPatch,
+    transport: str,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setattr(crawler.fetch, "forbidden_address", public_loopback)
     inner = second.url(f"/echo?hop={transport}")
@@ -199,14 +232,21 @@ async def test_a_redirect_to_a_private_address_is_refused_at_the_hop(
     middle = server.url(f"/redirect/302?to={quote(inner, safe='')}")
     url = server.url(f"/redirect/301?to={quote(middle, safe='')}")
     settings = FetchSettings(host_interval=0, retries=0, no_private=True, transport=transport)
-    run = await check_links([Link(url=url, line=1)], settings, sleep=_no_sleep)
-    c = run.checks[0]
-    assert (c.verdict.value, c.reason) == ("error", "private-address"), c.detail
-    assert "127.0.0.2 is a loopback address" in c.detail
+    store = Store.open(tmp_path / "h.sqlite")
+    for day in range(4):  # still refused, and never confirmed dead (issue 13 #3)
+        clock = lambda day=day: T0 + timedelta(days=day)  # noqa: E731
+        run = await check_links(
+            [Link(url=url, line=1)], settings, sleep=_no_sleep, store=store, clock=clock
+        )
+        c = run.checks[0]
+        assert (c.verdict.value, c.reason) == ("blocked", "private-address"), c.detail
+        assert "127.0.0.2 is a loopback address" in c.detail
+    assert store.states([url])[url].fail_runs == 0
+    store.close()
     assert c.fetch is not None and [h.status for h in c.fetch.hops] == [301, 302]
     assert c.fetch.final_url == inner
     assert second.hits[f"/echo?hop={transport}"] == 0  # refused before connecting
-    assert sum(n for p, n in server.hits.items() if p.startswith("/redirect/")) == 2
+    assert sum(n for p, n in server.hits.items() if p.startswith("/redirect/")) == 2 * 4
     # The control: without --no-private the redirect is followed.
     settings = FetchSettings(host_interval=0, retries=0, transport=transport)
     run = await check_links([Link(url=url, line=1)], settings, sleep=_no_sleep)
