@@ -1174,7 +1174,7 @@ def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
     """
     import os
 
-    import crawler.extract  # noqa: F401 - imported once, before any fork, and shared
+    import crawler.extract.meta  # noqa: F401 - imported once, before any fork, and shared
     from crawler.config import can_fork, usable_cpus
 
     if jobs == 0:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from crawler.errors import InputError
+from crawler.extract.decode import detect_encoding
 from crawler.types import Link
 
 if TYPE_CHECKING:
@@ -37,50 +38,6 @@ __all__ = [
 
 
 # --- reading -------------------------------------------------------------------------------
-
-_UTF8_BOM = b"\xef\xbb\xbf"
-# Characters that never occur in real GBK text decoded as GB18030: C0/C1 controls (other than
-# tab, newlines, form feed, escape), private-use code points, the replacement character.
-_NOT_TEXT = re.compile(
-    "[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd\U000f0000-\U0010ffff]"
-)
-_NON_ASCII = re.compile("[^\x00-\x7f]")
-
-
-def _looks_like_gbk_text(text: str) -> bool:
-    """True when GB18030-decoded text reads like Chinese text rather than mojibake."""
-    if _NOT_TEXT.search(text):
-        return False
-    non_ascii = "".join(_NON_ASCII.findall(text))
-    if not non_ascii:
-        return True
-    # Real GBK posts use almost only GB2312 characters (two bytes each); Latin-1 or binary
-    # data that happens to decode lands in the rare extension areas instead.
-    in_gb2312 = len(non_ascii.encode("gb2312", errors="ignore")) // 2
-    return in_gb2312 >= 0.8 * len(non_ascii)
-
-
-def detect_encoding(data: bytes) -> str:
-    """Name the encoding of a post's bytes: "utf-8", "utf-8-sig" or "gb18030" (else InputError)."""
-    if data.startswith(_UTF8_BOM):
-        try:
-            data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InputError("not UTF-8 or GBK text") from None
-        return "utf-8-sig"
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    else:
-        return "utf-8"
-    try:
-        text = data.decode("gb18030")
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 or GBK text") from None
-    if not _looks_like_gbk_text(text):
-        raise InputError("not UTF-8 or GBK text")
-    return "gb18030"
 
 
 def read_post(path: str | os.PathLike[str]) -> tuple[str, list[Link]]:

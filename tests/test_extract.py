@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler import extract as extract_mod
+from crawler.extract import page as extract_mod
 from crawler.classify import classify
 from crawler.extract import decode_html, extract_meta, normalize_space
 from crawler.types import PageKind, PageMeta, Verdict
@@ -337,7 +337,7 @@ def test_ten_thousand_nested_divs_are_cut_and_read() -> None:
         "enough to be the summary of the page.</p>" + "<div>" * 10_000 + "deep" + "</div>" * 10_000
     )
     assert not extract_mod._shallow(page.encode(), extract_mod.MAX_DEPTH)
-    cut = extract_mod._cut_deep_nesting(page.encode())
+    cut = extract_mod.cut_deep_nesting(page.encode())
     assert len(cut) < len(page) and cut.endswith(b"<div>" * 100)
     meta = extract_meta(page)
     assert meta.title == "Deep"

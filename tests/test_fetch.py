@@ -442,9 +442,9 @@ async def test_dead_hosts_hold_the_others_only_until_one_answers(server: LocalSe
         results = {r.url: r async for r in f.fetch_all(dead + live)}
     assert all(server.hits[f"/held?s=0.3&live={i}"] == 1 for i in range(4))
     assert all(results[u].status == 200 for u in live)
-    assert all(
-        results[u].error is ErrorKind.CONNECT and results[u].attempts == 3 for u in dead
-    ), [results[u] for u in dead]
+    assert all(results[u].error is ErrorKind.CONNECT and results[u].attempts == 3 for u in dead), [
+        results[u] for u in dead
+    ]
     assert not network_is_down(list(results.values()))
 
 

@@ -1,0 +1,90 @@
+"""HTML bytes → PageMeta: decode, parse once, then title, summary, site and kind of page."""
+
+from __future__ import annotations
+
+import codecs
+
+from crawler.extract.decode import decode
+from crawler.extract.kind import page_kind
+from crawler.extract.page import Page, host_of, path_of
+from crawler.extract.summary import content_hash, find_summary
+from crawler.extract.text import cap, shared
+from crawler.extract.title import find_title
+from crawler.sites import site_for_content, site_for_host
+from crawler.types import PageKind, PageMeta
+
+TITLE_MAX = 1000  # characters of a title kept: a 5 MB <title> must not reach the reports
+MAX_INPUT = 8 * 1024 * 1024  # bytes of a page looked at; the rest is dropped
+FINGERPRINT_WINDOW = 65536  # bytes searched for site fingerprints
+
+
+def _extract(
+    body: bytes | str,
+    url: str | None,
+    content_type: str | None,
+    status: int | None,
+    with_hash: bool = True,
+) -> PageMeta:
+    """extract_meta without the safety net."""
+    if isinstance(body, str):
+        text = body[:MAX_INPUT]
+        data = text.encode("utf-8", errors="replace")
+    else:
+        raw = bytes(body[:MAX_INPUT])
+        text, codec = decode(raw, content_type)
+        data = raw if codec == "utf-8" and not raw.startswith(codecs.BOM_UTF8) else b""
+        if not data:
+            data = text.encode("utf-8", errors="replace")
+    page = Page(text, data, url)
+    canonical = page.canonical_url()
+    host = host_of(url)
+    rule = site_for_host(host)
+    if rule is None:
+        # A page that states its own address is judged by it; fingerprints are for the rest
+        # (saved pages, mirrors, and hosts we have no rule for that serve a known site's pages).
+        canonical_host = host_of(canonical)
+        rule = site_for_host(canonical_host)
+        if rule is not None:
+            host = host or canonical_host
+        else:
+            rule = site_for_content(data[:FINGERPRINT_WINDOW])
+    # Few distinct values across a run of many pages: one string each, not one per page.
+    site_name = shared(page.site_name() or (rule.site_name if rule is not None else None))
+    lang = shared(page.lang())
+
+    title = find_title(page, rule, site_name, host)
+    summary = find_summary(page, rule)
+    kind, notice = page_kind(page, rule, title, summary, path_of(url), status)
+    if kind not in (PageKind.ARTICLE, PageKind.OTHER):
+        summary = None
+    text_hash = content_hash(page, rule) if with_hash and kind is PageKind.ARTICLE else None
+    return PageMeta(
+        title=cap(title, TITLE_MAX) or None,
+        summary=summary or None,
+        site_name=site_name or None,
+        canonical_url=canonical or None,
+        lang=lang,
+        kind=kind,
+        notice=notice,
+        site=rule.name if rule is not None else None,
+        text_hash=text_hash,
+    )
+
+
+def extract_meta(
+    body: bytes | str,
+    url: str | None = None,
+    content_type: str | None = None,
+    status: int | None = None,
+    *,
+    with_hash: bool = True,
+) -> PageMeta:
+    """Read title, summary, site and page kind from an HTML page; never raises.
+
+    `with_hash=False` skips the main-text hash (`text_hash`), which only the history needs.
+    """
+    try:
+        return _extract(body, url, content_type, status, with_hash)
+    except Exception:
+        kind = PageKind.NOT_FOUND if status in (404, 410) else PageKind.OTHER
+        return PageMeta(kind=kind)

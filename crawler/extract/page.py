@@ -1,0 +1,339 @@
+"""One page parsed once: the DOM, its meta tags, `<title>`, `<h1>`s and JSON-LD, read lazily."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterator
+from urllib.parse import urljoin, urlsplit
+
+from selectolax.lexbor import LexborDocumentOptions, LexborHTMLParser
+
+from crawler.extract.text import normalize_space
+
+TYPE_CHECKING = False  # typing is not imported at run time: start-up time counts
+if TYPE_CHECKING:
+    from typing import Any
+
+
+#: Pages nested deeper than this are cut where they get there: the HTML parser's time grows
+#: with the square of the depth (100,000 nested <div>s, 500 KB, take 12 s), and no real page
+#: comes near it (browsers flatten the tree at 512 levels).
+MAX_DEPTH = 1000
+
+
+#: A tag as depth is counted: "</" closes one level, "<name" opens one unless the element is
+#: void or the tag ends in "/>" (SVG), anything else is no tag.
+_TAG_RE = re.compile(rb"<(/)|<([A-Za-z][A-Za-z0-9-]*)(?:[^<>]*?(/?)>)?")
+
+
+_VOID = frozenset(b"area base br col embed hr img input link meta param source track wbr".split())
+
+
+_VOID_NAMES = rb"(?:area|base|br|col|embed|hr|img|input|link|meta|param|source|track|wbr)"
+
+
+#: In lower-cased HTML, the "<" of what opens no element: a void tag, and a "<" that starts
+#: no tag (comments, "a < b"). Every alternative starts with "<", which the regex engine skips
+#: to quickly; the second also drops self-closed tags, at a higher price.
+_NOT_OPENING = (
+    re.compile(rb"<(?:" + _VOID_NAMES + rb"(?![a-z0-9-])|(?![a-z/]))"),
+    re.compile(rb"<(?:" + _VOID_NAMES + rb"(?![a-z0-9-])|(?![a-z/])|[a-z][^<>]*/>)"),
+)
+
+
+_DEPTH_CHUNK = 8192  # bytes counted at a time by _shallow
+
+
+def _shallow(data: bytes, limit: int) -> bool:
+    """True when _deep_at(data, limit) is surely None: an upper bound at C speed.
+
+    Chunk by chunk, with o openings and c closings in the chunk, the depth inside it is at
+    most start + o, and at its end at most max(start + o - c, o). Counting more openings
+    only loosens the bound, so the first pass counts every "<" but "</" as an opening (most
+    pages pass it); the next ones first drop what opens nothing.
+    """
+    if data.count(b"<") <= limit:
+        return True
+    lowered = b""
+    for cleaner in (None, *_NOT_OPENING):
+        if cleaner is None:
+            text = data
+        else:
+            lowered = lowered or data.lower()
+            text = cleaner.sub(b"", lowered)
+        bound = 0
+        for lo in range(0, len(text), _DEPTH_CHUNK):
+            hi = lo + _DEPTH_CHUNK
+            closes = text.count(b"</", lo, hi)
+            opens = text.count(b"<", lo, hi) - closes
+            if bound + opens > limit:
+                break
+            bound = max(bound + opens - closes, opens)
+        else:
+            return True
+    return False
+
+
+def _deep_at(data: bytes, limit: int) -> int | None:
+    """Offset of the tag that opens level limit + 1 (a tag-by-tag scan), or None."""
+    depth = 0
+    for m in _TAG_RE.finditer(data):
+        if m.group(1):
+            depth = max(0, depth - 1)
+        elif not m.group(3) and m.group(2).lower() not in _VOID:
+            depth += 1
+            if depth > limit:
+                return m.start()
+    return None
+
+
+def cut_deep_nesting(data: bytes) -> bytes:
+    """data, cut where elements nest deeper than MAX_DEPTH (the scan is rarely needed)."""
+    if _shallow(data, MAX_DEPTH):
+        return data
+    at = _deep_at(data, MAX_DEPTH)
+    return data if at is None else data[:at]
+
+
+PUBLISHER_TYPES = frozenset({"WebSite", "Organization", "NewsMediaOrganization"})
+_LANG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
+
+
+class Page:
+    """One parsed page and what has been read from it so far."""
+
+    def __init__(self, text: str, data: bytes, url: str | None) -> None:
+        self.text = text
+        self.url = url
+        self.tree = LexborHTMLParser(
+            cut_deep_nesting(data), options=LexborDocumentOptions.WO_EVENTS
+        )
+        self.meta: dict[str, str] = {}
+        for node in self.tree.css("meta"):
+            attrs = node.attributes
+            key = attrs.get("property") or attrs.get("name") or attrs.get("itemprop")
+            content = attrs.get("content")
+            if not key or content is None:
+                http_equiv = attrs.get("http-equiv")
+                if http_equiv and content:
+                    self.meta.setdefault("http-equiv:" + http_equiv.lower(), content)
+                continue
+            value = normalize_space(content)
+            if not value:
+                continue
+            for k in key.lower().split():
+                self.meta.setdefault(k, value)
+        self.title_tag = ""
+        for node in self.tree.css("title"):
+            t = normalize_space(node.text())
+            if t:
+                self.title_tag = t
+                break
+        self._jsonld: list[dict[str, Any]] | None = None
+        self._h1: list[str] | None = None
+
+    def css_text(self, selector: str) -> str | None:
+        """Text of the first element matching `selector` that has any."""
+        try:
+            nodes = self.tree.css(selector)
+        except Exception:
+            return None
+        for node in nodes[:5]:
+            t = normalize_space(node.text(separator=" "))
+            if t:
+                return t
+        return None
+
+    @property
+    def h1(self) -> list[str]:
+        """Texts of the page's non-empty <h1> elements."""
+        if self._h1 is None:
+            self._h1 = [
+                t for n in self.tree.css("h1") if (t := normalize_space(n.text(separator=" ")))
+            ]
+        return self._h1
+
+    @property
+    def jsonld(self) -> list[dict[str, Any]]:
+        """Every JSON-LD object on the page, flattened out of lists and @graph."""
+        if self._jsonld is None:
+            out: list[dict[str, Any]] = []
+            for node in self.tree.css('script[type="application/ld+json" i]'):
+                raw = _strip_cdata(node.text() or "")
+                if not raw:
+                    continue
+                try:
+                    data = json.loads(raw, strict=False)
+                except ValueError:
+                    try:
+                        data = json.loads(re.sub(r",\s*([}\]])", r"\1", raw), strict=False)
+                    except ValueError:
+                        continue
+                out.extend(_flatten_jsonld(data))
+            self._jsonld = out
+        return self._jsonld
+
+    def canonical_url(self) -> str | None:
+        """The address the page gives itself (link rel=canonical, og:url), made absolute."""
+        canonical: str | None = None
+        for node in self.tree.css("link[rel~=canonical i]"):
+            href = (node.attributes.get("href") or "").strip()
+            if href:
+                canonical = href
+                break
+        canonical = canonical or self.meta.get("og:url")
+        if canonical and self.url:
+            try:
+                canonical = urljoin(self.url, canonical)
+            except ValueError:
+                canonical = None
+        return canonical or None
+
+    def site_name(self) -> str | None:
+        """The name the page gives its site: og:site_name, the JSON-LD publisher, app name."""
+        return (
+            self.meta.get("og:site_name")
+            or self.jsonld_value(("name",), PUBLISHER_TYPES)
+            or self.meta.get("application-name")
+        )
+
+    def lang(self) -> str | None:
+        """The page's language tag (html lang, Content-Language, og:locale), if well-formed."""
+        lang = None
+        root = self.tree.root
+        if root is not None:
+            attrs = root.attributes
+            lang = normalize_space(attrs.get("lang") or attrs.get("xml:lang") or "")
+        lang = lang or self.meta.get("http-equiv:content-language") or self.meta.get("og:locale")
+        if lang:
+            lang = lang.replace("_", "-").split(",")[0].strip()
+            lang = lang if _LANG.match(lang) and not lang.lower().startswith("utf") else None
+        return lang
+
+    def jsonld_value(self, keys: tuple[str, ...], types: frozenset[str] | None) -> str | None:
+        """The first string under one of `keys` in a JSON-LD object of one of `types`."""
+        for obj in self.jsonld:
+            if types is not None and not (jsonld_types(obj) & types):
+                continue
+            for key in keys:
+                value = obj.get(key)
+                if isinstance(value, list) and value:
+                    value = value[0]
+                if isinstance(value, str):
+                    v = normalize_space(html.unescape(value))
+                    if v:
+                        return v
+        return None
+
+
+def _strip_cdata(raw: str) -> str:
+    """JSON text without the CDATA or comment wrapper some pages put around it."""
+    raw = raw.strip()
+    for opener in ("//<![CDATA[", "<![CDATA[", "<!--"):
+        if raw.startswith(opener):
+            raw = raw[len(opener) :].lstrip()
+            break
+    for closer in ("//]]>", "]]>", "-->"):
+        if raw.endswith(closer):
+            raw = raw[: -len(closer)].rstrip()
+            break
+    return raw
+
+
+def _flatten_jsonld(data: object, depth: int = 0) -> Iterator[dict[str, Any]]:
+    """JSON-LD objects inside `data`, outermost first."""
+    if depth > 4:
+        return
+    if isinstance(data, list):
+        for item in data[:50]:
+            yield from _flatten_jsonld(item, depth + 1)
+    elif isinstance(data, dict):
+        yield data
+        graph = data.get("@graph")
+        if graph is not None:
+            yield from _flatten_jsonld(graph, depth + 1)
+        main = data.get("mainEntity") or data.get("mainEntityOfPage")
+        if isinstance(main, dict):
+            yield from _flatten_jsonld(main, depth + 1)
+
+
+def jsonld_types(obj: dict[str, Any]) -> frozenset[str]:
+    """The @type names of a JSON-LD object."""
+    t = obj.get("@type")
+    if isinstance(t, str):
+        return frozenset({t})
+    if isinstance(t, list):
+        return frozenset(x for x in t if isinstance(x, str))
+    return frozenset()
+
+
+STORY_TYPES = frozenset(
+    {
+        "Article",
+        "NewsArticle",
+        "BlogPosting",
+        "TechArticle",
+        "ScholarlyArticle",
+        "Report",
+        "ReportageNewsArticle",
+        "AnalysisNewsArticle",
+        "OpinionNewsArticle",
+        "LiveBlogPosting",
+        "SocialMediaPosting",
+        "DiscussionForumPosting",
+    }
+)
+
+
+_ARTICLE_TYPES = frozenset(
+    {
+        "Article",
+        "NewsArticle",
+        "BlogPosting",
+        "TechArticle",
+        "ScholarlyArticle",
+        "Report",
+        "ReportageNewsArticle",
+        "AnalysisNewsArticle",
+        "OpinionNewsArticle",
+        "SocialMediaPosting",
+        "LiveBlogPosting",
+        "WebPage",
+        "ItemPage",
+        "AboutPage",
+        "QAPage",
+        "Question",
+        "Recipe",
+        "VideoObject",
+        "Product",
+        "Event",
+        "Book",
+        "Movie",
+        "CreativeWork",
+        "DiscussionForumPosting",
+        "HowTo",
+        "Course",
+    }
+)
+
+
+def host_of(url: str | None) -> str | None:
+    """Lower-case host of `url`."""
+    if not url:
+        return None
+    try:
+        return urlsplit(url.strip()).hostname
+    except ValueError:
+        return None
+
+
+def path_of(url: str | None) -> str:
+    """Path of `url`."""
+    if not url:
+        return ""
+    try:
+        return urlsplit(url.strip()).path
+    except ValueError:
+        return ""

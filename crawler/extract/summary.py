@@ -1,0 +1,227 @@
+"""The page's summary: its own description (fill-if-empty chain), else its first paragraph."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from selectolax.lexbor import LexborNode
+
+from crawler.extract.page import STORY_TYPES, Page
+from crawler.extract.text import js_var, normalize_space, substantial, trim
+from crawler.sites import SiteRule
+
+PARAGRAPHS_LOOKED_AT = 30
+
+
+MIN_SHORT = 25  # a sentence this long may open an explicit content container
+
+
+_DESCRIPTION_KEYS = (
+    "dc:description",
+    "dc.description",
+    "dcterm:description",
+    "dcterms.description",
+    "og:description",
+    "twitter:description",
+    "description",
+)
+
+
+# Boilerplate filters, checked by walking a bounded number of ancestors (a CSS `:not(nav p)`
+# looks at every ancestor of every element: quadratic on deeply nested pages).
+MAX_ANCESTORS = 40
+
+
+_PARA_SKIP_TAGS = frozenset(
+    {"nav", "header", "footer", "aside", "figure", "figcaption", "blockquote", "form"}
+)
+
+
+_PARA_SKIP_ANCESTOR_CLASSES = (
+    "byline", "caption", "author", "comment", "share", "related", "footer", "sidebar",
+    "newsletter", "promo", "copyright",
+)  # fmt: skip
+
+
+_PARA_SKIP_OWN_CLASSES = ("byline", "caption", "author", "date", "meta")
+
+
+_BLOCK_TAGS = frozenset({"div", "section", "td", "span"})
+
+
+_P_TAGS = frozenset({"p"})
+
+
+_BLOCK_SKIP_TAGS = frozenset({"nav", "header", "footer", "aside", "figure", "form"})
+
+
+_BLOCK_SKIP_ANCESTOR_CLASSES = ("byline", "caption", "comment", "footer", "sidebar")
+
+
+_BLOCK_SKIP_OWN_CLASSES = ("byline", "caption", "author", "meta")
+
+
+def _boilerplate(
+    node: LexborNode,
+    own_classes: tuple[str, ...],
+    ancestor_tags: frozenset[str],
+    ancestor_classes: tuple[str, ...],
+    ancestor_ids: tuple[str, ...] = (),
+) -> bool:
+    """Is node inside navigation, a byline, a caption, comments … (or one itself)?"""
+    cls = node.attributes.get("class") or ""
+    if cls and any(c in cls for c in own_classes):
+        return True
+    cur = node.parent
+    for _ in range(MAX_ANCESTORS):
+        if cur is None:
+            return False
+        if cur.tag in ancestor_tags:
+            return True
+        attrs = cur.attributes
+        c = attrs.get("class") or ""
+        if c and any(x in c for x in ancestor_classes):
+            return True
+        if ancestor_ids:
+            i = attrs.get("id") or ""
+            if i and any(x in i for x in ancestor_ids):
+                return True
+        cur = cur.parent
+    return False
+
+
+def _candidates(
+    container: LexborNode, tags: frozenset[str], limit: int, para: bool
+) -> list[LexborNode]:
+    """The first `limit` elements with one of tags under container that are not boilerplate."""
+    out: list[LexborNode] = []
+    for node in container.traverse(include_text=False):
+        if node.tag not in tags or node is container:
+            continue
+        if para:
+            skip = _boilerplate(
+                node,
+                _PARA_SKIP_OWN_CLASSES,
+                _PARA_SKIP_TAGS,
+                _PARA_SKIP_ANCESTOR_CLASSES,
+                ("comment",),
+            )
+        else:
+            skip = _boilerplate(
+                node, _BLOCK_SKIP_OWN_CLASSES, _BLOCK_SKIP_TAGS, _BLOCK_SKIP_ANCESTOR_CLASSES
+            )
+        if not skip:
+            out.append(node)
+            if len(out) >= limit:
+                break
+    return out
+
+
+CONTAINERS = ("[itemprop=articleBody]", "article", "main", "[role=main]")
+
+
+def find_summary(page: Page, rule: SiteRule | None) -> str | None:
+    """The page's own description, else the first paragraph of its main text, trimmed."""
+    summary = find_description(page, rule) or first_paragraph(page, rule)
+    return trim(summary) if summary else None
+
+
+def find_description(page: Page, rule: SiteRule | None) -> str | None:
+    """The page's own description from meta tags, JS variables and JSON-LD."""
+    meta = page.meta
+    candidates: list[str | None] = []
+    if rule is not None:
+        candidates.extend(js_var(page.text, name) for name in rule.summary_vars)
+    candidates.append(page.jsonld_value(("description",), STORY_TYPES))
+    candidates.extend(meta.get(k) for k in _DESCRIPTION_KEYS)
+    candidates.append(page.jsonld_value(("description",), None))
+    for value in candidates:
+        if value:
+            cleaned = _clean_description(value, rule)
+            if cleaned:
+                return cleaned
+    return None
+
+
+def _clean_description(value: str, rule: SiteRule | None) -> str | None:
+    """`value` without site boilerplate, or None when it says nothing about the page."""
+    value = normalize_space(value)
+    if rule is not None:
+        if any(value.startswith(x) for x in rule.ignored_summaries):
+            return None
+        for pattern in rule.summary_prefixes:
+            value = re.sub(pattern, "", value).strip()
+    return value or None
+
+
+def _mostly_links(node: LexborNode, text: str) -> bool:
+    """Whether most of a paragraph's text is link text (a menu, not prose)."""
+    links = node.css("a")
+    if not links:
+        return False
+    linked = sum(len(normalize_space(a.text())) for a in links)
+    return linked * 2 > len(text)
+
+
+def _prose(text: str) -> bool:
+    """Whether a short paragraph still reads as a sentence (for explicit content containers)."""
+    return len(text) >= MIN_SHORT and len(text.split()) >= 4 and text[-1] in ".!?。！？"
+
+
+def first_paragraph(page: Page, rule: SiteRule | None) -> str | None:
+    """The first substantial paragraph of the main content."""
+    tree = page.tree
+    containers: list[LexborNode] = []
+    selectors = (rule.summary_selectors if rule is not None else ()) + CONTAINERS
+    for sel in selectors:
+        node = tree.css_first(sel)
+        if node is not None:
+            containers.append(node)
+            break
+    body = tree.body
+    if body is not None:
+        containers.append(body)
+    for container in containers:
+        explicit = container is not body
+        paragraphs = _candidates(container, _P_TAGS, PARAGRAPHS_LOOKED_AT, para=True)
+        for node in paragraphs:
+            text = normalize_space(node.text(separator=""))
+            if not text:
+                continue
+            if (substantial(text) or (explicit and _prose(text))) and not _mostly_links(node, text):
+                return trim(text)
+        # no paragraph: text straight inside a block (div soup, WeChat sections)
+        for node in _candidates(container, _BLOCK_TAGS, PARAGRAPHS_LOOKED_AT * 2, para=False):
+            own = normalize_space(node.text(deep=False, separator=" "))
+            if substantial(own):
+                text = normalize_space(node.text(separator=""))
+                if not _mostly_links(node, text):
+                    return trim(text)
+        if explicit and rule is not None and container.css_first("p") is None:
+            text = normalize_space(container.text(separator=" "))
+            if substantial(text):
+                return trim(text)
+    return None
+
+
+def content_hash(page: Page, rule: SiteRule | None) -> str | None:
+    """A short hash of the main content's text, to notice an article edited under its title.
+
+    Scripts and styles are dropped first (they carry timestamps and tokens that change on
+    every fetch), so this mutates the tree: call last.
+    """
+    tree = page.tree
+    tree.strip_tags(["script", "style", "noscript", "template", "svg"])
+    node = None
+    for sel in (rule.summary_selectors if rule is not None else ()) + CONTAINERS:
+        node = tree.css_first(sel)
+        if node is not None:
+            break
+    node = node or tree.body
+    if node is None:
+        return None
+    text = normalize_space(node.text(separator=" "))
+    if not text:
+        return None
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()

@@ -1,0 +1,170 @@
+"""The page's title: a fill-if-empty chain of sources, then the site's name cut off."""
+
+from __future__ import annotations
+
+import html
+import re
+
+from crawler.extract.page import STORY_TYPES, Page, jsonld_types
+from crawler.extract.text import js_var, normalize_space, squash, squash_words
+from crawler.sites import SiteRule
+
+_SEPARATORS = re.compile(r"\s+[-|–—·•:»/]\s+|\s*[_｜|]\s*|\s+-{2,}\s*|-{2,}")
+
+
+def strip_suffixes(title: str, rule: SiteRule | None) -> str:
+    """`title` without the site's own title suffix."""
+    if rule is None:
+        return title
+    for pattern in rule.title_suffixes:
+        stripped = re.sub(pattern, "", title)
+        if stripped != title and stripped.strip():
+            return stripped.strip()
+    return title
+
+
+_SITE_WORDS = re.compile(
+    r"(?:网|网站|官网|门户|频道|在线|新闻|日报|晚报|博客|论坛|社区|百科|文库|知乎)$"
+)
+
+
+def _site_strength(segment: str, rest: str, site_name: str | None, host: str | None) -> int:
+    """How surely a `<title>` segment names the site: 2 surely, 1 perhaps, 0 not."""
+    sq = squash(segment)
+    if not sq:
+        return 2
+    if site_name and (sq == squash(site_name) or (len(sq) > 3 and sq in squash(site_name))):
+        return 2
+    if host:
+        labels = [x for x in host.lower().split(".") if x not in _HOST_NOISE]
+        if any(len(x) > 2 and (sq == x or sq.startswith(x) or x.startswith(sq)) for x in labels):
+            return 2
+        if len(sq) > 3 and sq in squash(host):
+            return 2
+    if _SITE_WORDS.search(segment) and len(segment) <= 20:
+        return 2
+    if len(segment) * 2 <= len(rest) and len(segment.split()) <= 4 and len(segment) <= 40:
+        return 1
+    return 0
+
+
+_HOST_NOISE = frozenset(
+    {"www", "com", "org", "net", "co", "uk", "cn", "edu", "gov", "blog", "news"}
+)
+
+
+def _clean_title_tag(title: str, page: Page, site_name: str | None, host: str | None) -> str:
+    """The page's own title out of a `<title>` that may carry the site name."""
+    h1s = page.h1
+    if len(h1s) == 1:
+        inner = _inside(title, h1s[0])
+        if inner:
+            return inner
+    seps = list(_SEPARATORS.finditer(title))
+    if not seps:
+        return title
+    last_sep, first_sep = seps[-1], seps[0]
+    head, tail = title[: last_sep.start()].strip(), title[last_sep.end() :].strip()
+    lead, rest = title[: first_sep.start()].strip(), title[first_sep.end() :].strip()
+    if not head or not rest:
+        return title
+    tail_site = _site_strength(tail, head, site_name, host)
+    lead_site = _site_strength(lead, rest, site_name, host)
+    if tail_site == 2:
+        return head
+    if lead_site == 2:
+        return rest
+    if tail_site == 1:
+        return head
+    return title
+
+
+def _inside(title: str, part: str) -> str | None:
+    """`part` when `title` is `part` plus a separator and more (before or after), else None."""
+    if part == title or len(part) < 4:
+        return None
+    if title.startswith(part):
+        rest = title[len(part) :]
+        if _SEPARATORS.match(rest) or rest[:1] in "-|–—_｜·:":
+            return part
+    if title.endswith(part):
+        rest = title[: -len(part)]
+        if _SEPARATORS.search(rest[-4:]) or rest[-1:] in "-|–—_｜·:":
+            return part
+    return None
+
+
+_TITLE_KEYS = (
+    "dc:title",
+    "dc.title",
+    "dcterm:title",
+    "dcterms.title",
+    "og:title",
+    "twitter:title",
+    "parsely-title",
+)
+
+
+def _jsonld_title(page: Page, types: frozenset[str] | None) -> str | None:
+    """Headline or name of the first JSON-LD object of `types` (any type: headline only)."""
+    for obj in page.jsonld:
+        if types is not None and not (jsonld_types(obj) & types):
+            continue
+        found = [
+            normalize_space(html.unescape(v))
+            for k in (("headline", "name") if types is not None else ("headline",))
+            if isinstance(v := obj.get(k), str) and v.strip()
+        ]
+        if not found:
+            continue
+        if len(found) > 1 and found[0] != found[1] and page.title_tag:
+            ref = set(squash_words(page.title_tag))
+            found.sort(key=lambda t: -len(ref & set(squash_words(t))))
+        return found[0]
+    return None
+
+
+def find_title(
+    page: Page, rule: SiteRule | None, site_name: str | None, host: str | None
+) -> str | None:
+    """The page title from the site rule, then the generic chain."""
+    meta = page.meta
+    if rule is not None:
+        for source in rule.title_order:
+            value: str | None = None
+            if source == "var":
+                for name in rule.title_vars:
+                    value = js_var(page.text, name)
+                    if value:
+                        break
+            elif source == "meta":
+                value = meta.get("og:title") or meta.get("twitter:title")
+            elif source == "css":
+                for sel in rule.title_selectors:
+                    value = page.css_text(sel)
+                    if value:
+                        break
+            elif source == "title" and page.title_tag:
+                value = strip_suffixes(page.title_tag, rule)
+                for sel in rule.title_selectors:
+                    inner = page.css_text(sel)
+                    if inner:
+                        value = _inside(value, inner) or value
+                        break
+            if value:
+                return strip_suffixes(value, rule) or value
+    value = _jsonld_title(page, STORY_TYPES)
+    if value:
+        return strip_suffixes(value, rule)
+    for key in _TITLE_KEYS:
+        value = meta.get(key)
+        if value:
+            return strip_suffixes(value, rule)
+    value = _jsonld_title(page, None)
+    if value:
+        return strip_suffixes(value, rule)
+    if page.title_tag:
+        return strip_suffixes(_clean_title_tag(page.title_tag, page, site_name, host), rule)
+    if len(page.h1) == 1:
+        return page.h1[0]
+    return None
