@@ -189,6 +189,13 @@ _DEF_DEST = re.compile(r"\[(?:[^\[\]\\]|\\.)*\]:(?:[ \t]|\n[ \t>]*)*(<[^<>\n]*>|
 _MD_SPECIAL = re.compile(r"[\\`*_\[\]<>&!]")
 _ALONE_EXTRA = frozenset(" \t*_") | _TRAILING
 _NOT_TITLE = ("|", "![", "$$", "<")
+# A line that introduces what follows ("例如：", "安装:"), or a sentence, is prose, not a title;
+# so is a line with a Markdown link in it (`[anchor](#local)`).
+_PROSE_END = tuple("：:。；;")
+_LINK_SYNTAX = re.compile(r"\](?:\(|\[)")
+# The text before a URL points at it ("讨论见"): the URL is cited in prose, and the
+# line after it goes on with the prose.
+_POINTS_AT = ("见",)
 
 
 class _Hit(NamedTuple):
@@ -422,12 +429,27 @@ def _as_title(line: str) -> str | None:
         return None
     if title.startswith("`") and title.endswith("`"):
         return None  # a command line in a code span, not a title
+    if title.endswith(_PROSE_END) or _LINK_SYNTAX.search(title):
+        return None
     return title
+
+
+def _cited_in_prose(before: str | None) -> bool:
+    """True when the line before a URL alone on its line points at it ("讨论见", "详见")."""
+    return before is not None and before.rstrip().endswith(_POINTS_AT)
 
 
 def _title_below(tokens: list[Token], i: int, line_offset: int) -> str | None:
     """The plain-text line under a URL that stands alone in the paragraph tokens[i]."""
     content_lines = tokens[i].content.split("\n")
+    if line_offset > 0:
+        before: str | None = content_lines[line_offset - 1]
+    elif i >= 3 and tokens[i - 2].type == "paragraph_close" and tokens[i - 3].type == "inline":
+        before = tokens[i - 3].content.rsplit("\n", 1)[-1]
+    else:
+        before = None
+    if _cited_in_prose(before):
+        return None
     if line_offset + 1 < len(content_lines):
         return _as_title(content_lines[line_offset + 1])
     # else the next non-blank line must open the very next paragraph of the same container
@@ -598,6 +620,7 @@ def _parse_plain(lines: list[str], source: str) -> list[Link]:
     section: tuple[str, ...] = ()
     blocks = _plain_blocks(lines)
     block = next(blocks, None)
+    previous: str | None = None  # the last line of the paragraph before this block
     while block is not None:
         level, first, end = block
         following = next(blocks, None)
@@ -616,7 +639,9 @@ def _parse_plain(lines: list[str], source: str) -> list[Link]:
                 title = hit.title
                 if hit.bare and not level and _alone_on_line(content, hit):
                     below = content.split("\n")
-                    if offset + 1 < len(below):
+                    if _cited_in_prose(below[offset - 1] if offset else previous):
+                        title = None
+                    elif offset + 1 < len(below):
                         title = _as_title(below[offset + 1])
                     elif following is not None and following[0] == 0:
                         after = _md_trim("\n".join(lines[following[1] : following[2]]))
@@ -624,6 +649,7 @@ def _parse_plain(lines: list[str], source: str) -> list[Link]:
                     else:
                         title = None
                 links.append(Link(hit.url, first + offset + 1, title, section, source))
+        previous = None if level else content.rsplit("\n", 1)[-1]
         block = following
     return links
 

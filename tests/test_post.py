@@ -552,3 +552,20 @@ def test_trim_set_is_markdown_its_own() -> None:
     from crawler.post import MD_TRIM_CHARS
 
     assert getattr(utils, "MD_TRIM_CHARS", MD_TRIM_CHARS) == MD_TRIM_CHARS
+
+
+def test_no_title_from_a_link_or_prose_after_a_bare_url() -> None:
+    """Issue 13 #14: `[anchor](#local)` and prose are no listed title (false `changed`)."""
+    text = (
+        "https://a.example/\n\n[anchor](#local)\n\n"
+        "https://b.example/\n\n例如：\n\n"
+        "https://c.example/\n\n这是mozilla的官方教程。\n\n"
+        # the blog's 2014-12-24-linux_study.markdown, line 50: a URL cited in prose
+        "关于这个问题的讨论见\n\nhttps://d.example/\n\n解决方法统一使用一种函数\n\n"
+        "关于这个问题的讨论见\nhttps://e.example/\n解决方法统一使用一种函数\n\n"
+        "https://f.example/\n\nA real title: with a colon inside\n"
+    )
+    expected = [None, None, None, None, None, "A real title: with a colon inside"]
+    assert [link.listed_title for link in parse_post(text)] == expected
+    # the markdown-it path reads the same
+    assert [link.listed_title for link in parse_post(text + "\n- item\n")] == expected
