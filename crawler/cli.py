@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import os
 import re
 import signal
 import sys
@@ -434,7 +435,8 @@ def _load_links(inputs: tuple[str, ...]) -> tuple[list[Link], dict[str, str], li
             if unmarked != text:
                 found = parse_post(unmarked, src)
         links.extend(found)
-        digests[src] = sha256(data).hexdigest()
+        # keyed by real path: enrich finds the check whatever path or folder it is given
+        digests[src if src == "-" else os.path.realpath(src)] = sha256(data).hexdigest()
     return links, digests, sources
 
 
@@ -851,7 +853,7 @@ def enrich(
     """Improve POST from what the last check learned: titles, summaries, dead marks, moves.
 
     Nothing else in the file changes (bytes, line endings, encoding); the file is written
-    atomically with a backup beside it (POST.bak).
+    atomically with a backup beside it (POST.bak.1, .2, …).
 
     Example: crawler enrich links.md --mark-dead --dry-run
     """
@@ -888,23 +890,15 @@ def enrich(
         store = open_store(db)
         try:
             run_id, digest = _latest_run_for(store, post)
-            if en.post_digest(raw) not in store.enrichment_digests(run_id):
-                en.check_unchanged(raw, digest, str(post))
+            trusted = {digest} | store.enrichment_digests(run_id)
             run = store.load_run(run_id)
         finally:
             store.close()
-        for c in run.checks:
-            if c.url in findings:
-                continue
-            findings[c.url] = en.Finding(
-                url=c.url,
-                verdict=c.verdict,
-                title=c.meta.title if c.meta else None,
-                summary=c.meta.summary if c.meta else None,
-                final_url=c.fetch.final_url if c.fetch else None,
-                permanent_redirect=c.verdict is Verdict.REDIRECTED,
-                checked_at=c.checked_at,
-            )
+        findings = en.findings_from_checks(run.checks)
+        if en.post_digest(raw) not in trusted:
+            stale = en.changed_entries(raw, findings, options)
+            if stale:
+                raise en.PostChangedError(str(post), stale[0])
     if options.archive:
         import asyncio
 
@@ -933,23 +927,15 @@ def enrich(
             store.add_enrichment(run_id, str(post), en.post_digest(new), datetime.now(UTC))
         finally:
             store.close()
-    changed = sum(
-        1
-        for line in en.unified_diff(raw, new, str(post)).splitlines()
-        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
-    )
+    changed = en.count_changed_lines(raw, new)
     click.echo(f"{post}: enriched ({changed} lines added or changed); backup: {backup}")
 
 
 def _latest_run_for(store: Any, post: Path) -> tuple[int, str]:
     """The newest complete run that checked post, and the post's digest then."""
-    target = post.resolve()
-    for info in reversed(store.runs(limit=1000)):
-        if info.status != "complete" or info.network_down:
-            continue
-        for src, digest in info.post_digests.items():
-            if src != "-" and Path(src).resolve() == target:
-                return int(info.id), str(digest)
+    found = store.latest_check_of(os.path.realpath(post))
+    if found is not None:
+        return int(found[0]), str(found[1])
     raise CrawlerError(
         f"{post}: no complete check in the history; run 'crawler check {post}' or use --fresh"
     )

@@ -38,15 +38,17 @@ import re
 import tempfile
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
 import httpx
 
+from crawler.classify import PERMANENT
 from crawler.config import DEFAULT_ARCHIVE_ENDPOINT
 from crawler.errors import ConfigError, CrawlerError, InputError
 from crawler.post import (
@@ -58,7 +60,7 @@ from crawler.post import (
     mask_code_spans,
     parse_post,
 )
-from crawler.types import ALIVE, Link, Verdict
+from crawler.types import ALIVE, Check, Link, Verdict
 
 __all__ = [
     "DEFAULT_ARCHIVE_ENDPOINT",
@@ -67,8 +69,11 @@ __all__ = [
     "PostChangedError",
     "add_archive_urls",
     "archive_cutoff",
+    "changed_entries",
     "check_unchanged",
+    "count_changed_lines",
     "enrich_text",
+    "findings_from_checks",
     "lookup_archive",
     "post_digest",
     "sanitize",
@@ -119,15 +124,49 @@ class Finding:
     permanent_redirect: bool
     checked_at: datetime
     archive_url: str | None = None
+    listed_titles: frozenset[str | None] = frozenset()  # as the check read the post
+
+
+def _last_permanent_target(c: Check) -> str | None:
+    """Where the permanent hops at the start of the chain lead (a later 302 is not followed)."""
+    f = c.fetch
+    if f is None:
+        return None
+    hops = f.hops
+    for n, hop in enumerate(hops):
+        if hop.status not in PERMANENT:
+            return hop.url if n else f.final_url
+    return f.final_url
+
+
+def findings_from_checks(checks: Iterable[Check]) -> dict[str, Finding]:
+    """One Finding per URL from a run's checks (the first check of a URL; titles of all)."""
+    out: dict[str, Finding] = {}
+    titles: dict[str, set[str | None]] = {}
+    for c in checks:
+        titles.setdefault(c.url, set()).add(c.link.listed_title)
+        if c.url in out:
+            continue
+        out[c.url] = Finding(
+            url=c.url,
+            verdict=c.verdict,
+            title=c.meta.title if c.meta else None,
+            summary=c.meta.summary if c.meta else None,
+            final_url=_last_permanent_target(c),
+            permanent_redirect=c.verdict is Verdict.REDIRECTED,
+            checked_at=c.checked_at,
+        )
+    return {url: replace(f, listed_titles=frozenset(titles[url])) for url, f in out.items()}
 
 
 class PostChangedError(CrawlerError):
     """The post changed since the check enrich relies on."""
 
-    def __init__(self, name: str) -> None:
-        """One line: which file, and what to do."""
+    def __init__(self, name: str, link: Link | None = None) -> None:
+        """One line: which file (and entry), and what to do."""
+        where = f" line {link.line} ({link.url})" if link is not None else ""
         super().__init__(
-            f"{name}: changed since the last check; run `crawler check` again or use --fresh"
+            f"{name}:{where} changed since the last check; run `crawler check` again or use --fresh"
         )
 
 
@@ -140,6 +179,46 @@ def check_unchanged(raw: bytes, digest: str, name: str) -> None:
     """Raise PostChangedError unless `raw` still has the digest recorded at check time."""
     if post_digest(raw) != digest:
         raise PostChangedError(name)
+
+
+def changed_entries(
+    raw: bytes, findings: Mapping[str, Finding], options: EnrichOptions
+) -> list[Link]:
+    """The entries enrich would touch whose listed title is not the one the check read.
+
+    Findings are facts about URLs, so an edit elsewhere in the post (a blank line, a new entry,
+    another entry's title) does not make them stale; an entry enrich would write to does.
+    """
+    post = _read(raw)
+    stale = [
+        link
+        for link in post.links
+        if (f := findings.get(link.url)) is not None
+        and f.listed_titles
+        and link.listed_title not in f.listed_titles
+    ]
+    if not stale:
+        return []
+    urls = {link.url for link in stale}
+    kept = {url: f for url, f in findings.items() if url not in urls}
+    with_all = enrich_text(raw, findings, options)
+    if with_all == enrich_text(raw, kept, options):
+        return []  # enrich leaves the changed entries alone
+    return stale
+
+
+def count_changed_lines(old: bytes, new: bytes) -> int:
+    """Lines added or changed between two versions of a post (a changed line counts once)."""
+    try:
+        encoding = detect_encoding(old)
+    except InputError:
+        encoding = "utf-8"
+    a = old.decode(encoding, errors="replace").splitlines()
+    b = new.decode(encoding, errors="replace").splitlines()
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    return sum(
+        max(i2 - i1, j2 - j1) for op, i1, i2, j1, j2 in matcher.get_opcodes() if op != "equal"
+    )
 
 
 # --- sanitising fetched text ---------------------------------------------------------------
@@ -976,14 +1055,25 @@ def unified_diff(old: bytes, new: bytes, name: str) -> str:
     return "".join(out)
 
 
-def write_atomic_with_backup(path: Path, data: bytes) -> Path:
-    """Replace a file's content atomically (temp file, fsync, rename), keeping `<name>.bak`.
+def next_backup(path: Path) -> Path:
+    """`<name>.bak.N` with N one more than the highest backup beside the file (from 1)."""
+    taken = [0]
+    for p in path.parent.glob(glob_escape(path.name) + ".bak.*"):
+        n = p.name[len(path.name) + len(".bak.") :]
+        if n.isascii() and n.isdigit():
+            taken.append(int(n))
+    return path.with_name(f"{path.name}.bak.{max(taken) + 1}")
 
-    The file's mode is kept; a symlink is followed, so the link stays and its target changes.
-    Returns the backup's path.
+
+def write_atomic_with_backup(path: Path, data: bytes) -> Path:
+    """Replace a file's content atomically (temp file, fsync, rename), keeping a backup.
+
+    Each write keeps the previous version as a new `<name>.bak.N` (numbered from 1), so no
+    backup is ever overwritten. The file's mode is kept; a symlink is followed, so the link
+    stays and its target changes. Returns the backup's path.
     """
     path = Path(path)
-    backup = path.with_suffix(path.suffix + ".bak")
+    backup = next_backup(path)
     target = Path(os.path.realpath(path))
     if not target.is_file():
         raise InputError(f"{path}: no such file")

@@ -191,8 +191,8 @@ _ALONE_EXTRA = frozenset(" \t*_") | _TRAILING
 _NOT_TITLE = ("|", "![", "$$", "<")
 # A line that introduces what follows ("例如：", "安装:"), or a sentence, is prose, not a title;
 # so is a line with a Markdown link in it (`[anchor](#local)`).
-_PROSE_END = tuple("：:。；;")
-_LINK_SYNTAX = re.compile(r"\](?:\(|\[)")
+_PROSE_END = tuple("：:。；")
+_LINK_SYNTAX = re.compile(r"(?<!\\)\](?:\(|\[)")
 # The text before a URL points at it ("讨论见"): the URL is cited in prose, and the
 # line after it goes on with the prose.
 _POINTS_AT = ("见",)
@@ -398,7 +398,8 @@ def _whole_line_url(s: str, m: re.Match[str]) -> str | None:
     """A URL with CJK in its path (`.../item/图灵机/5459283`) that fills its line, else None.
 
     In prose a CJK character ends a bare URL, but when the URL is the only thing on its line
-    and the CJK text starts a path segment (right after '/' or '='), it belongs to the URL.
+    (but for a `（note）` after a space) and the CJK text starts a path segment (right after '/'
+    or '='), it belongs to the URL.
     """
     end = m.end()
     if end >= len(s) or not ("\u3000" <= s[end] <= "\u9fff" or "\uff00" <= s[end] <= "\uffef"):
@@ -406,7 +407,10 @@ def _whole_line_url(s: str, m: re.Match[str]) -> str | None:
     if s[end - 1] not in "/=" or s[s.rfind("\n", 0, m.start()) + 1 : m.start()].strip(" \t*"):
         return None
     line_end = s.find("\n", end)
-    token = s[m.start() : len(s) if line_end == -1 else line_end].rstrip()
+    token, _, note = s[m.start() : len(s) if line_end == -1 else line_end].partition(" ")
+    # what may follow: nothing, or a note in full-width parentheses (enrich's title or mark)
+    if note.strip() and not note.lstrip().startswith("（"):
+        return None
     if any(c.isspace() or c in '<"' for c in token):
         return None
     return _strip_trailing(token)

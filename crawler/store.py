@@ -365,6 +365,18 @@ class Store:
             r = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _run_info(r) if r is not None else None
 
+    def latest_check_of(self, real_path: str) -> tuple[int, str] | None:
+        """(run id, the post's sha256 then) of the newest complete run that read this file."""
+        rows = self.conn.execute(
+            "SELECT * FROM runs WHERE status = 'complete' AND network_down = 0 ORDER BY id DESC"
+        )
+        for r in rows:
+            for src, digest in json.loads(r["post_digests"]).items():
+                # real paths since issue 13; older runs kept the name as given
+                if src != "-" and os.path.realpath(src) == real_path:
+                    return int(r["id"]), str(digest)
+        return None
+
     def trend(self, before: int, limit: int = TREND_RUNS) -> tuple[RunTotals, ...]:
         """Counts of the finished runs before run id `before`, oldest first."""
         return tuple(

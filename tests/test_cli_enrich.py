@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
+import pytest
 from click.testing import CliRunner
 
 from crawler.cli import cli
@@ -48,7 +50,7 @@ def test_enrich_after_a_check(tmp_path: Path, server: LocalServer) -> None:
     r = invoke(["enrich", str(post), "--mark-dead"])
     assert r.exit_code == 0, r.output
     new = post.read_bytes()
-    assert (tmp_path / "post.md.bak").read_bytes() == raw
+    assert (tmp_path / "post.md.bak.1").read_bytes() == raw
     assert b"\r\n\r\n\xe8\xaf\xad" in new  # the title line, CRLF kept
     assert "（已失效，".encode() in new
     assert new.count(b"\r\n") == raw.count(b"\r\n") + 2 and b"\n" not in new.replace(b"\r\n", b"")
@@ -64,16 +66,33 @@ def test_enrich_after_a_check(tmp_path: Path, server: LocalServer) -> None:
     r = invoke(["enrich", str(post), "--unmark", "--no-titles"])
     assert r.exit_code == 0, r.output
     assert "已失效".encode() not in post.read_bytes()
+    assert (tmp_path / "post.md.bak.1").read_bytes() == raw  # backups are numbered, never lost
+    assert (tmp_path / "post.md.bak.2").read_bytes() == new
 
 
-def test_enrich_refuses_when_the_post_changed(tmp_path: Path, server: LocalServer) -> None:
+def test_enrich_refuses_when_an_entry_it_would_touch_changed(
+    tmp_path: Path, server: LocalServer
+) -> None:
     post, raw = make_post(tmp_path, server)
     invoke(["check", str(post), "--report-dir", str(tmp_path / "r"), *FAST])
-    post.write_bytes(raw + b"\r\nhttps://new.example/\r\n")
-    r = CliRunner().invoke(cli, ["enrich", str(post)])
+    post.write_bytes(raw.replace("端对端的深度卷积神经网络".encode(), b"Another title"))
+    r = CliRunner().invoke(cli, ["enrich", str(post), "--mark-dead"])
     assert r.exit_code == 1
-    assert "changed since the last check" in r.output
+    assert "line 5 (" in r.output and "/page/removed) changed since the last check" in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_enrich_after_edits_elsewhere_in_the_post(tmp_path: Path, server: LocalServer) -> None:
+    """Issue 13 friction: a blank line and a new entry do not stale the check of the others."""
+    post, raw = make_post(tmp_path, server)
+    invoke(["check", str(post), "--report-dir", str(tmp_path / "r"), *FAST])
+    edited = b"\r\n" + raw + b"\r\nhttps://new.example/\r\n"
+    post.write_bytes(edited)
+    r = invoke(["enrich", str(post), "--mark-dead"])
+    assert r.exit_code == 0, r.output
+    new = post.read_bytes()
+    assert "（已失效，".encode() in new and "语音识别的最新进展".encode() in new
+    assert new.endswith(b"\r\nhttps://new.example/\r\n")  # not checked: left alone
 
 
 def test_enrich_without_a_check_says_so(tmp_path: Path, server: LocalServer) -> None:
@@ -110,3 +129,44 @@ def test_check_knows_the_dead_mark() -> None:
     from crawler.enrich import DEAD_MARK
 
     assert cli_module._DEAD_MARK == DEAD_MARK
+
+
+def test_update_redirects_stops_at_the_last_permanent_target(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    """Issue 13 #2: 301 → 302 → page: the post gets the 302's URL, not where it points today."""
+    u = server.url
+    temporary = u("/redirect/302?to=/page/plain")
+    moved = u("/redirect/301?to=" + quote(temporary, safe=""))
+    post = tmp_path / "post.md"
+    post.write_text(f"{moved}\n\nTitle\n", encoding="utf-8")
+    invoke(["check", str(post), "--report-dir", str(tmp_path / "r"), *FAST])
+    r = invoke(["enrich", str(post), "--update-redirects"])
+    assert r.exit_code == 0, r.output
+    assert post.read_text(encoding="utf-8") == f"{temporary}\n\nTitle\n"
+
+
+def test_enrich_finds_the_check_by_real_path(
+    tmp_path: Path, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13 #9: checked as `post.md` in its folder, enriched as /abs/path from elsewhere."""
+    post, _ = make_post(tmp_path, server)
+    db = tmp_path / "history.sqlite"
+    monkeypatch.chdir(tmp_path)
+    r = invoke(["check", "post.md", "--db", str(db), "--report-dir", "r", *FAST])
+    assert r.exit_code == 3, r.output
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    r = invoke(["enrich", str(post), "--db", str(db), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert "语音识别的最新进展" in r.output
+
+
+def test_enrich_counts_the_lines_it_added_or_changed(tmp_path: Path, server: LocalServer) -> None:
+    """Issue 13 #17: two lines added and one changed are 3, not the diff's +/- count."""
+    post, _ = make_post(tmp_path, server)
+    invoke(["check", str(post), "--report-dir", str(tmp_path / "r"), *FAST])
+    r = invoke(["enrich", str(post), "--mark-dead"])
+    assert r.exit_code == 0, r.output
+    assert "(3 lines added or changed)" in r.output

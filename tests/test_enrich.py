@@ -638,13 +638,16 @@ def test_write_atomic_with_backup(tmp_path: Path) -> None:
     path.write_bytes(b"old\r\n")
     os.chmod(path, 0o640)
     backup = write_atomic_with_backup(path, b"new\r\n")
-    assert backup == tmp_path / "links.md.bak"
+    assert backup == tmp_path / "links.md.bak.1"
     assert path.read_bytes() == b"new\r\n" and backup.read_bytes() == b"old\r\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["links.md", "links.md.bak"]
-    write_atomic_with_backup(path, b"newer\n")  # the backup is the previous version
-    assert backup.read_bytes() == b"new\r\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["links.md", "links.md.bak"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["links.md", "links.md.bak.1"]
+    # issue 13: each write keeps the previous version as a new numbered backup
+    assert write_atomic_with_backup(path, b"newer\n") == tmp_path / "links.md.bak.2"
+    assert backup.read_bytes() == b"old\r\n"
+    assert (tmp_path / "links.md.bak.2").read_bytes() == b"new\r\n"
+    (tmp_path / "links.md.bak.1").unlink()  # numbering goes on after the highest one left
+    assert write_atomic_with_backup(path, b"newest\n") == tmp_path / "links.md.bak.3"
 
 
 def test_write_atomic_failure_leaves_the_post_and_no_temp_file(
@@ -663,7 +666,7 @@ def test_write_atomic_failure_leaves_the_post_and_no_temp_file(
     with pytest.raises(InputError, match="No space left"):
         write_atomic_with_backup(path, b"new\n")
     assert path.read_bytes() == b"old\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["links.md", "links.md.bak"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["links.md", "links.md.bak.1"]
 
 
 def test_write_atomic_follows_a_symlink(tmp_path: Path) -> None:
@@ -673,7 +676,7 @@ def test_write_atomic_follows_a_symlink(tmp_path: Path) -> None:
     link.symlink_to(target)
     write_atomic_with_backup(link, b"new\n")
     assert link.is_symlink() and target.read_bytes() == b"new\n"
-    assert (tmp_path / "links.md.bak").read_bytes() == b"old\n"
+    assert (tmp_path / "links.md.bak.1").read_bytes() == b"old\n"
 
 
 def test_write_atomic_missing_file(tmp_path: Path) -> None:
@@ -1071,3 +1074,13 @@ def test_property_rendered_structure_is_unchanged(data: st.DataObject) -> None:
     )
     if not options.update_redirects:
         assert [h for h in new_hrefs if h not in archived] == old_hrefs
+
+
+def test_a_url_whose_chinese_path_fills_its_line_is_marked() -> None:
+    """Issue 13 #18: the mark after `…/item/图灵机/5459283` must not cut the URL."""
+    url = "https://baike.baidu.com/item/图灵机/5459283"
+    raw = f"{url}\n\n图灵机\n".encode()
+    out = enrich_text(raw, findings(finding(url, Verdict.DEAD)), opts(mark_dead=True))
+    assert out.decode() == f"{url} （已失效，2026-11-24）\n\n图灵机\n"
+    assert [(link.url, link.listed_title) for link in links(out, marked=True)] == [(url, "图灵机")]
+    assert urls(out) == [url]  # read with the mark, too

@@ -569,3 +569,9 @@ def test_no_title_from_a_link_or_prose_after_a_bare_url() -> None:
     assert [link.listed_title for link in parse_post(text)] == expected
     # the markdown-it path reads the same
     assert [link.listed_title for link in parse_post(text + "\n- item\n")] == expected
+
+
+def test_a_chinese_path_url_alone_on_its_line_keeps_its_path_before_a_note() -> None:
+    url = "https://baike.baidu.com/item/图灵机/5459283"
+    text = f"{url} （已失效，2026-11-24）\n\n{url} （图灵机）\n\n{url} 图灵机\n"
+    assert [link.url for link in parse_post(text)] == [url, url, "https://baike.baidu.com/item/"]
