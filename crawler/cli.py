@@ -41,7 +41,7 @@ from crawler.config import (
     FetchSettings,
 )
 from crawler.configfile import FileConfig, find_config, load_config
-from crawler.errors import ConfigError, CrawlerError
+from crawler.errors import ConfigError, CrawlerError, NetworkDownError
 from crawler.types import BROKEN, Check, Link, Run, Verdict
 
 EXIT_OK = 0
@@ -209,14 +209,26 @@ def _settings(kw: dict[str, Any]) -> FetchSettings:
     )
 
 
+class _ToolError(click.ClickException):
+    """A CrawlerError as Click shows it: one line, the error's own exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return self.code
+
+
 class _Group(click.Group):
-    """Turns the tool's own errors into one line and exit code 1, never a traceback."""
+    """Turns the tool's own errors into one line and their exit code, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except CrawlerError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise _ToolError(str(exc), exc.exit_code) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -867,9 +879,6 @@ def enrich(
         unmark=unmark,
         update_redirects=update_redirects,
         archive=archive,
-        today=datetime.now().date(),
-        archive_endpoint=archive_endpoint,
-        archive_before=archive_before.date() if archive_before else None,
     )
     try:
         raw = post.read_bytes()
@@ -886,7 +895,7 @@ def enrich(
             run = _run_check(links, sources, digests, _settings(kw), db, RunOptions(), True)
             click.echo(_summary_lines(run, [])[0])
             if run.network_down:
-                raise CrawlerError("the network looks down; nothing to enrich from")
+                raise NetworkDownError("the network looks down; nothing to enrich from")
         store = open_store(db)
         try:
             run_id, digest = _latest_run_for(store, post)
@@ -900,18 +909,7 @@ def enrich(
             if stale:
                 raise en.PostChangedError(str(post), stale[0])
     if options.archive:
-        import asyncio
-
-        from crawler.fetch import make_client
-
-        settings = _settings(kw)
-
-        async def fill() -> dict[str, en.Finding]:
-            async with make_client(settings) as client:
-                cutoff = en.archive_cutoff(raw, post, options)
-                return await en.add_archive_urls(client, findings, cutoff, archive_endpoint)
-
-        findings = asyncio.run(fill())
+        findings = _with_snapshots(post, raw, findings, archive_endpoint, archive_before, kw)
     new = en.enrich_text(raw, findings, options)
     if new == raw:
         click.echo(f"{post}: nothing to change")
@@ -929,6 +927,39 @@ def enrich(
             store.close()
     changed = en.count_changed_lines(raw, new)
     click.echo(f"{post}: enriched ({changed} lines added or changed); backup: {backup}")
+
+
+def _with_snapshots(
+    post: Path,
+    raw: bytes,
+    findings: dict[str, Any],
+    endpoint: str,
+    before: datetime | None,
+    kw: dict[str, Any],
+) -> dict[str, Any]:
+    """The findings with the archive's snapshots of dead URLs; CrawlerError if it can't answer."""
+    import asyncio
+
+    from crawler import archive
+    from crawler.enrich import add_archive_urls
+
+    cutoff = archive.archive_cutoff(
+        raw, post, before.date() if before else None, datetime.now().date()
+    )
+    dead = [url for url, f in findings.items() if f.verdict is Verdict.DEAD]
+    snaps = asyncio.run(archive.find_snapshots(dead, cutoff, _settings(kw), endpoint))
+    if snaps.failed and len(snaps.failed) == snaps.asked:
+        why = next(iter(snaps.failed.values()))
+        raise NetworkDownError(
+            f"the archive at {endpoint} did not answer ({safe(why)}); nothing written"
+        )
+    if snaps.failed:
+        click.echo(
+            f"{post}: the archive did not answer for {len(snaps.failed)} of {snaps.asked} dead "
+            "links; they are marked without a snapshot (run again later to add it)",
+            err=True,
+        )
+    return add_archive_urls(findings, snaps.found)
 
 
 def _latest_run_for(store: Any, post: Path) -> tuple[int, str]:

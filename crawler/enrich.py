@@ -32,7 +32,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import html
-import json
 import os
 import re
 import tempfile
@@ -40,16 +39,13 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import datetime
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote
 
-import httpx
-
+from crawler.archive import safe_snapshot_url
 from crawler.classify import PERMANENT
-from crawler.config import DEFAULT_ARCHIVE_ENDPOINT
 from crawler.errors import ConfigError, CrawlerError, InputError
 from crawler.post import (
     BRACKET_OPENERS,
@@ -63,18 +59,15 @@ from crawler.post import (
 from crawler.types import ALIVE, Check, Link, Verdict
 
 __all__ = [
-    "DEFAULT_ARCHIVE_ENDPOINT",
     "EnrichOptions",
     "Finding",
     "PostChangedError",
     "add_archive_urls",
-    "archive_cutoff",
     "changed_entries",
     "check_unchanged",
     "count_changed_lines",
     "enrich_text",
     "findings_from_checks",
-    "lookup_archive",
     "post_digest",
     "sanitize",
     "strip_marks",
@@ -91,7 +84,7 @@ ARCHIVE_LABEL = "存档"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EnrichOptions:
-    """What `enrich_text` may change; `today` is the last fallback for the archive date."""
+    """What `enrich_text` may change."""
 
     titles: bool = True
     summaries: bool = False
@@ -99,9 +92,6 @@ class EnrichOptions:
     unmark: bool = False
     update_redirects: bool = False
     archive: bool = False
-    today: date
-    archive_endpoint: str = DEFAULT_ARCHIVE_ENDPOINT
-    archive_before: date | None = None
     max_len: int = 200
 
     def __post_init__(self) -> None:
@@ -284,22 +274,9 @@ def sanitize(
     return s
 
 
-def _safe_archive_url(url: str | None) -> str | None:
-    """An archive link safe inside `[存档](…)`: http(s), percent-encoded, else None."""
-    if not url:
-        return None
-    url = url.strip()
-    if not re.match(r"https?://[^\s/?#]", url, re.IGNORECASE):
-        return None
-    if url.lower().startswith("http://web.archive.org/"):
-        url = "https://" + url[len("http://") :]
-    url = quote(url, safe=":/?#@!$&'*+,;=%~-._")
-    return url if _ARCHIVE_URL.fullmatch(url) else None
-
-
 # --- marks -----------------------------------------------------------------------------------
 
-_ARCHIVE_URL = re.compile(r"https?://[^\s()<>\[\]]+")
+_ARCHIVE_URL = re.compile(r"https?://[^\s()<>\[\]]+")  # as archive.safe_snapshot_url writes
 _MARK = re.compile(
     r" （" + DEAD_MARK + r"，\d{4}-\d{2}-\d{2}）"
     r"(?P<archive> \[" + ARCHIVE_LABEL + r"\]\((?P<url>" + _ARCHIVE_URL.pattern + r")\))?"
@@ -844,7 +821,7 @@ def _plan_link(
         plan.insert_owner_line[k] = after
     # marks
     marking = opt.mark_dead or opt.archive  # --archive implies --mark-dead
-    archive = _safe_archive_url(finding.archive_url) if opt.archive else None
+    archive = safe_snapshot_url(finding.archive_url) if opt.archive else None
     if mine:
         n = mine[0]
         mark = line.marks[n]
@@ -1113,97 +1090,14 @@ def _replace_with(path: Path, data: bytes, mode: int) -> None:
 
 # --- the Internet Archive ----------------------------------------------------------------------
 
-_ARCHIVE_MAX_BODY = 64 * 1024
-_FRONT_DATE = re.compile(r"^date:\s*['\"]?(\d{4})-(\d{1,2})-(\d{1,2})", re.MULTILINE)
-_FILE_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
 
-
-async def lookup_archive(
-    client: httpx.AsyncClient, url: str, before: date, endpoint: str = DEFAULT_ARCHIVE_ENDPOINT
-) -> str | None:
-    """The Wayback snapshot of `url` closest to `before` and not after it, else None.
-
-    Asks the availability API (`{endpoint}?url=…&timestamp=YYYYMMDD`); any failure (network,
-    HTTP error, bad JSON, a snapshot after the date) is None, never an exception.
-    """
-    stamp = before.strftime("%Y%m%d")
-    try:
-        async with client.stream("GET", endpoint, params={"url": url, "timestamp": stamp}) as resp:
-            if resp.status_code != 200:
-                return None
-            body = bytearray()
-            async for chunk in resp.aiter_bytes():
-                body += chunk
-                if len(body) > _ARCHIVE_MAX_BODY:
-                    return None
-        data = json.loads(bytes(body))
-    except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, ValueError):
-        return None
-    return _closest_before(data, stamp)
-
-
-def _closest_before(data: object, stamp: str) -> str | None:
-    """The snapshot URL in an availability answer if it is available and not after `stamp`."""
-    if not isinstance(data, dict):
-        return None
-    snapshots = data.get("archived_snapshots")
-    closest = snapshots.get("closest") if isinstance(snapshots, dict) else None
-    if not isinstance(closest, dict) or closest.get("available") is not True:
-        return None
-    status = closest.get("status")
-    if status is not None and not str(status).startswith("2"):
-        return None
-    ts = closest.get("timestamp")
-    if not isinstance(ts, str) or len(ts) < 8 or not ts.isascii() or not ts.isdigit():
-        return None
-    if ts[:8] > stamp:
-        return None
-    snap = closest.get("url")
-    return _safe_archive_url(snap) if isinstance(snap, str) else None
-
-
-async def add_archive_urls(
-    client: httpx.AsyncClient,
-    findings: Mapping[str, Finding],
-    before: date,
-    endpoint: str = DEFAULT_ARCHIVE_ENDPOINT,
+def add_archive_urls(
+    findings: Mapping[str, Finding], snapshots: Mapping[str, str]
 ) -> dict[str, Finding]:
     """The findings with `archive_url` filled in for dead URLs that have a snapshot."""
     out = dict(findings)
     for url, finding in findings.items():
-        if finding.verdict is Verdict.DEAD and finding.archive_url is None:
-            snap = await lookup_archive(client, url, before, endpoint)
-            if snap is not None:
-                out[url] = replace(finding, archive_url=snap)
+        snap = snapshots.get(url)
+        if finding.verdict is Verdict.DEAD and finding.archive_url is None and snap is not None:
+            out[url] = replace(finding, archive_url=snap)
     return out
-
-
-def archive_cutoff(raw: bytes, path: Path | None, options: EnrichOptions) -> date:
-    """The date snapshots must precede: the option, else the post's date, else its file time."""
-    if options.archive_before is not None:
-        return options.archive_before
-    try:
-        _, codec, _ = _codec_of(raw)
-        head = raw.decode(codec, errors="replace").lstrip("\ufeff")
-    except InputError:
-        head = ""
-    if head.startswith("---"):
-        end = head.find("\n---", 3)
-        m = _FRONT_DATE.search(head[: end if end != -1 else len(head)])
-        if m is not None:
-            try:
-                return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-            except ValueError:
-                pass
-    if path is not None:
-        m = _FILE_DATE.match(path.name)
-        if m is not None:
-            try:
-                return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-            except ValueError:
-                pass
-        try:
-            return datetime.fromtimestamp(path.stat().st_mtime).date()
-        except OSError:
-            pass
-    return options.today

@@ -19,3 +19,9 @@ class ConfigError(CrawlerError):
 
 class StoreError(CrawlerError):
     """The history database cannot be used."""
+
+
+class NetworkDownError(CrawlerError):
+    """Nothing could be asked: the network (or the one service needed) did not answer."""
+
+    exit_code = 4

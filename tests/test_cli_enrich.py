@@ -170,3 +170,19 @@ def test_enrich_counts_the_lines_it_added_or_changed(tmp_path: Path, server: Loc
     r = invoke(["enrich", str(post), "--mark-dead"])
     assert r.exit_code == 0, r.output
     assert "(3 lines added or changed)" in r.output
+
+
+def test_enrich_archive_unreachable_says_so_and_writes_nothing(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    """Issue 13 #10: no silent marks without snapshots: one line, exit 4, the post as it was."""
+    post, raw = make_post(tmp_path, server)
+    invoke(["check", str(post), "--report-dir", str(tmp_path / "r"), *FAST])
+    unreachable = "http://127.0.0.1:9/wayback/available"  # the discard port: refused
+    r = CliRunner().invoke(
+        cli, ["enrich", str(post), "--archive", "--archive-endpoint", unreachable, *FAST]
+    )
+    assert r.exit_code == 4, r.output
+    assert "the archive at http://127.0.0.1:9/wayback/available did not answer" in r.output
+    assert "nothing written" in r.output and len(r.output.strip().splitlines()) == 1
+    assert post.read_bytes() == raw
