@@ -195,19 +195,16 @@ async def test_dropped_connection_is_an_error_after_retries(server: LocalServer)
 
 
 async def test_slow_response_times_out(server: LocalServer) -> None:
-    t0 = time.monotonic()
     r = await fetch(server.url("/slow?s=1.5"), timeout=0.3, retries=0)
-    assert r.error is ErrorKind.TIMEOUT
-    assert time.monotonic() - t0 < 1.4
+    assert r.error is ErrorKind.TIMEOUT  # had it waited for the answer, it would be alive
+    assert "0.3 s" in (r.error_detail or ""), r.error_detail
 
 
 async def test_dripped_body_hits_the_total_deadline(server: LocalServer) -> None:
     # Each byte arrives within the read timeout, so only the per-attempt deadline can stop it.
-    t0 = time.monotonic()
     r = await fetch(server.url("/drip?s=3"), timeout=1.0, deadline=0.8, retries=0)
     assert r.error is ErrorKind.TIMEOUT
     assert "0.8" in (r.error_detail or "")
-    assert time.monotonic() - t0 < 2.5
 
 
 async def test_refused_connection() -> None:
