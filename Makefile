@@ -1,32 +1,47 @@
 # Two commands do everything on a fresh machine with python3 and make:
-#   make run    check links.md, reports in reports/
+#   make run    check links.md, reports in reports/ (scripts/run: the same, with the
+#               checker's own exit code; make itself can only exit 0 or 2)
 #   make test   the whole test suite
+#   make install  .venv with the package and its runtime dependencies only (no test extra)
 #   make bench  the crawler against lychee on a loopback server farm (bench/run.py)
 #   make eval   title/summary quality on ../shared/corpus/extraction
 PY ?= python3
-VENV := .venv
+# VENV may be set from the environment (scripts/run and tests/test_workflow.py pass it on).
+VENV ?= .venv
+export VENV
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.test-installed-stamp
 ARGS ?=
 
-.PHONY: run test lint bench eval clean
+.PHONY: run install test lint bench eval clean
 
+# The package and what it needs to run: a daily check installs no test tools (playwright…).
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e .
 	# Bytecode for the editable package, so every command starts fast even where
 	# PYTHONDONTWRITEBYTECODE is set (stale .pyc files are recompiled by Python itself).
 	$(BIN)/python -m compileall -q crawler
 	touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/crawler check links.md --report-dir reports $(ARGS)
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(TEST_STAMP)
 
-test: $(STAMP)
+install: $(STAMP)
+
+# make turns any failing recipe into its own exit code 2 ("Error 3" names the checker's code);
+# scripts/run, which this calls, exits with the checker's code itself. A single command, so
+# make runs it without a shell in between and a SIGTERM to make reaches the checker.
+run: $(STAMP)
+	scripts/run $(ARGS)
+
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py $(ARGS)
 
@@ -36,7 +51,7 @@ bench: $(STAMP)
 EVAL := ../shared/eval/extraction_eval.py
 EVAL_CORPUS := ../shared/corpus/extraction/manifest.json
 EVAL_PAGES := $${TMPDIR:-/tmp}/crawler-eval-pages
-eval: $(STAMP)
+eval: $(TEST_STAMP)
 	@if [ -f $(EVAL) ]; then \
 	  $(PY) $(EVAL) --manifest $(EVAL_CORPUS) \
 	    --cmd "$(BIN)/crawler extract" --batch 1000 --table reports/extraction_eval.tsv | tail -n 1; \
@@ -49,7 +64,7 @@ eval: $(STAMP)
 	  done; \
 	else echo "eval: $(EVAL) not found; skipped"; fi
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/python -m pip install -q ruff mypy
 	$(BIN)/ruff check crawler tests
 	$(BIN)/mypy
