@@ -181,6 +181,7 @@ INVALID_HTML = (
 
 
 @cache
+@cache  # compressing 200 MB takes seconds on a loaded machine: longer than a client waits
 def bomb(coding: str, mb: int) -> bytes:
     """About `mb` MB of HTML, compressed: a few hundred KB that expand a thousandfold."""
     head = b"<html><head><title>bomb</title></head><body>"
