@@ -33,6 +33,7 @@ from crawler.config import (
     DEFAULT_HOST_INTERVAL,
     DEFAULT_MAX_BODY,
     DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_REDIRECTS,
     DEFAULT_REPORT_DIR,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
@@ -65,6 +66,22 @@ _TERMINAL_UNSAFE = re.compile(
 def safe(text: str | None) -> str:
     """Text fit for the terminal: control characters and escape sequences removed."""
     return _TERMINAL_UNSAFE.sub("", text or "").replace("\n", " ")
+
+
+class HeaderParam(click.ParamType):  # type: ignore[type-arg]
+    """A request header written 'Name: value'."""
+
+    name = "header"
+    _NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        name, sep, val = str(value).partition(":")
+        name, val = name.strip(), val.strip()
+        if not sep or not self._NAME.match(name) or any(c in val for c in "\r\n\x00"):
+            self.fail(f"{value!r} is not a header like 'Name: value'", param, ctx)
+        return (name, val)
 
 
 def fetch_options(fn: F) -> F:
@@ -163,6 +180,22 @@ def fetch_options(fn: F) -> F:
             "(as lychee's --exclude-private) and never connect to one, at any redirect.",
         ),
         click.option(
+            "--header",
+            "header",
+            multiple=True,
+            type=HeaderParam(),
+            help="A request header for every host, 'Name: value' (repeatable; a host's own "
+            "headers go in [hosts] of the configuration file).",
+        ),
+        click.option(
+            "--max-redirects",
+            envvar="CRAWLER_MAX_REDIRECTS",
+            type=click.IntRange(0, 100),
+            default=DEFAULT_MAX_REDIRECTS,
+            show_default=True,
+            help="Redirects followed before a link counts as an error (too-many-redirects).",
+        ),
+        click.option(
             "--workers",
             envvar="CRAWLER_WORKERS",
             type=click.IntRange(0, 64),
@@ -206,6 +239,8 @@ def _settings(kw: dict[str, Any]) -> FetchSettings:
         transport=kw["transport"],
         no_private=kw["no_private"],
         workers=kw["workers"],
+        headers=dict(kw.get("header") or ()),
+        max_redirects=kw.get("max_redirects", DEFAULT_MAX_REDIRECTS),
     )
 
 
@@ -423,11 +458,17 @@ async def _run_cancellable(coro: Any) -> Any:
 _DEAD_MARK = "已失效"
 
 
-def _load_links(inputs: tuple[str, ...]) -> tuple[list[Link], dict[str, str], list[str]]:
+#: click context meta key: links skipped by an inline crawler-ignore comment.
+_IGNORED = "crawler.ignored"
+
+
+def _load_links(
+    inputs: tuple[str, ...], every: bool = False
+) -> tuple[list[Link], dict[str, str], list[str]]:
     """Read every input; return the links, each file's sha256 and the sources in order."""
     from hashlib import sha256
 
-    from crawler.post import expand_inputs, parse_post, read_post, read_stdin
+    from crawler.post import drop_ignored, expand_inputs, parse_post, read_post, read_stdin
 
     links: list[Link] = []
     digests: dict[str, str] = {}
@@ -435,9 +476,9 @@ def _load_links(inputs: tuple[str, ...]) -> tuple[list[Link], dict[str, str], li
     for src in sources:
         if src == "-":
             data = sys.stdin.buffer.read()
-            text, found = read_stdin(data)
+            text, found = read_stdin(data, every)
         else:
-            text, found = read_post(src)
+            text, found = read_post(src, every)
             data = Path(src).read_bytes()
         # Dead marks written by `crawler enrich` are not part of what the author listed.
         if _DEAD_MARK in text:  # crawler.enrich only for a post that has marks
@@ -445,7 +486,12 @@ def _load_links(inputs: tuple[str, ...]) -> tuple[list[Link], dict[str, str], li
 
             unmarked = strip_marks(text)
             if unmarked != text:
-                found = parse_post(unmarked, src)
+                found = parse_post(unmarked, src, every)
+        found, ignored = drop_ignored(text, found)
+        if ignored:  # counted with the excluded links (`crawler check`'s summary)
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None:
+                ctx.meta[_IGNORED] = ctx.meta.get(_IGNORED, 0) + ignored
         links.extend(found)
         # keyed by real path: enrich finds the check whatever path or folder it is given
         digests[src if src == "-" else os.path.realpath(src)] = sha256(data).hexdigest()
@@ -566,6 +612,70 @@ def paint(line: str, summary: bool = False) -> str:
     return (_COUNTED_VERDICT if summary else _LEADING_VERDICT).sub(one, line)
 
 
+class RemapParam(click.ParamType):  # type: ignore[type-arg]
+    """A --remap rule, 'REGEX REPLACEMENT'."""
+
+    name = "remap"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from crawler.local import Remap
+
+        if isinstance(value, Remap):
+            return value
+        try:
+            return Remap.parse(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def remap_option(fn: F) -> F:
+    """--remap, shared by check and links."""
+    return click.option(
+        "--remap",
+        multiple=True,
+        type=RemapParam(),
+        help="Rewrite URLs before checking: 'REGEX REPLACEMENT' (repeatable; the first rule "
+        "that matches applies; $1 or \\1 for groups).",
+    )(fn)
+
+
+def _remap(links: list[Link], kw: dict[str, Any]) -> list[Link]:
+    rules = kw.pop("remap", ())
+    if not rules:
+        return links
+    from crawler.local import remap
+
+    return remap(links, rules)
+
+
+def local_options(fn: F) -> F:
+    """Local links and fragments (crawler check)."""
+    opts = [
+        click.option(
+            "--root-dir",
+            type=click.Path(file_okay=False, exists=True, path_type=Path),
+            default=None,
+            help="Where site-absolute links (/images/x.png) are looked for on disk; without "
+            "it they are skipped.",
+        ),
+        click.option(
+            "--offline",
+            is_flag=True,
+            default=False,
+            help="Check only local links (files on disk); web links count as excluded.",
+        ),
+        click.option(
+            "--include-fragments",
+            is_flag=True,
+            default=False,
+            help="Check that a link's #fragment names an anchor of the page or file.",
+        ),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
 @contextlib.contextmanager
 def _few_collections() -> Iterator[None]:
     """Run a check with fewer garbage collections: everything alive at the start (modules,
@@ -669,6 +779,8 @@ def _run_check(
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
 @ci_options
+@local_options
+@remap_option
 @fetch_options
 def check(
     inputs: tuple[str, ...],
@@ -703,11 +815,20 @@ def check(
             )
     settings = _settings(kw)
     fc = click.get_current_context().find_object(FileConfig) or FileConfig()
-    links, digests, sources = _load_links(inputs)
+    links, digests, sources = _load_links(inputs, every=True)
+    links = _remap(links, kw)
     links, excluded = _filter(links, fc, include, exclude)
+    excluded += click.get_current_context().meta.get(_IGNORED, 0)
+    from crawler import local
+
+    links, others = local.split(links)
     if settings.no_private:
         links, private = _exclude_private(links)
         excluded += private
+    offline = kw.pop("offline", False)
+    if offline:  # --offline: local links only; the others count as excluded, as in lychee
+        excluded += len(links)
+        links = []
     options = RunOptions(
         max_age=max_age,
         only_failing=only == "failing",
@@ -715,7 +836,17 @@ def check(
     )
     with _few_collections():
         db_path = None if no_history else db
-        run = _run_check(links, sources, digests, settings, db_path, options, quiet)
+        if offline:  # nothing fetched: the history is neither read nor written
+            now = datetime.now(UTC)
+            run = Run(started_at=now, finished_at=now, sources=tuple(sources), checks=())
+        else:
+            run = _run_check(links, sources, digests, settings, db_path, options, quiet)
+        if others:
+            import dataclasses
+
+            root = kw.pop("root_dir", None)
+            extra = local.check_local(others, root, kw.pop("include_fragments", False))
+            run = dataclasses.replace(run, checks=local.merge(run.checks, extra, sources))
         # Imported once the run is over: the first request need not wait for the templates.
         from crawler.report import write_reports
 
@@ -1016,13 +1147,19 @@ def db_copy(source: Any, dest: Any) -> None:
 
 @cli.command()
 @input_options
-def links(inputs: tuple[str, ...], include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+@remap_option
+def links(
+    inputs: tuple[str, ...], include: tuple[str, ...], exclude: tuple[str, ...], **kw: Any
+) -> None:
     """List every reference found in INPUTS without fetching anything, one JSON object a line.
 
     Example: crawler links links.md | jq -r .url
     """
     fc = click.get_current_context().find_object(FileConfig) or FileConfig()
-    found, _, _ = _load_links(inputs)
+    from crawler.local import kind_of
+
+    found, _, _ = _load_links(inputs, every=True)
+    found = _remap(found, kw)
     found, _ = _filter(found, fc, include, exclude)
     for link in found:
         click.echo(
@@ -1033,6 +1170,7 @@ def links(inputs: tuple[str, ...], include: tuple[str, ...], exclude: tuple[str,
                     "line": link.line,
                     "section": " / ".join(link.section),
                     "listed_title": link.listed_title,
+                    "kind": kind_of(link.url).value,
                 },
                 ensure_ascii=False,
             )

@@ -84,6 +84,7 @@ class FetchSettings:
     cookie_jar: str | None = None  # a Netscape cookies.txt file
     no_private: bool = False  # refuse hosts that resolve to loopback/private/link-local/metadata
     workers: int = 1  # fetch processes; 0 = one per core for long lists (crawler/workers.py)
+    headers: Mapping[str, str] = field(default_factory=dict)  # sent to every host (--header)
 
     @property
     def attempt_deadline(self) -> float:

@@ -1110,6 +1110,7 @@ def make_client(
         "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
         "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8",
         "Accept-Encoding": ACCEPT_ENCODING,
+        **settings.headers,  # --header: every host (a host's own [hosts] headers win)
     }
     cookies = load_cookie_jar(settings.cookie_jar) if settings.cookie_jar else None
     # trust_env=True: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE work as they do for curl.

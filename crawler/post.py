@@ -40,8 +40,9 @@ __all__ = [
 # --- reading -------------------------------------------------------------------------------
 
 
-def read_post(path: str | os.PathLike[str]) -> tuple[str, list[Link]]:
-    """Read a post file and return its decoded text and its links; InputError if unreadable."""
+def read_post(path: str | os.PathLike[str], every: bool = False) -> tuple[str, list[Link]]:
+    """Read a post file and return its decoded text and its links; InputError if unreadable.
+    `every`: as parse_post's."""
     name = os.fspath(path)
     try:
         data = Path(name).read_bytes()
@@ -60,14 +61,14 @@ def read_post(path: str | os.PathLike[str]) -> tuple[str, list[Link]]:
     except InputError:
         raise InputError(f"{name}: is not UTF-8 or GBK text") from None
     text = data.decode(encoding)
-    return text, parse_post(text, name)
+    return text, parse_post(text, name, every)
 
 
 #: File types read when a directory is given.
 POST_SUFFIXES = (".md", ".markdown", ".html", ".htm", ".txt")
 
 
-def read_stdin(data: bytes) -> tuple[str, list[Link]]:
+def read_stdin(data: bytes, every: bool = False) -> tuple[str, list[Link]]:
     """Decode a post given on standard input and return its text and links (source "-")."""
     if b"\x00" in data:
         raise InputError("-: standard input is binary (contains NUL bytes), not a text post")
@@ -76,7 +77,7 @@ def read_stdin(data: bytes) -> tuple[str, list[Link]]:
     except InputError:
         raise InputError("-: standard input is not UTF-8 or GBK text") from None
     text = data.decode(encoding)
-    return text, parse_post(text, "-")
+    return text, parse_post(text, "-", every)
 
 
 def expand_inputs(args: Sequence[str]) -> list[str]:
@@ -167,6 +168,26 @@ def _unescape(s: str, markdown: bool) -> str:
 # --- inline scanning -------------------------------------------------------------------------
 
 _HTTP_HINT = re.compile(r"https?:", re.IGNORECASE)
+# What a chunk needs to hold a link: an http(s) URL, or a link construct (any target).
+_LINK_HINT = re.compile(r"https?:|\]\(|<(?:a|img)\s", re.IGNORECASE)
+#: Schemes that are never a link's target in a post (script, inline data).
+_NOT_TARGETS = ("javascript:", "data:", "vbscript:")
+
+
+_SCHEME_OR_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|[./#]")
+
+
+def is_target(url: str) -> bool:
+    """Whether an explicit link's target is listed: http(s), other schemes (mailto:, ftp: …, to
+    be counted as skipped) and local paths; not script or inline data, and not a bare word
+    without '.', '/' or '#' (TeX such as `$[a](x,y)$` reads as a link to `x,y`)."""
+    return (
+        bool(url)
+        and not url.lower().startswith(_NOT_TARGETS)
+        and _SCHEME_OR_PATH.search(url) is not None
+    )
+
+
 _BACKTICKS = re.compile(r"`+")
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _ATTR = r"""\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))"""
@@ -302,7 +323,7 @@ def _html_links(s: str, hits: list[_Hit]) -> str:
         close = _A_CLOSE.search(s, m.end())
         end = close.end() if close else m.end()
         url = _decode_entities(_attr(m, 1).strip())
-        if _HTTP_URL.match(url):
+        if is_target(url):
             inner = s[m.end() : close.start()] if close else ""
             text = _html_text(inner)
             if not text and (img := _IMG.search(inner)) and (alt := _ALT.search(img.group())):
@@ -312,7 +333,7 @@ def _html_links(s: str, hits: list[_Hit]) -> str:
         spans.append((m.start(), end))
     for m in _IMG.finditer(s):
         url = _decode_entities(_attr(m, 1).strip())
-        if _HTTP_URL.match(url):
+        if is_target(url):
             alt = _ALT.search(m.group())
             title = _html_text(_attr(alt, 1)) if alt else ""
             pos = next(m.start(g) for g in (1, 2, 3) if m.group(g) is not None)
@@ -359,7 +380,7 @@ def _markdown_links(original: str, s: str, hits: list[_Hit]) -> str:
         spans.append((start, m.end()))
         dest_group = 1 if m.group(1) is not None else 2
         url = _unescape(m.group(dest_group).strip(), markdown=True)
-        if _HTTP_URL.match(url):
+        if is_target(url):
             title = _render_text(original[opener + 1 : pos])
             if not title and m.group(3):
                 title = " ".join(_unescape(m.group(3)[1:-1], markdown=True).split())
@@ -637,7 +658,7 @@ def _parse_plain(lines: list[str], source: str) -> list[Link]:
             section = tuple(h[1] for h in headings)
         else:
             content = _md_trim("\n".join(lines[first:end]))
-        if _HTTP_HINT.search(content):
+        if _LINK_HINT.search(content):
             for hit in _scan(content, True):
                 offset = content.count("\n", 0, hit.pos)
                 title = hit.title
@@ -658,13 +679,73 @@ def _parse_plain(lines: list[str], source: str) -> list[Link]:
     return links
 
 
-def parse_post(text: str, source: str = "") -> list[Link]:
-    """Every http(s) link in a Markdown post, one Link per occurrence, in document order."""
+def parse_post(text: str, source: str = "", every: bool = False) -> list[Link]:
+    """Every http(s) link in a Markdown post, one Link per occurrence, in document order.
+
+    `every`: also the other targets of explicit links (`[t](mailto:…)`, `![](/images/x.png)`,
+    `<a href="../a.md#part">`, reference definitions): local paths and other schemes.
+    """
     lines = _prepare(text)
     joined = "\n".join(lines)
     if _is_plain(joined):
-        return _parse_plain(lines, source)
-    return _parse_tokens(lines, joined, source)
+        links = _parse_plain(lines, source)
+    else:
+        links = _parse_tokens(lines, joined, source)
+    if every:
+        return links
+    return [link for link in links if _HTTP_URL.match(link.url)]
+
+
+_IGNORE = re.compile(r"<!--\s*crawler-ignore(-line|-start|-end)?\s*-->")
+
+
+def drop_ignored(text: str, links: list[Link]) -> tuple[list[Link], int]:
+    """links less those an inline comment asks to skip, and how many were dropped.
+
+    `<!-- crawler-ignore -->` skips the next link after it, `<!-- crawler-ignore-line -->` every
+    link on its line, `<!-- crawler-ignore-start -->` … `<!-- crawler-ignore-end -->` every link
+    between them (as markdown-link-check's disable comments do).
+    """
+    if "crawler-ignore" not in text:
+        return links, 0
+    lines = _prepare(text)
+    directives = [
+        (n + 1, m.start(), m.group(1) or "")
+        for n, line in enumerate(lines)
+        for m in _IGNORE.finditer(line)
+    ]
+    if not directives:
+        return links, 0
+
+    def column(link: Link) -> int:
+        line = lines[link.line - 1] if 0 < link.line <= len(lines) else ""
+        col = line.find(link.url)
+        return col if col >= 0 else len(line)
+
+    kept: list[Link] = []
+    next_wanted: list[tuple[int, int]] = []  # positions of pending crawler-ignore comments
+    pending = sorted(directives)
+    block_from: tuple[int, int] | None = None
+    i = 0
+    for link in links:
+        where = (link.line, column(link))
+        while i < len(pending) and pending[i][:2] < where:
+            line_no, col, kind = pending[i]
+            if kind == "":
+                next_wanted.append((line_no, col))
+            elif kind == "-start":
+                block_from = (line_no, col)
+            elif kind == "-end":
+                block_from = None
+            i += 1
+        on_line = any(d[0] == link.line and d[2] == "-line" for d in directives)
+        if next_wanted:
+            next_wanted.clear()
+            continue
+        if on_line or block_from is not None:
+            continue
+        kept.append(link)
+    return kept, len(links) - len(kept)
 
 
 def _parse_tokens(lines: list[str], joined: str, source: str) -> list[Link]:
@@ -685,7 +766,7 @@ def _parse_tokens(lines: list[str], joined: str, source: str) -> list[Link]:
         elif tok.map is None:
             continue
         elif tok.type in ("inline", "html_block"):
-            if not _HTTP_HINT.search(tok.content):
+            if not _LINK_HINT.search(tok.content):
                 continue
             markdown = tok.type == "inline"
             in_paragraph = markdown and i > 0 and tokens[i - 1].type == "paragraph_open"
@@ -697,6 +778,6 @@ def _parse_tokens(lines: list[str], joined: str, source: str) -> list[Link]:
                 links.append(Link(hit.url, tok.map[0] + offset + 1, title, section, source))
         elif tok.type == "definition":
             url, line, title = _definition(tok, tok.map, lines, usages)
-            if _HTTP_URL.match(url):
+            if is_target(url):
                 links.append(Link(url, line, title, section, source))
     return links

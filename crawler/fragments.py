@@ -1,0 +1,101 @@
+"""Fragments (`page#part`): which anchors a page or a Markdown file has, and whether a cited
+fragment is one of them (lychee's --include-fragments).
+
+An HTML page's anchors are its elements' `id`s and its `<a name>`s; GitHub prefixes the ids of a
+rendered README with `user-content-`, so either form matches. A Markdown file's anchors are its
+headings' slugs, as GitHub makes them (`## Install & run` → `install--run`, repeats `-1`, `-2`),
+kramdown's `{#id}`, and the ids and names of its inline HTML.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import unquote
+
+_GITHUB_PREFIX = "user-content-"
+_HTML_ANCHOR = re.compile(
+    r"""<[a-zA-Z][^>]*?\s(?:id|name)\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))"""
+)
+_ATTR_ID = re.compile(r"\{:?\s*#([^\s}]+)[^}]*\}\s*$")
+
+
+def fragment(url: str) -> str | None:
+    """The fragment of url when it names an anchor to check: None for no fragment, an empty one,
+    a text fragment (`#:~:text=`) or a script route (`#!`, `#/`)."""
+    _, sep, frag = url.partition("#")
+    if not sep or not frag or frag.startswith(("!", "/")) or ":~:" in frag:
+        return None
+    return frag
+
+
+def without_fragment(url: str) -> str:
+    """url without its `#fragment`."""
+    return url.partition("#")[0]
+
+
+def html_anchors(body: bytes | str) -> frozenset[str]:
+    """The ids and `<a name>`s of an HTML page."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    tree = LexborHTMLParser(text)
+    out = set()
+    for node in tree.css("[id]"):
+        value = node.attributes.get("id")
+        if value:
+            out.add(value)
+    for node in tree.css("a[name]"):
+        value = node.attributes.get("name")
+        if value:
+            out.add(value)
+    return frozenset(out)
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading's text: lower case, punctuation dropped, spaces to '-'."""
+    out = []
+    for ch in heading.strip().lower():
+        if ch == " ":
+            out.append("-")
+        elif ch in "-_" or ch.isalnum() or unicodedata.category(ch).startswith("M"):
+            out.append(ch)
+    return "".join(out)
+
+
+def markdown_anchors(text: str) -> frozenset[str]:
+    """The anchors of a Markdown file: heading slugs (GitHub's), `{#id}`, inline HTML ids."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").parse(text)
+    out: set[str] = set()
+    seen: dict[str, int] = {}
+    for i, tok in enumerate(tokens):
+        if tok.type != "heading_open" or i + 1 >= len(tokens):
+            continue
+        inline = tokens[i + 1]
+        attr = _ATTR_ID.search(inline.content)
+        if attr:
+            out.add(attr.group(1))
+        plain = "".join(
+            t.content for t in inline.children or () if t.type in ("text", "code_inline")
+        )
+        base = slug(_ATTR_ID.sub("", plain) if attr else plain)
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        out.add(base if n == 0 else f"{base}-{n}")
+    for m in _HTML_ANCHOR.finditer(text):
+        out.add(next(g for g in m.groups() if g is not None))
+    return frozenset(out)
+
+
+def has_anchor(anchors: frozenset[str], frag: str, html: bool = True) -> bool:
+    """Whether frag (as cited, maybe percent-encoded) names one of anchors."""
+    for f in {frag, unquote(frag)}:
+        if f in anchors or _GITHUB_PREFIX + f in anchors:
+            return True
+        if f.startswith(_GITHUB_PREFIX) and f[len(_GITHUB_PREFIX) :] in anchors:
+            return True
+        if html and f == "top":  # the HTML standard's implicit anchor: the top of the page
+            return True
+    return False
