@@ -7,6 +7,7 @@ found, 4 the network was down (nothing judged), 130 interrupted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -458,6 +459,19 @@ async def _run_cancellable(coro: Any) -> Any:
 _DEAD_MARK = "已失效"
 
 
+def _strip_fragments(links: list[Link]) -> dict[int, Link]:
+    """Cut the #fragment off web links in place, so each page is fetched once however many of
+    its anchors are cited; return id(new link) → the link as cited."""
+    from crawler.fragments import without_fragment
+
+    cited: dict[int, Link] = {}
+    for i, link in enumerate(links):
+        if "#" in link.url:
+            links[i] = dataclasses.replace(link, url=without_fragment(link.url))
+            cited[id(links[i])] = link
+    return cited
+
+
 #: click context meta key: links skipped by an inline crawler-ignore comment.
 _IGNORED = "crawler.ignored"
 
@@ -711,7 +725,8 @@ def _run_check(
     from crawler.pipeline import check_links, start_pool
 
     # Workers are forked first: before the history is opened and before any event loop.
-    pool = start_pool(links, settings, with_hash=db is not None)
+    anchors_for: frozenset[str] = getattr(options, "anchors_for", frozenset())
+    pool = start_pool(links, settings, with_hash=db is not None, anchors_for=anchors_for)
     store = None
     progress = _Progress(len(links), quiet)
     try:
@@ -829,10 +844,17 @@ def check(
     if offline:  # --offline: local links only; the others count as excluded, as in lychee
         excluded += len(links)
         links = []
+    from crawler.fragments import fragment
+
+    include_fragments = kw.pop("include_fragments", False)
+    cited = _strip_fragments(links) if include_fragments else {}
     options = RunOptions(
         max_age=max_age,
         only_failing=only == "failing",
         confirm=ConfirmRule(runs=confirm_runs, days=confirm_days),
+        anchors_for=frozenset(
+            link.url for link in links if id(link) in cited and fragment(cited[id(link)].url)
+        ),
     )
     with _few_collections():
         db_path = None if no_history else db
@@ -841,11 +863,13 @@ def check(
             run = Run(started_at=now, finished_at=now, sources=tuple(sources), checks=())
         else:
             run = _run_check(links, sources, digests, settings, db_path, options, quiet)
-        if others:
-            import dataclasses
+        if cited:
+            from crawler import fragments
 
+            run = dataclasses.replace(run, checks=fragments.apply(run.checks, cited))
+        if others:
             root = kw.pop("root_dir", None)
-            extra = local.check_local(others, root, kw.pop("include_fragments", False))
+            extra = local.check_local(others, root, include_fragments)
             run = dataclasses.replace(run, checks=local.merge(run.checks, extra, sources))
         # Imported once the run is over: the first request need not wait for the templates.
         from crawler.report import write_reports

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from urllib.parse import unquote
+
+from crawler.types import ALIVE, Check, FetchResult, Link, Verdict
 
 _GITHUB_PREFIX = "user-content-"
 _HTML_ANCHOR = re.compile(
@@ -99,3 +103,49 @@ def has_anchor(anchors: frozenset[str], frag: str, html: bool = True) -> bool:
         if html and f == "top":  # the HTML standard's implicit anchor: the top of the page
             return True
     return False
+
+
+def page_anchors(result: FetchResult) -> frozenset[str] | None:
+    """The anchors of a fetched page: HTML, or Markdown served as such (a raw README); None when
+    they cannot be known (no body, a body cut at --max-body, another type)."""
+    if result.body is None or result.truncated or result.status is None or result.status >= 400:
+        return None
+    ctype = result.headers.get("content-type", "").lower()
+    path = result.final_url.split("#", 1)[0].split("?", 1)[0].lower()
+    if "markdown" in ctype or (path.endswith((".md", ".markdown")) and "html" not in ctype):
+        return markdown_anchors(result.body.decode("utf-8", "replace"))
+    if "html" in ctype or not ctype:
+        return html_anchors(result.body)
+    return None
+
+
+def apply(checks: Sequence[Check], cited: Mapping[int, Link]) -> tuple[Check, ...]:
+    """The checks with each link given back its fragment (`cited`: id of the Link that was
+    fetched without it → the link as cited) and judged `changed`, `fragment-missing` when the
+    page is alive but has no such anchor."""
+    out = []
+    for check in checks:
+        link = cited.get(id(check.link))
+        if link is None:
+            out.append(check)
+            continue
+        frag = fragment(link.url)
+        anchors = check.meta.anchors if check.meta is not None and frag else None
+        html = anchors is not None and not link.url.split("#")[0].lower().endswith(".md")
+        if (
+            check.verdict in ALIVE
+            and frag
+            and anchors is not None
+            and not has_anchor(anchors, frag, html)
+        ):
+            check = replace(
+                check,
+                link=link,
+                verdict=Verdict.CHANGED,
+                reason="fragment-missing",
+                detail=f"the page has no anchor #{frag}",
+            )
+        else:
+            check = replace(check, link=link)
+        out.append(check)
+    return tuple(out)

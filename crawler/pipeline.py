@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -58,6 +59,7 @@ class RunOptions:
     max_age: timedelta | None = None  # reuse results younger than this (never error/blocked)
     only_failing: bool = False  # refetch only URLs whose last verdict was not ok
     confirm: ConfirmRule = field(default_factory=ConfirmRule)
+    anchors_for: frozenset[str] = frozenset()  # pages whose anchors are read (fragments)
 
 
 def _meta_for(result: FetchResult, with_hash: bool = True) -> PageMeta | None:
@@ -75,6 +77,20 @@ def _meta_for(result: FetchResult, with_hash: bool = True) -> PageMeta | None:
 def _meta_without_hash(result: FetchResult) -> PageMeta | None:
     """_meta_for for a run without a history, which has no use for the main-text hash."""
     return _meta_for(result, with_hash=False)
+
+
+def _with_anchors(
+    extract: Callable[[FetchResult], PageMeta | None],
+    wanted: frozenset[str],
+    result: FetchResult,
+) -> PageMeta | None:
+    """extract, plus the page's anchors when it is one of `wanted` (crawler/fragments.py)."""
+    meta = extract(result)
+    if meta is not None and result.url in wanted:
+        from crawler.fragments import page_anchors
+
+        meta = _ANCHORS.replace(meta, page_anchors(result))
+    return meta
 
 
 def reads_as_anti_robot(result: FetchResult, meta: PageMeta | None) -> bool:
@@ -100,7 +116,11 @@ def network_is_down(results: Sequence[FetchResult]) -> bool:
 
 
 def start_pool(
-    links: Sequence[Link], settings: FetchSettings, *, with_hash: bool = True
+    links: Sequence[Link],
+    settings: FetchSettings,
+    *,
+    with_hash: bool = True,
+    anchors_for: frozenset[str] = frozenset(),
 ) -> FetchPool[PageMeta | None] | None:
     """Fork fetch workers for these links when the settings and the list call for more than
     one (crawler/workers.py); None means fetch in this process. `with_hash`: the pages' main-text
@@ -115,6 +135,8 @@ def start_pool(
     if n <= 1:
         return None
     extract = _meta_for if with_hash else _meta_without_hash
+    if anchors_for:
+        extract = partial(_with_anchors, extract, anchors_for)
     return FetchPool(n, extract, reads_as_anti_robot).start()
 
 
@@ -187,6 +209,8 @@ class _Run:
         out: dict[str, tuple[FetchResult, PageMeta]] = {}
         for url, st in self.states.items():
             if st.last_checked_at is None or st.last_verdict is None:
+                continue
+            if url in opts.anchors_for:  # the history keeps no anchors: fetch the page again
                 continue
             fresh = (
                 opts.max_age is not None
@@ -344,6 +368,7 @@ _HEADERS = FieldReplacer(FetchResult, "headers")
 _META = FieldReplacer(Check, "meta")
 #: The run's copy of a page's meta: the listed title's string, no main-text hash.
 _SLIM = FieldReplacer(PageMeta, "title", "text_hash")
+_ANCHORS = FieldReplacer(PageMeta, "anchors")
 
 
 def _unchanged_history(state: UrlState | None) -> LinkHistory | None:
@@ -390,13 +415,16 @@ async def check_links(
         to_fetch = [u for u in run.first if u not in reuse]
         # Each page is read once (the retry predicate shares the reading) and its body dropped
         # right after, so memory stays flat on long lists.
+        extract = _meta_for if store is not None else _meta_without_hash
+        if run.options.anchors_for:
+            extract = partial(_with_anchors, extract, run.options.anchors_for)
         pairs = (
             pool.fetch_pages(to_fetch, settings)
             if pool is not None
             else fetch_pages(
                 to_fetch,
                 settings,
-                extract=_meta_for if store is not None else _meta_without_hash,
+                extract=extract,
                 retry_on=reads_as_anti_robot,
                 sleep=sleep,
             )

@@ -124,6 +124,7 @@ class PageMeta:
     notice: str | None = None  # the text of a removal / anti-robot notice
     site: str | None = None  # the site rule that matched, if any
     text_hash: str | None = None  # short hash of the main content's text (articles only)
+    anchors: frozenset[str] | None = None  # ids and names, read only for --include-fragments
 
 
 @dataclass(frozen=True, slots=True)
