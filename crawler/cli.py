@@ -1223,7 +1223,11 @@ def config_cmd(ctx: click.Context) -> None:
             continue
         src = sub.get_parameter_source(p.name)
         value = sub.params.get(p.name)
-        shown = json.dumps(value if not isinstance(value, Path | timedelta) else str(value))
+        if p.name == "header" and value:  # header values may be secrets (tokens): names only
+            value = [f"{name}: (value hidden)" for name, _ in value]
+        shown = json.dumps(
+            value if not isinstance(value, Path | timedelta) else str(value), default=str
+        )
         click.echo(f"{p.name} = {shown}  # {names.get(src, 'default') if src else 'default'}")
     for host, rule in fc.hosts.items():
         secret = f"{len(rule.headers)} headers, {len(rule.cookies)} cookies (values hidden)"

@@ -57,6 +57,9 @@ class Remap:
     pattern: re.Pattern[str]
     replacement: str  # in re.sub's syntax (\\1, \\g<name>); lychee's $1 and ${name} are converted
 
+    def __str__(self) -> str:
+        return f"{self.pattern.pattern} {self.replacement}"
+
     @classmethod
     def parse(cls, spec: str) -> Remap:
         """'REGEX REPLACEMENT' → Remap; ValueError names what is wrong."""

@@ -229,3 +229,20 @@ def test_tex_that_reads_as_a_link_is_not_one() -> None:
         "sub/",
         "#top",
     ]
+
+
+def test_config_shows_remap_and_hides_header_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "crawler.toml").write_text(
+        'remap = ["^/old/ /new/"]\nheader = ["Authorization: Bearer s3cret"]\n'
+        'root_dir = "."\ninclude_fragments = true\noffline = true\n',
+        encoding="utf-8",
+    )
+    r = CliRunner().invoke(cli, ["config"])
+    assert r.exit_code == 0, r.output
+    assert 'remap = ["^/old/ /new/"]  # file' in r.output
+    assert 'header = ["Authorization: (value hidden)"]  # file' in r.output
+    assert "s3cret" not in r.output
+    assert "include_fragments = true  # file" in r.output
