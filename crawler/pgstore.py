@@ -12,11 +12,14 @@ the version lives in the table `crawler_schema`. Only what the dialects do diffe
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -25,7 +28,12 @@ from crawler.db import PgUrl
 from crawler.errors import StoreError
 from crawler.store import MIGRATIONS, Store
 
+log = logging.getLogger(__name__)
+
 CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
+#: How long a store whose connection broke (a restarted or failed-over server) tries to get
+#: a new one before it gives up with one line.
+RECONNECT_SECONDS = 60.0
 MIGRATION_LOCK = 0x6372_6177  # pg_advisory_xact_lock key taken while migrating ('craw')
 RUN_LOCK = 0x6372  # first key of the advisory lock a live run's process holds (second: run id)
 _ID_TABLES = ("runs", "checks", "enrichments")  # tables whose INSERT returns the new id
@@ -119,11 +127,32 @@ def _clean(params: Sequence[Any]) -> Sequence[Any]:
 class PgConnection:
     """sqlite3.Connection's execute/executemany, with the SQLite store's SQL, over psycopg."""
 
-    def __init__(self, pg: psycopg.Connection[Any], name: str) -> None:
+    def __init__(self, pg: psycopg.Connection[Any], url: PgUrl) -> None:
         self.pg = pg
-        self.name = name
+        self.url = url
+        self.name = str(url)
         self._keys: dict[str, tuple[str, ...]] = {}
         self._sql: dict[str, str] = {}
+
+    def lost(self) -> bool:
+        """Whether the connection is gone (the server restarted, the network broke)."""
+        return bool(self.pg.closed or self.pg.broken)
+
+    def reconnect(self, within: float | None = None) -> None:
+        """A new connection, trying for `within` seconds (RECONNECT_SECONDS) before StoreError."""
+        deadline = time.monotonic() + (RECONNECT_SECONDS if within is None else within)
+        pause = 0.1
+        with contextlib.suppress(Exception):
+            self.pg.close()
+        while True:
+            try:
+                self.pg = connect(self.url)
+                return
+            except StoreError:
+                if time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
     def primary_key(self, table: str) -> tuple[str, ...]:
         if table not in self._keys:
@@ -217,12 +246,39 @@ def _scrub(text: str, url: PgUrl) -> str:
     return text.replace(str(password), "***") if password else text
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def reconnecting(
+    method: Callable[Concatenate[Any, P], T],
+) -> Callable[Concatenate[Any, P], T]:
+    """A store method that, when the connection is found lost, reconnects and runs once more.
+
+    Only for reads and for writes that are harmless twice (idempotent per run and URL): a lost
+    connection does not say whether the last transaction committed.
+    """
+
+    @functools.wraps(method)
+    def again(store: Any, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(store, *args, **kwargs)
+        except StoreError:
+            if not store.pgconn.lost():
+                raise
+        log.warning("lost the history database %s; reconnecting", store.url)
+        store.reconnect()
+        return method(store, *args, **kwargs)
+
+    return again
+
+
 class PgStore(Store):
     """The history on PostgreSQL. Use `PgStore.open(url)`; close() when done."""
 
     def __init__(self, pg: psycopg.Connection[Any], url: PgUrl) -> None:
         self.url = url
-        self.pgconn = PgConnection(pg, str(url))
+        self.pgconn = PgConnection(pg, url)
         # Store's queries need only execute/executemany: PgConnection speaks them.
         super().__init__(self.pgconn, str(url))  # type: ignore[arg-type]
         self._run_locks: set[int] = set()
@@ -248,6 +304,30 @@ class PgStore(Store):
     def close(self) -> None:
         """Close the connection (a run's advisory lock goes with it)."""
         self.pgconn.close()
+
+    def reconnect(self) -> None:
+        """A new connection after a lost one, holding again the locks of this process's runs
+        (and setting them back to running if another process took them for dead meanwhile)."""
+        self.pgconn.reconnect()
+        pg = self.pgconn.pg
+        with self.pgconn.errors():
+            for run_id in self._run_locks:
+                pg.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (RUN_LOCK, run_id))
+                pg.execute(
+                    "UPDATE runs SET status = 'running' WHERE id = %s AND status = 'interrupted' "
+                    "AND finished_at IS NULL",
+                    (run_id,),
+                )
+        log.warning("reconnected to the history database %s", self.url)
+
+    # Reads, retried once over a new connection when the old one is lost.
+    states = reconnecting(Store.states)
+    last_check = reconnecting(Store.last_check)
+    runs = reconnecting(Store.runs)
+    run_info = reconnecting(Store.run_info)
+    load_run = reconnecting(Store.load_run)
+    enrichment_digests = reconnecting(Store.enrichment_digests)
+    url_history = reconnecting(Store.url_history)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:

@@ -471,3 +471,41 @@ def test_losing_postgresql_mid_run_is_one_line_and_keeps_the_written_checks(
     assert proc.returncode == 1, err
     assert len(lines) == 1 and lines[0].startswith(f"Error: lost the history database {url}: ")
     assert _pg_count(url, "SELECT count(*) FROM checks") >= written
+
+
+def test_a_store_reconnects_after_the_server_restarts(
+    pg_cluster: PgCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from crawler import pgstore
+    from crawler.db import open_store
+    from crawler.errors import StoreError
+    from crawler.types import Check, Link, Verdict
+
+    url = pg_cluster.url(pg_cluster.new_database())
+    store = open_store(parse_db(url))
+    try:
+        run = store.begin_run(datetime.now(UTC), ["p.md"], {})
+        link = Link(url="http://h/a", line=1, listed_title=None, section=(), source="p.md")
+        check = Check(link=link, fetch=None, meta=None, verdict=Verdict.ERROR, reason="x",
+                      detail="d", checked_at=datetime.now(UTC))  # fmt: skip
+        store.add_checks(run, [(check, Verdict.ERROR)])
+        pg_cluster.restart()
+        assert [r["verdict"] for r in store.url_history("http://h/a")] == ["error"]
+        # The run's lock is held again: another process does not take the run for dead.
+        other = open_store(parse_db(url))
+        other.lock()
+        info = other.run_info(run)
+        other.close()
+        assert info is not None and info.status == "running"
+        # A server that stays away: one line once the reconnection window is over.
+        monkeypatch.setattr(pgstore, "RECONNECT_SECONDS", 0.5)
+        pg_cluster.stop()
+        try:
+            with pytest.raises(StoreError, match=r"^cannot connect to the history database "):
+                store.runs()
+        finally:
+            pg_cluster.start()
+    finally:
+        store.close()
