@@ -44,7 +44,7 @@ from crawler.config import (
 )
 from crawler.configfile import FileConfig, find_config, load_config
 from crawler.errors import ConfigError, CrawlerError, NetworkDownError
-from crawler.types import BROKEN, Check, Link, Run, Verdict
+from crawler.types import ALIVE, BROKEN, Check, Link, Run, Verdict
 
 EXIT_OK = 0
 EXIT_TOOL = 1
@@ -419,6 +419,9 @@ def db_option(fn: F) -> F:
         help="The history database: an SQLite file (a path or sqlite:///path) or "
         "postgresql://user@host:port/dbname. Env: CRAWLER_DB.",
     )(fn)
+
+
+_ALIVE_VALUES = frozenset(v.value for v in ALIVE)
 
 
 def _no_history_yet(db: Any) -> None:
@@ -945,6 +948,8 @@ def history(url: str, db: Path, as_json: bool) -> None:
         if r["run_id"] == last_run:
             continue  # the same URL listed twice in one run
         last_run = r["run_id"]
+        # a 404 page's title is not the page's
+        title = r["title"] if r["verdict"] in _ALIVE_VALUES else None
         if as_json:
             keys = (
                 "run_id",
@@ -960,7 +965,8 @@ def history(url: str, db: Path, as_json: bool) -> None:
                 "network_down",
                 "cached",
             )
-            click.echo(json.dumps({k: r[k] for k in keys}, ensure_ascii=False))
+            record = {k: r[k] for k in keys} | {"title": title}
+            click.echo(json.dumps(record, ensure_ascii=False))
             continue
         flags = []
         if r["network_down"]:
@@ -973,8 +979,38 @@ def history(url: str, db: Path, as_json: bool) -> None:
         status = r["http_status"] if r["http_status"] is not None else "-"
         click.echo(
             f"{r['checked_at'][:19]}  run {r['run_id']:<4} {r['verdict']:<10} {status!s:<4} "
-            f"{safe(r['reason'])}{extra}  {safe(r['title'] or '')[:80]}"
+            f"{safe(r['reason'])}{extra}  {safe(title or '')[:80]}"
         )
+
+
+@cli.command()
+@click.argument("urls", nargs=-1, required=True)
+@db_option
+def accept(urls: tuple[str, ...], db: Path) -> None:
+    """Accept the page's current title of changed links: they are ok again from the next run.
+
+    A title change found by comparing with the last check stays `changed` on every run until it
+    is accepted (or the post's own title for the link says the new one).
+
+    Example: crawler accept https://mp.weixin.qq.com/s/zEqgDh6_fnDgXEI8MC9cmg
+    """
+    from crawler.db import open_store
+
+    _no_history_yet(db)
+    store = open_store(db)
+    missing = []
+    try:
+        store.lock()  # a check going on would write its own states over the acceptance
+        for url in urls:
+            title = store.accept_title(url)
+            if title is None:
+                missing.append(url)
+            else:
+                click.echo(f"accepted: {safe(url)}  “{safe(title)}”")
+    finally:
+        store.close()
+    if missing:
+        raise CrawlerError(f"no alive check with a title to accept for {safe(', '.join(missing))}")
 
 
 @cli.command()

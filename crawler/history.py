@@ -33,10 +33,10 @@ class UrlState:
 
     url: str
     last_verdict: Verdict | None = None
-    last_title: str | None = None
+    last_title: str | None = None  # the page's title at the last check (None unless alive)
     last_checked_at: datetime | None = None
     verdict_since: datetime | None = None
-    last_alive_title: str | None = None
+    last_alive_title: str | None = None  # the title last seen as fine: what a new one is held to
     fail_runs: int = 0  # failing runs since the last alive one
     first_failed_at: datetime | None = None
     recent: tuple[tuple[datetime, Verdict], ...] = field(default_factory=tuple)
@@ -83,17 +83,21 @@ def apply_history(
                 f"({span.days} days): {raw.detail}",
             )
 
-    # A title that moved since the last good check, when the post's own title can't tell.
+    # A title that moved since it was last seen as fine, when the post's own title can't tell.
+    # It stays `changed` (its baseline is kept, see next_state) until the post gives the new
+    # title (anchor text included) or the user accepts it (Store.accept_title).
+    baseline = state.last_alive_title
     if (
         final.verdict is Verdict.OK
         and title
-        and state.last_alive_title
-        and not titles_match(state.last_alive_title, title)
+        and baseline
+        and not titles_match(baseline, title)
+        and not (listed_title and titles_match(listed_title, title))
     ):
         final = Classification(
             Verdict.CHANGED,
             "title-changed-since-last-check",
-            f"the title was “{state.last_alive_title}” at the last check, now “{title}”",
+            f"the title was “{baseline}” when last seen as fine, now “{title}”",
         )
     elif final.verdict is Verdict.CHANGED and final.reason == "title-changed":
         final = replace(final, detail=final.detail + " (compared with the post)")
@@ -128,13 +132,18 @@ def next_state(
     state = state or _NO_STATE
     alive = raw.verdict in ALIVE
     failing = raw.verdict in _FAILING
+    # `changed` by the comparison with the title last seen as fine: that title stays the one to
+    # compare with, so the change is reported on every run until it is accepted.
+    held = final.verdict is Verdict.CHANGED and raw.verdict is Verdict.OK
     return UrlState(
         url=url,
         last_verdict=final.verdict,
-        last_title=title,
+        last_title=title if final.verdict in ALIVE else None,  # a 404 page's title is no title
         last_checked_at=now,
         verdict_since=hist.since,
-        last_alive_title=(title or state.last_alive_title) if alive else state.last_alive_title,
+        last_alive_title=(
+            (title or state.last_alive_title) if alive and not held else state.last_alive_title
+        ),
         fail_runs=(hist.consecutive_failures if failing else (0 if alive else state.fail_runs)),
         first_failed_at=(hist.first_failed_at or now)
         if failing

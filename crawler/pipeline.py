@@ -225,7 +225,7 @@ class _Run:
                 continue
             fetch, meta, _ = last
             # Never reuse a result that is an error or a block when judged again.
-            listed = self.links[self.first[url]].listed_title
+            listed = self.links[self.first[url]].compared_title
             again = classify(fetch, meta, listed, self.accept_for(url))
             if again.verdict in (Verdict.ERROR, Verdict.BLOCKED):
                 continue
@@ -295,7 +295,7 @@ class _Run:
         first = True
         for i in self.occurrences(url):
             link = links[i]
-            raw = classify(result, meta, link.listed_title, accept)
+            raw = classify(result, meta, link.compared_title, accept)
             hist: LinkHistory | None = None
             final = raw
             if store is not None:

@@ -673,7 +673,9 @@ def _parse_plain(lines: list[str], source: str) -> list[Link]:
                         title = _as_title(after.split("\n", 1)[0])
                     else:
                         title = None
-                links.append(Link(hit.url, first + offset + 1, title, section, source))
+                links.append(
+                    Link(hit.url, first + offset + 1, title, section, source, not hit.bare)
+                )
         previous = None if level else content.rsplit("\n", 1)[-1]
         block = following
     return links
@@ -775,9 +777,13 @@ def _parse_tokens(lines: list[str], joined: str, source: str) -> list[Link]:
                 title = hit.title
                 if hit.bare and in_paragraph and _alone_on_line(tok.content, hit):
                     title = _title_below(tokens, i, offset)
-                links.append(Link(hit.url, tok.map[0] + offset + 1, title, section, source))
+                links.append(
+                    Link(hit.url, tok.map[0] + offset + 1, title, section, source, not hit.bare)
+                )
         elif tok.type == "definition":
             url, line, title = _definition(tok, tok.map, lines, usages)
             if is_target(url):
-                links.append(Link(url, line, title, section, source))
+                # a title given in the definition is the author's; the text it is used with is not
+                anchor = not str(tok.meta.get("title", "")).strip()
+                links.append(Link(url, line, title, section, source, anchor))
     return links

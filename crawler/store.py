@@ -311,6 +311,17 @@ class Store:
                     ),
                 )
 
+    def accept_title(self, url: str) -> str | None:
+        """Take url's title at its last check as the one to compare with from now on (`crawler
+        accept`): a `changed` link is ok again on the next run. The title, or None when url has
+        no alive check to accept."""
+        with self.transaction() as c:
+            row = c.execute("SELECT last_title FROM url_state WHERE url = ?", (url,)).fetchone()
+            if row is None or row["last_title"] is None:
+                return None
+            c.execute("UPDATE url_state SET last_alive_title = last_title WHERE url = ?", (url,))
+            return str(row["last_title"])
+
     # --- reading --------------------------------------------------------------------------
 
     def states(self, urls: Iterable[str]) -> dict[str, UrlState]:

@@ -82,6 +82,14 @@ class Link:
     listed_title: str | None = None  # the title the author wrote for it
     section: tuple[str, ...] = ()  # heading path, outermost first
     source: str = ""  # the file it came from
+    #: listed_title is the link's own text (`[text](url)`, `<a>`, an image's alt, a reference's
+    #: label), not a title the post's layout gives the URL: never compared with the page's title
+    anchor_text: bool = False
+
+    @property
+    def compared_title(self) -> str | None:
+        """The title the page's must match: the listed title, unless it is only anchor text."""
+        return None if self.anchor_text else self.listed_title
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +185,14 @@ class Check:
     def url(self) -> str:
         """The URL as written in the post."""
         return self.link.url
+
+    @property
+    def page_title(self) -> str | None:
+        """The page's title as the reports give it: only a page that is there has one (the title
+        of a 404 page, "404 - 知乎", or of a verification page is not the linked page's)."""
+        if self.meta is None or self.verdict not in ALIVE:
+            return None
+        return self.meta.title
 
     @property
     def newly_broken(self) -> bool:

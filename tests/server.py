@@ -11,6 +11,7 @@ Routes:
   /drop                       closes the connection without answering
   /flaky/{key}?fail=N&code=C  C (503) N times for that key, then a page
   /retry-after?s=VALUE        429 with Retry-After: VALUE the first time per query, then a page
+  /titled/{key}               a page titled `titles[key]` (set by the test; default: key)
   /page/{name}                a named page from PAGES (content-type included); hostile-text
                               has a title and description full of escapes and markup
   /big?kb=N                   an N-KB HTML page
@@ -121,6 +122,13 @@ PAGES: dict[str, tuple[int, str, bytes]] = {
         "application/json; charset=utf-8",
         '{"error":{"code":40362,"message":"您当前请求存在异常，暂时限制本次访问。",'
         '"name":"ERR_ACCESS_RESTRICTED"}}'.encode(),
+    ),
+    # Zhihu's 404 page: its title is the site's, not the linked page's.
+    "zhihu-404": (
+        404,
+        HTML,
+        "<html><head><title>页面不存在 - 知乎</title></head><body><p>你似乎来到了没有知识存在的荒原</p>"
+        "</body></html>".encode(),
     ),
     "plain": (
         200,
@@ -319,6 +327,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(429, "text/plain", b"slow down", {"Retry-After": q.get("s", "1")})
             else:
                 self._page("after the wait")
+        elif head == "titled":
+            with self.server.lock:
+                title = self.server.titles.get(seg[1], seg[1])
+            self._page(title)
         elif head == "page":
             status, ctype, body = PAGES[seg[1]]
             self._send(status, ctype, body)
@@ -465,6 +477,7 @@ class LocalServer(ThreadingHTTPServer):
         self.seen_headers: list[
             tuple[str, str, dict[str, str]]
         ] = []  # /echo: (Host, path, headers)
+        self.titles: dict[str, str] = {}  # /titled/{key}
         self.arrived: dict[str, float] = {}  # path → time.monotonic() of its first request
         self.inflight = 0
         self.peak = 0
@@ -507,6 +520,7 @@ class LocalServer(ThreadingHTTPServer):
             self.user_agents.clear()
             self.seen_headers.clear()
             self.arrived.clear()
+            self.titles.clear()
             self.peak = self.inflight
             self.peaks.clear()
 

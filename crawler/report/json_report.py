@@ -36,7 +36,7 @@ def _values(check: Check) -> list[Any]:
         f.status if f else None,
         f.final_url if f else link.url,
         [{"status": h.status, "url": h.url} for h in f.hops] if f else [],
-        m.title if m else None,
+        check.page_title,
         m.summary if m else None,
         m.kind.value if m else None,
         f.error.value if f and f.error else None,

@@ -46,7 +46,7 @@ def _table(checks: Iterable[Check], with_verdict: bool = False) -> list[str]:
         head, rule = "| verdict (was) " + head, "|---" + rule
     rows = [head, rule]
     for c in checks:
-        title = c.meta.title if c.meta else None
+        title = c.page_title
         h = c.history
         since = f"{h.since:%Y-%m-%d}" if h and h.since else ""
         row = (
