@@ -325,10 +325,51 @@ class Runner:
         self.github = dict(github)
         self.uses = dict(uses)
 
-    def run_job(self, workflow_file: Path, job: str) -> JobRun:
+    def run_job(
+        self, workflow_file: Path, job: str, inputs: Mapping[str, str] | None = None
+    ) -> JobRun:
         """Every step of `job` in order, as the runner would."""
         doc = yaml.safe_load(workflow_file.read_text(encoding="utf-8"))
-        spec = doc["jobs"][job]
+        return self._run_spec(doc, doc["jobs"][job], dict(inputs or {}))
+
+    def run_action(
+        self, action_file: Path, with_: Mapping[str, str]
+    ) -> tuple[JobRun, dict[str, str]]:
+        """A composite action's steps as one `uses:` step runs them: its inputs from `with_`
+        and the defaults, `github.action_path` its folder; returns the steps and its outputs."""
+        doc = yaml.safe_load(action_file.read_text(encoding="utf-8"))
+        if doc["runs"].get("using") != "composite":
+            raise UnsupportedExpression("only composite actions are simulated")
+        github = {**self.github, "action_path": str(action_file.parent)}
+        nested = Runner(self.workdir, self.temp / "action", self.base_env, github, self.uses)
+        contexts = {"github": github, "runner": {"temp": str(nested.temp), "os": "Linux"}}
+        status = {"success": True, "failure": False, "always": True, "cancelled": False}
+        inputs: dict[str, str] = {}
+        for name, spec in (doc.get("inputs") or {}).items():
+            if name in with_:
+                inputs[name] = with_[name]
+            elif spec.get("required") and "default" not in spec:
+                raise RuntimeError(f"input {name!r} is required")
+            else:
+                inputs[name] = interpolate(str(spec.get("default", "")), contexts, status)
+        unknown = set(with_) - set(inputs)
+        if unknown:
+            raise RuntimeError(f"unexpected inputs {sorted(unknown)}")
+        for step in doc["runs"]["steps"]:
+            if "run" in step and "shell" not in step:
+                raise RuntimeError(f"a composite action's run step needs a shell: {step}")
+        job = nested._run_spec({}, {"steps": doc["runs"]["steps"]}, inputs)
+        steps_ctx = {s.id: {"outputs": s.outputs, "outcome": s.outcome} for s in job.steps if s.id}
+        outputs = {
+            name: interpolate(str(spec["value"]), {**contexts, "steps": steps_ctx}, status)
+            for name, spec in (doc.get("outputs") or {}).items()
+        }
+        return job, outputs
+
+    def _run_spec(
+        self, doc: Mapping[str, Any], spec: Mapping[str, Any], inputs: dict[str, str]
+    ) -> JobRun:
+        """The steps of a job (or of a composite action) with these inputs."""
         for key in ("container", "services", "strategy", "if"):
             if key in spec:
                 raise UnsupportedExpression(f"job key {key!r} is not simulated")
@@ -343,7 +384,7 @@ class Runner:
             "github": self.github,
             "steps": steps_ctx,
             "runner": {"temp": str(self.temp), "os": "Linux"},
-            "inputs": {},
+            "inputs": inputs,
         }
         env_ctx: dict[str, str] = {}
         contexts["env"] = env_ctx

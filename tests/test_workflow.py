@@ -449,3 +449,165 @@ def test_sigterm_to_make_run_reaches_the_checker(
     finally:
         db.close()
     assert status == "interrupted"
+
+
+# ---------------------------------------------------------------------------------------------
+# action.yml: the composite action other repositories use as `uses: OWNER/REPO@v1`
+
+ACTION_USER_WORKFLOW = """
+on: push
+jobs:
+  links:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - id: links
+        uses: owner/link-crawler@v1
+        with:
+          args: "docs --root-dir . --include-fragments --retries 0"
+          issue: "true"
+          fail: "FAIL"
+      - name: After
+        if: always()
+        env:
+          CODE: ${{ steps.links.outputs.code }}
+        run: echo "code was $CODE"
+"""
+
+
+class ActionUser:
+    """Another repository's job that uses the action, one run a day, sharing the cache and the
+    issues between runs as GitHub does."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.action = checkout(tmp / "action")  # the action's own checkout (github.action_path)
+        self.cache = FakeCache(tmp / "cache")
+        self.cache.root.mkdir()
+        self.gh = FakeGh(tmp / "gh")
+        self.inner: list[JobRun] = []
+        self.repo = tmp / "none"
+
+    def use(self, with_: dict[str, str], runner: Runner) -> dict[str, str]:
+        job, outputs = runner.run_action(self.action / "action.yml", with_)
+        self.inner.append(job)
+        if job.result == "failure":
+            raise RuntimeError(job.log())
+        return outputs
+
+    def run(self, docs: dict[str, str], run_id: int, fail: bool) -> JobRun:
+        day = self.tmp / f"run-{run_id}"
+        self.repo = day / "repo"
+        for name, text in docs.items():
+            (self.repo / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.repo / "docs" / name).write_text(text, encoding="utf-8")
+        workflow = self.repo / ".github" / "workflows" / "links.yml"
+        workflow.parent.mkdir(parents=True)
+        workflow.write_text(ACTION_USER_WORKFLOW.replace("FAIL", str(fail).lower()))
+        env = {**base_env(day / "home"), **self.gh.env()}
+        env["PATH"] = f"{self.gh.bin}:{env['PATH']}"
+        assert_venv_current(self.action, env)
+        noop = lambda with_, runner: None  # noqa: E731
+        github = {"run_id": str(run_id), "run_attempt": "1", "repository": "someone/docs",
+                  "server_url": "https://github.com", "token": "fake-token"}  # fmt: skip
+        runner = Runner(
+            self.repo,
+            day / "runner-temp",
+            env,
+            github,
+            {
+                "actions/checkout": noop,
+                "actions/setup-python": noop,
+                "actions/cache/restore": self.cache.restore,
+                "actions/cache/save": self.cache.save,
+                "owner/link-crawler": self.use,
+            },
+        )
+        return runner.run_job(workflow, "links")
+
+    def report(self) -> dict[str, Any]:
+        doc = json.loads((self.repo / "reports" / "report.json").read_text(encoding="utf-8"))
+        return doc  # type: ignore[no-any-return]
+
+
+def test_the_action_in_another_repository(tmp_path: Path, server: LocalServer) -> None:
+    """The action checks another repository's docs (web, local files, fragments), annotates the
+    broken links, keeps the history in the cache, fails the job unless `fail: false`, and opens,
+    updates and closes one issue."""
+    user = ActionUser(tmp_path)
+    good = {
+        "guide.md": "# Guide\n\n## Set up\n",
+        "index.md": f"[g](guide.md#set-up)\n\n{server.url('/page/article')}\n",
+    }
+    broken = {
+        **good,
+        "index.md": good["index.md"] + f"\n[x](missing.md) [f](guide.md#nope)\n\n"
+        f"{server.url('/status/404')}\n",
+    }
+
+    day1 = user.run(broken, 1, fail=False)
+    assert day1.result == "success", day1.log() + user.inner[-1].log()
+    assert day1.step("links").outputs == {"code": "3"}
+    assert day1.step("After").stdout == "code was 3\n"
+    inner = user.inner[-1]
+    assert [s.outcome for s in inner.steps] == [
+        "success", "success", "success", "success", "success", "success", "skipped"
+    ]  # fmt: skip
+    annotations = [a for a in inner.step("check").stdout.splitlines() if a.startswith("::")]
+    url_404 = server.url("/status/404")
+    assert annotations == [
+        "::error file=docs/index.md,line=5,title=dead link (missing-file)::"
+        "missing.md: no such file: docs/missing.md",
+        "::warning file=docs/index.md,line=5,title=changed link (fragment-missing)::"
+        "guide.md#nope: no anchor #nope in docs/guide.md",
+    ] + annotations[2:]
+    assert annotations[2].startswith(
+        f"::error file=docs/index.md,line=7,title=dead link (http-404)::{url_404}: "
+    )
+    [issue] = user.gh.issues()
+    assert issue["title"] == "Broken links" and issue["state"] == "open"
+    assert "missing.md" in issue["body"]
+    assert user.report()["run_id"] == 1
+
+    day2 = user.run(broken, 2, fail=True)
+    assert day2.result == "failure"  # broken links fail the job by default
+    assert "crawler exited with 3" in user.inner[-1].step("Fail when the check did not pass").stdout
+    assert user.report()["run_id"] == 2  # the history came back from the cache
+    [issue] = user.gh.issues()
+    assert issue["edits"] == 1
+
+    day3 = user.run(good, 3, fail=True)
+    assert day3.result == "success", day3.log() + user.inner[-1].log()
+    assert day3.step("links").outputs == {"code": "0"}
+    [closed] = user.gh.issues()
+    assert closed["state"] == "closed"
+    assert "https://github.com/someone/docs/actions/runs/3" in closed["comments"][0]
+    assert user.cache.order == ["link-history-1-1", "link-history-2-1", "link-history-3-1"]
+
+
+def test_the_action_refuses_unknown_inputs(tmp_path: Path) -> None:
+    user = ActionUser(tmp_path)
+    runner = Runner(tmp_path, tmp_path / "t", {}, {"token": "t"}, {})
+    with pytest.raises(RuntimeError, match="unexpected inputs"):
+        runner.run_action(user.action / "action.yml", {"budgett": "2m"})
+
+
+def test_zizmor_on_the_action() -> None:
+    zizmor = shutil.which("zizmor", path=str(VENV / "bin")) or shutil.which("zizmor")
+    if zizmor is None:
+        pytest.skip("zizmor is not installed (it is in the test extra)")
+    proc = subprocess.run(
+        [
+            zizmor,
+            "--offline",
+            "--min-severity",
+            "medium",
+            "--format",
+            "json",
+            str(ROOT / "action.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert json.loads(proc.stdout) == [], proc.stdout
