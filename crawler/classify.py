@@ -11,26 +11,27 @@ import unicodedata
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from crawler.sites import (
+    ANTI_ROBOT_PATHS,
+    STATUS_QUIRKS,
+    TITLE_SUFFIX_RE,
+    anti_robot_path,
+    blocked_status,
+)
 from crawler.types import Classification, ErrorKind, FetchResult, PageKind, PageMeta, Verdict
 
 #: Statuses that mean "gone" by the site's own word (RFC 9110 §15.5.5, §15.5.11).
 DEAD_STATUSES = frozenset({404, 410})
 
-#: Statuses with which sites refuse robots: we cannot tell whether the page lives.
-#: 521 is CSDN's anti-robot answer (and Cloudflare's "web server is down"); 999 is LinkedIn's.
-BLOCKED_STATUSES = frozenset({401, 403, 407, 429, 451, 521, 999})
+#: Statuses with which sites refuse robots: we cannot tell whether the page lives. Besides the
+#: standard ones, the sites' own (sites.STATUS_QUIRKS: CSDN's 521, LinkedIn's 999).
+BLOCKED_STATUSES = frozenset({401, 403, 407, 429, 451, *STATUS_QUIRKS})
 
 #: Permanent redirects (RFC 9110 §15.4.2, RFC 9110 §15.4.9).
 PERMANENT = frozenset({301, 308})
 
-#: URL paths that are anti-robot interstitials whatever their body says.
-BLOCKED_PATHS = ("/mp/wappoc_appmsgcaptcha", "/account/unhuman")
-
 #: Title suffixes that sites append; stripped before comparing with the listed title.
-_SUFFIX_RE = re.compile(
-    r"\s*(?:[-_|｜—–·]\s*)(?:知乎(?:专栏)?|博客园|百度文库|CSDN博客|[^-_|｜—–·]{0,40}的博客-CSDN博客"
-    r"|[^-_|｜—–·]{0,40}-CSDN博客|微信公众平台|简书|掘金|SegmentFault 思否|腾讯云开发者社区)\s*$"
-)
+_SUFFIX_RE = TITLE_SUFFIX_RE
 _QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "「": '"', "」": '"'})
 _ELLIPSIS = ("...", "…", "……")
 
@@ -88,14 +89,26 @@ def titles_match(listed: str, fetched: str) -> bool:
     return False
 
 
-_BLOCKED_HINT = re.compile("|".join(re.escape(p) for p in BLOCKED_PATHS))
+_BLOCKED_HINT = re.compile("|".join(re.escape(p) for p in ANTI_ROBOT_PATHS))
 
 
 def _on_blocked_path(url: str) -> bool:
-    """True when the URL's path starts with one of BLOCKED_PATHS."""
+    """True when the URL is one of its site's verification pages (sites.anti_robot_path)."""
     if _BLOCKED_HINT.search(url) is None:  # the usual case, without parsing the URL
         return False
-    return urlsplit(url).path.startswith(BLOCKED_PATHS)
+    try:
+        parts = urlsplit(url)
+        return anti_robot_path(parts.hostname, parts.path)
+    except ValueError:
+        return False
+
+
+def _host(url: str) -> str | None:
+    """The host of url, or None."""
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
 
 
 def _same_place(a: str, b: str) -> bool:
@@ -145,7 +158,7 @@ def classify(
     if kind is PageKind.ANTI_ROBOT or _on_blocked_path(fetch.final_url):
         detail = f"anti-robot page{': ' + notice if notice else ''} (HTTP {status})"
         return Classification(Verdict.BLOCKED, "anti-robot", detail)
-    if status in BLOCKED_STATUSES:
+    if status in BLOCKED_STATUSES or blocked_status(_host(fetch.final_url), status):
         detail = f"the site refused the robot with HTTP {status}"
         if status == 429:
             detail = "still rate-limited (429) after the retries"

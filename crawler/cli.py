@@ -458,10 +458,6 @@ async def _run_cancellable(coro: Any) -> Any:
             loop.remove_signal_handler(signal.SIGTERM)
 
 
-#: crawler.enrich.DEAD_MARK: every dead mark contains it (tests/test_cli_enrich.py checks).
-_DEAD_MARK = "已失效"
-
-
 def _strip_fragments(links: list[Link]) -> dict[int, Link]:
     """Cut the #fragment off web links in place, so each page is fetched once however many of
     its anchors are cited; return id(new link) → the link as cited."""
@@ -485,7 +481,14 @@ def _load_links(
     """Read every input; return the links, each file's sha256 and the sources in order."""
     from hashlib import sha256
 
-    from crawler.post import drop_ignored, expand_inputs, parse_post, read_post, read_stdin
+    from crawler.post import (
+        DEAD_MARK,
+        drop_ignored,
+        expand_inputs,
+        parse_post,
+        read_post,
+        read_stdin,
+    )
 
     links: list[Link] = []
     digests: dict[str, str] = {}
@@ -498,7 +501,7 @@ def _load_links(
             text, found = read_post(src, every)
             data = Path(src).read_bytes()
         # Dead marks written by `crawler enrich` are not part of what the author listed.
-        if _DEAD_MARK in text:  # crawler.enrich only for a post that has marks
+        if DEAD_MARK in text:  # crawler.enrich only for a post that has marks
             from crawler.enrich import strip_marks
 
             unmarked = strip_marks(text)

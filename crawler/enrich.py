@@ -49,6 +49,7 @@ from crawler.classify import PERMANENT
 from crawler.errors import ConfigError, CrawlerError, InputError
 from crawler.post import (
     BRACKET_OPENERS,
+    DEAD_MARK,
     TRAILING_PUNCTUATION,
     clean_url,
     detect_encoding,
@@ -75,7 +76,6 @@ __all__ = [
     "write_atomic_with_backup",
 ]
 
-DEAD_MARK = "已失效"
 ARCHIVE_LABEL = "存档"
 
 

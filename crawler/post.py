@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from markdown_it.token import Token
 
 __all__ = [
+    "DEAD_MARK",
     "clean_url",
     "detect_encoding",
     "expand_inputs",
@@ -36,6 +37,10 @@ __all__ = [
     "read_stdin",
 ]
 
+
+#: What `crawler enrich --mark-dead` writes after a dead link （已失效，DATE）: the one copy,
+#: read by enrich and by `crawler check` (a marked post's links are what the author listed).
+DEAD_MARK = "已失效"
 
 # --- reading -------------------------------------------------------------------------------
 

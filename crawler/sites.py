@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -35,6 +36,8 @@ class SiteRule:
     anti_robot_markers: tuple[str, ...] = ()  # visible text or source of a verification page
     anti_robot_paths: tuple[str, ...] = ()  # URL paths that are verification pages
     not_found_markers: tuple[str, ...] = ()  # visible text of the site's 404 page
+    #: Statuses with which this site refuses robots (besides the standard ones).
+    blocked_statuses: tuple[int, ...] = ()
 
 
 WECHAT = SiteRule(
@@ -140,6 +143,7 @@ ZHIHU = SiteRule(
         "您当前请求存在异常",
         "Unhuman-",
     ),
+    anti_robot_paths=("/account/unhuman",),
 )
 
 CSDN = SiteRule(
@@ -162,7 +166,7 @@ CSDN = SiteRule(
     article_selectors=(".title-article", "#articleContentId", "#content_views", "#article_content"),
     not_found_markers=("404 - CSDN", "您访问的页面不存在", "该文章已被删除"),
     anti_robot_markers=("请完成安全验证", "安全验证 - CSDN"),
-)
+)  # its 521 (Jiasule's challenge) is in STATUS_QUIRKS: Cloudflare's origins answer it too
 
 CNBLOGS = SiteRule(
     name="cnblogs",
@@ -193,8 +197,29 @@ BAIDU_WENKU = SiteRule(
     anti_robot_markers=("百度安全验证",),
 )
 
+BILIBILI = SiteRule(
+    name="bilibili",
+    hosts=("bilibili.com", "b23.tv"),
+    site_name="哔哩哔哩",
+    fingerprints=("bilibili.com", "hdslb.com", "哔哩哔哩"),
+    fingerprint_gate="bilibili",
+    title_order=("meta", "title"),
+    title_suffixes=(
+        r"\s*_哔哩哔哩_bilibili\s*$",
+        r"\s*[-_|]\s*(?:哔哩哔哩|bilibili)(?:\.com)?\s*$",
+    ),
+    notice_selectors=(".error-container", ".err-text"),
+    anti_robot_markers=(
+        "由于触发哔哩哔哩安全风控策略",
+        "bilibili security control policy",
+        '"code":-412',
+    ),
+    not_found_markers=("啊叻？视频不见了", "视频去哪了呢"),
+    blocked_statuses=(412,),  # its risk control's answer to robots
+)
+
 #: Every known site, tried in order.
-SITES: tuple[SiteRule, ...] = (WECHAT, ZHIHU, CSDN, CNBLOGS, BAIDU_WENKU)
+SITES: tuple[SiteRule, ...] = (WECHAT, ZHIHU, CSDN, CNBLOGS, BAIDU_WENKU, BILIBILI)
 
 #: `<title>` texts (case-folded, whole title) of verification pages on any site.
 GENERIC_ANTI_ROBOT_TITLES: tuple[str, ...] = (
@@ -274,3 +299,55 @@ def site_for_content(data: bytes) -> SiteRule | None:
 
 
 _FINGERPRINT_BYTES: dict[str, tuple[bytes, ...]] = {}
+
+
+def blocked_status(host: str | None, status: int) -> bool:
+    """Whether the site at `host` refuses robots with `status` (Bilibili's 412)."""
+    rule = site_for_host(host)
+    return rule is not None and status in rule.blocked_statuses
+
+
+def anti_robot_path(host: str | None, path: str) -> bool:
+    """Whether `path` on `host` is one of the site's verification pages."""
+    rule = site_for_host(host)
+    return rule is not None and path.startswith(rule.anti_robot_paths)
+
+
+#: Every site's verification paths, for a quick look before parsing a URL.
+ANTI_ROBOT_PATHS: tuple[str, ...] = tuple(p for r in SITES for p in r.anti_robot_paths)
+
+#: Statuses with which sites refuse robots whatever the host, beyond the standard ones
+#: (classify counts them as blocked); a status only one site means so is its rule's
+#: `blocked_statuses`.
+STATUS_QUIRKS: dict[int, str] = {
+    521: "CSDN's anti-robot answer (Jiasule's JavaScript challenge; also Cloudflare's "
+    "'web server is down')",
+    999: "LinkedIn's answer to robots",
+}
+
+
+#: Site names that end page titles on sites with no rule of their own: cut before comparing a
+#: page's title with the one listed in a post (classify.strip_site_suffix).
+TITLE_SUFFIX_SITES: tuple[str, ...] = (
+    r"知乎(?:专栏)?",
+    "博客园",
+    "百度文库",
+    "CSDN博客",
+    r"[^-_|｜—–·]{0,40}的博客-CSDN博客",
+    r"[^-_|｜—–·]{0,40}-CSDN博客",
+    "微信公众平台",
+    "简书",
+    "掘金",
+    "SegmentFault 思否",
+    "腾讯云开发者社区",
+)
+TITLE_SUFFIX_RE = re.compile(r"\s*(?:[-_|｜—–·]\s*)(?:" + "|".join(TITLE_SUFFIX_SITES) + r")\s*$")
+
+#: Words that end the name of a site or a section of one (a title segment ending in one
+#: names the site, not the article): 网 (web), 官网, 频道 (channel), 日报 (daily) …
+SITE_WORDS = re.compile(
+    r"(?:网|网站|官网|门户|频道|在线|新闻|日报|晚报|博客|论坛|社区|百科|文库|知乎)$"
+)
+
+#: Host labels that name no one: a title segment is not the site's name for matching them.
+HOST_NOISE = frozenset({"www", "com", "org", "net", "co", "uk", "cn", "edu", "gov", "blog", "news"})

@@ -123,12 +123,13 @@ def test_enrich_fresh_and_archive(tmp_path: Path, server: LocalServer) -> None:
     assert server.hits  # the archive lookup went to the local fake, not the internet
 
 
-def test_check_knows_the_dead_mark() -> None:
-    """`crawler check` imports crawler.enrich only for a post with this text in it."""
+def test_the_dead_mark_has_one_definition() -> None:
+    """`crawler check` and enrich read the mark from crawler.post, not from copies."""
     from crawler import cli as cli_module
-    from crawler.enrich import DEAD_MARK
+    from crawler import enrich, post
 
-    assert cli_module._DEAD_MARK == DEAD_MARK
+    assert enrich.DEAD_MARK is post.DEAD_MARK
+    assert not hasattr(cli_module, "_DEAD_MARK")
 
 
 def test_update_redirects_stops_at_the_last_permanent_target(

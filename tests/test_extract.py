@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler.extract import page as extract_mod
 from crawler.classify import classify
 from crawler.extract import decode_html, extract_meta, normalize_space
+from crawler.extract import page as extract_mod
 from crawler.types import PageKind, PageMeta, Verdict
 from tests.factories import make_fetch_result
 

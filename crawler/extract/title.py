@@ -7,7 +7,7 @@ import re
 
 from crawler.extract.page import STORY_TYPES, Page, jsonld_types
 from crawler.extract.text import js_var, normalize_space, squash, squash_words
-from crawler.sites import SiteRule
+from crawler.sites import HOST_NOISE, SITE_WORDS, SiteRule
 
 _SEPARATORS = re.compile(r"\s+[-|–—·•:»/]\s+|\s*[_｜|]\s*|\s+-{2,}\s*|-{2,}")
 
@@ -23,11 +23,6 @@ def strip_suffixes(title: str, rule: SiteRule | None) -> str:
     return title
 
 
-_SITE_WORDS = re.compile(
-    r"(?:网|网站|官网|门户|频道|在线|新闻|日报|晚报|博客|论坛|社区|百科|文库|知乎)$"
-)
-
-
 def _site_strength(segment: str, rest: str, site_name: str | None, host: str | None) -> int:
     """How surely a `<title>` segment names the site: 2 surely, 1 perhaps, 0 not."""
     sq = squash(segment)
@@ -36,21 +31,16 @@ def _site_strength(segment: str, rest: str, site_name: str | None, host: str | N
     if site_name and (sq == squash(site_name) or (len(sq) > 3 and sq in squash(site_name))):
         return 2
     if host:
-        labels = [x for x in host.lower().split(".") if x not in _HOST_NOISE]
+        labels = [x for x in host.lower().split(".") if x not in HOST_NOISE]
         if any(len(x) > 2 and (sq == x or sq.startswith(x) or x.startswith(sq)) for x in labels):
             return 2
         if len(sq) > 3 and sq in squash(host):
             return 2
-    if _SITE_WORDS.search(segment) and len(segment) <= 20:
+    if SITE_WORDS.search(segment) and len(segment) <= 20:
         return 2
     if len(segment) * 2 <= len(rest) and len(segment.split()) <= 4 and len(segment) <= 40:
         return 1
     return 0
-
-
-_HOST_NOISE = frozenset(
-    {"www", "com", "org", "net", "co", "uk", "cn", "edu", "gov", "blog", "news"}
-)
 
 
 def _clean_title_tag(title: str, page: Page, site_name: str | None, host: str | None) -> str:
