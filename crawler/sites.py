@@ -158,7 +158,9 @@ CSDN = SiteRule(
         r"\s*[-_|]\s*[^-_|]{0,60}的(?:博客|专栏)\s*[-_]\s*CSDN博客(?:\s*[-_].*)?$",
         r"\s*[-_|]\s*CSDN博客(?:\s*[-_].*)?$",
         r"\s*[-_|]\s*[^-_|]{0,60}的专栏\s*(?:[-_|]\s*博客频道\s*[-_|]\s*CSDN\.NET)?$",
+        r"\s*-\s*[^-_|]{1,60}\s*-\s*博客频道\s*-\s*CSDN\.NET\s*$",
         r"\s*[-_|]\s*博客频道\s*[-_|]\s*CSDN\.NET\s*$",
+        r"\s*[-_|]\s*CSDN\.NET\s*$",
         r"\s*[-_|]\s*CSDN(?:文库|问答|下载|社区|学院)\s*$",
     ),
     summary_selectors=("#content_views", "#article_content"),
@@ -221,7 +223,8 @@ BILIBILI = SiteRule(
 #: Every known site, tried in order.
 SITES: tuple[SiteRule, ...] = (WECHAT, ZHIHU, CSDN, CNBLOGS, BAIDU_WENKU, BILIBILI)
 
-#: `<title>` texts (case-folded, whole title) of verification pages on any site.
+#: `<title>` texts (case-folded, whole title, or the title without the site's name) of
+#: verification pages on any site.
 GENERIC_ANTI_ROBOT_TITLES: tuple[str, ...] = (
     "just a moment...",
     "just a moment…",
@@ -234,6 +237,101 @@ GENERIC_ANTI_ROBOT_TITLES: tuple[str, ...] = (
     "are you a robot?",
     "百度安全验证",
     "安全验证",
+    "访问验证",
+    "人机验证",
+    "验证码",
+    "滑动验证页面",
+    "access to this page has been denied",
+)
+
+# ------------------------------------------------------- verification pages of any site
+# The families (Sogou's antispider page, Baidu's 安全验证, Tencent's TCaptcha, Aliyun's slider,
+# Jiasule's JavaScript challenge, Cloudflare's challenge and Turnstile, PerimeterX, GeeTest …)
+# share little text and, besides, a verification word in the title or main heading, or a
+# challenge script, or a verification word in the text beside a form to answer it.
+
+#: A page with more visible text than this is no verification page, whatever it mentions.
+CHALLENGE_TEXT_MAX = 600
+#: Nor is a page bigger than this (bytes): the challenge pages are small.
+CHALLENGE_PAGE_MAX = 100_000
+#: Lower-case words that name a verification in a title or a main heading.
+CHALLENGE_TITLE_WORDS: tuple[str, ...] = (
+    "captcha",
+    "verify you are human",
+    "verifying you are human",
+    "verify you are a human",
+    "are you a robot",
+    "are you human",
+    "human verification",
+    "security check",
+    "bot check",
+    "just a moment",
+    "access denied",
+    "has been denied",
+    "验证码",
+    "安全验证",
+    "人机验证",
+    "访问验证",
+    "滑动验证",
+    "环境异常",
+    "异常访问",
+)
+#: Lower-case phrases that ask for a verification in a page's text (trusted beside a form
+#: control to answer them): asking, not mentioning, so that articles about captchas don't count.
+CHALLENGE_TEXT_WORDS: tuple[str, ...] = (
+    "请输入验证码",
+    "输入图中",
+    "请完成验证",
+    "完成验证后",
+    "完成下方",
+    "进行验证",
+    "拖动滑块",
+    "拖动到最右边",
+    "按住滑块",
+    "异常访问请求",
+    "网络环境存在异常",
+    "not a robot",
+    "not a bot",
+    "confirm you are a human",
+    "verify you are human",
+    "verify you are a human",
+    "press & hold",
+    "complete the security check",
+    "complete the check below",
+)
+#: Lower-case substrings of the scripts of challenge platforms, which gate a whole page.
+CHALLENGE_SCRIPTS: tuple[str, ...] = (
+    "tcaptcha.js",
+    "tencentcaptcha",
+    "captcha.qq.com",
+    "_cf_chl_opt",
+    "/cdn-cgi/challenge-platform/",
+    "g.alicdn.com/sd/nc",
+    "nocaptcha(",
+    "/static/machine/js/api/mkd.js",
+    "passmachine",
+    "static.geetest.com",
+    "initgeetest",
+    "px-captcha",
+    "_pxappid",
+    "captcha-delivery.com",
+    "seccodeimage",
+    "/antispider/",
+)
+#: Lower-case substrings of captcha widgets that also guard ordinary forms (comments,
+#: logins): they count only beside a verification phrase.
+CAPTCHA_WIDGETS: tuple[str, ...] = (
+    "google.com/recaptcha/",
+    "recaptcha.net/recaptcha/",
+    "g-recaptcha",
+    "hcaptcha.com/1/api.js",
+    "h-captcha",
+    "challenges.cloudflare.com/turnstile",
+    "cf-turnstile",
+)
+#: Jiasule's (and others') first answer: a script that sets a cookie and reloads the page.
+COOKIE_RELOAD_SCRIPT = re.compile(
+    r"document\.cookie\s*=.{0,2000}?location\.href\s*=\s*location\.pathname", re.S
 )
 
 #: Page-source substrings of verification pages, trusted only on pages that are not articles.

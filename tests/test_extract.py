@@ -368,3 +368,141 @@ def test_the_cheap_depth_bound_never_misses_a_deep_page(parts: list[str], limit:
         m.setattr(extract_mod, "_DEPTH_CHUNK", 7)  # many chunk boundaries, cut tags
         if extract_mod._shallow(data, limit):
             assert extract_mod._deep_at(data, limit) is None
+
+
+# ------------------------------------------------------------- verification pages, by family
+
+#: One faithfully built page per family (tests/fixtures/pages), with the status it comes with.
+FAMILIES = [
+    "sogou-antispider",  # 搜狗 antispider: a 验证码 form, little text
+    "baidu-security-verify",  # 百度安全验证: its title, the mkd.js challenge
+    "tencent-tcaptcha",  # TCaptcha.js, 安全验证 / 访问验证
+    "aliyun-slider",  # 滑动验证页面, g.alicdn.com noCaptcha slider
+    "jiasule-521",  # 521 with a script that sets a cookie and reloads: no title, no text
+    "cloudflare-turnstile",  # "Just a moment...", _cf_chl_opt, cf-turnstile
+    "turnstile-site-check",  # a site's own Turnstile page: "Security check | Site"
+    "zhihu-unhuman",  # 知乎 /account/unhuman, 安全验证 - 知乎
+    "bilibili-412",  # 412, 由于触发哔哩哔哩安全风控策略
+    "verify-human-en",  # PerimeterX "Press & Hold to confirm you are a human"
+    "verify-human-zh",  # 人机验证 with GeeTest
+]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_anti_robot_families_are_recognised_on_any_host(name: str) -> None:
+    spec = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+    body = (FIXTURES / f"{name}.html").read_bytes()
+    assert spec["expected"]["kind"] == "anti-robot"
+    # Under the site's address, under a host no rule knows, and saved without one.
+    for url in (spec["url"], "https://unknown.example/post/1", None):
+        meta = extract_meta(body, url=url, status=spec["status"])
+        assert meta.kind is PageKind.ANTI_ROBOT, (url, meta)
+        assert meta.summary is None
+    meta = extract_meta(body, url=spec["url"], status=spec["status"])
+    verdict = classify(make_fetch_result(url=spec["url"], status=spec["status"]), meta, "Listed")
+    assert verdict.verdict is Verdict.BLOCKED, verdict
+
+
+ARTICLE_ON_CAPTCHAS = (
+    "<html><head><title>验证码识别入门：从 OCR 到卷积网络 - 星河技术社区</title>"
+    '<script src="https://www.google.com/recaptcha/api.js" async defer></script></head><body>'
+    "<article><h1>验证码识别入门：从 OCR 到卷积网络</h1>"
+    + "<p>验证码（CAPTCHA）是一种区分人和机器的安全验证手段。本文从传统的图像预处理讲起，"
+    "介绍二值化、去噪和字符切分，再用卷积神经网络端到端地识别整张验证码图片，"
+    "最后讨论滑动验证和人机验证为什么越来越难以被自动程序绕过。</p>"
+    * 4
+    + "</article><form action='/comment' method='post'><textarea name='c'></textarea>"
+    "<div class='g-recaptcha' data-sitekey='6Lc'></div><button>发表评论</button></form>"
+    "</body></html>"
+)
+
+
+def test_an_article_about_captchas_stays_an_article() -> None:
+    meta = extract_meta(ARTICLE_ON_CAPTCHAS, url="https://bbs.xinghe.example.cn/t/42")
+    assert meta.kind is PageKind.ARTICLE
+    assert meta.title == "验证码识别入门：从 OCR 到卷积网络"
+    # One paragraph of it, in an <article> and without one: still an article.
+    para = ARTICLE_ON_CAPTCHAS.split("<p>")[1].split("</p>")[0]
+    short = ARTICLE_ON_CAPTCHAS.replace(f"<p>{para}</p>", "", 3)
+    assert extract_meta(short, url="https://bbs.xinghe.example.cn/t/42").kind is PageKind.ARTICLE
+    bare = short.replace("<article>", "<div>").replace("</article>", "</div>")
+    assert extract_meta(bare, url="https://bbs.xinghe.example.cn/t/42").kind is PageKind.ARTICLE
+
+
+EXTRACTION = CORPUS.parent / "extraction"
+
+
+@pytest.mark.skipif(not (EXTRACTION / "manifest.json").is_file(), reason="corpus not present")
+def test_no_page_of_the_extraction_corpus_is_a_notice() -> None:
+    """Real articles, many with reCAPTCHA in their comment forms: none is a verification page."""
+    entries = json.loads((EXTRACTION / "manifest.json").read_text(encoding="utf-8"))
+    mention = 0
+    for entry in entries:
+        body = (EXTRACTION / entry["file"]).read_bytes()
+        mention += b"captcha" in body.lower()
+        meta = extract_meta(body, url=entry.get("url"))
+        assert meta.kind in (PageKind.ARTICLE, PageKind.OTHER), (entry["name"], meta)
+    assert mention >= 10
+
+
+# ----------------------------------------------------------------------------------- titles
+
+SITE_PAGE = "<html><head>{head}</head><body>{body}<p>{para}</p></body></html>"
+PARA = "A paragraph long enough to stand for the page, so that the page reads as an article."
+
+
+@pytest.mark.parametrize(
+    ("url", "head", "body", "title"),
+    [
+        pytest.param(  # the blog's simulated web: <title> and <h1> carry the same title
+            "http://www.box2d.org",
+            "<title>Box2D---一个游戏物理引擎。</title>",
+            "<h1>Box2D---一个游戏物理引擎。</h1>",
+            "Box2D---一个游戏物理引擎。",
+            id="head-named-like-the-host-is-the-articles-own",
+        ),
+        pytest.param(
+            "http://blog.csdn.net/v_july_v/article/details/6105630",
+            "<title>十三个经典算法研究与总结 - CSDN.NET</title>",
+            "",
+            "十三个经典算法研究与总结",
+            id="old-csdn-dot-net",
+        ),
+        pytest.param(
+            "http://blog.csdn.net/v_july_v/article/details/6105630",
+            "<title>十三个经典算法研究与总结 - 结构之法 算法之道 - 博客频道 - CSDN.NET</title>",
+            "",
+            "十三个经典算法研究与总结",
+            id="old-csdn-blog-channel",
+        ),
+        pytest.param(
+            "https://notes.example.net/rust",
+            "<title>Notes from the move | Northwind Notes</title>"
+            "<meta property='og:site_name' content='Northwind Notes'>",
+            "<h1>Northwind</h1><h1>Notes from the move</h1>",
+            "Notes from the move",
+            id="og-site-name",
+        ),
+        pytest.param(
+            "https://example.net/a/1",
+            "<title>Frob Weekly · Release notes for version 2 of the tool</title>"
+            "<meta name='application-name' content='Frob Weekly'>",
+            "",
+            "Release notes for version 2 of the tool",
+            id="application-name-leading",
+        ),
+        pytest.param(
+            None,
+            "<title>Release notes for version 2 — Frobnicate</title>"
+            "<link rel='canonical' href='https://www.frobnicate.io/blog/2'>",
+            "",
+            "Release notes for version 2",
+            id="host-brand-from-the-canonical-url",
+        ),
+    ],
+)
+def test_titles_lose_the_site_name_learned_from_the_page(
+    url: str | None, head: str, body: str, title: str
+) -> None:
+    page = SITE_PAGE.format(head=head, body=body, para=PARA)
+    assert extract_meta(page, url=url).title == title

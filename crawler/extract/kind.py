@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from crawler.extract.page import Page
-from crawler.extract.text import js_var, normalize_space
+from crawler.extract.page import STORY_TYPES, Page
+from crawler.extract.text import js_var, normalize_space, weighted_length
 from crawler.sites import (
+    CAPTCHA_WIDGETS,
+    CHALLENGE_PAGE_MAX,
+    CHALLENGE_SCRIPTS,
+    CHALLENGE_TEXT_MAX,
+    CHALLENGE_TEXT_WORDS,
+    CHALLENGE_TITLE_WORDS,
+    COOKIE_RELOAD_SCRIPT,
     GENERIC_ANTI_ROBOT_MARKERS,
     GENERIC_ANTI_ROBOT_TITLES,
     GENERIC_NOT_FOUND_TITLES,
@@ -14,13 +21,49 @@ from crawler.sites import (
 from crawler.types import PageKind
 
 
-def _visible_text(page: Page) -> str:
-    """The page's text without scripts and styles (mutates the tree: call last)."""
-    tree = page.tree
-    tree.strip_tags(["script", "style", "noscript", "template", "svg"])
-    root = tree.body or tree.root
-    body = normalize_space(root.text(separator=" ")) if root is not None else ""
-    return body[:20000]
+def challenge(page: Page, cleaned_title: str | None) -> str | None:
+    """What a verification page of any site says, or None for other pages.
+
+    Little text, no article of its own, and: a title or main heading that is a verification
+    word, or a challenge platform's script, or a phrase asking for a verification beside a
+    form control or a captcha widget to answer it.
+    """
+    if len(page.data) > CHALLENGE_PAGE_MAX:
+        return None
+    if page.meta.get("og:type") == "article" or page.jsonld_value(("headline",), STORY_TYPES):
+        return None
+    if page.tree.css_first("article p, [itemprop=articleBody] p") is not None:
+        return None
+    visible = page.visible_text()
+    if len(visible) > CHALLENGE_TEXT_MAX or weighted_length(visible) > CHALLENGE_TEXT_MAX:
+        return None
+    heading = page.h1[0] if page.h1 else (page.css_text("h2") or "")
+    word = any(_names_a_check(t) for t in (cleaned_title, page.title_tag, heading) if t)
+    source = page.data.lower()  # bytes: searched much faster than str
+    scripts = [s for s, b in zip(CHALLENGE_SCRIPTS, _SCRIPTS, strict=True) if b in source]
+    if b"document.cookie" in source and COOKIE_RELOAD_SCRIPT.search(page.text):
+        scripts.append("a script that sets a cookie and reloads the page")
+    widget = any(w in source for w in _WIDGETS)
+    if not (word or scripts or widget) and page.tree.css_first("input, button") is None:
+        return None
+    folded = visible.lower()
+    script = next((s for s in scripts if s not in folded), None)  # named in the text: quoted
+    if not word and script is None and not any(w in folded for w in CHALLENGE_TEXT_WORDS):
+        return None
+    return heading or cleaned_title or page.title_tag or visible[:200] or f"challenge: {script}"
+
+
+_SCRIPTS = tuple(s.encode() for s in CHALLENGE_SCRIPTS)
+_WIDGETS = tuple(s.encode() for s in CAPTCHA_WIDGETS)
+
+
+def _names_a_check(text: str) -> bool:
+    """Whether a title or heading is a verification word, give or take a few characters."""
+    folded = text.lower()
+    for w in CHALLENGE_TITLE_WORDS:
+        if w in folded:
+            return weighted_length(folded.replace(w, "").strip(" -_|:：·")) <= 12
+    return False
 
 
 def _notice_texts(page: Page, selectors: tuple[str, ...]) -> list[str]:
@@ -83,12 +126,28 @@ def notice_kind(
         return PageKind.ANTI_ROBOT, title
     if not folded.isdisjoint(GENERIC_NOT_FOUND_TITLES):
         return PageKind.NOT_FOUND, title
-    if generic_article and rule is None:
-        return None
+    if not (generic_article and rule is None):
+        found = _site_notice(page, rules, title)
+        if found is not None:
+            return found
+    family = challenge(page, cleaned_title)
+    if family is not None:
+        return PageKind.ANTI_ROBOT, family
+    if not generic_article:
+        marker = _match_marker(GENERIC_ANTI_ROBOT_MARKERS, [page.text[:200_000]])
+        if marker:
+            return PageKind.ANTI_ROBOT, title or marker
+    return None
+
+
+def _site_notice(
+    page: Page, rules: tuple[SiteRule, ...], title: str
+) -> tuple[PageKind, str] | None:
+    """The notice of one of the sites' rules that the page shows, if any."""
     notice_selectors = tuple(s for r in rules for s in r.notice_selectors)
     notices = _notice_texts(page, notice_selectors)
     raw = page.text[:200_000]
-    visible = _visible_text(page) if not notices else ""
+    visible = page.visible_text() if not notices else ""
     haystacks = [*notices, title, visible]
 
     def notice_text(marker: str) -> str:
@@ -112,10 +171,6 @@ def notice_kind(
         marker = _match_marker(r.removed_markers, haystacks)
         if marker:
             return PageKind.REMOVED, notice_text(marker)
-    if not generic_article:
-        marker = _match_marker(GENERIC_ANTI_ROBOT_MARKERS, [raw])
-        if marker:
-            return PageKind.ANTI_ROBOT, title or marker
     return None
 
 

@@ -106,6 +106,7 @@ class Page:
 
     def __init__(self, text: str, data: bytes, url: str | None) -> None:
         self.text = text
+        self.data = data
         self.url = url
         self.tree = LexborHTMLParser(
             cut_deep_nesting(data), options=LexborDocumentOptions.WO_EVENTS
@@ -133,6 +134,7 @@ class Page:
                 break
         self._jsonld: list[dict[str, Any]] | None = None
         self._h1: list[str] | None = None
+        self._visible: str | None = None
 
     def css_text(self, selector: str) -> str | None:
         """Text of the first element matching `selector` that has any."""
@@ -145,6 +147,16 @@ class Page:
             if t:
                 return t
         return None
+
+    def visible_text(self) -> str:
+        """The page's text without scripts and styles (drops them from the tree: call late)."""
+        if self._visible is None:
+            tree = self.tree
+            tree.strip_tags(["script", "style", "noscript", "template", "svg"])
+            root = tree.body or tree.root
+            body = normalize_space(root.text(separator=" ")) if root is not None else ""
+            self._visible = body[:20000]
+        return self._visible
 
     @property
     def h1(self) -> list[str]:

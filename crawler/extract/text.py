@@ -32,6 +32,16 @@ def normalize_space(s: str) -> str:
     return " ".join(s.split())
 
 
+def weighted_length(text: str) -> int:
+    """Length of text with each CJK character counted twice (it says about as much as two
+    Latin letters or more)."""
+    return len(text) + sum(1 for ch in text if ch >= "\u3040" and _cjk(ord(ch)))
+
+
+def _cjk(o: int) -> bool:
+    return any(lo <= o <= hi for lo, hi in _CJK_RANGES)
+
+
 def substantial(text: str) -> bool:
     """Whether a paragraph is long enough to stand for the page."""
     if len(text) >= MIN_LATIN:
