@@ -5,8 +5,8 @@ that dense in markup. These pages follow the markup MediaWiki's Vector skin serv
 scripts, the sidebar and the tool menus, an infobox, paragraphs thick with links and
 citation marks, hundreds of references, navboxes, the footer), with text made of a seeded
 vocabulary: the markup is faithful, the prose is not. Titles and first paragraphs are known,
-so the pages are scored like the corpus: the title is the article's name (not "… - Wikipedia"),
-the summary its first paragraph (Wikipedia pages carry no meta description).
+so the pages are scored like the corpus: the title is og:title as the corpus's sources keep it
+("Name - Wikipedia"), the summary the first paragraph (Wikipedia pages have no description).
 
     python bench/wikipages.py OUT_DIR [--pages 6] [--corpus MANIFEST]
 
@@ -331,7 +331,7 @@ def build_page(seed: int, zh: bool, target: int = 1_000_000) -> tuple[str, str, 
         + '</footer><script>(RLQ=window.RLQ||[]).push(function(){mw.config.set({"wgBackendResp'
         'onseTime":143,"wgHostname":"mw-web"});});</script></body></html>'
     )
-    return "".join(body), name, normalize(lead_text)
+    return "".join(body), f"{name} - {site}", normalize(lead_text)
 
 
 def normalize(s: str) -> str:

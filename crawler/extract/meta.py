@@ -52,7 +52,8 @@ def _extract(
     site_name = shared(page.site_name() or (rule.site_name if rule is not None else None))
     lang = shared(page.lang())
 
-    title = find_title(page, rule, site_name, host)
+    # A saved page without its address: its canonical URL names the host whose brand it wears.
+    title = find_title(page, rule, site_name, host or host_of(canonical))
     summary = find_summary(page, rule)
     kind, notice = page_kind(page, rule, title, summary, path_of(url), status)
     if kind not in (PageKind.ARTICLE, PageKind.OTHER):

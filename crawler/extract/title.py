@@ -23,13 +23,27 @@ def strip_suffixes(title: str, rule: SiteRule | None) -> str:
     return title
 
 
-def _site_strength(segment: str, rest: str, site_name: str | None, host: str | None) -> int:
-    """How surely a `<title>` segment names the site: 2 surely, 1 perhaps, 0 not."""
+#: Whether a short last segment of a `<title>` is cut as the site's name without other
+#: evidence (one of the settings bench/kfold.py tunes).
+CUT_WEAK_SUFFIX = True
+
+
+def _site_strength(segment: str, rest: str, names: list[str], host: str | None, own: str) -> int:
+    """How surely a title segment names the site: 2 surely, 1 perhaps, 0 not.
+
+    `names` are the names the page gives its site (og:site_name, application-name, the
+    JSON-LD publisher), `own` the page's main heading, squashed: a segment inside it is the
+    article's own, never the site's (`Box2D---一个游戏物理引擎。` under an <h1> of the same).
+    """
     sq = squash(segment)
     if not sq:
         return 2
-    if site_name and (sq == squash(site_name) or (len(sq) > 3 and sq in squash(site_name))):
-        return 2
+    if own and sq in own:
+        return 0
+    for name in names:
+        squashed = squash(name)
+        if squashed and (sq == squashed or (len(sq) > 3 and sq in squashed)):
+            return 2
     if host:
         labels = [x for x in host.lower().split(".") if x not in HOST_NOISE]
         if any(len(x) > 2 and (sq == x or sq.startswith(x) or x.startswith(sq)) for x in labels):
@@ -43,8 +57,18 @@ def _site_strength(segment: str, rest: str, site_name: str | None, host: str | N
     return 0
 
 
-def _clean_title_tag(title: str, page: Page, site_name: str | None, host: str | None) -> str:
-    """The page's own title out of a `<title>` that may carry the site name."""
+def _site_names(page: Page, site_name: str | None) -> list[str]:
+    """The names the page gives its site."""
+    names = [site_name, page.meta.get("og:site_name"), page.meta.get("application-name")]
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def cut_site_name(title: str, page: Page, site_name: str | None, host: str | None) -> str:
+    """The page's own title out of a `<title>` that may carry the site's name before or after.
+
+    The name is learned from the page: the names it gives its site, its host's brand, words
+    that end site names; a short last segment perhaps (CUT_WEAK_SUFFIX).
+    """
     h1s = page.h1
     if len(h1s) == 1:
         inner = _inside(title, h1s[0])
@@ -58,13 +82,15 @@ def _clean_title_tag(title: str, page: Page, site_name: str | None, host: str | 
     lead, rest = title[: first_sep.start()].strip(), title[first_sep.end() :].strip()
     if not head or not rest:
         return title
-    tail_site = _site_strength(tail, head, site_name, host)
-    lead_site = _site_strength(lead, rest, site_name, host)
+    names = _site_names(page, site_name)
+    own = squash(h1s[0]) if h1s else ""
+    tail_site = _site_strength(tail, head, names, host, own)
     if tail_site == 2:
         return head
+    lead_site = _site_strength(lead, rest, names, host, own)
     if lead_site == 2:
         return rest
-    if tail_site == 1:
+    if tail_site == 1 and CUT_WEAK_SUFFIX:
         return head
     return title
 
@@ -154,7 +180,7 @@ def find_title(
     if value:
         return strip_suffixes(value, rule)
     if page.title_tag:
-        return strip_suffixes(_clean_title_tag(page.title_tag, page, site_name, host), rule)
+        return strip_suffixes(cut_site_name(page.title_tag, page, site_name, host), rule)
     if len(page.h1) == 1:
         return page.h1[0]
     return None
