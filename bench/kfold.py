@@ -120,10 +120,16 @@ def main() -> int:
                     weight += len(f)
             return total / weight
 
-        best = max(range(len(combos)), key=train_score)
+        scores = [train_score(c) for c in range(len(combos))]
+        top = max(scores)
+        tied = [c for c in range(len(combos)) if scores[c] == top]
+        # Among equals, the shipped settings (so a tie shows what the code does).
+        best = next((c for c in tied if combos[c] == shipped), tied[0])
         got = per_fold[best][i]
         held.append(got)
         chosen = ", ".join(f"{name}={value}" for (_, name), value in combos[best].items())
+        if len(tied) > 1:
+            chosen += f"; {len(tied)} of {len(combos)} settings tied on the training folds"
         print(
             f"fold {i + 1}/{k}: {len(fold)} pages held out, tuned on {len(pages) - len(fold)}: "
             f"title_f1={got['title_f1']:.3f} summary_hit={got['summary_hit']:.3f} ({chosen})"
