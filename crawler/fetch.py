@@ -372,7 +372,7 @@ class NetworkWatch:
             if self.active == 0:
                 self.down = True
                 self._wake()
-                log.warning("no host answered and %d failed: the network looks down", self.hosts)
+                log.info("no host answered and %d failed: the network looks down", self.hosts)
                 return False
             if self._event is None:
                 self._event = asyncio.Event()

@@ -121,10 +121,17 @@ def test_a_title_change_ends_when_the_post_gives_the_new_title() -> None:
     assert [f.verdict for f, _ in out] == [Verdict.OK, Verdict.CHANGED, Verdict.OK, Verdict.OK]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_title_change_is_kept_across_runs_until_accepted(
-    tmp_path: Path, server: LocalServer, monkeypatch: Any
+    tmp_path: Path,
+    server: LocalServer,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    backend: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    if backend == "postgresql":
+        monkeypatch.setenv("CRAWLER_DB", request.getfixturevalue("pg_url"))
     url = server.url("/titled/k")
     post = tmp_path / "p.md"
     post.write_text(f"# s\n\nThe [论文]({url}) says so.\n", encoding="utf-8")
