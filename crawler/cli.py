@@ -1,7 +1,8 @@
 """Command line: the only module that prints or exits.
 
-Exit codes: 0 no broken link, 1 the tool failed, 2 usage error (click), 3 dead or error links
-found, 4 the network was down (nothing judged), 130 interrupted.
+Exit codes: 0 no broken link, 1 the tool failed, 2 usage error (click), 3 links with a
+--fail-on verdict found (default: dead), 4 the network was down (nothing judged), 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from crawler.config import (
     DEFAULT_CONFIRM_DAYS,
     DEFAULT_CONFIRM_RUNS,
     DEFAULT_DB,
+    DEFAULT_FAIL_ON,
     DEFAULT_FORMATS,
     DEFAULT_HOST_CONCURRENCY,
     DEFAULT_HOST_INTERVAL,
@@ -40,11 +42,12 @@ from crawler.config import (
     DEFAULT_TIMEOUT,
     DEFAULT_TRANSPORT,
     DEFAULT_USER_AGENT,
+    FAIL_ON_CHOICES,
     FetchSettings,
 )
 from crawler.configfile import FileConfig, find_config, load_config
 from crawler.errors import ConfigError, CrawlerError, NetworkDownError
-from crawler.types import ALIVE, BROKEN, Check, Link, Run, Verdict
+from crawler.types import ALIVE, Check, Link, Run, Verdict
 
 EXIT_OK = 0
 EXIT_TOOL = 1
@@ -567,6 +570,46 @@ def input_options(fn: F) -> F:
     return click.argument("inputs", nargs=-1, required=True)(fn)
 
 
+class VerdictList(click.ParamType):  # type: ignore[type-arg]
+    """Verdicts that fail a run: comma-separated ("dead,error") or, in a file, a list."""
+
+    name = "verdicts"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        items = value if isinstance(value, list | tuple) else str(value).split(",")
+        out: list[str] = []
+        for item in items:
+            verdict = str(item).strip()
+            if not verdict:
+                continue
+            if verdict not in FAIL_ON_CHOICES:
+                self.fail(
+                    f"{verdict!r} is not a verdict that can fail a run "
+                    f"({', '.join(FAIL_ON_CHOICES)})",
+                    param,
+                    ctx,
+                )
+            if verdict not in out:
+                out.append(verdict)
+        if not out:
+            self.fail(f"name at least one verdict ({', '.join(FAIL_ON_CHOICES)})", param, ctx)
+        return tuple(out)
+
+
+def fail_on_option(fn: F) -> F:
+    """--fail-on: which verdicts make `crawler check` exit 3."""
+    return click.option(
+        "--fail-on",
+        envvar="CRAWLER_FAIL_ON",
+        type=VerdictList(),
+        default=",".join(DEFAULT_FAIL_ON),
+        show_default=True,
+        help="Verdicts that make the run exit 3, comma-separated: "
+        f"{', '.join(FAIL_ON_CHOICES)}. An error that persists becomes dead "
+        "(--confirm-runs).",
+    )(fn)
+
+
 def ci_options(fn: F) -> F:
     """Options for CI systems (crawler check)."""
     return click.option(
@@ -799,6 +842,7 @@ def _run_check(
     help="Days those failing runs must span.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
+@fail_on_option
 @ci_options
 @local_options
 @remap_option
@@ -816,6 +860,7 @@ def check(
     confirm_runs: int,
     confirm_days: float,
     quiet: bool,
+    fail_on: tuple[str, ...],
     **kw: Any,
 ) -> None:
     """Check every link of INPUTS, remember the results and write the broken-link reports.
@@ -850,6 +895,8 @@ def check(
     if offline:  # --offline: local links only; the others count as excluded, as in lychee
         excluded += len(links)
         links = []
+    if not links and not others:
+        _nothing_to_check(sources, excluded)
     from crawler.fragments import fragment
 
     include_fragments = kw.pop("include_fragments", False)
@@ -899,8 +946,20 @@ def check(
             "error: the network looks down (no host answered); no link was judged dead.", err=True
         )
         sys.exit(EXIT_NETWORK_DOWN)
-    if any(c.verdict in BROKEN for c in run.checks):
+    failing = frozenset(fail_on)
+    if any(c.verdict.value in failing for c in run.checks):
         sys.exit(EXIT_BROKEN)
+
+
+def _nothing_to_check(sources: list[str], excluded: int) -> None:
+    """A run that would check no link is a failure, not "all links are alive"."""
+    where = ", ".join("standard input" if s == "-" else s for s in sources) or "the input"
+    if excluded:
+        raise CrawlerError(
+            f"nothing to check: all {excluded} links of {where} are excluded "
+            "(--include, --exclude, .crawlerignore, --no-private, --offline)"
+        )
+    raise CrawlerError(f"nothing to check: no links found in {where}")
 
 
 @cli.command()

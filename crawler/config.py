@@ -106,6 +106,12 @@ DEFAULT_FORMATS = ("json", "md", "html")
 #: Every report format there is (junit and sarif for CI systems, on request).
 ALL_FORMATS = (*DEFAULT_FORMATS, "junit", "sarif")
 DEFAULT_ARCHIVE_ENDPOINT = "https://archive.org/wayback/available"
+#: Verdicts that make `crawler check` exit 3 (--fail-on). Only `dead`: an `error` (could not
+#: tell this time) that persists becomes `dead` by the confirm rule, so a passing timeout does
+#: not fail a daily run.
+DEFAULT_FAIL_ON = ("dead",)
+#: The verdicts --fail-on accepts (ok never fails a run).
+FAIL_ON_CHOICES = ("dead", "error", "changed", "blocked", "redirected")
 
 
 # The machine.

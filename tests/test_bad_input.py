@@ -50,12 +50,14 @@ def test_unreadable_post_is_one_line_exit_1(
     assert not (tmp_path / "reports").exists()
 
 
-def test_empty_post_checks_nothing_and_succeeds(tmp_path: Path) -> None:
+def test_empty_post_checks_nothing_and_fails(tmp_path: Path) -> None:
+    """Nothing checked is not success (issue 13 #7): one line, exit 1, no report."""
     path = tmp_path / "post.md"
     path.write_bytes(b"")
     r = crawl(tmp_path, "check", str(path), "--no-history")
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("0 references")
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == f"Error: nothing to check: no links found in {path}"
+    assert not (tmp_path / "reports").exists()
 
 
 @pytest.mark.parametrize(
@@ -116,6 +118,9 @@ def test_malformed_urls_get_a_verdict_not_a_traceback(tmp_path: Path, url: str) 
         "0",
     )
     assert "Traceback" not in r.stderr
+    if r.returncode == 1:  # the post reader found no link in it: nothing checked
+        assert "nothing to check: no links found" in r.stderr
+        return
     assert r.returncode in (0, 3, 4), r.stderr
     if (tmp_path / "reports" / "report.json").exists():
         doc = json.loads((tmp_path / "reports" / "report.json").read_text(encoding="utf-8"))

@@ -236,8 +236,9 @@ def issue_calls(gh: FakeGh) -> list[list[str]]:
 
 
 def test_a_week_of_scheduled_checks(tmp_path: Path, server: LocalServer) -> None:
-    """Broken links open the issue, a second broken day edits it, a network-down day and a tool
-    error fail the job and leave it alone, an all-well day closes it."""
+    """Broken links open the issue, a second broken day edits it, a day with links in doubt
+    keeps it open, a network-down day and a tool error fail the job and leave it alone, an
+    all-well day closes it."""
     gha = Actions(tmp_path)
     ok = OK_ENTRY.format(u=server.url("/page/article"))
     broken = ok + f"\n{server.url('/status/404')}\n\n一篇消失的文章\n"
@@ -261,9 +262,19 @@ def test_a_week_of_scheduled_checks(tmp_path: Path, server: LocalServer) -> None
     assert issue["body"] == gha.report_md()
     assert [c[:3] for c in issue_calls(gha.gh)][-1] == ["issue", "edit", "1"]
 
+    # The dead link is gone from the post, another one fails with a 500 (error: in doubt, not
+    # dead, so exit 0): the issue stays open with the new report until all are well.
+    doubt = ok + f"\n{server.url('/status/500')}\n\n服务器错误\n"
+    day_doubt = gha.run(doubt, 103)
+    assert day_doubt.step("check").outputs == {"code": "0"}, day_doubt.log()
+    assert day_doubt.result == "success", day_doubt.log()
+    [issue] = gha.gh.issues()
+    assert issue["state"] == "open" and issue["edits"] == 2
+    assert issue["body"] == gha.report_md() and "服务器错误" in issue["body"]
+
     calls = len(gha.gh.calls())
     down = "".join(OK_ENTRY.format(u=f"http://127.0.0.1:{closed_port()}/a") for _ in range(2))
-    day3 = gha.run(down, 103)
+    day3 = gha.run(down, 104)
     assert day3.step("check").outputs == {"code": "4"}, day3.log()
     assert day3.result == "failure"
     assert day3.step("Open, update or close the broken-link issue").outcome == "skipped"
@@ -271,20 +282,20 @@ def test_a_week_of_scheduled_checks(tmp_path: Path, server: LocalServer) -> None
     assert len(gha.gh.calls()) == calls  # gh not even asked
     assert gha.gh.issues() == [issue]
 
-    day4 = gha.run(None, 104)  # links.md gone: the tool fails
+    day4 = gha.run(None, 105)  # links.md gone: the tool fails
     assert day4.step("check").outputs == {"code": "1"}, day4.log()
     assert day4.result == "failure"
     assert len(gha.gh.calls()) == calls
     assert gha.gh.issues() == [issue]
 
-    day5 = gha.run(ok, 105)
+    day5 = gha.run(ok, 106)
     assert day5.step("check").outputs == {"code": "0"}, day5.log()
     assert day5.result == "success", day5.log()
     [closed] = gha.gh.issues()
     assert closed["state"] == "closed"
-    assert "https://github.com/owner/blog/actions/runs/105" in closed["comments"][0]
-    # every day's history was kept, the network-down day's too (day 4 never started a run)
-    assert gha.report()["run_id"] == 4
+    assert "https://github.com/owner/blog/actions/runs/106" in closed["comments"][0]
+    # every day's history was kept, the network-down day's too (the tool error started no run)
+    assert gha.report()["run_id"] == 5
     assert gha.cache.refused == []
 
 
