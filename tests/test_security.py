@@ -189,8 +189,10 @@ def test_no_private_from_the_config_file_and_the_environment(
         monkeypatch.setenv("CRAWLER_NO_PRIVATE", "1")
     post = write_post(tmp_path, [server.url(f"/echo?how={how}")])
     r = invoke(["check", str(post), "--format", "json", *FAST])
-    assert r.exit_code == 0, r.output
-    assert "(1 excluded)" in r.output and report(tmp_path) == []
+    # Every link excluded: nothing to check, which is not success (issue 13 #7).
+    assert r.exit_code == 1, r.output
+    assert "all 1 links of" in r.output and "are excluded" in r.output
+    assert not (tmp_path / "reports").exists()
     assert server.hits[f"/echo?how={how}"] == 0
     r = invoke(["config"])
     assert re.search(r"no.private\W+(true|True|1)", r.output), r.output
