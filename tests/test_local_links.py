@@ -214,7 +214,7 @@ def test_max_redirects(tmp_path: Path, server: LocalServer) -> None:
     post.write_text(f"{server.url('/chain/3')}\n", encoding="utf-8")
     out = tmp_path / "r"
     base = ["check", str(post), "--no-history", "--format", "json", "--report-dir", str(out)]
-    r = _run(*base, *FAST, "--max-redirects", "2")
+    r = _run(*base, *FAST, "--max-redirects", "2", "--fail-on", "dead,error")
     assert r.exit_code == 3, r.output
     (rec,) = _report(out).values()
     assert (rec["verdict"], rec["reason"]) == ("error", "too-many-redirects")
