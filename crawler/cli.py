@@ -1084,6 +1084,11 @@ def accept(urls: tuple[str, ...], db: Path) -> None:
 @click.option("--mark-dead", is_flag=True, help="Mark dead entries （已失效，DATE）, URL kept.")
 @click.option("--unmark", is_flag=True, help="Remove the marks that --mark-dead wrote.")
 @click.option("--update-redirects", is_flag=True, help="Replace permanently moved URLs.")
+@click.option(
+    "--update-titles",
+    is_flag=True,
+    help="Replace the listed title of each changed entry with the page's (accepts the change).",
+)
 @click.option("--archive", is_flag=True, help="Add an Internet Archive snapshot to dead entries.")
 @click.option(
     "--archive-endpoint",
@@ -1109,6 +1114,7 @@ def enrich(
     mark_dead: bool,
     unmark: bool,
     update_redirects: bool,
+    update_titles: bool,
     archive: bool,
     archive_endpoint: str,
     archive_before: datetime | None,
@@ -1131,6 +1137,7 @@ def enrich(
         mark_dead=mark_dead,
         unmark=unmark,
         update_redirects=update_redirects,
+        update_titles=update_titles,
         archive=archive,
     )
     try:
@@ -1140,7 +1147,7 @@ def enrich(
     except OSError as exc:
         raise CrawlerError(f"{post}: cannot read ({exc.strerror})") from None
     findings: dict[str, en.Finding] = {}
-    if not (unmark and not titles and not summaries and not update_redirects):
+    if not (unmark and not titles and not summaries and not update_redirects and not update_titles):
         if fresh:
             from crawler.pipeline import RunOptions
 
@@ -1179,7 +1186,8 @@ def enrich(
         finally:
             store.close()
     changed = en.count_changed_lines(raw, new)
-    click.echo(f"{post}: enriched ({changed} lines added or changed); backup: {backup}")
+    lines = "line" if changed == 1 else "lines"
+    click.echo(f"{post}: enriched ({changed} {lines} added or changed); backup: {backup}")
 
 
 def _with_snapshots(

@@ -91,6 +91,7 @@ class EnrichOptions:
     mark_dead: bool = False
     unmark: bool = False
     update_redirects: bool = False
+    update_titles: bool = False
     archive: bool = False
     max_len: int = 200
 
@@ -623,6 +624,7 @@ class _Plan:
     inserts: dict[int, list[tuple[str, int]]] = field(default_factory=dict)  # after line -> lines
     new_urls: dict[int, str] = field(default_factory=dict)  # link -> replacement URL
     titled: set[int] = field(default_factory=set)  # links whose listed title appears
+    retitled: dict[int, str] = field(default_factory=dict)  # link -> its new listed title
     layout: set[int] = field(default_factory=set)  # links titled by an inserted line
     insert_owner_line: dict[int, int] = field(default_factory=dict)  # link -> line it inserts after
 
@@ -794,6 +796,9 @@ def _plan_link(
             if t:
                 edits.append((c.start + 1, c.start + 1, 1, t))
                 plan.titled.add(k)
+    # the listed title of a `changed` entry becomes the page's (the user accepts the change)
+    if opt.update_titles and finding.verdict is Verdict.CHANGED and finding.title and alone:
+        _plan_retitle(post, lim, plan, i, k, finding.title, opt.max_len)
     # summaries: layout entries only, under their title line
     inserted: list[str] = []
     after = i
@@ -839,6 +844,23 @@ def _plan_link(
                 )
     elif dead and marking and c.kind != "def":
         edits.append((anchor, anchor, 2, _mark_text(finding, archive)))
+
+
+def _plan_retitle(
+    post: _Post, lim: _Limits, plan: _Plan, i: int, k: int, title: str, max_len: int
+) -> None:
+    """Rewrite the title line under the URL line i (link k) with the fetched title."""
+    listed = post.links[k].listed_title
+    j = _next_nonblank(post, i)
+    if listed is None or j is None or j in post.by_line or j in lim.frozen or j in plan.line_text:
+        return
+    line = post.lines[j]
+    if not line.roundtrips or line.marks or _as_title(line.clean) != listed:
+        return
+    new = sanitize(title, max_len, context="line", encoding=post.insert_codec)
+    if new and new != listed:
+        plan.line_text[j] = line.clean[: len(line.clean) - len(line.clean.lstrip())] + new
+        plan.retitled[k] = new
 
 
 def _apply(s: str, edits: list[tuple[int, int, int, str]]) -> str:
@@ -907,7 +929,9 @@ def _verify(post: _Post, plan: _Plan, out: _Output) -> tuple[int, int | None] | 
                 and act.url == url
                 and act.section == exp.section
                 and (
-                    act.listed_title is not None if titled else act.listed_title == exp.listed_title
+                    act.listed_title is not None
+                    if titled
+                    else act.listed_title == plan.retitled.get(n, exp.listed_title)
                 )
             ):
                 continue

@@ -187,3 +187,15 @@ def test_enrich_archive_unreachable_says_so_and_writes_nothing(
     assert "the archive at http://127.0.0.1:9/wayback/available did not answer" in r.output
     assert "nothing written" in r.output and len(r.output.strip().splitlines()) == 1
     assert post.read_bytes() == raw
+
+
+def test_update_titles_accepts_a_changed_title(tmp_path: Path, server: LocalServer) -> None:
+    post = tmp_path / "post.md"
+    post.write_text(f"{server.url('/page/article')}\n\nAn old title\n", encoding="utf-8")
+    r = invoke(["check", str(post), "--report-dir", str(tmp_path / "r"), *FAST])
+    assert "changed" in r.output, r.output
+    r = invoke(["enrich", str(post), "--update-titles"])
+    assert r.exit_code == 0 and "(1 line added or changed)" in r.output, r.output
+    assert post.read_text(encoding="utf-8").endswith("\n\n语音识别的最新进展\n")
+    r = invoke(["check", str(post), "--report-dir", str(tmp_path / "r"), *FAST])
+    assert r.exit_code == 0 and "1 ok" in r.output, r.output

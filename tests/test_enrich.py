@@ -948,3 +948,29 @@ def test_a_url_whose_chinese_path_fills_its_line_is_marked() -> None:
     assert out.decode() == f"{url} （已失效，2026-11-24）\n\n图灵机\n"
     assert [(link.url, link.listed_title) for link in links(out, marked=True)] == [(url, "图灵机")]
     assert urls(out) == [url]  # read with the mark, too
+
+
+def test_update_titles_takes_the_page_title_for_changed_entries_only() -> None:
+    """Issue 13 friction: `changed` → --update-titles writes the page's title (and accepts it)."""
+    raw = (
+        b"https://a.example/\n\nOld title\n\n"  # changed: its title line is rewritten
+        b"https://b.example/\n  Same paragraph\n\n"  # changed, title on the next line
+        b"https://c.example/\n\nKept\n\n"  # ok: left alone
+        b"see [x](https://d.example/) here\n"  # anchor text is no listed title
+    )
+    f = findings(
+        finding("https://a.example/", Verdict.CHANGED, title="New *title*"),
+        finding("https://b.example/", Verdict.CHANGED, title="Another"),
+        finding("https://c.example/", Verdict.OK, title="Different"),
+        finding("https://d.example/", Verdict.CHANGED, title="Page"),
+    )
+    out = enrich_text(raw, f, opts(update_titles=True))
+    assert out == (
+        b"https://a.example/\n\nNew \\*title\\*\n\n"
+        b"https://b.example/\n  Another\n\n"
+        b"https://c.example/\n\nKept\n\n"
+        b"see [x](https://d.example/) here\n"
+    )
+    assert [link.listed_title for link in links(out)][:2] == ["New \\*title\\*", "Another"]
+    assert enrich_text(out, f, opts(update_titles=True)) == out
+    assert enrich_text(raw, f, opts()) == raw  # only when asked
