@@ -25,6 +25,7 @@ from crawler.post import detect_encoding
 from crawler.types import FetchResult
 
 __all__ = [
+    "SNAPSHOT_URL",
     "Snapshots",
     "archive_cutoff",
     "find_snapshots",
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 MAX_ANSWER = 64 * 1024  # bytes: an availability answer is a few hundred
-_SNAPSHOT_URL = re.compile(r"https?://[^\s()<>\[\]]+")
+SNAPSHOT_URL = re.compile(r"https?://[^\s()<>\[\]]+")
 _FRONT_DATE = re.compile(r"^date:\s*['\"]?(\d{4})-(\d{1,2})-(\d{1,2})", re.MULTILINE)
 _FILE_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-")
 
@@ -58,7 +59,7 @@ def safe_snapshot_url(url: str | None) -> str | None:
     if url.lower().startswith("http://web.archive.org/"):
         url = "https://" + url[len("http://") :]
     url = quote(url, safe=":/?#@!$&'*+,;=%~-._")
-    return url if _SNAPSHOT_URL.fullmatch(url) else None
+    return url if SNAPSHOT_URL.fullmatch(url) else None
 
 
 def lookup_url(url: str, before: date, endpoint: str = DEFAULT_ARCHIVE_ENDPOINT) -> str:

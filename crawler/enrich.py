@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import html
 import os
 import re
 import tempfile
@@ -44,18 +43,20 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Literal
 
-from crawler.archive import safe_snapshot_url
+from crawler.archive import SNAPSHOT_URL, safe_snapshot_url
 from crawler.classify import PERMANENT
 from crawler.errors import ConfigError, CrawlerError, InputError
 from crawler.post import (
-    BRACKET_OPENERS,
     DEAD_MARK,
-    TRAILING_PUNCTUATION,
+    Span,
     clean_url,
     detect_encoding,
     is_escaped,
+    is_http_url,
     mask_code_spans,
     parse_post,
+    scan_post,
+    url_as_read,
 )
 from crawler.types import ALIVE, Check, Link, Verdict
 
@@ -277,10 +278,9 @@ def sanitize(
 
 # --- marks -----------------------------------------------------------------------------------
 
-_ARCHIVE_URL = re.compile(r"https?://[^\s()<>\[\]]+")  # as archive.safe_snapshot_url writes
 _MARK = re.compile(
     r" （" + DEAD_MARK + r"，\d{4}-\d{2}-\d{2}）"
-    r"(?P<archive> \[" + ARCHIVE_LABEL + r"\]\((?P<url>" + _ARCHIVE_URL.pattern + r")\))?"
+    r"(?P<archive> \[" + ARCHIVE_LABEL + r"\]\((?P<url>" + SNAPSHOT_URL.pattern + r")\))?"
 )
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
@@ -327,58 +327,23 @@ def _mark_text(finding: Finding, archive: str | None) -> str:
     return text + (f" [{ARCHIVE_LABEL}]({archive})" if archive else "")
 
 
-# --- finding the links in a line -------------------------------------------------------------
+# --- where the links are written -------------------------------------------------------------
 
-# The parser's own punctuation rules: a mark must end where the parser ends a URL.
-_TRAILING = TRAILING_PUNCTUATION
-_OPENER = BRACKET_OPENERS
-_ALONE_EXTRA = frozenset(" \t*_") | _TRAILING
-_COMMENT = re.compile(r"<!--.*?-->")
-_ATTR = r"""\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+))"""
-_A_ELEMENT = re.compile(r"<a\s[^>]*?\bhref" + _ATTR + r"[^>]*>(?:.*?</a\s*>)?", re.IGNORECASE)
-_IMG = re.compile(r"<img\s[^>]*?\bsrc" + _ATTR + r"[^>]*>", re.IGNORECASE)
-_DEST = re.compile(
-    r"""\(\s*(?:<([^<>\n]*)>|((?:[^\s()\\]|\\.|\((?:[^\s()\\]|\\.)*\))*))"""
-    r"""(?:\s+("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\((?:[^()\\]|\\.)*\)))?\s*\)"""
-)
-_DEFINITION = re.compile(r" {0,3}\[(?:[^\[\]\\]|\\.)+\]:[ \t]*(?:<([^<>\n]*)>|(\S+))")
-_AUTOLINK = re.compile(r"<(https?://[^\s<>\x00-\x1f]*)>", re.IGNORECASE)
-_BARE = re.compile(r"(?<![A-Za-z0-9])https?://[^\s<\"\u3000-\u9fff\uff00-\uffef]+", re.IGNORECASE)
-_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
-_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
-_HTTP_URL = re.compile(r"https?://[^\s/?#]", re.IGNORECASE)
-_IN_DESTINATION = re.compile(r"(?:\]\(\s*<?|=\s*[\"']?)\Z")
+# Context, not URLs: crawler.post finds the links and says where each is written.
+# where a destination is written: a `](`, a `]:` (a definition, or text that looks like one),
+# an attribute's `=`
+_IN_DESTINATION = re.compile(r"(?:\]\(\s*<?|\]:[ \t]*<?|=\s*[\"']?)\Z")
 _INLINE_TITLE = re.compile(r"[ \t]*（")
 _INLINE_TITLE_GROUP = re.compile(r"[ \t]*（[^（）]*）")
-
-
-def _decode(s: str, markdown: bool) -> str:
-    """The URL a browser would use: Markdown backslash escapes and entity references decoded."""
-    if markdown and "\\" in s:
-        s = _ESCAPE.sub(r"\1", s)
-    if "&" in s:
-        s = _ENTITY.sub(lambda m: html.unescape(m.group()), s)
-    return s
-
-
-def _strip_trailing(url: str) -> str:
-    """Drop trailing punctuation, keeping a closer that balances an opener inside the URL."""
-    while url and url[-1] in _TRAILING:
-        opener = _OPENER.get(url[-1])
-        if opener is not None and url.count(opener) >= url.count(url[-1]):
-            break
-        url = url[:-1]
-    return url
-
-
-def _is_wide(ch: str) -> bool:
-    """CJK or full-width: ends a bare URL in prose."""
-    return "\u3000" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef"
-
-
-def _blank(s: str, a: int, b: int) -> str:
-    """s with s[a:b] replaced by spaces."""
-    return s[:a] + " " * (b - a) + s[b:]
+#: crawler.post's span kinds -> how enrich may edit them
+_KIND = {
+    "bare": "bare",
+    "autolink": "auto",
+    "inline": "link",
+    "image": "image",
+    "html": "html",
+    "reference": "def",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,61 +359,37 @@ class _Construct:
     angle: bool = False  # a `<…>` link destination
     empty_text: bool = False  # `[](url)`
     editable: bool = True
+    own_line: bool = False  # alone on its line in a paragraph (the post's layout)
 
 
-def _attr_span(m: re.Match[str], first: int) -> tuple[int, int]:
-    """The span of the attribute value matched by _ATTR whose groups start at `first`."""
-    for g in (first, first + 1, first + 2):
-        if m.group(g) is not None:
-            return m.start(g), m.end(g)
-    return m.end(), m.end()
-
-
-def _scan_line(line: str) -> list[_Construct]:
-    """Every http(s) link written in one line (without its marks), in order."""
-    found: list[_Construct] = []
-    s = mask_code_spans(line)
-    if "<!--" in s:
-        for m in _COMMENT.finditer(s):
-            s = _blank(s, m.start(), m.end())
-    d = _DEFINITION.match(s)
-    if d is not None:
-        g = 1 if d.group(1) is not None else 2
-        url = _decode(d.group(g), markdown=True)
-        if _HTTP_URL.match(url):
-            found.append(_Construct("def", 0, d.end(), d.start(g), d.end(g), url, g == 1))
-        return found
-    if "<" in s:
-        for rx, kind in ((_A_ELEMENT, "html"), (_IMG, "html")):
-            for m in rx.finditer(s):
-                a, b = _attr_span(m, 1)
-                url = _decode(s[a:b].strip(), markdown=False)
-                if _HTTP_URL.match(url):
-                    found.append(_Construct(kind, m.start(), m.end(), a, b, url, editable=False))
-                s = _blank(s, m.start(), m.end())
-    if "](" in s:
-        s = _scan_markdown_links(s, found)
-    if "<" in s:
-        for m in _AUTOLINK.finditer(s):
-            if _HTTP_URL.match(m.group(1)):
-                found.append(
-                    _Construct("auto", m.start(), m.end(), m.start(1), m.end(1), m.group(1))
-                )
-            s = _blank(s, m.start(), m.end())
-    for m in _BARE.finditer(s):
-        raw = _whole_line_url(s, m) or clean_url(m.group())
-        url = _decode(raw, markdown=True)
-        if _HTTP_URL.match(url):
-            end = m.start() + len(raw)
-            editable = not (
-                _IN_DESTINATION.search(s, 0, m.start())  # a link destination cut by a line end
-                or "[" in raw
-                or "]" in raw
-                or _bracket_depth(s, m.start()) > 0  # link text or a reference label
-            )
-            found.append(_Construct("bare", m.start(), end, m.start(), end, url, editable=editable))
-    found.sort(key=lambda c: c.url_start)
-    return found
+def _construct(span: Span, url: str, line: str) -> _Construct | None:
+    """The construct of a link at `span` of `line`, or None when it is not on one line."""
+    if span.first < 0 or span.last < 0:
+        return None
+    own = "auto" if span.angle else "bare"
+    kind = own if span.kind == "own-line" else _KIND[span.kind]
+    editable = kind != "html"
+    if kind == "bare":
+        written = line[span.start : span.end]
+        masked = mask_code_spans(line)
+        editable = not (
+            _IN_DESTINATION.search(masked, 0, span.start)
+            or "[" in written
+            or "]" in written
+            or _bracket_depth(masked, span.start) > 0  # link text or a reference label
+        )
+    return _Construct(
+        kind,
+        span.first,
+        span.last,
+        span.start,
+        span.end,
+        url,
+        span.angle,
+        span.empty_text,
+        editable,
+        span.kind == "own-line",
+    )
 
 
 def _bracket_depth(s: str, end: int) -> int:
@@ -460,79 +401,6 @@ def _bracket_depth(s: str, end: int) -> int:
         elif s[i] == "]" and not is_escaped(s, i) and depth:
             depth -= 1
     return depth
-
-
-def _scan_markdown_links(s: str, found: list[_Construct]) -> str:
-    """Collect the `[text](url)` links and images of a line; return s with them blanked."""
-    seen: dict[int, int] = {}  # last index of a construct -> its first index
-    pos = s.find("](")
-    while pos != -1:
-        m = _DEST.match(s, pos + 1)
-        if m is None or is_escaped(s, pos):
-            pos = s.find("](", pos + 1)
-            continue
-        depth, k, opener = 0, pos - 1, -1
-        while k >= 0:
-            if k in seen:
-                k = seen[k] - 1
-                continue
-            if s[k] == "]" and not is_escaped(s, k):
-                depth += 1
-            elif s[k] == "[" and not is_escaped(s, k):
-                if depth == 0:
-                    opener = k
-                    break
-                depth -= 1
-            k -= 1
-        image = opener > 0 and s[opener - 1] == "!" and not is_escaped(s, opener - 1)
-        start = opener - 1 if image else (opener if opener >= 0 else pos)
-        seen[m.end() - 1] = start
-        g = 1 if m.group(1) is not None else 2
-        url = _decode(m.group(g).strip(), markdown=True)
-        if _HTTP_URL.match(url):
-            found.append(
-                _Construct(
-                    "image" if image else "link",
-                    start,
-                    m.end(),
-                    m.start(g),
-                    m.end(g),
-                    url,
-                    angle=g == 1,
-                    empty_text=opener >= 0 and not image and opener + 1 == pos,
-                )
-            )
-        s = _blank(s, start, m.end())
-        pos = s.find("](", m.end())
-    return s
-
-
-def _whole_line_url(s: str, m: re.Match[str]) -> str | None:
-    """A URL with CJK in its path that fills its line (as crawler.post reads it), else None."""
-    end = m.end()
-    if end >= len(s) or not _is_wide(s[end]) or s[end - 1] not in "/=":
-        return None
-    if re.sub(r"^[ \t>]*(?:[-+*]|\d{1,9}[.)])?", "", s[: m.start()]).strip(" \t*"):
-        return None
-    token = s[m.start() :].rstrip()
-    if any(c.isspace() or c in '<"' for c in token):
-        return None
-    return _strip_trailing(token)
-
-
-def _match(links: list[int], all_links: list[Link], cons: list[_Construct]) -> dict[int, int]:
-    """Pair the parser's links on a line with the constructs found there (link -> construct)."""
-    urls = [all_links[k].url for k in links]
-    if urls == [c.url for c in cons]:
-        return {k: i for i, k in enumerate(links)}
-    want = Counter(urls)
-    have = Counter(c.url for c in cons)
-    out: dict[int, int] = {}
-    for k in links:
-        url = all_links[k].url
-        if want[url] == 1 and have[url] == 1:
-            out[k] = next(i for i, c in enumerate(cons) if c.url == url)
-    return out
 
 
 # --- the post as lines ---------------------------------------------------------------------
@@ -598,18 +466,18 @@ def _read(raw: bytes) -> _Post:
         lines.append(_Line(content, eol, text, clean, marks, text.encode(codec) == content))
     eols = Counter(line.eol for line in lines if line.eol)
     default_eol = eols.most_common(1)[0][0] if eols else b"\n"
-    links = parse_post("\n".join(line.clean for line in lines))
+    found = scan_post("\n".join(line.clean for line in lines))
+    links = [link for link, _ in found]
     by_line: dict[int, list[int]] = {}
-    for k, link in enumerate(links):
-        by_line.setdefault(link.line - 1, []).append(k)
     constructs: dict[int, list[_Construct]] = {}
     matched: dict[int, tuple[int, int]] = {}
-    for i, ks in by_line.items():
-        if i >= len(lines):
-            continue
-        constructs[i] = _scan_line(lines[i].clean)
-        for k, c in _match(ks, links, constructs[i]).items():
-            matched[k] = (i, c)
+    for k, (link, span) in enumerate(found):
+        i = link.line - 1
+        by_line.setdefault(i, []).append(k)
+        c = _construct(span, link.url, lines[i].clean) if span and i < len(lines) else None
+        if c is not None:
+            constructs.setdefault(i, []).append(c)
+            matched[k] = (i, len(constructs[i]) - 1)
     return _Post(bom, codec, insert_codec, lines, links, by_line, constructs, matched, default_eol)
 
 
@@ -642,7 +510,7 @@ def _valid_target(url: str | None) -> bool:
     """A redirect target that can be written into the post."""
     return bool(
         url
-        and _HTTP_URL.match(url)
+        and is_http_url(url)
         and len(url) <= 2048
         and not any(ch.isspace() or unicodedata.category(ch)[0] == "C" for ch in url)
     )
@@ -693,7 +561,7 @@ def _as_title(line: str) -> str:
 def _raw_url(c: _Construct, url: str) -> str | None:
     """How to write `url` in place of the construct's URL text, or None if it cannot be."""
     if c.kind == "bare":  # the parser must not cut or unescape it
-        return url if clean_url(url) == url and _decode(url, markdown=True) == url else None
+        return url if clean_url(url) == url and url_as_read(url) == url else None
     if c.kind == "auto":
         return None if any(ch in "<>" or ch.isspace() for ch in url) else url
     if c.kind in ("link", "image", "def"):
@@ -774,9 +642,7 @@ def _plan_link(
     has_title = link.listed_title is not None or inline_title or c.kind not in ("bare", "auto")
     if c.kind == "link" and c.empty_text and link.listed_title is None:
         has_title = False
-    alone = (
-        c.kind in ("bare", "auto") and c.start == 0 and all(ch in _ALONE_EXTRA for ch in s[c.end :])
-    )
+    alone = c.own_line and c.start == 0
     title_line = ""
     enc = post.insert_codec
     if opt.titles and alive and finding.title and not has_title:
@@ -946,7 +812,7 @@ def _verify(post: _Post, plan: _Plan, out: _Output) -> tuple[int, int | None] | 
     archives: set[str] = set()
     for m in _MARK.finditer(text):
         if m.group("url"):
-            archives |= {m.group("url"), _decode(m.group("url"), markdown=True)}
+            archives |= {m.group("url"), url_as_read(m.group("url"))}
     marked = [link for link in parse_post(text) if link.url not in archives]
     new_lines = _LINE.findall(text)
     for n in range(max(len(marked), len(actual))):

@@ -13,6 +13,7 @@ import html
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -27,14 +28,18 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEAD_MARK",
+    "Span",
     "clean_url",
     "detect_encoding",
     "expand_inputs",
     "is_escaped",
+    "is_http_url",
     "mask_code_spans",
     "parse_post",
     "read_post",
     "read_stdin",
+    "scan_post",
+    "url_as_read",
 ]
 
 
@@ -163,6 +168,16 @@ def _decode_entities(s: str) -> str:
     return _ENTITY.sub(lambda m: html.unescape(m.group()), s)
 
 
+def is_http_url(url: str) -> bool:
+    """True for an http(s) URL with a host, as this module counts links."""
+    return _HTTP_URL.match(url) is not None
+
+
+def url_as_read(written: str, markdown: bool = True) -> str:
+    """The URL this module reads from URL text as written (escapes and entities decoded)."""
+    return _unescape(written, markdown)
+
+
 def _unescape(s: str, markdown: bool) -> str:
     """The URL a reader's browser would use: backslash escapes (Markdown) and entities."""
     if markdown and "\\" in s:
@@ -233,6 +248,31 @@ class _Hit(NamedTuple):
     end: int  # end offset of the whole construct (for the URL-alone-on-its-line test)
     start: int  # start offset of the whole construct
     bare: bool  # a bare URL or an autolink: may take its title from the next line
+    url_end: int  # end offset of the URL as written
+    kind: str  # inline | image | autolink | bare | html
+    angle: bool = False  # written in <…>
+    empty_text: bool = False  # `[](url)`
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where a link is written in its post, as lychee's RawUri keeps it: enrich edits by it.
+
+    Columns are 0-based offsets into the URL's line (end exclusive). `first`/`last` bound the
+    whole construct (`[text](url)`, `<a …>…</a>`, `<url>`) on that line; -1 when it starts on
+    an earlier line or ends on a later one. `kind` is inline, image, reference, autolink, bare,
+    html or own-line (a bare URL or autolink alone on its line in a paragraph: an entry of the
+    post's own layout, whose listed title is the next line).
+    """
+
+    line: int
+    start: int
+    end: int
+    kind: str
+    first: int
+    last: int
+    angle: bool = False  # the URL is written in <…>
+    empty_text: bool = False  # `[](url)`: a link without text
 
 
 def _blank(s: str, spans: list[tuple[int, int]]) -> str:
@@ -319,6 +359,14 @@ def _attr(m: re.Match[str], first: int) -> str:
     return ""
 
 
+def _value_span(m: re.Match[str]) -> tuple[int, int]:
+    """Where the (stripped) attribute value matched by _ATTR's groups 1-3 is written."""
+    g = next(g for g in (1, 2, 3) if m.group(g) is not None)
+    value = m.group(g)
+    lead = len(value) - len(value.lstrip())
+    return m.start(g) + lead, m.start(g) + lead + len(value.strip())
+
+
 def _html_links(s: str, hits: list[_Hit]) -> str:
     """Collect <a href> and <img src> links; return s with them blanked."""
     spans: list[tuple[int, int]] = []
@@ -333,16 +381,16 @@ def _html_links(s: str, hits: list[_Hit]) -> str:
             text = _html_text(inner)
             if not text and (img := _IMG.search(inner)) and (alt := _ALT.search(img.group())):
                 text = _html_text(_attr(alt, 1))  # an image link: its alt text
-            pos = next(m.start(g) for g in (1, 2, 3) if m.group(g) is not None)
-            hits.append(_Hit(pos, url, text or None, end, m.start(), False))
+            pos, url_end = _value_span(m)
+            hits.append(_Hit(pos, url, text or None, end, m.start(), False, url_end, "html"))
         spans.append((m.start(), end))
     for m in _IMG.finditer(s):
         url = _decode_entities(_attr(m, 1).strip())
         if is_target(url):
             alt = _ALT.search(m.group())
             title = _html_text(_attr(alt, 1)) if alt else ""
-            pos = next(m.start(g) for g in (1, 2, 3) if m.group(g) is not None)
-            hits.append(_Hit(pos, url, title or None, m.end(), m.start(), False))
+            pos, url_end = _value_span(m)
+            hits.append(_Hit(pos, url, title or None, m.end(), m.start(), False, url_end, "html"))
         spans.append((m.start(), m.end()))
     return _blank(s, spans)
 
@@ -384,12 +432,27 @@ def _markdown_links(original: str, s: str, hits: list[_Hit]) -> str:
         found[m.end() - 1] = start
         spans.append((start, m.end()))
         dest_group = 1 if m.group(1) is not None else 2
-        url = _unescape(m.group(dest_group).strip(), markdown=True)
+        written = m.group(dest_group)
+        url = _unescape(written.strip(), markdown=True)
         if is_target(url):
             title = _render_text(original[opener + 1 : pos])
             if not title and m.group(3):
                 title = " ".join(_unescape(m.group(3)[1:-1], markdown=True).split())
-            hits.append(_Hit(m.start(dest_group), url, title or None, m.end(), start, False))
+            at = m.start(dest_group) + len(written) - len(written.lstrip())
+            hits.append(
+                _Hit(
+                    at,
+                    url,
+                    title or None,
+                    m.end(),
+                    start,
+                    False,
+                    at + len(written.strip()),
+                    "image" if image else "inline",
+                    dest_group == 1,
+                    not image and opener + 1 == pos,
+                )
+            )
         pos = s.find("](", m.end())
     return _blank(s, spans)
 
@@ -408,14 +471,27 @@ def _scan(content: str, markdown: bool) -> list[_Hit]:
             spans: list[tuple[int, int]] = []
             for m in _AUTOLINK.finditer(s):
                 if _HTTP_URL.match(m.group(1)):
-                    hits.append(_Hit(m.start(1), m.group(1), None, m.end(), m.start(), True))
+                    hits.append(
+                        _Hit(
+                            m.start(1),
+                            m.group(1),
+                            None,
+                            m.end(),
+                            m.start(),
+                            True,
+                            m.end(1),
+                            "autolink",
+                            True,
+                        )
+                    )
                 spans.append((m.start(), m.end()))
             s = _blank(s, spans)
     for m in _BARE.finditer(s):
         raw = _whole_line_url(s, m) or clean_url(m.group())
         url = _unescape(raw, markdown)
         if _HTTP_URL.match(url):
-            hits.append(_Hit(m.start(), url, None, m.start() + len(raw), m.start(), True))
+            end = m.start() + len(raw)
+            hits.append(_Hit(m.start(), url, None, end, m.start(), True, end, "bare"))
     hits.sort(key=lambda h: h.pos)
     return hits
 
@@ -440,6 +516,35 @@ def _whole_line_url(s: str, m: re.Match[str]) -> str | None:
     if any(c.isspace() or c in '<"' for c in token):
         return None
     return _strip_trailing(token)
+
+
+def _span(
+    content: str, hit: _Hit, source: str, line: int, own_line: bool, cell_from: int = -1
+) -> Span | None:
+    """The Span of a hit in `content`, whose line holding it is the source line `source`.
+
+    A content line is its source line less what the block structure took from its start (a
+    quote marker, an indent) and trailing whitespace, so it is found at its last occurrence;
+    a table cell is found from `cell_from`, the end of the cell before it. None when it is not
+    there (a tab expanded into spaces): such a link is not edited.
+    """
+    ls = content.rfind("\n", 0, hit.pos) + 1
+    le = content.find("\n", hit.pos)
+    if le == -1:
+        le = len(content)
+    x = source.find(content, cell_from) if cell_from >= 0 else source.rfind(content[ls:le])
+    if x < 0 or hit.url_end > le:
+        return None
+    return Span(
+        line,
+        x + hit.pos - ls,
+        x + hit.url_end - ls,
+        "own-line" if own_line else hit.kind,
+        x + hit.start - ls if hit.start >= ls else -1,
+        x + hit.end - ls if hit.end <= le else -1,
+        hit.angle,
+        hit.empty_text,
+    )
 
 
 def _alone_on_line(content: str, hit: _Hit) -> bool:
@@ -566,24 +671,30 @@ def _reference_usages(tokens: list[Token]) -> dict[str, str]:
 
 def _definition(
     tok: Token, span: list[int], lines: list[str], usages: dict[str, str]
-) -> tuple[str, int, str | None]:
-    """(url, 1-based line, listed title) of a reference definition token spanning `span`."""
+) -> tuple[str, int, str | None, Span | None]:
+    """(url, 1-based line, listed title, Span) of a reference definition token spanning `span`."""
     chunk = "\n".join(lines[span[0] : span[1]])
     label = str(tok.meta.get("label", ""))
     m = _DEF_DEST.search(chunk)
+    where: Span | None = None
     if m is None:
         url, line = str(tok.meta.get("url", "")), span[0] + 1
     else:
         raw = m.group(1)
-        if raw.startswith("<") and raw.endswith(">"):
+        angle = raw.startswith("<") and raw.endswith(">")
+        if angle:
             raw = raw[1:-1]
         url = _unescape(raw, markdown=True)
         line = span[0] + chunk.count("\n", 0, m.start(1)) + 1
+        ls = chunk.rfind("\n", 0, m.start(1)) + 1
+        at = m.start(1) - ls + angle
+        first = m.start() - ls if m.start() >= ls else -1
+        where = Span(line, at, at + len(raw), "reference", first, m.end(1) - ls, angle)
     title = " ".join(str(tok.meta.get("title", "")).split())
     if not title:  # else the text the label is used with, else the label; `[1]` is no title
         used = (usages.get(_normalize_reference(label), ""), _render_text(label))
         title = next((t for t in used if t and not t.isdigit()), "")
-    return url, line, title or None
+    return url, line, title or None, where
 
 
 # --- the plain-post fast path ------------------------------------------------------------------
@@ -643,7 +754,9 @@ def _plain_blocks(lines: list[str]) -> Iterator[tuple[int, int, int]]:
         yield 0, start, len(lines)
 
 
-def _parse_plain(lines: list[str], source: str) -> list[Link]:
+def _parse_plain(
+    lines: list[str], source: str, spans: list[Span | None] | None = None
+) -> list[Link]:
     """parse_post for a post of ATX headings and paragraphs only: no token stream is built."""
     links: list[Link] = []
     headings: list[tuple[int, str]] = []
@@ -667,7 +780,8 @@ def _parse_plain(lines: list[str], source: str) -> list[Link]:
             for hit in _scan(content, True):
                 offset = content.count("\n", 0, hit.pos)
                 title = hit.title
-                if hit.bare and not level and _alone_on_line(content, hit):
+                own_line = hit.bare and not level and _alone_on_line(content, hit)
+                if own_line:
                     below = content.split("\n")
                     if _cited_in_prose(below[offset - 1] if offset else previous):
                         title = None
@@ -681,6 +795,9 @@ def _parse_plain(lines: list[str], source: str) -> list[Link]:
                 links.append(
                     Link(hit.url, first + offset + 1, title, section, source, not hit.bare)
                 )
+                if spans is not None:
+                    n = first + offset
+                    spans.append(_span(content, hit, lines[n], n + 1, own_line))
         previous = None if level else content.rsplit("\n", 1)[-1]
         block = following
     return links
@@ -755,14 +872,35 @@ def drop_ignored(text: str, links: list[Link]) -> tuple[list[Link], int]:
     return kept, len(links) - len(kept)
 
 
-def _parse_tokens(lines: list[str], joined: str, source: str) -> list[Link]:
+def scan_post(text: str, source: str = "", every: bool = False) -> list[tuple[Link, Span | None]]:
+    """parse_post's links, each with where it is written (None: not mappable to columns).
+
+    Lines are those of `text` split at CRLF, CR or LF; the front matter counts as lines.
+    """
+    lines = _prepare(text)
+    joined = "\n".join(lines)
+    spans: list[Span | None] = []
+    if _is_plain(joined):
+        links = _parse_plain(lines, source, spans)
+    else:
+        links = _parse_tokens(lines, joined, source, spans)
+    pairs = list(zip(links, spans, strict=True))
+    return pairs if every else [(link, s) for link, s in pairs if _HTTP_URL.match(link.url)]
+
+
+def _parse_tokens(
+    lines: list[str], joined: str, source: str, spans: list[Span | None] | None = None
+) -> list[Link]:
     """parse_post through markdown-it's block tokens: any post."""
     tokens = _block_parser().parse(joined)
     usages = _reference_usages(tokens) if any(t.type == "definition" for t in tokens) else {}
     links: list[Link] = []
     headings: list[tuple[int, str]] = []
     section: tuple[str, ...] = ()
+    cell_from = 0  # where the next table cell's text is looked for in its row
     for i, tok in enumerate(tokens):
+        if tok.type == "tr_open":
+            cell_from = 0
         if tok.type == "heading_open":
             level = int(tok.tag[1:])
             heading = _render_text(tokens[i + 1].content) if i + 1 < len(tokens) else ""
@@ -773,22 +911,32 @@ def _parse_tokens(lines: list[str], joined: str, source: str) -> list[Link]:
         elif tok.map is None:
             continue
         elif tok.type in ("inline", "html_block"):
+            markdown = tok.type == "inline"
+            in_cell = markdown and i > 0 and tokens[i - 1].type in ("td_open", "th_open")
+            start_of_cell = cell_from
+            if in_cell and spans is not None and tok.content:
+                found = lines[tok.map[0]].find(tok.content, cell_from)
+                cell_from = found + len(tok.content) if found >= 0 else cell_from
             if not _LINK_HINT.search(tok.content):
                 continue
-            markdown = tok.type == "inline"
             in_paragraph = markdown and i > 0 and tokens[i - 1].type == "paragraph_open"
             for hit in _scan(tok.content, markdown):
                 offset = tok.content.count("\n", 0, hit.pos)
                 title = hit.title
-                if hit.bare and in_paragraph and _alone_on_line(tok.content, hit):
+                own_line = hit.bare and in_paragraph and _alone_on_line(tok.content, hit)
+                if own_line:
                     title = _title_below(tokens, i, offset)
-                links.append(
-                    Link(hit.url, tok.map[0] + offset + 1, title, section, source, not hit.bare)
-                )
+                n = tok.map[0] + offset
+                links.append(Link(hit.url, n + 1, title, section, source, not hit.bare))
+                if spans is not None:
+                    at = start_of_cell if in_cell else -1
+                    spans.append(_span(tok.content, hit, lines[n], n + 1, own_line, at))
         elif tok.type == "definition":
-            url, line, title = _definition(tok, tok.map, lines, usages)
+            url, line, title, where = _definition(tok, tok.map, lines, usages)
             if is_target(url):
                 # a title given in the definition is the author's; the text it is used with is not
                 anchor = not str(tok.meta.get("title", "")).strip()
                 links.append(Link(url, line, title, section, source, anchor))
+                if spans is not None:
+                    spans.append(where)
     return links

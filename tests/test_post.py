@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from crawler import post as post_module
 from crawler.errors import InputError
-from crawler.post import clean_url, detect_encoding, parse_post, read_post
+from crawler.post import (
+    Span,
+    clean_url,
+    detect_encoding,
+    parse_post,
+    read_post,
+    scan_post,
+    url_as_read,
+)
 from crawler.types import Link
 
 POSTS = Path(__file__).resolve().parent / "fixtures" / "posts"
@@ -529,10 +537,14 @@ def test_the_plain_fast_path_finds_what_markdown_it_finds(lines: list[str]) -> N
     text = "\n".join(lines)
     prepared = post_module._prepare(text)
     joined = "\n".join(prepared)
-    expected = post_module._parse_tokens(prepared, joined, "p.md")
+    spans: list[Span | None] = []
+    expected = post_module._parse_tokens(prepared, joined, "p.md", spans)
     if post_module._is_plain(joined):
-        assert post_module._parse_plain(prepared, "p.md") == expected
+        plain_spans: list[Span | None] = []
+        assert post_module._parse_plain(prepared, "p.md", plain_spans) == expected
+        assert plain_spans == spans
     assert parse_post(text, "p.md") == expected
+    assert scan_post(text, "p.md", every=True) == list(zip(expected, spans, strict=True))
 
 
 def test_the_seed_layout_takes_the_fast_path() -> None:
@@ -575,3 +587,77 @@ def test_a_chinese_path_url_alone_on_its_line_keeps_its_path_before_a_note() -> 
     url = "https://baike.baidu.com/item/图灵机/5459283"
     text = f"{url} （已失效，2026-11-24）\n\n{url} （图灵机）\n\n{url} 图灵机\n"
     assert [link.url for link in parse_post(text)] == [url, url, "https://baike.baidu.com/item/"]
+
+
+# --- spans: where each link is written (what enrich edits by) --------------------------------
+
+
+def test_spans_of_every_kind() -> None:
+    text = (
+        "---\ntitle: x\n---\n"
+        "https://own.example/\n\nTitle\n\n"
+        "> see [text](<https://inline.example/a b>) and ![alt](https://img.example/i.png)\n\n"
+        "- <https://auto.example/> and https://bare.example/x, ok\n\n"
+        '<p><a href=" https://html.example/ ">h</a></p>\n\n'
+        "| k | v |\n|---|---|\n"
+        "| https://cell.example/ | [https://cell.example/](https://cell.example/) |\n\n"
+        "[label]: <https://ref.example/r>\n"
+        "[x](https://a.example/\n\t)\n"
+    )
+    found = scan_post(text)
+    lines = text.split("\n")
+    got = []
+    for link, span in found:
+        assert span is not None and span.line == link.line, (link, span)
+        written = lines[span.line - 1][span.start : span.end]
+        assert url_as_read(written, span.kind != "html") == link.url, (written, link.url)
+        got.append((span.kind, span.angle, span.first >= 0, span.last >= 0))
+    assert got == [
+        ("own-line", False, True, True),
+        ("inline", True, True, True),
+        ("image", False, True, True),
+        ("autolink", True, True, True),
+        ("bare", False, True, True),
+        ("html", False, True, True),
+        ("bare", False, True, True),
+        ("inline", False, True, True),
+        ("reference", True, True, True),
+        ("inline", False, True, False),  # its `)` is on the next line
+    ]
+    cells = [span.start for link, span in found if link.url == "https://cell.example/" and span]
+    assert cells == [2, 50]  # each cell where it is, not where its text recurs in the row
+
+
+@pytest.mark.skipif(not BLOG.is_dir(), reason="../shared/blog not present (the blog property test)")
+def test_one_parser_over_the_blog() -> None:
+    """The fast path and markdown-it read the same links and spans from every post's plain
+    blocks, and every span holds the URL it names."""
+    import glob
+
+    for name in sorted(glob.glob(str(BLOG / "*"))):
+        raw = Path(name).read_bytes()
+        text = raw.decode(detect_encoding(raw))
+        lines = post_module._prepare(text)
+        for link, span in scan_post(text, name):
+            assert span is not None and span.line == link.line, (name, link)
+            written = lines[span.line - 1][span.start : span.end]
+            assert url_as_read(written, span.kind != "html") == link.url, (name, written)
+        # the paragraphs and ATX headings of the post, as a post of their own: the fast path
+        tokens = post_module._block_parser().parse("\n".join(lines))
+        blocks = [
+            "\n".join(lines[t.map[0] : t.map[1]])
+            for t in tokens
+            if t.level == 0
+            and t.map
+            and (t.type == "paragraph_open" or (t.type == "heading_open" and t.markup[0] == "#"))
+        ]
+        plain = post_module._prepare("\n\n".join(b for b in blocks if post_module._is_plain(b)))
+        joined = "\n".join(plain)
+        if not post_module._is_plain(joined):
+            continue
+        fast: list[Span | None] = []
+        slow: list[Span | None] = []
+        assert post_module._parse_plain(plain, name, fast) == post_module._parse_tokens(
+            plain, joined, name, slow
+        ), name
+        assert fast == slow, name
