@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.test-installed-stamp
 ARGS ?=
 
-.PHONY: run install test lint bench eval clean
+.PHONY: run install test lint bench eval eval-kfold clean
 
 # The package and what it needs to run: a daily check installs no test tools (playwright…).
 $(STAMP): pyproject.toml
@@ -63,6 +63,10 @@ eval: $(TEST_STAMP)
 	      --table reports/extraction_eval_j$$j.tsv 2>/dev/null | tail -n 1; \
 	  done; \
 	else echo "eval: $(EVAL) not found; skipped"; fi
+
+# Held-out figures: tuned on four folds of the corpus, scored on the fifth (bench/kfold.py).
+eval-kfold: $(TEST_STAMP)
+	$(BIN)/python bench/kfold.py
 
 lint: $(TEST_STAMP)
 	$(BIN)/python -m pip install -q ruff mypy

@@ -54,8 +54,6 @@ def _shallow(data: bytes, limit: int) -> bool:
     only loosens the bound, so the first pass counts every "<" but "</" as an opening (most
     pages pass it); the next ones first drop what opens nothing.
     """
-    if data.count(b"<") <= limit:
-        return True
     lowered = b""
     for cleaner in (None, *_NOT_OPENING):
         if cleaner is None:
