@@ -172,6 +172,15 @@ class Actions:
         self.artifacts: dict[str, Path] = {}
         self.days = 0
         self.repo = tmp / "none"
+        self.inner: list[JobRun] = []  # the steps of the repository's own action, each run
+
+    def own_action(self, with_: dict[str, str], runner: Runner) -> dict[str, str]:
+        """`uses: ./`: action.yml's own steps (tests/actions_runner.py runs composite actions)."""
+        job, outputs = runner.run_action(runner.workdir / "action.yml", with_)
+        self.inner.append(job)
+        if job.result == "failure":
+            raise RuntimeError(job.log())
+        return outputs
 
     def upload(self, with_: dict[str, str], runner: Runner) -> None:
         name = with_["name"]
@@ -215,6 +224,7 @@ class Actions:
                 "actions/cache/restore": self.cache.restore,
                 "actions/cache/save": self.cache.save,
                 "actions/upload-artifact": self.upload,
+                "./": self.own_action,
             },
         )
         return runner.run_job(self.repo / self.workflow, self.job)
@@ -277,7 +287,7 @@ def test_a_week_of_scheduled_checks(tmp_path: Path, server: LocalServer) -> None
     day3 = gha.run(down, 104)
     assert day3.step("check").outputs == {"code": "4"}, day3.log()
     assert day3.result == "failure"
-    assert day3.step("Open, update or close the broken-link issue").outcome == "skipped"
+    assert gha.inner[-1].step("Open, update or close the broken-link issue").outcome == "skipped"
     assert day3.step("Fail when the tool failed or the network was down").outcome == "failure"
     assert len(gha.gh.calls()) == calls  # gh not even asked
     assert gha.gh.issues() == [issue]
@@ -334,10 +344,14 @@ def test_a_long_report_is_cut_at_a_character_boundary(tmp_path: Path, server: Lo
 
 
 def test_the_daily_run_installs_no_test_extra(tmp_path: Path) -> None:
-    """The workflow installs with `make install`, which leaves out the test extra."""
+    """The workflow runs the repository's own action, which installs with `make install`: that
+    leaves out the test extra."""
     doc = yaml.safe_load((ROOT / WORKFLOW).read_text(encoding="utf-8"))
-    runs = [s.get("run", "") for s in doc["jobs"]["check"]["steps"]]
-    assert any(r.strip() == "make install" for r in runs)
+    assert [s["uses"] for s in doc["jobs"]["check"]["steps"] if s.get("id") == "check"] == ["./"]
+    action = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
+    runs = [s.get("run", "") for s in action["runs"]["steps"]]
+    runs += [s.get("run", "") for s in doc["jobs"]["check"]["steps"]]
+    assert any(" install VENV=" in r and r.lstrip().startswith("venv=") for r in runs)
     assert not any("make test" in r or "[test]" in r for r in runs)
     env = {"PATH": SYSTEM_PATH, "VENV": str(tmp_path / "venv")}
     plan = subprocess.run(
@@ -355,10 +369,13 @@ def test_workflow_settings(tmp_path: Path) -> None:
     cache key and the artifact's name change with every attempt."""
     doc = yaml.safe_load((ROOT / WORKFLOW).read_text(encoding="utf-8"))
     steps = doc["jobs"]["check"]["steps"]
+    action = yaml.safe_load((ROOT / "action.yml").read_text(encoding="utf-8"))
+    steps += action["runs"]["steps"]  # the workflow's check is the repository's own action
     by_action = {s["uses"].split("@")[0]: s for s in steps if "uses" in s}
     assert by_action["actions/checkout"]["with"]["persist-credentials"] is False
     setup = by_action["actions/setup-python"]["with"]
-    assert setup["cache"] == "pip" and setup["cache-dependency-path"] == "pyproject.toml"
+    assert setup["cache"] == "pip"
+    assert setup["cache-dependency-path"] == "${{ github.action_path }}/pyproject.toml"
     for action in ("actions/cache/restore", "actions/cache/save"):
         assert "github.run_attempt" in by_action[action]["with"]["key"]
     assert "github.run_attempt" in by_action["actions/upload-artifact"]["with"]["name"]
@@ -566,12 +583,16 @@ def test_the_action_in_another_repository(tmp_path: Path, server: LocalServer) -
     ]  # fmt: skip
     annotations = [a for a in inner.step("check").stdout.splitlines() if a.startswith("::")]
     url_404 = server.url("/status/404")
-    assert annotations == [
-        "::error file=docs/index.md,line=5,title=dead link (missing-file)::"
-        "missing.md: no such file: docs/missing.md",
-        "::warning file=docs/index.md,line=5,title=changed link (fragment-missing)::"
-        "guide.md#nope: no anchor #nope in docs/guide.md",
-    ] + annotations[2:]
+    assert (
+        annotations
+        == [
+            "::error file=docs/index.md,line=5,title=dead link (missing-file)::"
+            "missing.md: no such file: docs/missing.md",
+            "::warning file=docs/index.md,line=5,title=changed link (fragment-missing)::"
+            "guide.md#nope: no anchor #nope in docs/guide.md",
+        ]
+        + annotations[2:]
+    )
     assert annotations[2].startswith(
         f"::error file=docs/index.md,line=7,title=dead link (http-404)::{url_404}: "
     )
