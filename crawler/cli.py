@@ -728,6 +728,13 @@ def local_options(fn: F) -> F:
             help="Check only local links (files on disk); web links count as excluded.",
         ),
         click.option(
+            "--allow-empty",
+            is_flag=True,
+            default=False,
+            help="A run with nothing to check exits 0 instead of 1 (pre-commit hooks: a commit "
+            "of Markdown files without links).",
+        ),
+        click.option(
             "--include-fragments",
             is_flag=True,
             default=False,
@@ -895,7 +902,7 @@ def check(
     if offline:  # --offline: local links only; the others count as excluded, as in lychee
         excluded += len(links)
         links = []
-    if not links and not others:
+    if not links and not others and not kw.pop("allow_empty", False):
         _nothing_to_check(sources, excluded)
     from crawler.fragments import fragment
 

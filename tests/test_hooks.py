@@ -78,6 +78,17 @@ def test_local_hook_checks_files_offline_and_writes_nothing(
     assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before  # no reports, history
 
 
+def test_hooks_pass_files_with_nothing_to_check(repo: Path) -> None:
+    """A commit of Markdown files without links (or, offline, without local ones) passes."""
+    (repo / "CHANGELOG.md").write_text("# Changelog\n\nNo links.\n", encoding="utf-8")
+    (repo / "WEB.md").write_text("[w](https://example.invalid/)\n", encoding="utf-8")
+    for files in (["CHANGELOG.md"], ["WEB.md"]):
+        r = _run_hook(_hooks()["crawler-local"], repo, files)
+        assert r.returncode == 0, r.stdout + r.stderr
+    r = _run_hook(_hooks()["crawler-web"], repo, ["CHANGELOG.md"])
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_web_hook_is_the_opt_in_for_the_network(repo: Path, server: LocalServer) -> None:
     hook = _hooks()["crawler-web"]
     r = _run_hook(hook, repo, ["README.md"], "--root-dir", ".", "--retries", "0")
