@@ -643,3 +643,33 @@ def test_zizmor_on_the_action() -> None:
         check=False,
     )
     assert json.loads(proc.stdout) == [], proc.stdout
+
+
+def test_the_action_passes_fail_on(tmp_path: Path) -> None:
+    """`fail-on: changed` makes a missing anchor fail the run; by default it does not."""
+    user = ActionUser(tmp_path)
+    repo = tmp_path / "repo"
+    (repo / "docs").mkdir(parents=True)
+    (repo / "docs" / "a.md").write_text("# A\n\n[self](#nowhere)\n", encoding="utf-8")
+    env = base_env(tmp_path / "home")
+    assert_venv_current(user.action, env)
+    noop = lambda with_, runner: None  # noqa: E731
+    github = {"run_id": "1", "run_attempt": "1", "repository": "o/r", "token": "t"}
+    codes = []
+    for n, extra in enumerate(({}, {"fail-on": "dead,changed"})):
+        runner = Runner(
+            repo,
+            tmp_path / f"temp-{n}",
+            env,
+            github,
+            {
+                "actions/setup-python": noop,
+                "actions/cache/restore": noop,
+                "actions/cache/save": noop,
+            },
+        )
+        with_ = {"args": "docs --offline --include-fragments", "fail": "false", **extra}
+        job, outputs = runner.run_action(user.action / "action.yml", with_)
+        assert job.result == "success", job.log()
+        codes.append(outputs["code"])
+    assert codes == ["0", "3"]
