@@ -47,7 +47,7 @@ from crawler.config import (
 )
 from crawler.configfile import FileConfig, find_config, load_config
 from crawler.errors import ConfigError, CrawlerError, NetworkDownError
-from crawler.types import ALIVE, Check, Link, Run, Verdict
+from crawler.types import ALIVE, Link, Run, Verdict
 
 EXIT_OK = 0
 EXIT_TOOL = 1
@@ -203,10 +203,10 @@ def fetch_options(fn: F) -> F:
             "--workers",
             envvar="CRAWLER_WORKERS",
             type=click.IntRange(0, 64),
-            default=1,
+            default=0,
             show_default=True,
-            help="Fetch processes, each with its own hosts (faster on long lists, more memory); "
-            "0 = one per core for lists of 1,000 URLs or more.",
+            help="Worker processes, each leasing hosts from the history; 0 = one per core for "
+            "lists of 1,000 URLs or more, in-process for shorter ones.",
         ),
     ]
     for opt in reversed(opts):
@@ -346,13 +346,14 @@ class _Progress:
         self.tty = sys.stderr.isatty()
         self.step = max(1, total // 10)
 
-    def __call__(self, check: Check) -> None:
-        self.done += 1
+    def __call__(self, n: int) -> None:
+        before = self.done
+        self.done += n
         if self.quiet:
             return
         if self.tty:
             click.echo(f"\r  checked {self.done}/{self.total}", nl=False, err=True)
-        elif self.done % self.step == 0 or self.done == self.total:
+        elif self.done // self.step > before // self.step or self.done == self.total:
             click.echo(f"checked {self.done}/{self.total}", err=True)
 
     def close(self) -> None:
@@ -778,11 +779,8 @@ def _run_check(
     import asyncio
 
     from crawler.db import open_store
-    from crawler.pipeline import check_links, start_pool
+    from crawler.pipeline import check_links
 
-    # Workers are forked first: before the history is opened and before any event loop.
-    anchors_for: frozenset[str] = getattr(options, "anchors_for", frozenset())
-    pool = start_pool(links, settings, with_hash=db is not None, anchors_for=anchors_for)
     store = None
     progress = _Progress(len(links), quiet)
     try:
@@ -797,15 +795,24 @@ def _run_check(
             store=store,
             options=options,
             progress=progress,
-            pool=pool,
+            lease_seconds=_lease_seconds(),
         )
         return asyncio.run(_run_cancellable(coro))  # type: ignore[no-any-return]
     finally:
         progress.close()
-        if pool is not None:
-            pool.close()
         if store is not None:
             store.close()
+
+
+def _lease_seconds() -> float:
+    """Host leases' length: CRAWLER_LEASE_SECONDS (tests shorten it), else the engine's."""
+    from crawler.engine import LEASE_SECONDS
+
+    value = os.environ.get("CRAWLER_LEASE_SECONDS")
+    try:
+        return float(value) if value else LEASE_SECONDS
+    except ValueError:
+        raise CrawlerError(f"CRAWLER_LEASE_SECONDS={value!r} is not a number of seconds") from None
 
 
 @cli.command()
@@ -1504,6 +1511,32 @@ def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
         out.flush()
     if failed:
         sys.exit(EXIT_TOOL)
+
+
+@cli.command()
+@click.option("--run", "run_id", type=int, required=True, help="The run to work on.")
+@db_option
+@click.option("--settings", "settings_file", type=click.File("r"), hidden=True, default=None)
+@click.option("--parent", type=int, hidden=True, default=None)
+@fetch_options
+def worker(run_id: int, db: Any, settings_file: Any, parent: int | None, **kw: Any) -> None:
+    """Work on a run of the history: lease its hosts, check their links, write the checks.
+
+    `crawler check` starts these itself for long lists (--workers); another one started by
+    hand on the same history helps the run finish. SIGTERM or Ctrl-C stops it after it has
+    written what it finished.
+
+    Example: crawler worker --run 12 --db .crawler/history.sqlite
+    """
+    from crawler.engine import settings_from_json
+    from crawler.pipeline import work_on_run
+
+    _no_history_yet(db)
+    if settings_file is not None:
+        settings = settings_from_json(json.load(settings_file))
+    else:
+        settings = _settings(kw)
+    sys.exit(work_on_run(db, run_id, settings, parent))
 
 
 def main() -> None:

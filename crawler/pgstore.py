@@ -16,7 +16,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -26,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from crawler.db import PgUrl
 from crawler.errors import StoreError
+from crawler.frontier import UrlTask
 from crawler.store import MIGRATIONS, Store
 
 log = logging.getLogger(__name__)
@@ -328,6 +329,14 @@ class PgStore(Store):
     load_run = reconnecting(Store.load_run)
     enrichment_digests = reconnecting(Store.enrichment_digests)
     url_history = reconnecting(Store.url_history)
+    # The frontier's reads, and its writes that are harmless twice.
+    run_plan = reconnecting(Store.run_plan)
+    pending = reconnecting(Store.pending)
+    open_hosts = reconnecting(Store.open_hosts)
+    checked = reconnecting(Store.checked)
+    write_finished = reconnecting(Store.write_finished)
+    renew_leases = reconnecting(Store.renew_leases)
+    release_host = reconnecting(Store.release_host)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -403,11 +412,16 @@ class PgStore(Store):
     def unlock(self) -> None:
         """Nothing to release but the runs' advisory locks, which close() ends."""
 
-    def begin_run(
-        self, started_at: datetime, sources: Sequence[str], digests: dict[str, str]
+    def plan_run(
+        self,
+        started_at: datetime,
+        sources: Sequence[str],
+        digests: Mapping[str, str],
+        plan: Mapping[str, Any],
+        tasks: Iterable[UrlTask],
     ) -> int:
-        """Insert a run marked 'running', hold its advisory lock, and return its id."""
-        run_id = super().begin_run(started_at, sources, digests)
+        """Insert a run marked 'running' and its URLs, hold its advisory lock, return its id."""
+        run_id = super().plan_run(started_at, sources, digests, plan, tasks)
         with self.pgconn.errors():
             self.pgconn.pg.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (RUN_LOCK, run_id))
         self._run_locks.add(run_id)

@@ -12,9 +12,10 @@ import contextlib
 import fcntl
 import json
 import os
+import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +23,10 @@ from typing import Any
 
 from crawler.config import RECENT_RUNS, TREND_RUNS
 from crawler.errors import StoreError
+from crawler.frontier import Finished, UrlTask
 from crawler.history import UrlState
 from crawler.types import (
+    NETWORK_ERRORS,
     Check,
     ErrorKind,
     FetchResult,
@@ -108,10 +111,74 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX enrichments_run ON enrichments(run_id);
     """,
+    # 3: the store is the frontier (crawler/engine.py). A run's distinct URLs wait in run_urls
+    # until a worker that leased their host writes their checks; run_states holds the URL states
+    # a run will remember once it ends; hosts holds the leases (and, later, each host's pace).
+    """
+    ALTER TABLE runs ADD COLUMN plan TEXT;       -- JSON: what every worker of the run follows
+    ALTER TABLE checks ADD COLUMN position INTEGER;  -- the link's place among the run's links
+    ALTER TABLE checks ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;  -- body hit the cap
+    ALTER TABLE checks ADD COLUMN anchors TEXT;  -- JSON list, read for --include-fragments only
+    CREATE TABLE run_urls (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        url TEXT NOT NULL,
+        host TEXT NOT NULL,                -- politeness key: host[:port]
+        position INTEGER NOT NULL,         -- of the URL's first occurrence
+        links TEXT NOT NULL,               -- JSON [[position, line, listed_title, section, source]]
+        state TEXT NOT NULL DEFAULT 'pending',  -- pending | done (leased: its host's lease)
+        attempts INTEGER NOT NULL DEFAULT 0,    -- times a lease handed it to a worker
+        PRIMARY KEY (run_id, url)
+    );
+    CREATE INDEX run_urls_todo ON run_urls(run_id, host, state, position);
+    CREATE TABLE run_hosts (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        host TEXT NOT NULL,
+        urls INTEGER NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0,   -- 1 once none of its URLs is pending
+        PRIMARY KEY (run_id, host)
+    );
+    CREATE TABLE hosts (
+        host TEXT PRIMARY KEY,
+        lease_owner TEXT,                  -- "machine:pid:nonce" of the worker holding it
+        lease_expires REAL,                -- unix time
+        pace_concurrency INTEGER,          -- learned pace (not used yet)
+        pace_interval REAL,
+        pace_updated_at TEXT
+    );
+    CREATE TABLE run_states (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        url TEXT NOT NULL,
+        last_verdict TEXT,
+        last_title TEXT,
+        last_checked_at TEXT,
+        verdict_since TEXT,
+        last_alive_title TEXT,
+        fail_runs INTEGER NOT NULL DEFAULT 0,
+        first_failed_at TEXT,
+        recent TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (run_id, url)
+    );
+    """,
 )
 
+
+def statements(script: str) -> Iterator[str]:
+    """The complete SQL statements of a script, as SQLite itself delimits them (a `;` inside a
+    string, a comment or a trigger body does not end one)."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                yield buf
+            buf = ""
+    if buf.strip() and not buf.strip().startswith("--"):
+        yield buf  # a last statement without its `;`
+
+
 BUSY_TIMEOUT = 30.0  # seconds a statement waits for another process's lock
-BATCH = 1000  # checks per insert transaction (and at least every second: pipeline.FLUSH_SECONDS)
+BATCH = 1000  # checks per write transaction (and at least every second: engine.FLUSH_SECONDS)
+_IN_CHUNK = 500  # values per `IN (...)`: under SQLite's limit on bound parameters
 Recent = tuple[datetime, Verdict]
 
 
@@ -163,7 +230,6 @@ class Store:
         self.conn = conn
         self.path = path
         self._lock_fd: int | None = None
-        self._rows = _CheckRows()
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Store:
@@ -214,9 +280,8 @@ class Store:
             # Read again under the write lock: another process may have migrated meanwhile.
             version = int(c.execute("PRAGMA user_version").fetchone()[0])
             for i in range(version, len(MIGRATIONS)):
-                for stmt in MIGRATIONS[i].split(";"):
-                    if stmt.strip():
-                        c.execute(stmt)
+                for stmt in statements(MIGRATIONS[i]):
+                    c.execute(stmt)
             c.execute(f"PRAGMA user_version = {max(version, len(MIGRATIONS))}")
 
     # --- run lock -------------------------------------------------------------------------
@@ -241,6 +306,8 @@ class Store:
         # A run still 'running' while we hold the lock was killed: its process is gone.
         with self.transaction() as c:
             c.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+        # So are the leases its workers on this machine held: they need not wait to expire.
+        self.release_stale_leases(socket.gethostname(), _pid_alive)
 
     def unlock(self) -> None:
         """Release the run lock."""
@@ -252,64 +319,238 @@ class Store:
 
     # --- writing --------------------------------------------------------------------------
 
-    def begin_run(
-        self, started_at: datetime, sources: Sequence[str], digests: dict[str, str]
+    def plan_run(
+        self,
+        started_at: datetime,
+        sources: Sequence[str],
+        digests: Mapping[str, str],
+        plan: Mapping[str, Any],
+        tasks: Iterable[UrlTask],
     ) -> int:
-        """Insert a run marked 'running' and return its id."""
+        """Insert a run marked 'running' and its distinct URLs (pending), in one transaction."""
         with self.transaction() as c:
             cur = c.execute(
-                "INSERT INTO runs (started_at, status, sources, post_digests, pid) "
-                "VALUES (?, 'running', ?, ?, ?)",
-                (_ts(started_at), json.dumps(list(sources)), json.dumps(digests), os.getpid()),
+                "INSERT INTO runs (started_at, status, sources, post_digests, pid, plan) "
+                "VALUES (?, 'running', ?, ?, ?, ?)",
+                (
+                    _ts(started_at),
+                    json.dumps(list(sources)),
+                    json.dumps(dict(digests)),
+                    os.getpid(),
+                    json.dumps(dict(plan)),
+                ),
             )
-            return int(cur.lastrowid or 0)
+            run_id = int(cur.lastrowid or 0)
+            hosts: dict[str, int] = {}
 
-    def add_checks(self, run_id: int, checks: Iterable[tuple[Check, Verdict]]) -> None:
-        """Insert checks (each with its raw verdict) in one transaction."""
-        row = self._rows.row
-        rows = [row(run_id, c, raw) for c, raw in checks]
-        if not rows:
-            return
-        with self.transaction() as c:
-            c.executemany(_INSERT_CHECK, rows)
+            def rows() -> Iterator[tuple[Any, ...]]:
+                for t in tasks:
+                    hosts[t.host] = hosts.get(t.host, 0) + 1
+                    yield (run_id, t.url, t.host, t.links[0][0], _links_json(t.links))
 
-    def finish_run(
-        self,
-        run_id: int,
-        finished_at: datetime,
-        status: str,
-        counts: dict[str, int],
-        network_down: bool,
-        states: Iterable[UrlState] = (),
-    ) -> None:
-        """Close a run; save the URL states unless the network was down."""
-        ts = _Timestamps()
+            c.executemany(
+                "INSERT INTO run_urls (run_id, url, host, position, links) VALUES (?, ?, ?, ?, ?)",
+                rows(),
+            )
+            c.executemany(
+                "INSERT INTO run_hosts (run_id, host, urls) VALUES (?, ?, ?)",
+                ((run_id, h, n) for h, n in hosts.items()),
+            )
+            return run_id
+
+    def run_plan(self, run_id: int) -> dict[str, Any]:
+        """The plan a run was made with (what its workers follow)."""
+        r = self.conn.execute("SELECT plan FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if r is None:
+            raise StoreError(f"no run {run_id} in {self.path}")
+        return dict(json.loads(r["plan"] or "{}"))
+
+    def lease_host(self, run_id: int, owner: str, seconds: float, now: float) -> str | None:
+        """Lease the host with the most URLs among the run's open hosts whose lease is free
+        or expired (the largest first: the run's tail is then made of small hosts)."""
         with self.transaction() as c:
+            r = c.execute(
+                "SELECT rh.host FROM run_hosts rh LEFT JOIN hosts h ON h.host = rh.host "
+                "WHERE rh.run_id = ? AND rh.done = 0 "
+                "AND (h.lease_owner IS NULL OR h.lease_expires < ?) "
+                "ORDER BY rh.urls DESC, rh.host LIMIT 1",
+                (run_id, now),
+            ).fetchone()
+            if r is None:
+                return None
+            host = str(r["host"])
+            # Only a free or expired lease is taken (on PostgreSQL two workers may get here
+            # at once: the second finds the row locked, then taken, and changes nothing).
+            cur = c.execute(
+                "INSERT INTO hosts (host, lease_owner, lease_expires) VALUES (?, ?, ?) "
+                "ON CONFLICT (host) DO UPDATE SET lease_owner = excluded.lease_owner, "
+                "lease_expires = excluded.lease_expires "
+                "WHERE hosts.lease_owner IS NULL OR hosts.lease_expires < ?",
+                (host, owner, now + seconds, now),
+            )
+            if cur.rowcount != 1:
+                return None
+            c.execute(
+                "UPDATE run_urls SET attempts = attempts + 1 "
+                "WHERE run_id = ? AND host = ? AND state = 'pending'",
+                (run_id, host),
+            )
+            return host
+
+    def pending(self, run_id: int, host: str) -> list[UrlTask]:
+        """The run's pending URLs on a host, in the links' order."""
+        rows = self.conn.execute(
+            "SELECT url, links FROM run_urls WHERE run_id = ? AND host = ? AND state = 'pending' "
+            "ORDER BY position",
+            (run_id, host),
+        )
+        return [UrlTask(r["url"], host, _links_from_json(r["links"])) for r in rows]
+
+    def renew_leases(self, owner: str, seconds: float, now: float) -> int:
+        """Extend every lease the owner holds; the number renewed."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "UPDATE hosts SET lease_expires = ? WHERE lease_owner = ?", (now + seconds, owner)
+            )
+            return cur.rowcount
+
+    def release_host(self, run_id: int, host: str, owner: str) -> None:
+        """Give a host back, marking it done for the run when none of its URLs is pending."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE hosts SET lease_owner = NULL, lease_expires = NULL "
+                "WHERE host = ? AND lease_owner = ?",
+                (host, owner),
+            )
+            c.execute(
+                "UPDATE run_hosts SET done = 1 WHERE run_id = ? AND host = ? AND NOT EXISTS "
+                "(SELECT 1 FROM run_urls WHERE run_id = ? AND host = ? AND state = 'pending')",
+                (run_id, host, run_id, host),
+            )
+
+    def release_stale_leases(self, machine: str, alive: Callable[[int], bool]) -> int:
+        """Free the leases held by this machine's processes that are gone (a killed run's)."""
+        stale = []
+        held = "SELECT host, lease_owner FROM hosts WHERE lease_owner IS NOT NULL"
+        for r in self.conn.execute(held):
+            # owner: machine:pid:nonce (engine.worker_id)
+            name, _, pid = str(r["lease_owner"]).rpartition(":")[0].rpartition(":")
+            if name == machine and pid.isdigit() and not alive(int(pid)):
+                stale.append((r["host"], r["lease_owner"]))
+        if stale:
+            with self.transaction() as c:
+                c.executemany(
+                    "UPDATE hosts SET lease_owner = NULL, lease_expires = NULL "
+                    "WHERE host = ? AND lease_owner = ?",
+                    stale,
+                )
+        return len(stale)
+
+    def write_finished(self, run_id: int, items: Sequence[Finished]) -> int:
+        """Write the checks (and the state to remember) of each URL still pending in the run and
+        mark it done, in one transaction; a URL already done is left as it is (another worker
+        wrote it first). Returns the number of URLs written."""
+        if not items:
+            return 0
+        ts = _ts
+        with self.transaction() as c:
+            # One statement marks them done and says which were pending: a URL another worker
+            # wrote first is not among them (on PostgreSQL too, where the rows are locked).
+            pending: set[str] = set()
+            urls = list(dict.fromkeys(item.url for item in items))
+            for i in range(0, len(urls), _IN_CHUNK):
+                part = urls[i : i + _IN_CHUNK]
+                pending.update(
+                    r[0]
+                    for r in c.execute(
+                        "UPDATE run_urls SET state = 'done' WHERE run_id = ? AND state = 'pending' "
+                        f"AND url IN ({', '.join('?' * len(part))}) RETURNING url",
+                        (run_id, *part),
+                    ).fetchall()
+                )
+            fresh = []
+            for item in items:
+                if item.url in pending:
+                    pending.discard(item.url)  # once, even if a batch had it twice
+                    fresh.append(item)
+            c.executemany(
+                _INSERT_CHECK,
+                (_check_row(run_id, k, raw, pos) for item in fresh for pos, k, raw in item.checks),
+            )
+            c.executemany(
+                "INSERT OR REPLACE INTO run_states (run_id, url, last_verdict, last_title, "
+                "last_checked_at, verdict_since, last_alive_title, fail_runs, "
+                "first_failed_at, recent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        run_id,
+                        s.url,
+                        s.last_verdict.value if s.last_verdict else None,
+                        s.last_title,
+                        ts(s.last_checked_at),
+                        ts(s.verdict_since),
+                        s.last_alive_title,
+                        s.fail_runs,
+                        ts(s.first_failed_at),
+                        json.dumps([[ts(t), v.value] for t, v in s.recent]),
+                    )
+                    for item in fresh
+                    if (s := item.state) is not None
+                ),
+            )
+            written = len(fresh)
+        return written
+
+    def open_hosts(self, run_id: int) -> int:
+        """Hosts of the run with URLs not yet done."""
+        r = self.conn.execute(
+            "SELECT count(*) FROM run_hosts WHERE run_id = ? AND done = 0", (run_id,)
+        ).fetchone()
+        return int(r[0])
+
+    def checked(self, run_id: int) -> int:
+        """Checks written for the run so far."""
+        r = self.conn.execute("SELECT count(*) FROM checks WHERE run_id = ?", (run_id,)).fetchone()
+        return int(r[0])
+
+    def finish_run(self, run_id: int, finished_at: datetime, status: str) -> bool:
+        """Close a run: its counts, whether the network was down (no host answered and every
+        fetch failed at the network level), and, unless it was, the URL states it leaves.
+        Returns network_down."""
+        with self.transaction() as c:
+            counts = {v.value: 0 for v in Verdict if v is not Verdict.SKIPPED}
+            for r in c.execute(
+                "SELECT verdict, count(*) AS n FROM checks WHERE run_id = ? GROUP BY verdict",
+                (run_id,),
+            ):
+                counts[r["verdict"]] = int(r["n"])
+            network = ", ".join(f"'{e.value}'" for e in sorted(NETWORK_ERRORS))
+            other = f"http_status IS NULL AND (error IS NULL OR error NOT IN ({network}))"
+            r = c.execute(
+                "SELECT count(*) AS fetched, count(http_status) AS answered, "
+                f"coalesce(sum(CASE WHEN {other} THEN 1 ELSE 0 END), 0) AS other "
+                "FROM checks WHERE run_id = ? AND cached = 0 "
+                # URLs never requested (invalid ones) say nothing either way
+                "AND attempts > 0",
+                (run_id,),
+            ).fetchone()
+            network_down = bool(r["fetched"] > 0 and r["answered"] == 0 and r["other"] == 0)
             c.execute(
                 "UPDATE runs SET finished_at = ?, status = ?, counts = ?, network_down = ? "
                 "WHERE id = ?",
                 (_ts(finished_at), status, json.dumps(counts), int(network_down), run_id),
             )
             if not network_down:
-                c.executemany(
+                c.execute(
                     "INSERT OR REPLACE INTO url_state (url, last_verdict, last_title, "
                     "last_checked_at, verdict_since, last_alive_title, fail_runs, "
-                    "first_failed_at, recent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (  # a generator: rows are made as SQLite takes them
-                        (
-                            _unshared(s.url),
-                            s.last_verdict.value if s.last_verdict else None,
-                            _unshared(s.last_title),
-                            ts(s.last_checked_at),
-                            ts(s.verdict_since),
-                            _unshared(s.last_alive_title),
-                            s.fail_runs,
-                            ts(s.first_failed_at),
-                            _recent_json(s.recent, ts),
-                        )
-                        for s in states
-                    ),
+                    "first_failed_at, recent) SELECT url, last_verdict, last_title, "
+                    "last_checked_at, verdict_since, last_alive_title, fail_runs, "
+                    "first_failed_at, recent FROM run_states WHERE run_id = ?",
+                    (run_id,),
                 )
+            c.execute("DELETE FROM run_states WHERE run_id = ?", (run_id,))
+        return network_down
 
     def accept_title(self, url: str) -> str | None:
         """Take url's title at its last check as the one to compare with from now on (`crawler
@@ -326,22 +567,25 @@ class Store:
 
     def states(self, urls: Iterable[str]) -> dict[str, UrlState]:
         """The remembered state of each known URL among urls."""
-        wanted = set(urls)
+        wanted = list(dict.fromkeys(urls))
         out: dict[str, UrlState] = {}
-        for r in self.conn.execute("SELECT * FROM url_state"):
-            if r["url"] not in wanted:
-                continue
-            out[r["url"]] = UrlState(
-                url=r["url"],
-                last_verdict=Verdict(r["last_verdict"]) if r["last_verdict"] else None,
-                last_title=r["last_title"],
-                last_checked_at=_dt(r["last_checked_at"]),
-                verdict_since=_dt(r["verdict_since"]),
-                last_alive_title=r["last_alive_title"],
-                fail_runs=int(r["fail_runs"]),
-                first_failed_at=_dt(r["first_failed_at"]),
-                recent=tuple((d, Verdict(v)) for t, v in json.loads(r["recent"]) if (d := _dt(t))),
-            )
+        for i in range(0, len(wanted), _IN_CHUNK):
+            part = wanted[i : i + _IN_CHUNK]
+            marks = ", ".join("?" * len(part))
+            for r in self.conn.execute(f"SELECT * FROM url_state WHERE url IN ({marks})", part):
+                out[r["url"]] = UrlState(
+                    url=r["url"],
+                    last_verdict=Verdict(r["last_verdict"]) if r["last_verdict"] else None,
+                    last_title=r["last_title"],
+                    last_checked_at=_dt(r["last_checked_at"]),
+                    verdict_since=_dt(r["verdict_since"]),
+                    last_alive_title=r["last_alive_title"],
+                    fail_runs=int(r["fail_runs"]),
+                    first_failed_at=_dt(r["first_failed_at"]),
+                    recent=tuple(
+                        (d, Verdict(v)) for t, v in json.loads(r["recent"]) if (d := _dt(t))
+                    ),
+                )
         return out
 
     def last_check(self, url: str) -> tuple[FetchResult, PageMeta, datetime] | None:
@@ -354,7 +598,8 @@ class Store:
         if r is None:
             return None
         check = _row_check(r)
-        assert check.fetch is not None and check.meta is not None
+        if check.fetch is None or check.meta is None:
+            return None  # nothing was read: nothing to reuse
         return check.fetch, check.meta, check.checked_at
 
     def runs(self, limit: int = TREND_RUNS, before: int | None = None) -> list[RunInfo]:
@@ -396,36 +641,32 @@ class Store:
             if i.counts
         )
 
-    def load_run(self, run_id: int | None = None) -> Run:
-        """Rebuild a Run (for `crawler report`) from the history."""
+    def load_run(self, run_id: int | None = None, *, text_hash: bool = True) -> Run:
+        """Rebuild a Run (for the reports) from the history, its checks in the links' order.
+
+        `text_hash=False` leaves the pages' main-text hash out (no report shows it). A run made
+        without the history (`check --no-history`) has no history fields.
+        """
         info = self.run_info(run_id)
         if info is None:
             raise StoreError(
                 f"no run {run_id} in {self.path}" if run_id else f"no runs yet in {self.path}"
             )
+        plan = self.run_plan(info.id)
+        with_history = bool(plan.get("history", True))
         rows = self.conn.execute(
             "SELECT * FROM checks WHERE run_id = ? ORDER BY id", (info.id,)
         ).fetchall()
-        # Checks are stored as they complete; reports list them in the post's order.
-        src = {s: i for i, s in enumerate(info.sources)}
-        rows.sort(key=lambda r: (src.get(r["source"], len(src)), r["line"], r["id"]))
-        recent = self._recent_before(info.id, {r["url"] for r in rows})
+        if rows and all(r["position"] is not None for r in rows):
+            rows.sort(key=lambda r: (r["position"], r["id"]))
+        else:
+            # Checks were stored as they completed (before positions were kept): the post's order.
+            src = {s: i for i, s in enumerate(info.sources)}
+            rows.sort(key=lambda r: (src.get(r["source"], len(src)), r["line"], r["id"]))
+        recent = self._recent_before(info.id, {r["url"] for r in rows}) if with_history else {}
         checks = []
         for r in rows:
-            c = _row_check(r)
-            strip = (*recent.get(c.url, ()), (c.checked_at, c.verdict))[-RECENT_RUNS:]
-            hist = c.history
-            if hist is not None:
-                hist = LinkHistory(
-                    previous_verdict=hist.previous_verdict,
-                    previous_title=hist.previous_title,
-                    previous_checked_at=hist.previous_checked_at,
-                    since=hist.since,
-                    first_failed_at=hist.first_failed_at,
-                    consecutive_failures=hist.consecutive_failures,
-                    recent=strip,
-                )
-            checks.append(_with_history(c, hist))
+            checks.append(_row_check(r, text_hash=text_hash, history=with_history, recent=recent))
         return Run(
             started_at=info.started_at,
             finished_at=info.finished_at or info.started_at,
@@ -433,7 +674,7 @@ class Store:
             checks=tuple(checks),
             network_down=info.network_down,
             run_id=info.id,
-            trend=self.trend(info.id),
+            trend=self.trend(info.id) if with_history else (),
         )
 
     def _recent_before(self, run_id: int, urls: set[str]) -> dict[str, list[Recent]]:
@@ -480,6 +721,7 @@ _CHECK_COLUMNS = (
     "reason", "detail", "http_status", "final_url", "redirects", "error", "title", "summary",
     "page_kind", "notice", "text_hash", "checked_at", "attempts", "elapsed_ms", "cached",
     "previous_verdict", "previous_title", "since", "first_failed_at", "consecutive_failures",
+    "position", "truncated", "anchors",
 )  # fmt: skip
 
 
@@ -489,89 +731,76 @@ _INSERT_CHECK = (
 )
 
 
-def _unshared(text: str | None) -> str | None:
-    """The text to bind to a statement: for non-ASCII text, a copy that dies with the row.
-
-    sqlite3 keeps the UTF-8 form of every str it binds inside that str object, as long as the
-    object lives; the titles and summaries of a run live until its reports are written.
-    """
-    if text is None or text.isascii():
-        return text
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass")
-
-
-class _Timestamps:
-    """_ts with a memory of the last moment: a run's checks share their moments."""
-
-    __slots__ = ("last", "text")
-
-    def __init__(self) -> None:
-        self.last: datetime | None = None
-        self.text: str | None = None
-
-    def __call__(self, d: datetime | None) -> str | None:
-        if d is None:
-            return None
-        if d is not self.last:
-            self.last, self.text = d, d.isoformat()
-        return self.text
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
-def _recent_json(recent: Iterable[Recent], ts: Callable[[datetime | None], str | None]) -> str:
-    """json.dumps([[iso, verdict], ...]) for a URL's last runs (neither needs escaping)."""
-    return "[" + ", ".join(f'["{ts(t)}", "{v.value}"]' for t, v in recent) + "]"
+def _check_row(run_id: int, c: Check, raw: Verdict, position: int | None) -> tuple[Any, ...]:
+    """A row of the checks table, in _CHECK_COLUMNS order."""
+    f, m, h, link = c.fetch, c.meta, c.history, c.link
+    return (
+        run_id,
+        link.url,
+        link.source,
+        link.line,
+        json.dumps(list(link.section), ensure_ascii=False),
+        link.listed_title,
+        c.verdict.value,
+        raw.value,
+        c.reason,
+        c.detail,
+        f.status if f else None,
+        f.final_url if f else None,
+        json.dumps([[hop.status, hop.url] for hop in f.hops]) if f and f.hops else "[]",
+        f.error.value if f and f.error else None,
+        m.title if m else None,
+        m.summary if m else None,
+        m.kind.value if m else None,
+        m.notice if m else None,
+        m.text_hash if m else None,
+        _ts(c.checked_at),
+        f.attempts if f else 0,
+        f.elapsed_ms if f else 0,
+        int(c.cached),
+        h.previous_verdict.value if h and h.previous_verdict else None,
+        h.previous_title if h else None,
+        _ts(h.since) if h else None,
+        _ts(h.first_failed_at) if h else None,
+        h.consecutive_failures if h else 0,
+        position,
+        int(f.truncated) if f else 0,
+        json.dumps(sorted(m.anchors), ensure_ascii=False) if m and m.anchors is not None else None,
+    )
 
 
-class _CheckRows:
-    """Turns checks into rows of the checks table, remembering what checks share."""
-
-    __slots__ = ("sections", "ts")
-
-    def __init__(self) -> None:
-        self.sections: dict[tuple[str, ...], str] = {}  # a post has few sections
-        self.ts = _Timestamps()
-
-    def row(self, run_id: int, c: Check, raw: Verdict) -> tuple[Any, ...]:
-        f, m, h, link, ts = c.fetch, c.meta, c.history, c.link, self.ts
-        section = self.sections.get(link.section)
-        if section is None:
-            section = json.dumps(list(link.section), ensure_ascii=False)
-            if len(self.sections) < 10_000:
-                self.sections[link.section] = section
-        u = _unshared
-        return (
-            run_id,
-            u(link.url),
-            u(link.source),
-            link.line,
-            section,
-            u(link.listed_title),
-            c.verdict.value,
-            raw.value,
-            c.reason,
-            u(c.detail),
-            f.status if f else None,
-            u(f.final_url) if f else None,
-            json.dumps([[hop.status, hop.url] for hop in f.hops]) if f and f.hops else "[]",
-            f.error.value if f and f.error else None,
-            u(m.title) if m else None,
-            u(m.summary) if m else None,
-            m.kind.value if m else None,
-            u(m.notice) if m else None,
-            m.text_hash if m else None,
-            ts(c.checked_at),
-            f.attempts if f else 0,
-            f.elapsed_ms if f else 0,
-            int(c.cached),
-            h.previous_verdict.value if h and h.previous_verdict else None,
-            u(h.previous_title) if h else None,
-            ts(h.since) if h else None,
-            ts(h.first_failed_at) if h else None,
-            h.consecutive_failures if h else 0,
-        )
+def _links_json(links: Sequence[tuple[int, Link]]) -> str:
+    return json.dumps(
+        [[pos, k.line, k.listed_title, list(k.section), k.source] for pos, k in links],
+        ensure_ascii=False,
+    )
 
 
-def _row_check(r: sqlite3.Row) -> Check:
+def _links_from_json(text: str) -> tuple[tuple[int, Link], ...]:
+    return tuple(
+        (int(pos), Link(url="", line=int(line), listed_title=title, section=tuple(sec), source=src))
+        for pos, line, title, sec, src in json.loads(text)
+    )
+
+
+def _row_check(
+    r: sqlite3.Row,
+    *,
+    text_hash: bool = True,
+    history: bool = True,
+    recent: Mapping[str, list[Recent]] | None = None,
+) -> Check:
+    """A check from its row; with `recent` (a run's report), the URL's strip of recent runs."""
     checked_at = _dt(r["checked_at"]) or datetime.now(UTC)
     fetch = FetchResult(
         url=r["url"],
@@ -582,21 +811,35 @@ def _row_check(r: sqlite3.Row) -> Check:
         elapsed_ms=int(r["elapsed_ms"]),
         error=ErrorKind(r["error"]) if r["error"] else None,
         fetched_at=checked_at,
+        truncated=bool(r["truncated"]),
     )
-    meta = PageMeta(
-        title=r["title"],
-        summary=r["summary"],
-        kind=PageKind(r["page_kind"]) if r["page_kind"] else PageKind.OTHER,
-        notice=r["notice"],
-        text_hash=r["text_hash"],
+    # A page was read exactly when its kind was stored; a failure without a body has no meta.
+    meta = (
+        PageMeta(
+            title=r["title"],
+            summary=r["summary"],
+            kind=PageKind(r["page_kind"]),
+            notice=r["notice"],
+            text_hash=r["text_hash"] if text_hash else None,
+            anchors=frozenset(json.loads(r["anchors"])) if r["anchors"] is not None else None,
+        )
+        if r["page_kind"]
+        else None
     )
-    hist = LinkHistory(
-        previous_verdict=Verdict(r["previous_verdict"]) if r["previous_verdict"] else None,
-        previous_title=r["previous_title"],
-        since=_dt(r["since"]),
-        first_failed_at=_dt(r["first_failed_at"]),
-        consecutive_failures=int(r["consecutive_failures"]),
-    )
+    verdict = Verdict(r["verdict"])
+    hist = None
+    if history:
+        strip: tuple[Recent, ...] = ()
+        if recent is not None:
+            strip = (*recent.get(r["url"], ()), (checked_at, verdict))[-RECENT_RUNS:]
+        hist = LinkHistory(
+            previous_verdict=Verdict(r["previous_verdict"]) if r["previous_verdict"] else None,
+            previous_title=r["previous_title"],
+            since=_dt(r["since"]),
+            first_failed_at=_dt(r["first_failed_at"]),
+            consecutive_failures=int(r["consecutive_failures"]),
+            recent=strip,
+        )
     return Check(
         link=Link(
             url=r["url"],
@@ -607,19 +850,13 @@ def _row_check(r: sqlite3.Row) -> Check:
         ),
         fetch=fetch,
         meta=meta,
-        verdict=Verdict(r["verdict"]),
+        verdict=verdict,
         reason=r["reason"],
         detail=r["detail"],
         checked_at=checked_at,
         history=hist,
         cached=bool(r["cached"]),
     )
-
-
-def _with_history(c: Check, hist: LinkHistory | None) -> Check:
-    import dataclasses
-
-    return dataclasses.replace(c, history=hist)
 
 
 def _run_info(r: sqlite3.Row) -> RunInfo:

@@ -481,16 +481,17 @@ def test_a_store_reconnects_after_the_server_restarts(
     from crawler import pgstore
     from crawler.db import open_store
     from crawler.errors import StoreError
+    from crawler.frontier import Finished, UrlTask
     from crawler.types import Check, Link, Verdict
 
     url = pg_cluster.url(pg_cluster.new_database())
     store = open_store(parse_db(url))
     try:
-        run = store.begin_run(datetime.now(UTC), ["p.md"], {})
         link = Link(url="http://h/a", line=1, listed_title=None, section=(), source="p.md")
+        run = store.plan_run(datetime.now(UTC), ["p.md"], {}, {}, [UrlTask(link.url, "h", ((0, link),))])
         check = Check(link=link, fetch=None, meta=None, verdict=Verdict.ERROR, reason="x",
                       detail="d", checked_at=datetime.now(UTC))  # fmt: skip
-        store.add_checks(run, [(check, Verdict.ERROR)])
+        store.write_finished(run, [Finished(link.url, ((0, check, Verdict.ERROR),), None)])
         pg_cluster.restart()
         assert [r["verdict"] for r in store.url_history("http://h/a")] == ["error"]
         # The run's lock is held again: another process does not take the run for dead.

@@ -1,45 +1,50 @@
-"""What a run keeps per link: shared where links are alike, and the same values as before.
+"""A run's checks and URL states are those the stages and the history rules give, link by link.
 
-check_links is fed by a fake fetch (no network), as fast as a loopback farm would feed it.
+The worker's fetcher is a fake (no network) that answers every URL at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+import html
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import crawler.pipeline as pipeline
+import crawler.engine as engine
 from crawler.classify import classify
 from crawler.config import FetchSettings
 from crawler.history import apply_history, next_state
 from crawler.pipeline import check_links
 from crawler.store import Store
-from crawler.types import FetchResult, Link, PageKind, PageMeta, Verdict
+from crawler.types import FetchResult, Link, Verdict
 
 
-def _fake_fetch(titles: dict[str, str | None]) -> Callable[..., AsyncIterator[tuple[Any, Any]]]:
-    async def fetch_pages(
-        urls: Iterable[str], settings: FetchSettings, **_: Any
-    ) -> AsyncIterator[tuple[FetchResult, PageMeta | None]]:
-        for url in urls:
+def _fake_fetcher(titles: dict[str, str | None]) -> type[Any]:
+    class FakeFetcher:
+        def __init__(self, settings: FetchSettings, **_: Any) -> None:
+            pass
+
+        async def __aenter__(self) -> FakeFetcher:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            pass
+
+        async def fetch(self, url: str) -> FetchResult:
             title = titles[url]
-            status = 404 if title is None else 200
-            result = FetchResult(
+            page = f"<html><head><title>{html.escape(title or 'Not found')}</title></head></html>"
+            return FetchResult(
                 url=url,
                 final_url=url,
-                status=status,
+                status=404 if title is None else 200,
                 headers={"content-type": "text/html", "server": "farm"},
+                body=page.encode(),
                 fetched_at=datetime.now(UTC),
             )
-            # a fresh string, equal to the listed title but not the same object
-            meta = PageMeta(title="".join(title) if title else None, kind=PageKind.ARTICLE)
-            yield result, meta
 
-    return fetch_pages
+    return FakeFetcher
 
 
 class Clock:
@@ -51,7 +56,7 @@ class Clock:
 
 
 @pytest.mark.anyio
-async def test_a_run_keeps_little_and_the_same(
+async def test_a_run_is_what_the_stages_and_the_history_rules_give(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     links = [
@@ -62,14 +67,14 @@ async def test_a_run_keeps_little_and_the_same(
     titles: dict[str, str | None] = {link.url: link.listed_title for link in links}
     titles["https://h1.example/p/7"] = None  # a 404
     titles["https://h2.example/p/8"] = "另一个标题"  # changed
-    monkeypatch.setattr(pipeline, "fetch_pages", _fake_fetch(titles))
+    monkeypatch.setattr(engine, "Fetcher", _fake_fetcher(titles))
     store = Store.open(tmp_path / "h.sqlite")
     clock = Clock(datetime(2026, 11, 24, 8, tzinfo=UTC))
     run = await check_links(links, FetchSettings(), store=store, clock=clock)
 
     assert [c.link for c in run.checks] == links
     for c in run.checks:
-        assert c.fetch is not None and not c.fetch.headers  # read already, not kept
+        assert c.fetch is not None and not c.fetch.headers and c.fetch.body is None  # read
         assert c.checked_at == clock.now
         assert c.history is not None
         # what apply_history makes for a URL new to the history, shared or not
@@ -81,14 +86,10 @@ async def test_a_run_keeps_little_and_the_same(
             final.detail,
             hist,
         )
-        if c.verdict is Verdict.OK:  # the title is kept once: the first listing's string
-            first_listing = next(x for x in links if x.url == c.url)
-            assert c.meta is not None and c.meta.title is first_listing.listed_title
     by_url = {c.url: c for c in run.checks}
     assert by_url["https://h1.example/p/7"].verdict is Verdict.DEAD
     assert by_url["https://h2.example/p/8"].verdict is Verdict.CHANGED
-    ok = [c for c in run.checks if c.verdict is Verdict.OK]
-    assert len({id(c.history) for c in ok}) < len(ok)  # alike links share one history
+    assert by_url["https://h0.example/p/3"].verdict is Verdict.OK
 
     # The states written are those next_state gives for each URL's first occurrence.
     states = store.states(titles)

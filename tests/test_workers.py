@@ -1,35 +1,40 @@
-"""Fetch workers (crawler/workers.py) and parallel `crawler extract`: real forks, real servers."""
+"""Worker processes (crawler/engine.py, `crawler worker`) and parallel `crawler extract`: real
+processes, real servers, a real SQLite history."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
+import crawler.pipeline as pipeline
 from crawler.cli import cli
-from crawler.config import can_fork, usable_cpus
-from crawler.fetch import host_key
-from crawler.workers import (
+from crawler.config import FetchSettings, can_fork, usable_cpus
+from crawler.engine import (
     MAX_WORKERS,
     MIN_URLS,
-    FetchPool,
+    RunOptions,
+    Worker,
+    plan_run,
     plan_workers,
-    shard,
-    site_key,
-    split_limit,
+    url_tasks,
 )
+from crawler.store import Store
+from crawler.types import Link
 from tests.procs import running_cli
 from tests.server import LocalServer
 
-pytestmark = pytest.mark.skipif(not can_fork(), reason="workers are forked")
+pytestmark = pytest.mark.skipif(not can_fork(), reason="POSIX processes")
 
 FAST = ["--host-interval", "0", "--retries", "0", "--backoff", "0", "--timeout", "5"]
 
@@ -60,61 +65,15 @@ def write_post(path: Path, urls: list[str]) -> Path:
 # ------------------------------------------------------------------------------ planning
 
 
-def test_shard_keeps_each_host_whole_balanced_and_in_order() -> None:
-    urls = [f"http://h{i % 5}.test/{i}" for i in range(50)] + [
-        f"http://big.test/{i}" for i in range(30)
-    ]
-    parts = shard(urls, 2, host_key)
-    assert sorted(u for p in parts for u in p) == sorted(urls)
-    owners = {host_key(u): i for i, p in enumerate(parts) for u in p}
-    for i, p in enumerate(parts):
-        assert all(owners[host_key(u)] == i for u in p)  # a host never spans two workers
-        assert p == [u for u in urls if u in set(p)]  # the list's own order
-    assert sorted(len(p) for p in parts) == [40, 40]
-
-
-def test_split_limit_never_exceeds_the_global_limit() -> None:
-    assert split_limit(64, [5000, 5000]) == [32, 32]
-    assert split_limit(64, [9000, 1000]) == [58, 6]
-    assert split_limit(7, [1, 1, 1]) == [3, 2, 2]
-    assert split_limit(10, [100, 0]) == [10, 0]
-    for total in range(2, 40):
-        for weights in ([1, 1], [3, 1, 7], [100, 1, 1, 1]):
-            shares = split_limit(total, weights)
-            assert sum(shares) <= max(total, len(weights))
-            assert all(s >= 1 for s in shares)
-
-
 def test_plan_workers() -> None:
     assert plan_workers(0, MIN_URLS - 1, 50, 64) == 1  # short lists stay in-process
-    assert plan_workers(0, MIN_URLS, 1, 64) == 1  # one site cannot be split
+    assert plan_workers(0, MIN_URLS, 1, 64) == 1  # one host cannot be split
     assert plan_workers(1, 100_000, 50, 64) == 1
-    assert plan_workers(3, 10, 2, 64) == 2  # never more workers than sites
+    assert plan_workers(3, 10, 2, 64) == 2  # never more workers than hosts
     assert plan_workers(64, 10, 100, 64) == MAX_WORKERS
     assert plan_workers(4, 10, 100, 3) == 3  # each worker needs a request of the global limit
     assert plan_workers(4, 10, 100, 1) == 1
     assert plan_workers(0, MIN_URLS, 50, 64) == min(usable_cpus(), MAX_WORKERS)
-
-
-def test_site_key_groups_the_hosts_that_share_cookies() -> None:
-    assert site_key("a.example.com") == site_key("b.example.com") == "example.com"
-    assert site_key("mp.weixin.qq.com:8443") == "qq.com"
-    assert site_key("127.0.0.2:18480") == "127.0.0.2:18480"
-    assert site_key("[::1]:8080") == "[::1]:8080"
-
-
-def test_the_limit_goes_where_it_can_be_used() -> None:
-    from crawler.config import FetchSettings
-    from crawler.workers import _capacity
-
-    # two big hosts (2 in flight each at most) against a hundred one-URL hosts
-    big = [f"http://h{h}.test/{i}" for h in range(2) for i in range(300)]
-    small = [f"http://s{h}.test/" for h in range(100)]
-    s = FetchSettings(max_concurrency=16, host_concurrency=2)
-    weights = [_capacity(big, s), _capacity(small, s)]
-    assert weights == [4, 100]
-    shares = split_limit(16, weights)
-    assert shares[0] <= 4 and sum(shares) == 16
 
 
 # ------------------------------------------------------------------------------ check runs
@@ -137,13 +96,13 @@ def test_workers_give_the_same_report_as_one_process(
     tmp_path: Path, servers: list[LocalServer], history_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started: list[int] = []
-    real_start = FetchPool.start
+    real_command = pipeline._worker_command
 
-    def counting_start(self: FetchPool[object]) -> FetchPool[object]:
-        started.append(self.n)
-        return real_start(self)
+    def counting_command(store: Store, run_id: int) -> list[str]:
+        started.append(run_id)
+        return real_command(store, run_id)
 
-    monkeypatch.setattr(FetchPool, "start", counting_start)
+    monkeypatch.setattr(pipeline, "_worker_command", counting_command)
     post = write_post(tmp_path / "post.md", _urls(servers))
     got = {}
     for w in ("1", "2"):
@@ -151,15 +110,13 @@ def test_workers_give_the_same_report_as_one_process(
         r = check(post, out, w, "--no-history")
         assert r.exit_code == 3, r.output  # the 404s are dead
         got[w] = _verdicts(out / "report.json")
-    assert started == [2]  # --workers 2 did fork two workers; --workers 1 none
+    assert len(started) == 2  # --workers 2 started two worker processes; --workers 1 none
     assert got["1"] == got["2"]
     assert [v for _, v, _, _ in got["2"]].count("ok") == 12
     # and with the history: every check stored once
     r = check(post, tmp_path / "rh", "3")
     assert r.exit_code == 3, r.output
-    assert started == [2, 3]
-    import sqlite3
-
+    assert len(started) == 5
     conn = sqlite3.connect(history_db)
     assert conn.execute("SELECT count(*) FROM checks").fetchone()[0] == len(_urls(servers))
     assert conn.execute("SELECT status FROM runs").fetchall() == [("complete",)]
@@ -178,6 +135,31 @@ def test_per_host_limits_hold_across_workers(tmp_path: Path, servers: list[Local
         assert sum(n for p, n in s.hits.items() if p.startswith("/slow")) == 6
 
 
+@pytest.mark.anyio
+async def test_two_runs_on_one_history_stay_apart(server: LocalServer, tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "h.sqlite")
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    a = [Link(server.url(f"/page/plain?run=a&n={n}"), n + 1) for n in range(3)]
+    b = [Link(server.url(f"/status/404?run=b&n={n}"), n + 1) for n in range(2)]
+    ids = {}
+    for name, links in (("a", a), ("b", b)):
+        ids[name] = plan_run(
+            store, url_tasks(links), started=now, sources=[f"{name}.md"], digests={},
+            history=True, options=RunOptions(),
+        )  # fmt: skip
+    fast = FetchSettings(host_interval=0, retries=0)
+    await Worker(store, ids["b"], fast).run()  # b's worker leaves a's URLs alone
+    assert not any("run=a" in p for p in server.hits)
+    assert store.open_hosts(ids["a"]) == 1 and store.checked(ids["a"]) == 0
+    await Worker(store, ids["a"], fast).run()
+    for name, links in (("a", a), ("b", b)):
+        store.finish_run(ids[name], now, "complete")
+        run = store.load_run(ids[name])
+        assert [c.link for c in run.checks] == links
+    assert sum(n for p, n in server.hits.items() if "run=" in p) == 5  # each URL once
+    store.close()
+
+
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -186,18 +168,26 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in text.split()]
 
 
-def _args(tmp_path: Path, servers: list[LocalServer]) -> list[str]:
+def _slow_run(
+    tmp_path: Path, servers: list[LocalServer], seconds: float, fast: int = 0
+) -> tuple[list[str], list[str]]:
+    """`crawler check --workers 2` of `fast` plain pages and two slow ones per host; its URLs."""
     tag = tmp_path.name  # this test's own requests, not an earlier test's still being served
-    urls = [s.url(f"/slow?s=30&k={k}&t={tag}") for s in servers for k in range(2)]
+    urls = []
+    for s in servers:
+        urls += [s.url(f"/page/plain?k={k}&t={tag}") for k in range(fast)]
+        urls += [s.url(f"/slow?s={seconds}&k={k}&t={tag}") for k in range(2)]
     post = write_post(tmp_path / "slow.md", urls)
-    return [sys.executable, "-m", "crawler", "check", str(post), "--report-dir",
-            str(tmp_path / "r"), "--workers", "2", *FAST, "--timeout", "60"]  # fmt: skip
+    args = [sys.executable, "-m", "crawler", "check", str(post), "--report-dir",
+            str(tmp_path / "r"), "--workers", "2", "--max-concurrency", "2",
+            "--host-concurrency", "1", *FAST, "--timeout", "60"]  # fmt: skip
+    return args, urls
 
 
 def _wait_for_workers(
     proc: subprocess.Popen[bytes], servers: list[LocalServer], tag: str
 ) -> list[int]:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # a bound for a broken run, never reached by a working one
     while time.monotonic() < deadline:
         kids = _children(proc.pid)
         started = sum(n for s in servers for p, n in list(s.hits.items()) if tag in p)
@@ -208,33 +198,71 @@ def _wait_for_workers(
     raise AssertionError("the workers never started fetching")
 
 
+def _holders(db: Path) -> set[int]:
+    """Pids of the workers holding host leases."""
+    conn = sqlite3.connect(db)
+    try:
+        rows = conn.execute("SELECT lease_owner FROM hosts WHERE lease_owner IS NOT NULL")
+        return {int(owner.split(":")[-2]) for (owner,) in rows}
+    finally:
+        conn.close()
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
-def test_a_dead_worker_is_one_line_and_a_failed_run(
-    tmp_path: Path, servers: list[LocalServer]
+def test_a_killed_worker_leaves_its_hosts_to_the_other(
+    tmp_path: Path, servers: list[LocalServer], history_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with running_cli(_args(tmp_path, servers)) as proc:
-        kids = _wait_for_workers(proc, servers, tmp_path.name)
-        os.kill(kids[0], signal.SIGKILL)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1, err
-    text = err.decode()
-    assert "Traceback" not in text
-    assert "a fetch worker stopped unexpectedly (killed by signal 9)" in text
+    monkeypatch.setenv("CRAWLER_LEASE_SECONDS", "1")  # a killed worker's leases expire soon
+    args, urls = _slow_run(tmp_path, servers, 1.0)
+    tag = tmp_path.name
+    with running_cli(args) as proc:
+        kids = _wait_for_workers(proc, servers, tag)
+        holders: set[int] = set()
+        while not holders & set(kids):
+            holders = _holders(history_db)
+            time.sleep(0.02)
+        victim = sorted(holders & set(kids))[0]
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    conn = sqlite3.connect(history_db)
+    rows = conn.execute("SELECT url, count(*) FROM checks GROUP BY url").fetchall()
+    assert sorted(rows) == sorted((u, 1) for u in urls)  # each checked once, none lost
+    assert conn.execute("SELECT status FROM runs").fetchall() == [("complete",)]
+    conn.close()
+    # the victim's hosts were finished by the other worker: some URLs were asked for twice
+    asked = sum(n for s in servers for p, n in s.hits.items() if tag in p)
+    assert asked >= len(urls)
     assert not any(Path(f"/proc/{k}").exists() for k in kids)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupting_the_run_stops_its_workers(
-    tmp_path: Path, servers: list[LocalServer], sig: signal.Signals
+def test_interrupting_the_run_stops_its_workers_and_keeps_their_checks(
+    tmp_path: Path, servers: list[LocalServer], history_db: Path, sig: signal.Signals
 ) -> None:
-    with running_cli(_args(tmp_path, servers)) as proc:
+    args, urls = _slow_run(tmp_path, servers, 30, fast=2)
+    with running_cli(args) as proc:
         kids = _wait_for_workers(proc, servers, tmp_path.name)
+        conn = sqlite3.connect(history_db)
+        deadline = time.monotonic() + 60  # a bound for a broken run only
+        while time.monotonic() < deadline:
+            written = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
+            if written >= 2:
+                break
+            time.sleep(0.05)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert b"Traceback" not in err
     assert not any(Path(f"/proc/{k}").exists() for k in kids)
+    kept = conn.execute("SELECT url FROM checks").fetchall()
+    assert len(kept) >= 2 and len(set(kept)) == len(kept)
+    assert conn.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+    assert conn.execute("SELECT count(*) FROM hosts WHERE lease_owner IS NOT NULL").fetchone() == (
+        0,
+    )  # every lease given back
+    conn.close()
 
 
 # ------------------------------------------------------------------------------ extract -j
@@ -294,17 +322,22 @@ def test_an_unreadable_page_in_a_reading_process_keeps_its_place(tmp_path: Path)
     assert "error" in lines[30] and all("title" in x for i, x in enumerate(lines) if i != 30)
 
 
-@pytest.mark.anyio
-async def test_a_damaged_frame_ends_the_worker_instead_of_hanging() -> None:
-    import asyncio
-    import struct
+def test_a_killed_runs_leases_do_not_hold_up_the_next(
+    tmp_path: Path, server: LocalServer, history_db: Path
+) -> None:
+    import socket
 
-    from crawler.workers import _read_frames
-
-    r, w = os.pipe()
-    os.write(w, struct.pack("!I", 5) + b"\x00garb")  # a whole frame that is not a pickle
-    os.close(w)
-    queue: asyncio.Queue[tuple[int, str, object]] = asyncio.Queue()
-    await asyncio.wait_for(_read_frames(0, r, queue), 5)
-    assert queue.get_nowait() == (0, "eof", None)
-    os.close(r)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a worker of a run killed with kill -9: its pid is gone, its lease is not
+    post = write_post(tmp_path / "post.md", [server.url("/page/plain?after=kill")])
+    Store.open(history_db).close()
+    conn = sqlite3.connect(history_db)
+    conn.execute(
+        "INSERT INTO hosts (host, lease_owner, lease_expires) VALUES (?, ?, ?)",
+        (f"127.0.0.1:{server.port}", f"{socket.gethostname()}:{gone.pid}:dead", time.time() + 3600),
+    )
+    conn.commit()
+    conn.close()
+    r = check(post, tmp_path / "r", "1")  # would wait an hour for the lease to expire
+    assert r.exit_code == 0, r.output
+    assert server.hits["/page/plain?after=kill"] == 1

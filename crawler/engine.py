@@ -1,0 +1,526 @@
+"""The engine: a run planned into the store, worked by workers that lease hosts, then closed.
+
+plan_run() writes the run and its distinct URLs in one transaction. A Worker (one asyncio loop)
+leases hosts with pending URLs, fetches each host's URLs within its limits, reads and judges
+every page (fetch → extract → classify → history rules), writes the checks in batches and gives
+the host back. A host is in one worker at a time, so its limits hold across processes; a lease
+that is not renewed expires (a killed worker) and another worker finishes the host. Writes are
+idempotent per (run, url), so a URL is checked into the run exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from crawler.classify import classify
+from crawler.config import FetchSettings, HostRule, host_rule
+from crawler.extract import extract_meta
+from crawler.fetch import Fetcher, host_key
+from crawler.frontier import Finished, FrontierStore, UrlTask
+from crawler.history import ConfirmRule, UrlState, apply_history, next_state
+from crawler.types import Check, FetchResult, Link, PageKind, PageMeta, Verdict
+
+log = logging.getLogger(__name__)
+
+#: Seconds a host lease lasts unless renewed; workers renew every third of it.
+LEASE_SECONDS = 60.0
+#: Seconds between looks at the store while other workers hold the hosts left.
+POLL_SECONDS = 0.5
+#: Finished URLs are written at least this often (and every BATCH checks).
+FLUSH_SECONDS = 1.0
+BATCH = 1000
+#: The most a leased host counts for against a worker's requests in flight (see _lease_more).
+HOST_SHARE = 4
+
+Clock = Callable[[], datetime]
+ProgressFn = Callable[[int], None]  # called with the number of checks just written
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How a run uses the history."""
+
+    max_age: timedelta | None = None  # reuse results younger than this (never error/blocked)
+    only_failing: bool = False  # refetch only URLs whose last verdict was not ok
+    confirm: ConfirmRule = field(default_factory=ConfirmRule)
+    anchors_for: frozenset[str] = frozenset()  # pages whose anchors are read (fragments)
+
+
+# ----------------------------------------------------------------------------------- planning
+
+
+def url_tasks(links: Sequence[Link]) -> list[UrlTask]:
+    """The run's distinct URLs in order of first appearance, each with every occurrence."""
+    by_url: dict[str, list[tuple[int, Link]]] = {}
+    for i, link in enumerate(links):
+        by_url.setdefault(link.url, []).append((i, link))
+    return [UrlTask(url, host_key(url), tuple(occ)) for url, occ in by_url.items()]
+
+
+def plan_run(
+    store: FrontierStore,
+    tasks: Sequence[UrlTask],
+    *,
+    started: datetime,
+    sources: Sequence[str],
+    digests: Mapping[str, str],
+    history: bool,
+    options: RunOptions,
+    lease_seconds: float = LEASE_SECONDS,
+) -> int:
+    """Write the run and its distinct URLs to the store (one transaction); its id."""
+    plan = {
+        "history": history,
+        "confirm_runs": options.confirm.runs,
+        "confirm_days": options.confirm.days,
+        "lease_seconds": lease_seconds,
+        "anchors_for": sorted(options.anchors_for),
+    }
+    return store.plan_run(started, sources, digests, plan, tasks)
+
+
+def reads_as_anti_robot(result: FetchResult, meta: PageMeta | None) -> bool:
+    """Retry predicate: an anti-robot page may pass on a slower retry."""
+    return (
+        result.status is not None
+        and result.status < 300
+        and meta is not None
+        and meta.kind is PageKind.ANTI_ROBOT
+    )
+
+
+def read_page(
+    result: FetchResult, with_hash: bool = True, anchors_for: frozenset[str] = frozenset()
+) -> PageMeta | None:
+    """What a response says (None without a body); with its anchors when its URL is one of
+    `anchors_for` (crawler/fragments.py)."""
+    if result.body is None:
+        return None
+    meta = extract_meta(
+        result.body,
+        url=result.final_url,
+        content_type=result.headers.get("content-type"),
+        status=result.status,
+        with_hash=with_hash,
+    )
+    if meta is not None and result.url in anchors_for:
+        from crawler.fragments import page_anchors
+
+        meta = replace(meta, anchors=page_anchors(result))
+    return meta
+
+
+def accept_for(settings: FetchSettings, url: str) -> frozenset[int]:
+    """Statuses declared alive for url's host: global ones and the host rule's."""
+    if not settings.hosts:
+        return settings.accept
+    rule = host_rule(settings.hosts, urlsplit(url).hostname or "")
+    return settings.accept | rule.accept if rule is not None else settings.accept
+
+
+def judge(
+    task: UrlTask,
+    result: FetchResult,
+    meta: PageMeta | None,
+    state: UrlState | None,
+    *,
+    accept: frozenset[int],
+    now: datetime,
+    history: bool,
+    confirm: ConfirmRule,
+    cached: bool = False,
+) -> Finished:
+    """Classify every occurrence of one URL, apply the history rules (a pure function of the
+    URL's previous state and this check) and say what the history is to remember."""
+    if result.headers or result.body is not None:
+        result = FetchResult(  # read already: what the store keeps
+            url=result.url,
+            final_url=result.final_url,
+            status=result.status,
+            hops=result.hops,
+            elapsed_ms=result.elapsed_ms,
+            attempts=result.attempts,
+            error=result.error,
+            error_detail=result.error_detail,
+            fetched_at=result.fetched_at,
+            truncated=result.truncated,
+        )
+    checked_at = (result.fetched_at or now) if cached else now
+    title = meta.title if meta else None
+    checks: list[tuple[int, Check, Verdict]] = []
+    new_state: UrlState | None = None
+    for n, (pos, listed) in enumerate(task.links):
+        link = Link(task.url, listed.line, listed.listed_title, listed.section, listed.source)
+        raw = classify(result, meta, link.listed_title, accept)
+        final, hist = raw, None
+        if history:
+            if cached:
+                hist = _unchanged_history(state)
+            else:
+                final, hist = apply_history(state, raw, title, link.listed_title, now, confirm)
+                if n == 0:
+                    new_state = next_state(state, task.url, final, raw, title, now, hist)
+        check = Check(
+            link=link,
+            fetch=result,
+            meta=meta,
+            verdict=final.verdict,
+            reason=final.reason,
+            detail=final.detail,
+            checked_at=checked_at,
+            history=hist,
+            cached=cached,
+        )
+        checks.append((pos, check, raw.verdict))
+    return Finished(task.url, tuple(checks), new_state)
+
+
+def _unchanged_history(state: UrlState | None) -> Any:
+    from crawler.types import LinkHistory
+
+    if state is None:
+        return None
+    return LinkHistory(
+        previous_verdict=state.last_verdict,
+        previous_title=state.last_title,
+        previous_checked_at=state.last_checked_at,
+        since=state.verdict_since,
+        first_failed_at=state.first_failed_at,
+        consecutive_failures=state.fail_runs,
+        recent=state.recent,
+    )
+
+
+def reuse_stored(
+    store: FrontierStore,
+    run_id: int,
+    tasks: Sequence[UrlTask],
+    settings: FetchSettings,
+    options: RunOptions,
+    clock: Clock,
+) -> int:
+    """Write, as cached checks, the URLs whose stored result may stand in for a fetch this time
+    (--max-age, --only failing); the number of checks written."""
+    if options.max_age is None and not options.only_failing:
+        return 0
+    now = clock()
+    states = store.states(t.url for t in tasks)
+    out: list[Finished] = []
+    for task in tasks:
+        st = states.get(task.url)
+        if st is None or st.last_checked_at is None or st.last_verdict is None:
+            continue
+        if task.url in options.anchors_for:  # the history keeps no anchors: fetch it again
+            continue
+        fresh = (
+            options.max_age is not None
+            and now - st.last_checked_at <= options.max_age
+            and st.last_verdict not in (Verdict.ERROR, Verdict.BLOCKED)
+        )
+        settled = options.only_failing and st.last_verdict is Verdict.OK
+        if not (fresh or settled):
+            continue
+        last = store.last_check(task.url)
+        if last is None:
+            continue
+        fetch, meta, _ = last
+        accept = accept_for(settings, task.url)
+        # Never reuse a result that is an error or a block when judged again.
+        again = classify(fetch, meta, task.links[0][1].listed_title, accept)
+        if again.verdict in (Verdict.ERROR, Verdict.BLOCKED):
+            continue
+        out.append(
+            judge(
+                task,
+                fetch,
+                meta,
+                st,
+                accept=accept,
+                now=now,
+                history=True,
+                confirm=options.confirm,
+                cached=True,
+            )
+        )
+    store.write_finished(run_id, out)
+    return sum(len(f.checks) for f in out)
+
+
+# ------------------------------------------------------------------------------------- worker
+
+
+def worker_id() -> str:
+    """machine:pid:nonce: unique, and says which process on which machine holds a lease."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+class _ReadOnce:
+    """Reads each response once: in the retry predicate, kept for the caller."""
+
+    def __init__(self, with_hash: bool, anchors_for: frozenset[str] = frozenset()) -> None:
+        self.with_hash = with_hash
+        self.anchors_for = anchors_for
+        self.kept: dict[int, tuple[bytes, PageMeta | None]] = {}
+
+    def should_retry(self, r: FetchResult) -> bool:
+        meta = read_page(r, self.with_hash, self.anchors_for)
+        if reads_as_anti_robot(r, meta):
+            return True
+        if r.body is not None:
+            self.kept[id(r.body)] = (r.body, meta)
+        return False
+
+    def take(self, r: FetchResult) -> PageMeta | None:
+        if r.body is not None:
+            hit = self.kept.pop(id(r.body), None)
+            if hit is not None and hit[0] is r.body:
+                return hit[1]
+        return read_page(r, self.with_hash, self.anchors_for)
+
+
+class Worker:
+    """One asyncio loop working one run: leases hosts, checks their URLs, writes, releases.
+
+    `capacity` is this worker's share of the requests in flight; it leases hosts until their
+    limits fill it. It returns when no host of the run is left open; while other workers hold
+    the last hosts it looks again every `poll` seconds (their leases may expire).
+    """
+
+    def __init__(
+        self,
+        store: FrontierStore,
+        run_id: int,
+        settings: FetchSettings,
+        *,
+        clock: Clock = _utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        progress: ProgressFn | None = None,
+        owner: str | None = None,
+        poll: float = POLL_SECONDS,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.settings = settings
+        self.clock = clock
+        self.sleep = sleep
+        self.progress = progress
+        self.owner = owner or worker_id()
+        self.poll = poll
+        self.alive = alive
+        plan = store.run_plan(run_id)
+        self.history = bool(plan.get("history", True))
+        self.confirm = ConfirmRule(
+            runs=int(plan.get("confirm_runs", ConfirmRule().runs)),
+            days=float(plan.get("confirm_days", ConfirmRule().days)),
+        )
+        self.lease_seconds = float(plan.get("lease_seconds", LEASE_SECONDS))
+        self.anchors_for = frozenset(plan.get("anchors_for", ()))
+        self.capacity = max(1, settings.max_concurrency)
+        self._queue: list[Finished] = []
+        self._queued_checks = 0
+        self._held: dict[str, int] = {}  # leased host -> requests it may have in flight
+
+    def _host_limit(self, host: str) -> int:
+        s = self.settings
+        if s.hosts:
+            rule: HostRule | None = host_rule(s.hosts, host.rsplit(":", 1)[0])
+            if rule is not None and rule.concurrency:
+                return rule.concurrency
+        return s.host_concurrency
+
+    async def run(self) -> None:
+        """Work until every host of the run is done."""
+        once = _ReadOnce(with_hash=self.history, anchors_for=self.anchors_for)
+        async with Fetcher(self.settings, should_retry=once.should_retry, sleep=self.sleep) as f:
+            keeper = asyncio.create_task(self._keep_leases())
+            flusher = asyncio.create_task(self._flush_periodically())
+            active: dict[asyncio.Task[None], str] = {}
+            try:
+                while True:
+                    self._lease_more(active, f, once)
+                    if not active:
+                        if self.store.open_hosts(self.run_id) == 0 or not self.alive():
+                            return
+                        await asyncio.sleep(self.poll)  # the rest is leased by other workers
+                        continue
+                    done, _ = await asyncio.wait(
+                        active, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done:
+                        host = active.pop(task)
+                        self._held.pop(host, None)
+                        task.result()  # a bug in the worker surfaces here
+                        self.flush()  # before the host is given back: nothing is fetched twice
+                        self.store.release_host(self.run_id, host, self.owner)
+            finally:
+                for task in active:
+                    task.cancel()
+                await asyncio.gather(*active, return_exceptions=True)
+                for t in (keeper, flusher):
+                    t.cancel()
+                await asyncio.gather(keeper, flusher, return_exceptions=True)
+                self.flush()  # every finished check is kept, whatever ended the loop
+                for host in list(self._held) + list(active.values()):
+                    with contextlib.suppress(Exception):
+                        self.store.release_host(self.run_id, host, self.owner)
+                self._held.clear()
+
+    def _lease_more(
+        self, active: dict[asyncio.Task[None], str], fetcher: Fetcher, once: _ReadOnce
+    ) -> None:
+        while sum(self._held.values()) < self.capacity:
+            host = self.store.lease_host(self.run_id, self.owner, self.lease_seconds, time.time())
+            if host is None:
+                return
+            tasks = self.store.pending(self.run_id, host)
+            if not tasks:
+                self.store.release_host(self.run_id, host, self.owner)
+                continue
+            # A host counts for at most HOST_SHARE of the worker's requests in flight, so a
+            # worker spreads them over several hosts: its connections stay warm (one host at a
+            # time at a high limit would reopen them all at every host) and a slow host does
+            # not hold the whole worker.
+            self._held[host] = min(self._host_limit(host), len(tasks), HOST_SHARE)
+            work = asyncio.create_task(self._work_host(tasks, fetcher, once))
+            active[work] = host
+
+    async def _work_host(self, tasks: list[UrlTask], fetcher: Fetcher, once: _ReadOnce) -> None:
+        states = self.store.states(t.url for t in tasks) if self.history else {}
+        todo = iter(tasks)
+        accept = accept_for(self.settings, tasks[0].url)
+
+        async def lane() -> None:
+            for task in todo:
+                result = await fetcher.fetch(task.url)
+                meta = once.take(result)
+                self._finished(
+                    judge(
+                        task,
+                        result,
+                        meta,
+                        states.get(task.url),
+                        accept=accept,
+                        now=self.clock(),
+                        history=self.history,
+                        confirm=self.confirm,
+                    )
+                )
+
+        lanes = min(self._host_limit(tasks[0].host), len(tasks))
+        await asyncio.gather(*(lane() for _ in range(max(1, lanes))))
+
+    def _finished(self, item: Finished) -> None:
+        self._queue.append(item)
+        self._queued_checks += len(item.checks)
+        if self.progress is not None:
+            self.progress(len(item.checks))
+        if self._queued_checks >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the finished URLs."""
+        if not self._queue:
+            return
+        items, self._queue = self._queue, []
+        self._queued_checks = 0
+        self.store.write_finished(self.run_id, items)
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            self.flush()
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            self.store.renew_leases(self.owner, self.lease_seconds, time.time())
+
+
+# ----------------------------------------------------------------------------- worker count
+
+#: Fewer distinct URLs than this are checked in-process: starting processes costs more.
+MIN_URLS = 1000
+#: At most this many worker processes, whatever the core count.
+MAX_WORKERS = 8
+
+
+def plan_workers(requested: int, urls: int, hosts: int, max_concurrency: int) -> int:
+    """How many worker processes a run gets; 1 means in-process.
+
+    `requested` 0 is automatic: one per usable core for lists of MIN_URLS distinct URLs or
+    more. Never more workers than hosts, than requests allowed in flight, or MAX_WORKERS.
+    """
+    from crawler.config import usable_cpus
+
+    if hosts < 2 or max_concurrency < 2:
+        return 1
+    if requested == 0:
+        if urls < MIN_URLS:
+            return 1
+        requested = usable_cpus()
+    return max(1, min(requested, hosts, max_concurrency, MAX_WORKERS))
+
+
+# ------------------------------------------------------------- settings for worker processes
+
+
+def settings_to_json(settings: FetchSettings) -> dict[str, Any]:
+    """FetchSettings as JSON (for a worker process; host rules hold secrets: never stored)."""
+    out: dict[str, Any] = {}
+    for f in fields(FetchSettings):
+        value = getattr(settings, f.name)
+        if f.name == "hosts":
+            value = {
+                name: {
+                    "headers": dict(r.headers),
+                    "cookies": dict(r.cookies),
+                    "user_agent": r.user_agent,
+                    "concurrency": r.concurrency,
+                    "interval": r.interval,
+                    "accept": sorted(r.accept),
+                }
+                for name, r in value.items()
+            }
+        elif isinstance(value, frozenset):
+            value = sorted(value)
+        out[f.name] = value
+    return out
+
+
+def settings_from_json(data: Mapping[str, Any]) -> FetchSettings:
+    """The inverse of settings_to_json."""
+    kw: dict[str, Any] = dict(data)
+    kw["accept"] = frozenset(kw.get("accept", ()))
+    kw["hosts"] = {
+        name: HostRule(
+            headers=r["headers"],
+            cookies=r["cookies"],
+            user_agent=r["user_agent"],
+            concurrency=r["concurrency"],
+            interval=r["interval"],
+            accept=frozenset(r["accept"]),
+        )
+        for name, r in kw.get("hosts", {}).items()
+    }
+    names = {f.name for f in fields(FetchSettings)}
+    return FetchSettings(**{k: v for k, v in kw.items() if k in names})
+
+
+def chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]

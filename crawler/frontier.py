@@ -1,0 +1,103 @@
+"""The frontier: what a run still has to check, and the store interface that keeps it.
+
+A run is planned into the store (its distinct URLs, each with every place it occurs); workers
+lease a host at a time, check its pending URLs and write what they found. Everything here is
+data or an interface: `crawler.store.Store` (SQLite) implements `FrontierStore`, and another
+backend (PostgreSQL) implements the same methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from crawler.history import UrlState
+from crawler.types import Check, FetchResult, Link, PageMeta, Run, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class UrlTask:
+    """One distinct URL of a run and every place it occurs in the run's links."""
+
+    url: str
+    host: str  # politeness key, host[:port]: what a worker leases
+    links: tuple[tuple[int, Link], ...]  # (position among the run's links, link), in order
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A URL's outcome, ready to write: one check per occurrence and the state to remember."""
+
+    url: str
+    checks: tuple[tuple[int, Check, Verdict], ...]  # (position, check, raw verdict)
+    state: UrlState | None  # None: nothing to remember (no history, or reused)
+
+
+class FrontierStore(Protocol):
+    """What the engine needs from a store. Every write is one short transaction; writing a
+    URL's checks is idempotent per (run, url): the first writer wins, later ones are dropped."""
+
+    def plan_run(
+        self,
+        started_at: datetime,
+        sources: Sequence[str],
+        digests: Mapping[str, str],
+        plan: Mapping[str, Any],
+        tasks: Iterable[UrlTask],
+    ) -> int:
+        """Insert a running run and its distinct URLs (pending) in one transaction."""
+        ...
+
+    def run_plan(self, run_id: int) -> dict[str, Any]:
+        """The plan a run was made with (what its workers follow)."""
+        ...
+
+    def lease_host(self, run_id: int, owner: str, seconds: float, now: float) -> str | None:
+        """Lease a host with pending URLs in the run whose lease is free or expired."""
+        ...
+
+    def pending(self, run_id: int, host: str) -> list[UrlTask]:
+        """The run's pending URLs on a host, in the links' order."""
+        ...
+
+    def renew_leases(self, owner: str, seconds: float, now: float) -> int:
+        """Extend every lease the owner holds; the number renewed."""
+        ...
+
+    def release_host(self, run_id: int, host: str, owner: str) -> None:
+        """Give a host back (marking it done for the run when nothing is pending)."""
+        ...
+
+    def release_stale_leases(self, machine: str, alive: Any) -> int:
+        """Free the leases of this machine's processes that `alive(pid)` says are gone."""
+        ...
+
+    def write_finished(self, run_id: int, items: Sequence[Finished]) -> int:
+        """Write the checks of URLs still pending and mark them done; the number written."""
+        ...
+
+    def open_hosts(self, run_id: int) -> int:
+        """Hosts of the run with URLs not yet done."""
+        ...
+
+    def checked(self, run_id: int) -> int:
+        """Checks written for the run so far."""
+        ...
+
+    def states(self, urls: Iterable[str]) -> dict[str, UrlState]:
+        """The remembered state of each known URL among urls."""
+        ...
+
+    def last_check(self, url: str) -> tuple[FetchResult, PageMeta, datetime] | None:
+        """The latest stored fetch of url from a run whose network was up."""
+        ...
+
+    def finish_run(self, run_id: int, finished_at: datetime, status: str) -> bool:
+        """Close a run: counts, network-down, the URL states; True if the network was down."""
+        ...
+
+    def load_run(self, run_id: int | None = None, *, text_hash: bool = True) -> Run:
+        """A run with every check, in the links' order (for the reports)."""
+        ...
