@@ -45,41 +45,49 @@ def _rss_mb() -> tuple[float, float]:
     return now, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def fake_fetch(extract: bool) -> Callable[..., AsyncIterator[tuple[Any, Any]]]:
-    """A fetch_pages that answers every URL at once, as the farm would (status, headers)."""
+def fake_fetcher(extract: bool) -> type[Any]:
+    """A Fetcher that answers every URL at once, as the farm would (status, headers, page);
+    without `extract`, reading a page is replaced by a lookup of what it says."""
+    import crawler.engine as engine
     from crawler.types import FetchResult, PageKind, PageMeta
 
-    async def fetch_pages(
-        urls: Iterable[str], settings: object, *, extract: Callable[[Any], Any], **_: object
-    ) -> AsyncIterator[tuple[Any, Any]]:
-        for i, url in enumerate(urls):
-            ident = url.rsplit("/", 1)[1]
-            body = render_page(ident) if real else None
-            result = FetchResult(
+    class FakeFetcher:
+        def __init__(self, settings: object, **_: object) -> None:
+            self.n = 0
+
+        async def __aenter__(self) -> FakeFetcher:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            pass
+
+        async def fetch(self, url: str) -> FetchResult:
+            self.n += 1
+            if self.n % 64 == 0:
+                await asyncio.sleep(0)  # let the periodic flush run, as the network would
+            body = render_page(url.rsplit("/", 1)[1])
+            return FetchResult(
                 url=url,
                 final_url=url,
                 status=200,
                 headers={
                     "content-type": "text/html; charset=utf-8",
-                    "content-length": str(len(body or b"")),
+                    "content-length": str(len(body)),
                     "server": "Python/3.11 aiohttp/3",
                 },
                 body=body,
                 elapsed_ms=21,
                 fetched_at=datetime.now(UTC),
             )
-            if real:
-                meta = extract(result)
-                result = FetchResult(**{**_fields(result), "body": None})
-            else:
-                title, desc = page_meta(ident)
-                meta = PageMeta(title=title, summary=desc, kind=PageKind.ARTICLE)
-            yield result, meta
-            if i % 64 == 63:
-                await asyncio.sleep(0)  # let the periodic flush run, as the network would
 
-    real = extract
-    return fetch_pages
+    if not extract:
+
+        def read_page(result: FetchResult, with_hash: bool = True) -> PageMeta | None:
+            title, desc = page_meta(result.url.rsplit("/", 1)[1])
+            return PageMeta(title=title, summary=desc, kind=PageKind.ARTICLE)
+
+        engine.read_page = read_page  # type: ignore[assignment]
+    return FakeFetcher
 
 
 def _fields(obj: Any) -> dict[str, Any]:
@@ -123,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     links = read_post(post)[1]
     t = stage("read the post", t)
 
-    pipeline.fetch_pages = fake_fetch(a.extract)  # type: ignore[assignment]
+    import crawler.engine as engine
+
+    engine.Fetcher = fake_fetcher(a.extract)  # type: ignore[misc]
     store = None
     if not a.no_history:
         store = Store.open(work / "history.sqlite")

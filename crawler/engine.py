@@ -147,18 +147,7 @@ def judge(
     """Classify every occurrence of one URL, apply the history rules (a pure function of the
     URL's previous state and this check) and say what the history is to remember."""
     if result.headers or result.body is not None:
-        result = FetchResult(  # read already: what the store keeps
-            url=result.url,
-            final_url=result.final_url,
-            status=result.status,
-            hops=result.hops,
-            elapsed_ms=result.elapsed_ms,
-            attempts=result.attempts,
-            error=result.error,
-            error_detail=result.error_detail,
-            fetched_at=result.fetched_at,
-            truncated=result.truncated,
-        )
+        result = replace(result, headers={}, body=None)  # read already: what the store keeps
     checked_at = (result.fetched_at or now) if cached else now
     title = meta.title if meta else None
     checks: list[tuple[int, Check, Verdict]] = []
