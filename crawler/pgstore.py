@@ -412,6 +412,10 @@ class PgStore(Store):
     def unlock(self) -> None:
         """Nothing to release but the runs' advisory locks, which close() ends."""
 
+    @staticmethod
+    def _as_stored(text: str) -> str:
+        return text.replace("\x00", "\ufffd")  # as _clean writes it
+
     def plan_run(
         self,
         started_at: datetime,

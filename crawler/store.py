@@ -112,8 +112,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX enrichments_run ON enrichments(run_id);
     """,
     # 3: the store is the frontier (crawler/engine.py). A run's distinct URLs wait in run_urls
-    # until a worker that leased their host writes their checks; run_states holds the URL states
-    # a run will remember once it ends; hosts holds the leases (and, later, each host's pace).
+    # until a worker that leased their host (run_hosts) writes their checks; run_states holds
+    # the URL states a run will remember once it ends; hosts will hold each host's pace.
     """
     ALTER TABLE runs ADD COLUMN plan TEXT;       -- JSON: what every worker of the run follows
     ALTER TABLE checks ADD COLUMN position INTEGER;  -- the link's place among the run's links
@@ -126,7 +126,6 @@ MIGRATIONS: tuple[str, ...] = (
         position INTEGER NOT NULL,         -- of the URL's first occurrence
         links TEXT NOT NULL,               -- JSON [[position, line, listed_title, section, source]]
         state TEXT NOT NULL DEFAULT 'pending',  -- pending | done (leased: its host's lease)
-        attempts INTEGER NOT NULL DEFAULT 0,    -- times a lease handed it to a worker
         PRIMARY KEY (run_id, url)
     );
     CREATE INDEX run_urls_todo ON run_urls(run_id, host, state, position);
@@ -135,12 +134,13 @@ MIGRATIONS: tuple[str, ...] = (
         host TEXT NOT NULL,
         urls INTEGER NOT NULL,
         done INTEGER NOT NULL DEFAULT 0,   -- 1 once none of its URLs is pending
+        leases INTEGER NOT NULL DEFAULT 0, -- times a worker leased it for the run (>1: taken over)
+        lease_owner TEXT,                  -- "machine:pid:nonce" of the worker holding it
+        lease_expires REAL,                -- unix time
         PRIMARY KEY (run_id, host)
     );
     CREATE TABLE hosts (
         host TEXT PRIMARY KEY,
-        lease_owner TEXT,                  -- "machine:pid:nonce" of the worker holding it
-        lease_expires REAL,                -- unix time
         pace_concurrency INTEGER,          -- learned pace (not used yet)
         pace_interval REAL,
         pace_updated_at TEXT
@@ -366,36 +366,22 @@ class Store:
         return dict(json.loads(r["plan"] or "{}"))
 
     def lease_host(self, run_id: int, owner: str, seconds: float, now: float) -> str | None:
-        """Lease the host with the most URLs among the run's open hosts whose lease is free
-        or expired (the largest first: the run's tail is then made of small hosts)."""
+        """Lease the run's open host with the most URLs whose lease is free or expired (the
+        largest first: the run's tail is then made of small hosts).
+
+        One statement, so two workers never both get a host: on PostgreSQL the second finds
+        the row locked, then taken, and gets nothing this time.
+        """
+        free = "(lease_owner IS NULL OR lease_expires < ?)"
         with self.transaction() as c:
             r = c.execute(
-                "SELECT rh.host FROM run_hosts rh LEFT JOIN hosts h ON h.host = rh.host "
-                "WHERE rh.run_id = ? AND rh.done = 0 "
-                "AND (h.lease_owner IS NULL OR h.lease_expires < ?) "
-                "ORDER BY rh.urls DESC, rh.host LIMIT 1",
-                (run_id, now),
+                "UPDATE run_hosts SET lease_owner = ?, lease_expires = ?, leases = leases + 1 "
+                f"WHERE run_id = ? AND done = 0 AND {free} AND host = (SELECT host FROM run_hosts "
+                f"WHERE run_id = ? AND done = 0 AND {free} ORDER BY urls DESC, host LIMIT 1) "
+                "RETURNING host",
+                (owner, now + seconds, run_id, now, run_id, now),
             ).fetchone()
-            if r is None:
-                return None
-            host = str(r["host"])
-            # Only a free or expired lease is taken (on PostgreSQL two workers may get here
-            # at once: the second finds the row locked, then taken, and changes nothing).
-            cur = c.execute(
-                "INSERT INTO hosts (host, lease_owner, lease_expires) VALUES (?, ?, ?) "
-                "ON CONFLICT (host) DO UPDATE SET lease_owner = excluded.lease_owner, "
-                "lease_expires = excluded.lease_expires "
-                "WHERE hosts.lease_owner IS NULL OR hosts.lease_expires < ?",
-                (host, owner, now + seconds, now),
-            )
-            if cur.rowcount != 1:
-                return None
-            c.execute(
-                "UPDATE run_urls SET attempts = attempts + 1 "
-                "WHERE run_id = ? AND host = ? AND state = 'pending'",
-                (run_id, host),
-            )
-            return host
+            return None if r is None else str(r[0])
 
     def pending(self, run_id: int, host: str) -> list[UrlTask]:
         """The run's pending URLs on a host, in the links' order."""
@@ -410,7 +396,8 @@ class Store:
         """Extend every lease the owner holds; the number renewed."""
         with self.transaction() as c:
             cur = c.execute(
-                "UPDATE hosts SET lease_expires = ? WHERE lease_owner = ?", (now + seconds, owner)
+                "UPDATE run_hosts SET lease_expires = ? WHERE lease_owner = ?",
+                (now + seconds, owner),
             )
             return cur.rowcount
 
@@ -418,30 +405,27 @@ class Store:
         """Give a host back, marking it done for the run when none of its URLs is pending."""
         with self.transaction() as c:
             c.execute(
-                "UPDATE hosts SET lease_owner = NULL, lease_expires = NULL "
-                "WHERE host = ? AND lease_owner = ?",
-                (host, owner),
-            )
-            c.execute(
-                "UPDATE run_hosts SET done = 1 WHERE run_id = ? AND host = ? AND NOT EXISTS "
-                "(SELECT 1 FROM run_urls WHERE run_id = ? AND host = ? AND state = 'pending')",
-                (run_id, host, run_id, host),
+                "UPDATE run_hosts SET lease_owner = NULL, lease_expires = NULL, done = CASE WHEN "
+                "EXISTS (SELECT 1 FROM run_urls u WHERE u.run_id = ? AND u.host = ? "
+                "AND u.state = 'pending') THEN 0 ELSE 1 END "
+                "WHERE run_id = ? AND host = ? AND lease_owner = ?",
+                (run_id, host, run_id, host, owner),
             )
 
     def release_stale_leases(self, machine: str, alive: Callable[[int], bool]) -> int:
         """Free the leases held by this machine's processes that are gone (a killed run's)."""
         stale = []
-        held = "SELECT host, lease_owner FROM hosts WHERE lease_owner IS NOT NULL"
+        held = "SELECT run_id, host, lease_owner FROM run_hosts WHERE lease_owner IS NOT NULL"
         for r in self.conn.execute(held):
             # owner: machine:pid:nonce (engine.worker_id)
             name, _, pid = str(r["lease_owner"]).rpartition(":")[0].rpartition(":")
             if name == machine and pid.isdigit() and not alive(int(pid)):
-                stale.append((r["host"], r["lease_owner"]))
+                stale.append((r["run_id"], r["host"], r["lease_owner"]))
         if stale:
             with self.transaction() as c:
                 c.executemany(
-                    "UPDATE hosts SET lease_owner = NULL, lease_expires = NULL "
-                    "WHERE host = ? AND lease_owner = ?",
+                    "UPDATE run_hosts SET lease_owner = NULL, lease_expires = NULL "
+                    "WHERE run_id = ? AND host = ? AND lease_owner = ?",
                     stale,
                 )
         return len(stale)
@@ -470,8 +454,9 @@ class Store:
                 )
             fresh = []
             for item in items:
-                if item.url in pending:
-                    pending.discard(item.url)  # once, even if a batch had it twice
+                key = self._as_stored(item.url)
+                if key in pending:
+                    pending.discard(key)  # once, even if a batch had it twice
                     fresh.append(item)
             c.executemany(
                 _INSERT_CHECK,
@@ -500,6 +485,11 @@ class Store:
             )
             written = len(fresh)
         return written
+
+    @staticmethod
+    def _as_stored(text: str) -> str:
+        """text as the database gives it back (PostgreSQL's text cannot hold NUL)."""
+        return text
 
     def open_hosts(self, run_id: int) -> int:
         """Hosts of the run with URLs not yet done."""

@@ -185,15 +185,17 @@ def test_text_with_nul_is_stored_on_postgresql(pg_url: str) -> None:
     from datetime import UTC, datetime
 
     from crawler.db import open_store
+    from crawler.frontier import Finished, UrlTask
     from crawler.types import Check, Link, Verdict
 
     store = open_store(parse_db(pg_url))
     try:
-        run = store.begin_run(datetime.now(UTC), ["p.md"], {})
         link = Link(url="http://h/a\x00b", line=1, listed_title="t\x00", section=(), source="p.md")
+        task = UrlTask(link.url, "h", ((0, link),))
+        run = store.plan_run(datetime.now(UTC), ["p.md"], {}, {}, [task])
         check = Check(link=link, fetch=None, meta=None, verdict=Verdict.ERROR, reason="x",
                       detail="d\x00", checked_at=datetime.now(UTC))  # fmt: skip
-        store.add_checks(run, [(check, Verdict.ERROR)])
+        store.write_finished(run, [Finished(link.url, ((0, check, Verdict.ERROR),), None)])
         got = store.url_history("http://h/a\ufffdb")
         assert [(r["detail"], r["listed_title"]) for r in got] == [("d\ufffd", "t\ufffd")]
     finally:
