@@ -153,8 +153,8 @@ def judge(
     checks: list[tuple[int, Check, Verdict]] = []
     new_state: UrlState | None = None
     for n, (pos, listed) in enumerate(task.links):
-        link = Link(task.url, listed.line, listed.listed_title, listed.section, listed.source)
-        raw = classify(result, meta, link.listed_title, accept)
+        link = replace(listed, url=task.url)
+        raw = classify(result, meta, link.compared_title, accept)
         final, hist = raw, None
         if history:
             if cached:
@@ -229,7 +229,7 @@ def reuse_stored(
         fetch, meta, _ = last
         accept = accept_for(settings, task.url)
         # Never reuse a result that is an error or a block when judged again.
-        again = classify(fetch, meta, task.links[0][1].listed_title, accept)
+        again = classify(fetch, meta, task.links[0][1].compared_title, accept)
         if again.verdict in (Verdict.ERROR, Verdict.BLOCKED):
             continue
         out.append(

@@ -124,7 +124,7 @@ MIGRATIONS: tuple[str, ...] = (
         url TEXT NOT NULL,
         host TEXT NOT NULL,                -- politeness key: host[:port]
         position INTEGER NOT NULL,         -- of the URL's first occurrence
-        links TEXT NOT NULL,               -- JSON [[position, line, listed_title, section, source]]
+        links TEXT NOT NULL,  -- JSON [[position, line, listed_title, section, source, anchor_text]]
         state TEXT NOT NULL DEFAULT 'pending',  -- pending | done (leased: its host's lease)
         PRIMARY KEY (run_id, url)
     );
@@ -771,15 +771,28 @@ def _check_row(run_id: int, c: Check, raw: Verdict, position: int | None) -> tup
 
 def _links_json(links: Sequence[tuple[int, Link]]) -> str:
     return json.dumps(
-        [[pos, k.line, k.listed_title, list(k.section), k.source] for pos, k in links],
+        [
+            [pos, k.line, k.listed_title, list(k.section), k.source, k.anchor_text]
+            for pos, k in links
+        ],
         ensure_ascii=False,
     )
 
 
 def _links_from_json(text: str) -> tuple[tuple[int, Link], ...]:
     return tuple(
-        (int(pos), Link(url="", line=int(line), listed_title=title, section=tuple(sec), source=src))
-        for pos, line, title, sec, src in json.loads(text)
+        (
+            int(pos),
+            Link(
+                url="",
+                line=int(line),
+                listed_title=title,
+                section=tuple(sec),
+                source=src,
+                anchor_text=bool(anchor),
+            ),
+        )
+        for pos, line, title, sec, src, anchor in json.loads(text)
     )
 
 

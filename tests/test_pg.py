@@ -490,7 +490,9 @@ def test_a_store_reconnects_after_the_server_restarts(
     store = open_store(parse_db(url))
     try:
         link = Link(url="http://h/a", line=1, listed_title=None, section=(), source="p.md")
-        run = store.plan_run(datetime.now(UTC), ["p.md"], {}, {}, [UrlTask(link.url, "h", ((0, link),))])
+        run = store.plan_run(
+            datetime.now(UTC), ["p.md"], {}, {}, [UrlTask(link.url, "h", ((0, link),))]
+        )
         check = Check(link=link, fetch=None, meta=None, verdict=Verdict.ERROR, reason="x",
                       detail="d", checked_at=datetime.now(UTC))  # fmt: skip
         store.write_finished(run, [Finished(link.url, ((0, check, Verdict.ERROR),), None)])
