@@ -329,14 +329,6 @@ class PgStore(Store):
     load_run = reconnecting(Store.load_run)
     enrichment_digests = reconnecting(Store.enrichment_digests)
     url_history = reconnecting(Store.url_history)
-    # The frontier's reads, and its writes that are harmless twice.
-    run_plan = reconnecting(Store.run_plan)
-    pending = reconnecting(Store.pending)
-    open_hosts = reconnecting(Store.open_hosts)
-    checked = reconnecting(Store.checked)
-    write_finished = reconnecting(Store.write_finished)
-    renew_leases = reconnecting(Store.renew_leases)
-    release_host = reconnecting(Store.release_host)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
