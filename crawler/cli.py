@@ -944,7 +944,11 @@ def check(
         paths = write_reports(run, report_dir, fmts)
     lines = _summary_lines(run, paths)
     # and the links --no-private refused when their host name resolved to a private address
-    excluded += sum(c.verdict is Verdict.SKIPPED for c in run.checks)
+    # (web links only: local links and other schemes that are skipped are counted as skipped)
+    excluded += sum(
+        c.verdict is Verdict.SKIPPED and local.kind_of(c.url) is local.Kind.WEB
+        for c in run.checks
+    )
     if excluded:
         lines[0] += f" ({excluded} excluded)"
     colour = use_colour()

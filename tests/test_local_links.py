@@ -70,6 +70,7 @@ def test_site_absolute_links_without_root_dir_are_skipped_and_counted(site: Path
     assert got["/images/gone.png"]["verdict"] == "skipped"
     assert got["/images/gone.png"]["reason"] == "no-root-dir"
     assert "5 skipped" in r.stdout.splitlines()[0]
+    assert "excluded" not in r.stdout.splitlines()[0]  # skipped, not also counted as excluded
 
 
 def test_links_lists_every_kind(site: Path) -> None:
