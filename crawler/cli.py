@@ -438,11 +438,43 @@ def report_dir_option(fn: F) -> F:
     """--report-dir, shared by check and report."""
     return click.option(
         "--report-dir",
-        type=click.Path(file_okay=False, path_type=Path),
+        # not file_okay=False: a file there is the tool's error (exit 1, _check_report_dir)
+        type=click.Path(path_type=Path),
         default=DEFAULT_REPORT_DIR,
         show_default=True,
         help="Where the reports (json, md, html) are written.",
     )(fn)
+
+
+def _formats(formats: str) -> list[str]:
+    """--format's value as a list of known formats (a usage error otherwise)."""
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    for f in fmts:
+        if f not in ALL_FORMATS:
+            raise click.BadParameter(
+                f"unknown format {f!r} ({', '.join(ALL_FORMATS)})", param_hint="--format"
+            )
+    return fmts
+
+
+def _check_report_dir(report_dir: str | os.PathLike[str]) -> None:
+    """Make sure reports can be written into report_dir (created if missing), before a run
+    spends any time: a CrawlerError (exit 1) names the directory and what is wrong."""
+    import tempfile
+
+    directory = Path(report_dir)
+    if directory.exists() and not directory.is_dir():
+        raise CrawlerError(f"report dir {directory}: not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CrawlerError(f"report dir {directory}: cannot create it ({exc.strerror})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=directory)
+    except OSError as exc:
+        raise CrawlerError(f"report dir {directory}: cannot write in it ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 async def _run_cancellable(coro: Any) -> Any:
@@ -774,12 +806,17 @@ def _run_check(
     db: Path | None,
     options: Any,
     quiet: bool,
+    partial_ok: bool = False,
 ) -> Run:
-    """One run of the pipeline with the history locked for its duration."""
+    """One run of the pipeline with the history locked for its duration.
+
+    A run stopped by Ctrl-C or SIGTERM is returned as it stands (status "interrupted") when
+    `partial_ok`; otherwise it raises KeyboardInterrupt.
+    """
     import asyncio
 
     from crawler.db import open_store
-    from crawler.pipeline import check_links
+    from crawler.pipeline import RunStopped, check_links
 
     store = None
     progress = _Progress(len(links), quiet)
@@ -797,7 +834,12 @@ def _run_check(
             progress=progress,
             lease_seconds=_lease_seconds(),
         )
-        return asyncio.run(_run_cancellable(coro))  # type: ignore[no-any-return]
+        try:
+            return asyncio.run(_run_cancellable(coro))  # type: ignore[no-any-return]
+        except RunStopped as stop:
+            if not partial_ok:
+                raise KeyboardInterrupt from None
+            return stop.run
     finally:
         progress.close()
         if store is not None:
@@ -887,12 +929,7 @@ def check(
     from crawler.history import ConfirmRule
     from crawler.pipeline import RunOptions
 
-    fmts = [f.strip() for f in formats.split(",") if f.strip()]
-    for f in fmts:
-        if f not in ALL_FORMATS:
-            raise click.BadParameter(
-                f"unknown format {f!r} ({', '.join(ALL_FORMATS)})", param_hint="--format"
-            )
+    fmts = _formats(formats)
     settings = _settings(kw)
     fc = click.get_current_context().find_object(FileConfig) or FileConfig()
     links, digests, sources = _load_links(inputs, every=True)
@@ -911,6 +948,7 @@ def check(
         links = []
     if not links and not others and not kw.pop("allow_empty", False):
         _nothing_to_check(sources, excluded)
+    _check_report_dir(report_dir)  # before the first request, not after the whole crawl
     from crawler.fragments import fragment
 
     include_fragments = kw.pop("include_fragments", False)
@@ -929,7 +967,9 @@ def check(
             now = datetime.now(UTC)
             run = Run(started_at=now, finished_at=now, sources=tuple(sources), checks=())
         else:
-            run = _run_check(links, sources, digests, settings, db_path, options, quiet)
+            run = _run_check(
+                links, sources, digests, settings, db_path, options, quiet, partial_ok=True
+            )
         if cited:
             from crawler import fragments
 
@@ -959,6 +999,13 @@ def check(
             if not run.network_down or line.startswith("report:"):
                 click.echo(paint(line), color=colour)
     _annotate(run, kw)
+    if run.status != "complete":
+        click.echo(
+            f"interrupted: the reports are partial, with the {len(run.checks)} references "
+            "checked before the stop",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
     if run.network_down:
         click.echo(
             "error: the network looks down (no host answered); no link was judged dead.", err=True
@@ -981,25 +1028,44 @@ def _nothing_to_check(sources: list[str], excluded: int) -> None:
 
 
 @cli.command()
-@click.option("--run", "run_id", type=int, default=None, help="Run id (default: the latest).")
+@click.option(
+    "--run",
+    "run_id",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Run id, from 1 (default: the latest).",
+)
 @report_dir_option
+@click.option(
+    "--format",
+    "formats",
+    default=",".join(DEFAULT_FORMATS),
+    show_default=True,
+    help=f"Reports to write, comma-separated: {', '.join(ALL_FORMATS)}.",
+)
 @db_option
-def report(run_id: int | None, report_dir: Path, db: Path) -> None:
+def report(run_id: int | None, report_dir: Path, formats: str, db: Path) -> None:
     """Re-render the reports of a past run from the history, without fetching.
+
+    A run that did not finish (interrupted, or still going) is rendered as partial.
 
     Example: crawler report --run 12 --report-dir /tmp/old-report
     """
     from crawler.db import open_store
-    from crawler.report import DEFAULT_FORMATS, write_reports
 
+    fmts = _formats(formats)
     _no_history_yet(db)
     store = open_store(db)
     try:
         run = store.load_run(run_id)
     finally:
         store.close()
-    paths = write_reports(run, report_dir, DEFAULT_FORMATS)
-    click.echo(_summary_lines(run, [])[0] + f" (run {run.run_id})")
+    _check_report_dir(report_dir)
+    from crawler.report import write_reports
+
+    paths = write_reports(run, report_dir, fmts)
+    state = "" if run.status == "complete" else f", {run.status}: partial"
+    click.echo(_summary_lines(run, [])[0] + f" (run {run.run_id}{state})")
     for p in paths:
         click.echo(f"report: {p}")
 

@@ -39,6 +39,7 @@ from crawler.types import NETWORK_ERRORS, FetchResult, Link, Run
 
 __all__ = [
     "RunOptions",
+    "RunStopped",
     "check_links",
     "network_is_down",
     "reads_as_anti_robot",
@@ -52,6 +53,15 @@ log = logging.getLogger(__name__)
 WATCH_SECONDS = 0.2
 #: Seconds a worker process gets to write what it finished after SIGTERM.
 STOP_SECONDS = 10.0
+
+
+class RunStopped(Exception):
+    """The run was cancelled (Ctrl-C, SIGTERM, a time limit); `run` holds what was checked,
+    with status "interrupted"."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(f"run stopped after {len(run.checks)} checks")
+        self.run = run
 
 
 def network_is_down(results: Sequence[FetchResult]) -> bool:
@@ -125,6 +135,7 @@ async def check_links(
             lease_seconds=lease_seconds,
         )
         status = "interrupted"
+        cancelled = False
         try:
             reused = reuse_stored(store, run_id, tasks, settings, options, clock)
             if progress is not None and reused:
@@ -136,6 +147,8 @@ async def check_links(
                     store, run_id, settings, clock=clock, sleep=sleep, progress=progress
                 ).run()
             status = "complete"
+        except asyncio.CancelledError:
+            cancelled = True  # the caller gets what was checked, to report it as partial
         finally:
             store.finish_run(run_id, clock(), status)
         run = store.load_run(run_id, text_hash=False)
@@ -146,7 +159,10 @@ async def check_links(
                 checks=tuple(replace(c, link=k) for c, k in zip(run.checks, links, strict=True)),
             )
         # A scratch store's run is no run of any history.
-        return run if history else replace(run, run_id=None)
+        run = run if history else replace(run, run_id=None)
+        if cancelled:
+            raise RunStopped(run)
+        return run
 
 
 def _worker_command(store: Store, run_id: int) -> list[str]:

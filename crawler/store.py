@@ -640,7 +640,9 @@ class Store:
         info = self.run_info(run_id)
         if info is None:
             raise StoreError(
-                f"no run {run_id} in {self.path}" if run_id else f"no runs yet in {self.path}"
+                f"no run {run_id} in {self.path}"
+                if run_id is not None
+                else f"no runs yet in {self.path}"
             )
         plan = self.run_plan(info.id)
         with_history = bool(plan.get("history", True))
@@ -665,6 +667,7 @@ class Store:
             network_down=info.network_down,
             run_id=info.id,
             trend=self.trend(info.id) if with_history else (),
+            status=info.status,
         )
 
     def _recent_before(self, run_id: int, urls: set[str]) -> dict[str, list[Recent]]:

@@ -218,6 +218,9 @@ class Run:
     network_down: bool = False
     run_id: int | None = None  # id in the history, when one is kept
     trend: tuple[RunTotals, ...] = ()  # earlier runs' counts, oldest first (this run excluded)
+    #: complete | interrupted (stopped before every link was checked) | running (read from the
+    #: history while the check goes on, or after it was killed without closing)
+    status: str = "complete"
 
     def __repr__(self) -> str:
         # asyncio formats the repr of a finished task's result; a Run of 10,000 checks would

@@ -37,7 +37,7 @@ def test_json_contract() -> None:
     )
     doc = json.loads(render(run, "json"))
     assert doc["schema"] == 1
-    assert doc["source"] == "post.md"
+    assert doc["source"] == ["post.md"]  # a list, whatever the number of inputs
     assert doc["summary"] == {
         "ok": 1,
         "redirected": 0,

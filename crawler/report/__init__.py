@@ -16,6 +16,7 @@ from typing import TextIO
 from crawler.config import DEFAULT_FORMATS as DEFAULT_FORMATS
 from crawler.errors import CrawlerError
 from crawler.report import html, json_report, junit, markdown, sarif
+from crawler.report.notes import partial_note as partial_note
 from crawler.types import Run
 
 #: format name → (file name, renderer)
@@ -42,14 +43,30 @@ def render(run: Run, fmt: str) -> str:
     return FORMATS[fmt][1](run)
 
 
+def new_file_mode() -> int:
+    """The mode open() gives a new file here: 0o666 less the umask (mkstemp's files are 0o600)."""
+    try:  # Linux: read the umask without changing it (os.umask would, for every thread)
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_atomic(path: Path, text: str | Callable[[TextIO], object]) -> None:
     """Write a file so that readers see the old or the new version, never half of one.
 
-    `text` is the content, or a function that writes it to the open file.
+    `text` is the content, or a function that writes it to the open file. The file gets the
+    mode a new file gets (the umask applies), not mkstemp's 0o600.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 18) as f:
             if isinstance(text, str):
                 f.write(text)

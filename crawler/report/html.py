@@ -24,6 +24,7 @@ from markupsafe import Markup
 
 from crawler import __version__
 from crawler.config import RECENT_RUNS, TREND_RUNS
+from crawler.report.notes import partial_note
 from crawler.types import BROKEN, Check, Run, Verdict
 
 #: Verdicts worst first: the order of the legend, the filter and the verdict column's sort.
@@ -683,6 +684,7 @@ class Page:
     finished: str
     duration: str
     network_down: bool
+    partial: str | None  # why the run is not complete, when it is not
     counts: tuple[tuple[str, int], ...]  # every verdict, worst first
     broken: int
     bars: tuple[Bar, ...]
@@ -727,6 +729,7 @@ def page(run: Run) -> Page:
         finished=fmt_time(run.finished_at),
         duration=f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min",
         network_down=run.network_down,
+        partial=partial_note(run),
         counts=tuple((v.value, counts.get(v.value, 0)) for v in SEVERITY if v.value in counts),
         broken=sum(counts.get(v.value, 0) for v in BROKEN),
         bars=_bars(counts),

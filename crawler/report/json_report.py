@@ -68,9 +68,10 @@ def _header(run: Run) -> dict[str, Any]:
         "schema": SCHEMA,
         "generated_at": run.finished_at.isoformat(timespec="seconds"),
         "started_at": run.started_at.isoformat(timespec="seconds"),
-        "source": run.sources[0] if len(run.sources) == 1 else list(run.sources),
+        "source": list(run.sources),  # every input, even when there is one
         "network_down": run.network_down,
         "run_id": run.run_id,
+        "status": run.status,  # complete | interrupted | running: a partial run says so
         "summary": run.counts(),
     }
 

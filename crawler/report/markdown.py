@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import TextIO
 
+from crawler.report.notes import partial_note
 from crawler.types import Check, Run, Verdict
 
 #: Sections of the report, in the order a reader needs them.
@@ -70,6 +71,9 @@ def render(run: Run) -> str:
         f"in {(run.finished_at - run.started_at).total_seconds():.1f} s."
     )
     out.append("")
+    partial = partial_note(run)
+    if partial:
+        out += [f"**{partial}**", ""]
     if run.network_down:
         out += ["**The network was down during this run: no link was judged dead.**", ""]
     out += ["| verdict | count |", "|---|---:|"]
@@ -97,7 +101,7 @@ def render(run: Run) -> str:
             out += [f"### {cell(' / '.join(section)) or '(no section)'}", ""]
             out += _table(checks)
             out.append("")
-    if not any(counts[v.value] for v in ORDER):
+    if not any(counts[v.value] for v in ORDER) and not partial:
         out += ["All links are alive and match their listed titles.", ""]
     return "\n".join(out)
 
