@@ -458,23 +458,22 @@ def _formats(formats: str) -> list[str]:
 
 
 def _check_report_dir(report_dir: str | os.PathLike[str]) -> None:
-    """Make sure reports can be written into report_dir (created if missing), before a run
-    spends any time: a CrawlerError (exit 1) names the directory and what is wrong."""
-    import tempfile
-
+    """Make sure reports can be written into report_dir before a run spends any time on the
+    network: a CrawlerError (exit 1) names the directory and what is wrong. Nothing is created
+    here (a run that fails for another reason leaves no empty directory behind)."""
     directory = Path(report_dir)
-    if directory.exists() and not directory.is_dir():
-        raise CrawlerError(f"report dir {directory}: not a directory")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CrawlerError(f"report dir {directory}: cannot create it ({exc.strerror})") from None
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=directory)
-    except OSError as exc:
-        raise CrawlerError(f"report dir {directory}: cannot write in it ({exc.strerror})") from None
-    os.close(fd)
-    os.unlink(probe)
+    if directory.exists():
+        if not directory.is_dir():
+            raise CrawlerError(f"report dir {directory}: not a directory")
+        where = directory
+    else:  # the nearest existing ancestor must be a directory the reports can be created in
+        where = directory.parent
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        if not where.is_dir():
+            raise CrawlerError(f"report dir {directory}: cannot create it ({where} is a file)")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise CrawlerError(f"report dir {directory}: cannot write in {where} (permission denied)")
 
 
 async def _run_cancellable(coro: Any) -> Any:
