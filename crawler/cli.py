@@ -1583,19 +1583,27 @@ def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
 
 
 @cli.command()
-@click.option("--run", "run_id", type=int, required=True, help="The run to work on.")
+@click.option(
+    "--run", "run_id", type=int, default=None, help="The run to work on (default: every open run)."
+)
+@click.option(
+    "--once", is_flag=True, help="Without --run: stop when no run is left open (else wait)."
+)
 @db_option
 @click.option("--settings", "settings_file", type=click.File("r"), hidden=True, default=None)
 @click.option("--parent", type=int, hidden=True, default=None)
 @fetch_options
-def worker(run_id: int, db: Any, settings_file: Any, parent: int | None, **kw: Any) -> None:
-    """Work on a run of the history: lease its hosts, check their links, write the checks.
+def worker(
+    run_id: int | None, once: bool, db: Any, settings_file: Any, parent: int | None, **kw: Any
+) -> None:
+    """Work on the runs of the history: lease their hosts, check their links, write the checks.
 
-    `crawler check` starts these itself for long lists (--workers); another one started by
-    hand on the same history helps the run finish. SIGTERM or Ctrl-C stops it after it has
-    written what it finished.
+    `crawler check` starts these itself for long lists (--workers); others started by hand, on
+    this machine or (with PostgreSQL) on any other, help the runs finish. Without --run a worker
+    joins every open run in turn, and waits for new ones unless --once is given. SIGTERM or
+    Ctrl-C stops it after it has written what it finished and given its hosts back.
 
-    Example: crawler worker --run 12 --db .crawler/history.sqlite
+    Example: crawler worker --db postgresql://crawler@db.internal/links --max-concurrency 64
     """
     from crawler.engine import settings_from_json
     from crawler.pipeline import work_on_run
@@ -1605,7 +1613,7 @@ def worker(run_id: int, db: Any, settings_file: Any, parent: int | None, **kw: A
         settings = settings_from_json(json.load(settings_file))
     else:
         settings = _settings(kw)
-    sys.exit(work_on_run(db, run_id, settings, parent))
+    sys.exit(work_on_run(db, run_id, settings, parent, once=once))
 
 
 def main() -> None:

@@ -408,6 +408,41 @@ class PgStore(Store):
     def _as_stored(text: str) -> str:
         return text.replace("\x00", "\ufffd")  # as _clean writes it
 
+    @reconnecting
+    def lease_host(self, run_id: int, owner: str, seconds: float, now: float) -> str | None:
+        """Lease the run's open host with the most URLs whose lease is free or expired.
+
+        The claim of a queue on PostgreSQL: the row is chosen `FOR UPDATE SKIP LOCKED`, so
+        workers leasing at the same moment each get a different host, none waits on another,
+        and a host just leased by another is seen with its lease and passed over.
+        """
+        free = "(lease_owner IS NULL OR lease_expires < ?)"
+        with self.transaction() as c:
+            r = c.execute(
+                "UPDATE run_hosts SET lease_owner = ?, lease_expires = ?, leases = leases + 1 "
+                "WHERE run_id = ? AND host = (SELECT host FROM run_hosts "
+                f"WHERE run_id = ? AND done = 0 AND {free} ORDER BY urls DESC, host LIMIT 1 "
+                "FOR UPDATE SKIP LOCKED) RETURNING host",
+                (owner, now + seconds, run_id, run_id, now),
+            ).fetchone()
+            return None if r is None else str(r[0])
+
+    # The frontier's other steps run the SQLite store's SQL. Each is a read or a write that is
+    # harmless twice (writing a URL's checks is idempotent per run and URL), so a lost
+    # connection is opened again and the step run once more. plan_run is not: a second try
+    # could plan the run twice.
+    run_plan = reconnecting(Store.run_plan)
+    pending = reconnecting(Store.pending)
+    renew_leases = reconnecting(Store.renew_leases)
+    release_host = reconnecting(Store.release_host)
+    release_stale_leases = reconnecting(Store.release_stale_leases)
+    write_finished = reconnecting(Store.write_finished)
+    open_hosts = reconnecting(Store.open_hosts)
+    open_run = reconnecting(Store.open_run)
+    checked = reconnecting(Store.checked)
+    finish_run = reconnecting(Store.finish_run)
+    trend = reconnecting(Store.trend)
+
     def plan_run(
         self,
         started_at: datetime,

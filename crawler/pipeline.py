@@ -272,8 +272,20 @@ def _stop(procs: Sequence[tuple[subprocess.Popen[bytes], object]]) -> None:
             close()
 
 
-def work_on_run(db: Db, run_id: int, settings: FetchSettings, parent: int | None = None) -> int:
-    """`crawler worker`: work on one run of the store at db until it is done; the exit code.
+#: Seconds between looks for an open run, for a `crawler worker` with nothing to do.
+JOIN_POLL_SECONDS = 2.0
+
+
+def work_on_run(
+    db: Db,
+    run_id: int | None,
+    settings: FetchSettings,
+    parent: int | None = None,
+    once: bool = True,
+) -> int:
+    """`crawler worker`: work on one run of the store at db until it is done (or, without a
+    `run_id`, on each open run in turn: until none is left with `once`, else forever); the exit
+    code.
 
     SIGTERM (and Ctrl-C, unless started by a parent, which decides about interruptions) ends
     the worker once it has written what it finished and given its hosts back. With a `parent`,
@@ -295,7 +307,6 @@ def work_on_run(db: Db, run_id: int, settings: FetchSettings, parent: int | None
         assert task is not None
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        worker = Worker(store, run_id, settings, alive=alive)
 
         async def watch_parent() -> None:
             while alive():  # noqa: ASYNC110 - nothing to wait on but the parent's pid
@@ -304,7 +315,17 @@ def work_on_run(db: Db, run_id: int, settings: FetchSettings, parent: int | None
 
         watcher = asyncio.create_task(watch_parent())
         try:
-            await worker.run()
+            if run_id is not None:
+                await Worker(store, run_id, settings, alive=alive).run()
+                return
+            while True:
+                open_id = store.open_run()
+                if open_id is not None:
+                    await Worker(store, open_id, settings, alive=alive).run()
+                elif once:
+                    return
+                else:
+                    await asyncio.sleep(JOIN_POLL_SECONDS)
         finally:
             watcher.cancel()
 

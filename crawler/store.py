@@ -498,6 +498,15 @@ class Store:
         ).fetchone()
         return int(r[0])
 
+    def open_run(self) -> int | None:
+        """The oldest running run with hosts left to check (for `crawler worker` without --run)."""
+        r = self.conn.execute(
+            "SELECT id FROM runs WHERE status = 'running' AND EXISTS "
+            "(SELECT 1 FROM run_hosts WHERE run_hosts.run_id = runs.id AND done = 0) "
+            "ORDER BY id LIMIT 1"
+        ).fetchone()
+        return int(r[0]) if r is not None else None
+
     def checked(self, run_id: int) -> int:
         """Checks written for the run so far."""
         r = self.conn.execute("SELECT count(*) FROM checks WHERE run_id = ?", (run_id,)).fetchone()
