@@ -660,3 +660,16 @@ def test_restart_of_postgresql_mid_run_the_processes_reconnect_and_finish(
     for p in procs:
         assert p.returncode == 0, errs[p.pid]
     _exactly_once(url)
+
+
+def test_a_worker_with_once_and_nothing_open_ends_at_once_and_a_bad_database_is_one_line(
+    pg_url: str,
+) -> None:
+    proc = _crawler("worker", "--db", pg_url, "--once")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    bad = f"postgresql://crawler@127.0.0.1:{free_port()}/x"
+    proc = _crawler("worker", "--db", bad, "--once")
+    assert proc.returncode == 1
+    assert len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.startswith(f"Error: cannot connect to the history database {bad}: ")
