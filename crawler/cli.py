@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import click
 
 from crawler import __version__
+from crawler import settings as st
 from crawler.config import (
     ALL_FORMATS,
     DEFAULT_ARCHIVE_ENDPOINT,
@@ -94,7 +95,7 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--max-concurrency",
             envvar="CRAWLER_MAX_CONCURRENCY",
-            type=click.IntRange(1, 1024),
+            type=st.Int(1, 1024),
             default=DEFAULT_MAX_CONCURRENCY,
             show_default=True,
             help="Requests in flight over all hosts.",
@@ -102,7 +103,7 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--host-concurrency",
             envvar="CRAWLER_HOST_CONCURRENCY",
-            type=click.IntRange(1, 256),
+            type=st.Int(1, 256),
             default=DEFAULT_HOST_CONCURRENCY,
             show_default=True,
             help="Requests in flight to one host.",
@@ -110,7 +111,7 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--host-interval",
             envvar="CRAWLER_HOST_INTERVAL",
-            type=click.FloatRange(0, 60),
+            type=st.Number(0, 60, "seconds"),
             default=DEFAULT_HOST_INTERVAL,
             show_default=True,
             help="Minimum seconds between request starts on one host.",
@@ -118,7 +119,7 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--timeout",
             envvar="CRAWLER_TIMEOUT",
-            type=click.FloatRange(0.1, 600),
+            type=st.Number(0.1, 600, "seconds"),
             default=DEFAULT_TIMEOUT,
             show_default=True,
             help="Seconds for connecting and for each read; one attempt may take 3x this in all.",
@@ -126,7 +127,7 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--retries",
             envvar="CRAWLER_RETRIES",
-            type=click.IntRange(0, 10),
+            type=st.Int(0, 10),
             default=DEFAULT_RETRIES,
             show_default=True,
             help="Retries after the first attempt (timeouts, resets, 429, 5xx, anti-robot pages).",
@@ -134,7 +135,7 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--backoff",
             envvar="CRAWLER_BACKOFF",
-            type=click.FloatRange(0, 300),
+            type=st.Number(0, 300, "seconds"),
             default=DEFAULT_BACKOFF_INITIAL,
             show_default=True,
             help="Base of the exponential backoff between retries, seconds (with full jitter).",
@@ -142,6 +143,7 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--user-agent",
             envvar="CRAWLER_USER_AGENT",
+            type=st.Text(),
             default=DEFAULT_USER_AGENT,
             show_default=False,
             help="User-Agent header.",
@@ -149,7 +151,7 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--max-body",
             envvar="CRAWLER_MAX_BODY",
-            type=click.IntRange(1024, 1 << 30),
+            type=st.Int(1024, 1 << 30),
             default=DEFAULT_MAX_BODY,
             show_default=True,
             help="Bytes of a page read for its title and summary.",
@@ -157,20 +159,21 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--accept",
             envvar="CRAWLER_ACCEPT",
+            type=st.Statuses(),
             default="",
             help="Extra HTTP statuses that count as alive, comma-separated (e.g. 403,999).",
         ),
         click.option(
             "--cookie-jar",
             envvar="CRAWLER_COOKIE_JAR",
-            type=click.Path(dir_okay=False, exists=True, path_type=Path),
+            type=st.FilePath(must_exist=True),
             default=None,
             help="A Netscape cookies.txt file; each cookie goes only to its own domain.",
         ),
         click.option(
             "--transport",
             envvar="CRAWLER_TRANSPORT",
-            type=click.Choice(["httpx", "aiohttp"]),
+            type=st.Choice("httpx", "aiohttp"),
             default=DEFAULT_TRANSPORT,
             show_default=True,
             help="HTTP transport under the httpx API: aiohttp's pool (fast) or httpx's own.",
@@ -178,6 +181,7 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--no-private",
             envvar="CRAWLER_NO_PRIVATE",
+            type=st.Bool(),
             is_flag=True,
             default=False,
             help="Exclude links to loopback, private, link-local or cloud metadata addresses "
@@ -202,7 +206,7 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--workers",
             envvar="CRAWLER_WORKERS",
-            type=click.IntRange(0, 64),
+            type=st.Int(0, 64),
             default=0,
             show_default=True,
             help="Worker processes, each leasing hosts from the history; 0 = one per core for "
@@ -214,23 +218,12 @@ def fetch_options(fn: F) -> F:
     return fn
 
 
-def _accept(value: str) -> frozenset[int]:
-    codes = set()
-    for part in value.replace(" ", "").split(","):
-        if not part:
-            continue
-        if not part.isdigit() or not 100 <= int(part) < 1000:
-            raise click.BadParameter(f"{part!r} is not an HTTP status code", param_hint="--accept")
-        codes.add(int(part))
-    return frozenset(codes)
-
-
 def _settings(kw: dict[str, Any]) -> FetchSettings:
     ctx = click.get_current_context(silent=True)
     fc = ctx.find_object(FileConfig) if ctx else None
     return FetchSettings(
         hosts=fc.hosts if fc else {},
-        accept=_accept(kw["accept"]),
+        accept=kw["accept"],
         cookie_jar=str(kw["cookie_jar"]) if kw["cookie_jar"] else None,
         max_concurrency=kw["max_concurrency"],
         host_concurrency=kw["host_concurrency"],
@@ -270,6 +263,14 @@ class _Group(click.Group):
             raise _ToolError(str(exc), exc.exit_code) from exc
 
 
+_CONFIG_PATH = "crawler.config_path"  # ctx.meta keys, shared by the group and its commands
+_VERBOSE = "crawler.verbose"
+_CONFIG_HELP = (
+    "Configuration file (default: crawler.toml or [tool.crawler] in pyproject.toml, "
+    "looked for from the current directory upward)."
+)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="crawler")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
@@ -279,8 +280,7 @@ class _Group(click.Group):
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="CRAWLER_CONFIG",
     default=None,
-    help="Configuration file (default: crawler.toml or [tool.crawler] in pyproject.toml, "
-    "looked for from the current directory upward).",
+    help=_CONFIG_HELP,
 )
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, config_path: Path | None) -> None:
@@ -290,39 +290,86 @@ def cli(ctx: click.Context, verbose: int, config_path: Path | None) -> None:
     """
     import logging  # here, not at the top: `crawler extract` starts faster without it
 
-    level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=_log_level(verbose), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    if ctx.invoked_subcommand == "extract" and config_path is None:
+    # The configuration is read by each command (common_options), which may name another.
+    ctx.meta[_VERBOSE] = verbose
+    ctx.meta[_CONFIG_PATH] = config_path
+
+
+def _log_level(verbose: int) -> int:
+    return 30 - 10 * min(verbose, 2)  # WARNING, INFO, DEBUG
+
+
+def _more_verbose(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    """-v given after the command: add to the count given before it."""
+    if value:
+        import logging
+
+        ctx.meta[_VERBOSE] = ctx.meta.get(_VERBOSE, 0) + value
+        logging.getLogger().setLevel(_log_level(ctx.meta[_VERBOSE]))
+
+
+def _use_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    """Read the configuration file (--config after the command wins over one before it) and
+    make its settings this command's defaults, before any other option is read."""
+    path = value or ctx.meta.get(_CONFIG_PATH)
+    assert ctx.command.name is not None
+    if ctx.command.name == "extract" and path is None:
         return  # reading saved pages uses no setting: skip looking for a configuration file
-    path = config_path or find_config(Path.cwd())
+    path = path or find_config(Path.cwd())
+    ctx.meta[_CONFIG_PATH] = path
     fc = load_config(path) if path is not None else FileConfig()
     ctx.obj = fc
-    ctx.default_map = _default_map(ctx, fc)
+    ctx.default_map = _default_map(ctx.find_root(), fc).get(ctx.command.name, {})
+
+
+def common_options(fn: F) -> F:
+    """-v and --config, accepted after the command as well as before it."""
+    fn = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        is_eager=True,
+        expose_value=False,
+        callback=_use_config,
+        help=_CONFIG_HELP,
+    )(fn)
+    return click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        is_eager=True,
+        expose_value=False,
+        callback=_more_verbose,
+        help="More log output (-vv for debug).",
+    )(fn)
+
+
+def _file_options(group: click.Group) -> dict[str, click.Parameter]:
+    """Every option a configuration file may set, by name."""
+    params: dict[str, click.Parameter] = {}
+    for cmd in group.commands.values():
+        for p in cmd.params:
+            if isinstance(p, click.Option) and p.name and p.name not in FILE_IGNORED:
+                params.setdefault(p.name, p)
+    return params
 
 
 def _default_map(ctx: click.Context, fc: FileConfig) -> dict[str, dict[str, Any]]:
     """The file's settings as click defaults for every command that has them, validated."""
     group = ctx.command
     assert isinstance(group, click.Group)
-    params: dict[str, click.Parameter] = {}
-    for cmd in group.commands.values():
-        for p in cmd.params:
-            if isinstance(p, click.Option) and p.name and p.name not in FILE_IGNORED:
-                params.setdefault(p.name, p)
+    params = _file_options(group)
+    keys = {st.file_key(name): name for name in params}
     out: dict[str, dict[str, Any]] = {}
     for key, raw in fc.values.items():
-        name = key.replace("-", "_")
-        name = {"format": "formats"}.get(name, name)
-        param = params.get(name)
-        if param is None:
+        name = keys.get(key.replace("-", "_"))
+        if name is None:
             raise ConfigError(f"{fc.path}: {key}: unknown setting (see 'crawler config')")
-        value = ",".join(map(str, raw)) if name == "accept" and isinstance(raw, list) else raw
-        try:
-            param.type_cast_value(ctx, value)
-        except click.BadParameter as exc:
-            raise ConfigError(f"{fc.path}: {key}: {exc.message}") from None
+        value = st.check_file_value(fc.path, key, params[name], raw)
         for cname, cmd in group.commands.items():
             if any(p.name == name for p in cmd.params):
                 out.setdefault(cname, {})[name] = value
@@ -330,7 +377,7 @@ def _default_map(ctx: click.Context, fc: FileConfig) -> dict[str, dict[str, Any]
 
 
 #: Options that make no sense in a configuration file.
-FILE_IGNORED = frozenset({"run_id", "as_json", "url", "help"})
+FILE_IGNORED = frozenset({"run_id", "as_json", "url", "help", "config_path", "verbose"})
 
 
 class _Progress:
@@ -378,24 +425,6 @@ def _summary_lines(run: Run, paths: list[Path]) -> list[str]:
     for p in paths:
         lines.append(f"report: {p}")
     return lines
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    """A duration like 90, 90s, 30m, 12h, 2d or 1w."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, timedelta):
-            return value
-        m = _DURATION.match(str(value))
-        if not m:
-            self.fail(f"{value!r} is not a duration like 30m, 12h or 2d", param, ctx)
-        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 
 
 class DbType(click.ParamType):  # type: ignore[type-arg]
@@ -857,12 +886,14 @@ def _lease_seconds() -> float:
 
 
 @cli.command()
+@common_options
 @input_options
 @report_dir_option
 @click.option(
     "--format",
     "formats",
     envvar="CRAWLER_FORMAT",
+    type=st.Words(*ALL_FORMATS),
     default=",".join(DEFAULT_FORMATS),
     show_default=True,
     help="Reports to write, comma-separated: json, md, html, junit, sarif.",
@@ -871,27 +902,27 @@ def _lease_seconds() -> float:
 @click.option("--no-history", is_flag=True, help="Neither read nor write the history database.")
 @click.option(
     "--max-age",
-    type=Duration(),
+    type=st.Duration(),
     default=None,
     help="Reuse results younger than this (e.g. 12h) instead of fetching; never errors/blocks.",
 )
 @click.option(
     "--only",
-    type=click.Choice(["all", "failing"]),
+    type=st.Choice("all", "failing"),
     default="all",
     show_default=True,
     help="'failing' refetches only the URLs whose last verdict was not ok.",
 )
 @click.option(
     "--confirm-runs",
-    type=click.IntRange(1, 100),
+    type=st.Int(1, 100),
     default=DEFAULT_CONFIRM_RUNS,
     show_default=True,
     help="Failing runs before an uncertain failure (error) counts as dead.",
 )
 @click.option(
     "--confirm-days",
-    type=click.FloatRange(0, 365),
+    type=st.Number(0, 365, "days"),
     default=DEFAULT_CONFIRM_DAYS,
     show_default=True,
     help="Days those failing runs must span.",
@@ -1027,6 +1058,7 @@ def _nothing_to_check(sources: list[str], excluded: int) -> None:
 
 
 @cli.command()
+@common_options
 @click.option(
     "--run",
     "run_id",
@@ -1070,6 +1102,7 @@ def report(run_id: int | None, report_dir: Path, formats: str, db: Path) -> None
 
 
 @cli.command()
+@common_options
 @click.argument("url")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per check.")
@@ -1129,6 +1162,7 @@ def history(url: str, db: Path, as_json: bool) -> None:
 
 
 @cli.command()
+@common_options
 @click.argument("urls", nargs=-1, required=True)
 @db_option
 def accept(urls: tuple[str, ...], db: Path) -> None:
@@ -1159,6 +1193,7 @@ def accept(urls: tuple[str, ...], db: Path) -> None:
 
 
 @cli.command()
+@common_options
 @click.argument("post", type=click.Path(dir_okay=False, path_type=Path))
 @db_option
 @click.option("--fresh", is_flag=True, help="Run a check of POST first instead of using the last.")
@@ -1359,6 +1394,7 @@ def db_copy(source: Any, dest: Any) -> None:
 
 
 @cli.command()
+@common_options
 @input_options
 @remap_option
 def links(
@@ -1391,50 +1427,38 @@ def links(
 
 
 @cli.command("config")
+@common_options
 @click.pass_context
 def config_cmd(ctx: click.Context) -> None:
-    """Print the effective settings of 'crawler check' and where each one comes from.
+    """Print the effective settings of 'crawler check' as a configuration file, each with
+    where it comes from: `crawler config > crawler.toml` writes a file that reads back the same.
+
+    Header and cookie values are secrets and never printed.
 
     Example: crawler --config crawler.toml config
     """
+    from crawler.configfile import render_config
+
     fc = ctx.find_object(FileConfig) or FileConfig()
     assert ctx.parent is not None
-    sub = check.make_context("check", ["-"], parent=ctx.parent, resilient_parsing=True)
-    click.echo(f"# configuration file: {fc.path or '(none found)'}")
+    sub = check.make_context("check", ["-"], parent=ctx.parent)
     names = {
         click.core.ParameterSource.COMMANDLINE: "flag",
         click.core.ParameterSource.ENVIRONMENT: "environment",
         click.core.ParameterSource.DEFAULT_MAP: "file",
-        click.core.ParameterSource.DEFAULT: "default",
     }
+    entries = []
     for p in check.params:
-        if not isinstance(p, click.Option) or not p.name or p.name in ("help", "quiet"):
+        if not isinstance(p, click.Option) or not p.name or p.name in ("include", "exclude"):
+            continue  # include/exclude: the file's patterns, listed by render_config
+        if p.name in FILE_IGNORED or p.name == "quiet":
             continue
-        src = sub.get_parameter_source(p.name)
+        source = names.get(sub.get_parameter_source(p.name), "default")  # type: ignore[arg-type]
         value = sub.params.get(p.name)
         if p.name == "header" and value:  # header values may be secrets (tokens): names only
             value = [f"{name}: (value hidden)" for name, _ in value]
-        shown = json.dumps(
-            value if not isinstance(value, Path | timedelta) else str(value), default=str
-        )
-        click.echo(f"{p.name} = {shown}  # {names.get(src, 'default') if src else 'default'}")
-    for host, rule in fc.hosts.items():
-        secret = f"{len(rule.headers)} headers, {len(rule.cookies)} cookies (values hidden)"
-        extra = []
-        if rule.user_agent:
-            extra.append(f"user_agent={json.dumps(rule.user_agent)}")
-        if rule.concurrency:
-            extra.append(f"concurrency={rule.concurrency}")
-        if rule.interval is not None:
-            extra.append(f"interval={rule.interval}")
-        if rule.accept:
-            extra.append(f"accept={sorted(rule.accept)}")
-        click.echo(
-            f"hosts.{json.dumps(host)}: {secret}{', ' if extra else ''}{', '.join(extra)}  # file"
-        )
-    for kind, pats in (("include", fc.include), ("exclude", fc.exclude)):
-        for pat in pats:
-            click.echo(f"{kind} += {json.dumps(pat.pattern)}  # file")
+        entries.append((st.file_key(p.name), value, source))
+    click.echo(render_config(entries, fc, secret=("header",)), nl=False)
 
 
 #: Fewer pages than this are read in one process: a fork costs more than it saves.
@@ -1526,6 +1550,7 @@ def _extract_in_child(
 
 
 @cli.command()
+@common_options
 @click.argument("pages", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--url", default=None, help="The URL the page was saved from (selects site rules).")
 @click.option(
@@ -1583,6 +1608,7 @@ def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
 
 
 @cli.command()
+@common_options
 @click.option(
     "--run", "run_id", type=int, default=None, help="The run to work on (default: every open run)."
 )

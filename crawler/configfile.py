@@ -7,10 +7,12 @@ accept exactly the same things.
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,8 @@ class FileConfig:
     values: Mapping[str, Any] = field(default_factory=dict)  # option name → raw value
     hosts: Mapping[str, HostRule] = field(default_factory=dict)
     include: tuple[re.Pattern[str], ...] = ()
-    exclude: tuple[re.Pattern[str], ...] = ()
+    exclude: tuple[re.Pattern[str], ...] = ()  # the file's, then .crawlerignore's
+    ignored: tuple[re.Pattern[str], ...] = ()  # .crawlerignore's alone
 
 
 def find_config(start: Path) -> Path | None:
@@ -88,9 +91,15 @@ def load_config(path: Path) -> FileConfig:
     include = _patterns(path, f"{prefix}include", data.get("include", []))
     exclude = _patterns(path, f"{prefix}exclude", data.get("exclude", []))
     ignore = path.parent / IGNORE_FILE
-    if ignore.is_file():
-        exclude += read_ignore_file(ignore)
-    return FileConfig(path=path, values=values, hosts=hosts, include=include, exclude=exclude)
+    ignored = read_ignore_file(ignore) if ignore.is_file() else ()
+    return FileConfig(
+        path=path,
+        values=values,
+        hosts=hosts,
+        include=include,
+        exclude=exclude + ignored,
+        ignored=ignored,
+    )
 
 
 def read_ignore_file(path: Path) -> tuple[re.Pattern[str], ...]:
@@ -166,3 +175,60 @@ def _host_rule(path: Path, key: str, value: Any) -> HostRule:
         interval=float(rule["interval"]) if "interval" in rule else None,
         accept=frozenset(rule.get("accept", [])),
     )
+
+
+def toml_value(value: Any) -> str:
+    """value written as TOML, in the form the settings read back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, timedelta):
+        from crawler.settings import format_duration
+
+        return toml_value(format_duration(value))
+    if isinstance(value, frozenset | set):
+        return toml_value(sorted(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    # A JSON string is a TOML basic string, but for DEL, which TOML wants escaped.
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def render_config(
+    entries: Iterable[tuple[str, Any, str]], fc: FileConfig, secret: Iterable[str] = ()
+) -> str:
+    """A configuration file of entries (key, value, where it came from) and fc's patterns and
+    host rules. Unset values are comments, and so are the `secret` keys (whose values the
+    caller hid): header and cookie values are never written."""
+    hidden = set(secret)
+    lines = [f"# crawler configuration; file read: {fc.path or '(none found)'}"]
+    for key, value, source in entries:
+        if value is None:
+            lines.append(f"# {key} = (not set)  # {source}")
+        elif key in hidden and value:
+            lines.append(f"# {key} = {toml_value(value)}  # {source}; values are secret: copy them")
+        else:
+            lines.append(f"{key} = {toml_value(value)}  # {source}")
+    own_exclude = fc.exclude[: len(fc.exclude) - len(fc.ignored)]
+    for key, pats in (("include", fc.include), ("exclude", own_exclude)):
+        src = "file" if pats else "default"
+        lines.append(f"{key} = {toml_value([p.pattern for p in pats])}  # {src}")
+    for pat in fc.ignored:
+        lines.append(f"# exclude (from {IGNORE_FILE}): {toml_value(pat.pattern)}")
+    for host, rule in fc.hosts.items():
+        lines.append("")
+        lines.append(f"[hosts.{toml_value(host)}]")
+        if rule.user_agent is not None:
+            lines.append(f"user_agent = {toml_value(rule.user_agent)}")
+        if rule.concurrency is not None:
+            lines.append(f"concurrency = {rule.concurrency}")
+        if rule.interval is not None:
+            lines.append(f"interval = {toml_value(rule.interval)}")
+        if rule.accept:
+            lines.append(f"accept = {toml_value(rule.accept)}")
+        for what, table in (("headers", rule.headers), ("cookies", rule.cookies)):
+            if table:
+                names = ", ".join(sorted(table))
+                lines.append(f"# {what}: {names} (values hidden; they are in {fc.path})")
+    return "\n".join(lines) + "\n"

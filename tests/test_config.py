@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ def run(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch, **kw: objec
 def config_lines(output: str) -> dict[str, str]:
     out = {}
     for line in output.splitlines():
+        if line.startswith("["):
+            break  # the top-level settings end at the first table
         if " = " in line and not line.startswith("#"):
             key, rest = line.split(" = ", 1)
             out[key] = rest
@@ -87,7 +90,12 @@ def test_flag_wins_over_env_and_file_observed_on_the_server(
     ("text", "message"),
     [
         ("colour = 'blue'\n", "colour: unknown setting"),
-        ("timeout = 'fast'\n", "timeout: 'fast' is not a valid float"),
+        ("timeout = 'fast'\n", "timeout: expected a number of seconds from 0.1 to 600, got 'fast'"),
+        ("retries = 2.5\n", "retries: expected an integer from 0 to 10, got 2.5"),
+        ("workers = true\n", "workers: expected an integer from 0 to 64, got true"),
+        ('format = "xml"\n', "format: expected some of json, md, html"),
+        ("no_private = 1\n", "no_private: expected true or false, got 1"),
+        ("accept = ['403']\n", "accept: expected HTTP status codes"),
         ("retries = 99\n", "retries:"),
         ("exclude = ['(unclosed']\n", "bad regular expression"),
         ("[hosts.'www.zhihu.com']\ncookie = 'x'\n", "hosts.www.zhihu.com.cookie: unknown key"),
@@ -183,4 +191,119 @@ def test_format_key_in_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     (tmp_path / "crawler.toml").write_text('format = "json"\n', encoding="utf-8")
     r = run(["config"], tmp_path, monkeypatch)
     assert r.exit_code == 0, r.output
-    assert config_lines(r.output)["formats"] == '"json"  # file'
+    assert config_lines(r.output)["format"] == '"json"  # file'
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "message"),
+    [
+        (
+            {"CRAWLER_TIMEOUT": "abc"},
+            [],
+            "CRAWLER_TIMEOUT (environment): expected a number of seconds from 0.1 to 600, "
+            "got 'abc'",
+        ),
+        ({"CRAWLER_RETRIES": "2.5"}, [], "CRAWLER_RETRIES (environment): expected an integer"),
+        ({"CRAWLER_NO_PRIVATE": "maybe"}, [], "CRAWLER_NO_PRIVATE (environment): expected true"),
+        ({"CRAWLER_FORMAT": "xml"}, [], "CRAWLER_FORMAT (environment): expected some of json"),
+        (
+            {},
+            ["--timeout", "0"],
+            "--timeout: expected a number of seconds from 0.1 to 600, got '0'",
+        ),
+        ({}, ["--workers", "1.5"], "--workers: expected an integer from 0 to 64, got '1.5'"),
+        ({}, ["--accept", "4O3"], "--accept: expected HTTP status codes"),
+        ({}, ["--format", "xml"], "--format: expected some of json, md, html"),
+    ],
+)
+def test_a_bad_value_from_any_source_is_one_line_naming_it(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    args: list[str],
+    message: str,
+) -> None:
+    """Flags, environment variables and the file share one validator and one error form."""
+    post = tmp_path / "p.md"
+    post.write_text("http://127.0.0.1:9/never-fetched\n", encoding="utf-8")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for cmd in (["check", str(post), *args], ["config", *args]):
+        if cmd[0] == "config" and args:
+            continue  # crawler config has no fetch flags
+        r = run(cmd, tmp_path, monkeypatch)
+        assert r.exit_code == 1, r.output
+        lines = r.output.strip().splitlines()
+        assert lines == [f"Error: {message}"] or (len(lines) == 1 and message in lines[0])
+        assert "float range" not in r.output and "Usage" not in r.output
+    assert not (tmp_path / "reports").exists()
+
+
+def test_config_output_is_a_config_file_that_reads_back_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = tmp_path / "first"
+    first.mkdir()
+    (first / "cookies.txt").write_text("# Netscape HTTP Cookie File\n", encoding="utf-8")
+    (first / "crawler.toml").write_text(
+        "retries = 4\nformat = ['json', 'md']\naccept = [403, 999]\nmax_age = '12h'\n"
+        "remap = ['^http://old/ https://new/']\n"
+        f"cookie_jar = {json.dumps(str(first / 'cookies.txt'))}\n"
+        "include = ['^https?://', 'quote\"d']\nexclude = ['example\\\\.org']\n"
+        "[hosts.'zhihu.com']\naccept = [403]\ninterval = 0.5\nuser_agent = 'UA \"x\"'\n"
+        "cookies = {z_c0 = 'secret-value'}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("CRAWLER_TIMEOUT", "3.5")
+    r = run(["config"], first, monkeypatch)
+    assert r.exit_code == 0, r.output
+    assert "secret-value" not in r.output and "= null" not in r.output
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "crawler.toml").write_text(r.output, encoding="utf-8")
+    monkeypatch.delenv("CRAWLER_TIMEOUT")
+    again = run(["config"], second, monkeypatch)
+    assert again.exit_code == 0, again.output
+
+    def settings(output: str) -> dict[str, str]:
+        return {k: v.split("  # ")[0] for k, v in config_lines(output).items()}
+
+    assert settings(again.output) == settings(r.output)
+    lines = config_lines(r.output)
+    assert lines["format"].startswith('"json,md"') and lines["accept"].startswith("[403, 999]")
+    assert lines["timeout"] == "3.5  # environment" and lines["max_age"].startswith('"12h"')
+    assert lines["remap"].startswith('["^http://old/ https://new/"]')
+    reread = load_config(second / "crawler.toml")
+    first_cfg = load_config(first / "crawler.toml")
+    assert reread.include == first_cfg.include and reread.exclude == first_cfg.exclude
+    rule = reread.hosts["zhihu.com"]
+    assert (rule.accept, rule.interval, rule.user_agent) == ({403}, 0.5, 'UA "x"')
+
+
+def test_verbose_and_config_work_after_the_command_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "other.toml").write_text("retries = 7\n", encoding="utf-8")
+    for args in (["--config", "other.toml", "config"], ["config", "--config", "other.toml"]):
+        r = run(args, tmp_path, monkeypatch)
+        assert r.exit_code == 0, r.output
+        assert config_lines(r.output)["retries"] == "7  # file", args
+    r = run(["links", "nothing-*.md", "--config", "missing.toml", "-v"], tmp_path, monkeypatch)
+    assert r.exit_code == 1 and "missing.toml: no such configuration file" in r.output
+    post = tmp_path / "p.md"
+    post.write_text("see https://example.invalid/x\n", encoding="utf-8")
+    r = run(["links", str(post), "-vv"], tmp_path, monkeypatch)
+    assert r.exit_code == 0, r.output
+
+
+def test_the_readme_example_config_is_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "crawler.toml").write_text(example, encoding="utf-8")
+    (tmp_path / "cookies.txt").write_text("# Netscape HTTP Cookie File\n", encoding="utf-8")
+    r = run(["config"], tmp_path, monkeypatch)
+    assert r.exit_code == 0, r.output
+    workers = tomllib.loads(example)["workers"]
+    assert config_lines(r.output)["workers"] == f"{workers}  # file"

@@ -61,7 +61,7 @@ def test_cookies_and_headers_go_to_their_host_only_even_across_redirects(
         if p.exists():
             assert b"s3cret" not in p.read_bytes() and b"t0ken" not in p.read_bytes()
     r = CliRunner().invoke(cli, ["config"])
-    assert "s3cret" not in r.output and "1 cookies (values hidden)" in r.output
+    assert "s3cret" not in r.output and "# cookies: session (values hidden" in r.output
 
 
 def test_host_concurrency_and_interval(
