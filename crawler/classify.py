@@ -167,7 +167,8 @@ def classify(
         return Classification(
             Verdict.ERROR,
             f"http-{status}",
-            f"server error {status} after {fetch.attempts} attempts",
+            f"server error {status}"
+            + (f" after {fetch.attempts} attempts" if fetch.attempts > 1 else ""),
         )
     if 300 <= status < 400:
         return Classification(Verdict.ERROR, f"http-{status}", "redirect without a Location")

@@ -48,7 +48,8 @@ from crawler.config import (
 )
 from crawler.configfile import FileConfig, find_config, load_config
 from crawler.errors import ConfigError, CrawlerError, NetworkDownError
-from crawler.types import ALIVE, Link, Run, Verdict
+from crawler.terminal import safe as safe
+from crawler.types import Link, Run, Verdict
 
 EXIT_OK = 0
 EXIT_TOOL = 1
@@ -57,20 +58,6 @@ EXIT_NETWORK_DOWN = 4
 EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# C0/C1 controls and ANSI escape sequences: fetched text must not drive the terminal.
-_TERMINAL_UNSAFE = re.compile(
-    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC (titles, hyperlinks), to its terminator
-    r"|\x1b\[[0-?]*[ -/]*[@-~]"  # CSI (colours, cursor moves)
-    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # C0 and C1 controls but tab and newline
-    "|[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"  # zero-width and bidi controls
-)
-
-
-def safe(text: str | None) -> str:
-    """Text fit for the terminal: control characters and escape sequences removed."""
-    return _TERMINAL_UNSAFE.sub("", text or "").replace("\n", " ")
 
 
 class HeaderParam(click.ParamType):  # type: ignore[type-arg]
@@ -408,23 +395,10 @@ class _Progress:
             click.echo("\r" + " " * 40 + "\r", nl=False, err=True)
 
 
-def _summary_lines(run: Run, paths: list[Path]) -> list[str]:
-    counts = run.counts()
-    seconds = (run.finished_at - run.started_at).total_seconds()
-    lines = [
-        f"{len(run.checks)} references, {len({c.url for c in run.checks})} URLs "
-        f"in {seconds:.1f} s: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
-    ]
-    for verdict in (Verdict.DEAD, Verdict.CHANGED, Verdict.ERROR, Verdict.BLOCKED):
-        for c in run.checks:
-            if c.verdict is verdict:
-                lines.append(
-                    f"  {verdict.value:<8} line {c.link.line:<4} {safe(c.url)}  "
-                    f"{safe(c.detail)[:160]}"
-                )
-    for p in paths:
-        lines.append(f"report: {p}")
-    return lines
+def _summary_lines(run: Run, paths: list[Path], confirm_runs: int | None = None) -> list[str]:
+    from crawler.terminal import summary_lines
+
+    return summary_lines(run, paths, confirm_runs)
 
 
 class DbType(click.ParamType):  # type: ignore[type-arg]
@@ -452,9 +426,6 @@ def db_option(fn: F) -> F:
         help="The history database: an SQLite file (a path or sqlite:///path) or "
         "postgresql://user@host:port/dbname. Env: CRAWLER_DB.",
     )(fn)
-
-
-_ALIVE_VALUES = frozenset(v.value for v in ALIVE)
 
 
 def _no_history_yet(db: Any) -> None:
@@ -626,7 +597,7 @@ def input_options(fn: F) -> F:
     fn = click.option(
         "--include",
         multiple=True,
-        help="Check only URLs matching this regex (repeatable).",
+        help="Only URLs matching this regex (repeatable; also 'include' in the config).",
     )(fn)
     return click.argument("inputs", nargs=-1, required=True)(fn)
 
@@ -952,7 +923,7 @@ def check(
     """Check every link of INPUTS, remember the results and write the broken-link reports.
 
     INPUTS are Markdown/HTML/text files, directories (searched for *.md, *.markdown, *.html,
-    *.txt), glob patterns, or - for standard input.
+    *.htm, *.txt), glob patterns, or - for standard input.
 
     Example: crawler check links.md --report-dir reports --db .crawler/history.sqlite
     """
@@ -1012,7 +983,7 @@ def check(
         from crawler.report import write_reports
 
         paths = write_reports(run, report_dir, fmts)
-    lines = _summary_lines(run, paths)
+    lines = _summary_lines(run, paths, confirm_runs)
     # and the links --no-private refused when their host name resolved to a private address
     # (web links only: local links and other schemes that are skipped are counted as skipped)
     excluded += sum(
@@ -1111,54 +1082,60 @@ def history(url: str, db: Path, as_json: bool) -> None:
 
     Example: crawler history https://mp.weixin.qq.com/s/zEqgDh6_fnDgXEI8MC9cmg
     """
+    from crawler import listings
     from crawler.db import open_store
 
     _no_history_yet(db)
     store = open_store(db)
     try:
         rows = store.url_history(url)
+        if not rows:  # the URL the check ended at, or the same URL over http/https
+            twin = listings.other_scheme(url)
+            rows = store.checks_matching([url, twin] if twin else [url])
+            if rows:
+                found = ", ".join(sorted({r["url"] for r in rows}))
+                click.echo(f"{url}: not in the history itself; showing {found}", err=True)
     finally:
         store.close()
     if not rows:
         raise CrawlerError(f"{url} has never been checked in {db}")
-    last_run = None
+    seen: set[tuple[int, str]] = set()
     for r in rows:
-        if r["run_id"] == last_run:
+        if (r["run_id"], r["url"]) in seen:
             continue  # the same URL listed twice in one run
-        last_run = r["run_id"]
-        # a 404 page's title is not the page's
-        title = r["title"] if r["verdict"] in _ALIVE_VALUES else None
-        if as_json:
-            keys = (
-                "run_id",
-                "checked_at",
-                "verdict",
-                "raw_verdict",
-                "reason",
-                "detail",
-                "http_status",
-                "final_url",
-                "title",
-                "run_status",
-                "network_down",
-                "cached",
-            )
-            record = {k: r[k] for k in keys} | {"title": title}
-            click.echo(json.dumps(record, ensure_ascii=False))
-            continue
-        flags = []
-        if r["network_down"]:
-            flags.append("network down")
-        if r["run_status"] != "complete":
-            flags.append(r["run_status"])
-        if r["cached"]:
-            flags.append("cached")
-        extra = f" [{', '.join(flags)}]" if flags else ""
-        status = r["http_status"] if r["http_status"] is not None else "-"
+        seen.add((r["run_id"], r["url"]))
+        record = listings.history_record(r)
         click.echo(
-            f"{r['checked_at'][:19]}  run {r['run_id']:<4} {r['verdict']:<10} {status!s:<4} "
-            f"{safe(r['reason'])}{extra}  {safe(title or '')[:80]}"
+            json.dumps(record, ensure_ascii=False) if as_json else listings.history_line(record)
         )
+
+
+@cli.command()
+@common_options
+@db_option
+@click.option(
+    "--limit", type=click.IntRange(1), default=30, show_default=True, help="Newest runs shown."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
+def runs(db: Path, limit: int, as_json: bool) -> None:
+    """List the runs in the history, oldest first: id, started, finished, status (complete,
+    interrupted, partial, running or network-down), counts per verdict and the posts checked.
+
+    Example: crawler runs --limit 7
+    """
+    from crawler import listings
+    from crawler.db import open_store
+
+    _no_history_yet(db)
+    store = open_store(db)
+    try:
+        infos = store.runs(limit=limit)
+        counted = store.checked_counts([i.id for i in infos if not i.counts])
+    finally:
+        store.close()
+    for info in infos:
+        record = listings.run_record(info, info.counts or counted.get(info.id, {}))
+        click.echo(json.dumps(record, ensure_ascii=False) if as_json else listings.run_line(record))
 
 
 @cli.command()
@@ -1468,11 +1445,15 @@ _EXTRACT_PAGES_PER_JOB = 16
 def _page_line(page: Path, url: str | None) -> tuple[str, bool]:
     """The JSON line `crawler extract` prints for one saved page, and whether it was read."""
     from crawler.extract import extract_meta
+    from crawler.inputs import is_binary
 
     try:
         body = page.read_bytes()
     except OSError as exc:
         return json.dumps({"file": str(page), "error": exc.strerror or str(exc)}), False
+    if is_binary(body):  # as `check` refuses a binary post
+        error = "is a binary file (contains NUL bytes), not an HTML page"
+        return json.dumps({"file": str(page), "error": error}), False
     meta = extract_meta(body, url=url, with_hash=False)
     line = json.dumps(
         {

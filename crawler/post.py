@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from crawler.errors import InputError
 from crawler.extract.decode import detect_encoding
+from crawler.inputs import is_binary
 from crawler.types import Link
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def read_post(path: str | os.PathLike[str], every: bool = False) -> tuple[str, l
         raise InputError(f"{name}: permission denied") from None
     except OSError as exc:
         raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
-    if b"\x00" in data:
+    if is_binary(data):
         raise InputError(f"{name}: is a binary file (contains NUL bytes), not a text post")
     try:
         encoding = detect_encoding(data)
@@ -80,7 +81,7 @@ POST_SUFFIXES = (".md", ".markdown", ".html", ".htm", ".txt")
 
 def read_stdin(data: bytes, every: bool = False) -> tuple[str, list[Link]]:
     """Decode a post given on standard input and return its text and links (source "-")."""
-    if b"\x00" in data:
+    if is_binary(data):
         raise InputError("-: standard input is binary (contains NUL bytes), not a text post")
     try:
         encoding = detect_encoding(data)

@@ -717,6 +717,32 @@ class Store:
             (url,),
         ).fetchall()
 
+    def checks_matching(self, urls: Sequence[str]) -> list[sqlite3.Row]:
+        """Every stored check whose URL or final URL is one of urls, oldest first, with its
+        run's status (url_history's columns)."""
+        marks = ", ".join("?" * len(urls))
+        return self.conn.execute(
+            "SELECT c.*, r.status AS run_status, r.network_down FROM checks c "
+            f"JOIN runs r ON r.id = c.run_id WHERE c.url IN ({marks}) OR c.final_url IN ({marks}) "
+            "ORDER BY c.checked_at, c.id",
+            (*urls, *urls),
+        ).fetchall()
+
+    def checked_counts(self, run_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+        """Checks per verdict of each run, counted from the checks table (for runs that ended
+        without their counts: interrupted, killed or still running)."""
+        out: dict[int, dict[str, int]] = {}
+        if not run_ids:
+            return out
+        marks = ", ".join("?" * len(run_ids))
+        for r in self.conn.execute(
+            "SELECT run_id, verdict, COUNT(*) AS n FROM checks "
+            f"WHERE run_id IN ({marks}) GROUP BY run_id, verdict",
+            tuple(run_ids),
+        ):
+            out.setdefault(int(r["run_id"]), {})[r["verdict"]] = int(r["n"])
+        return out
+
 
 _CHECK_COLUMNS = (
     "run_id", "url", "source", "line", "section", "listed_title", "verdict", "raw_verdict",

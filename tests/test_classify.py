@@ -226,3 +226,11 @@ def test_normalize_title_drops_exactly_the_ignorable_characters(title: str) -> N
     s = unicodedata.normalize("NFKC", s)
     expected = unicodedata.normalize("NFKC", "".join(ch for ch in s if not _ignorable(ch)))
     assert normalize_title(title) == expected
+
+
+@pytest.mark.parametrize(
+    ("attempts", "detail"), [(1, "server error 500"), (3, "server error 500 after 3 attempts")]
+)
+def test_server_error_detail_counts_attempts_only_when_retried(attempts: int, detail: str) -> None:
+    c = classify(make_fetch_result(status=500, attempts=attempts), None, "x")
+    assert c.detail == detail

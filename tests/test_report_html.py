@@ -255,7 +255,26 @@ def test_history_is_shown() -> None:
     assert "2026-11-20" in text  # steady ok since four days before T0
     assert "2026-11-22" in text and "3 failing runs" in text
     assert "network down" in html
-    assert "Broken (dead + error): 0 on 2026-11-21, 0 at the previous run, 1 now." in text
+    assert "Broken (dead + error): 1 now, 0 at the previous run (2026-11-22)." in text
+
+
+@pytest.mark.parametrize(
+    ("broken", "note"),
+    [
+        ((6, 6, 6), "Broken (dead + error): 6 now, unchanged since 2026-11-21."),
+        (
+            (6, 4, 4),
+            "Broken (dead + error): 4 now, 4 at the previous run (2026-11-23), 6 on 2026-11-21.",
+        ),
+        ((6, 6, 4), "Broken (dead + error): 4 now, 6 at the previous run (2026-11-23)."),
+    ],
+)
+def test_trend_note_says_only_what_differs(broken: tuple[int, int, int], note: str) -> None:
+    earlier = [make_totals(3 - i, dead=n) for i, n in enumerate(broken[:2])]
+    earlier[1] = make_totals(1, dead=broken[1])
+    run = make_run(*[make_check(f"https://x.example/{i}", Verdict.DEAD) for i in range(broken[2])])
+    text = "".join(parse(render(with_trend(run, *earlier), "html")).text)
+    assert note in text
 
 
 def test_newly_broken_and_recovered_come_first() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
@@ -665,12 +665,21 @@ def _trend(run: Run) -> tuple[tuple[Column, ...], str]:
     elif len(judged) < 2:
         note = "No earlier judged run to compare with (the network was down)."
     else:
-        (first_at, first), (_, prev), (_, now) = judged[0], judged[-2], judged[-1]
-        note = (
-            f"Broken (dead + error): {broken(first)} on {_utc(first_at):%Y-%m-%d}, "
-            f"{broken(prev)} at the previous run, {broken(now)} now."
-        )
+        note = _trend_note([(at, broken(counts)) for at, counts in judged])
     return tuple(columns), note
+
+
+def _trend_note(judged: Sequence[tuple[datetime, int]]) -> str:
+    """The sentence under the chart: broken links now against the previous and the first
+    judged run shown, saying only what differs (at least two runs)."""
+    (first_at, first), (prev_at, prev), (_, now) = judged[0], judged[-2], judged[-1]
+    text = f"Broken (dead + error): {now} now"
+    if now == prev == first:
+        return text + f", unchanged since {_utc(first_at):%Y-%m-%d}."
+    text += f", {prev} at the previous run ({_utc(prev_at):%Y-%m-%d})"
+    if len(judged) > 2 and first != prev:
+        text += f", {first} on {_utc(first_at):%Y-%m-%d}"
+    return text + "."
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import TextIO
 
+from crawler.advice import advice
 from crawler.report.notes import partial_note
 from crawler.types import Check, Run, Verdict
 
@@ -92,6 +93,7 @@ def render(run: Run) -> str:
         if not group:
             continue
         out += [f"## {HEADINGS[verdict]} ({len(group)})", ""]
+        out += [f"What to do: {advice(verdict, group)}", ""]
         many = len(run.sources) > 1
         sections: dict[tuple[str, ...], list[Check]] = {}
         for c in group:

@@ -1,0 +1,78 @@
+"""What `crawler check` prints about a run: the summary line, then one line per link that
+needs attention with what to do about it. `link_line` is the only place a link's line is made,
+so that colour or another style can wrap it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from crawler.advice import advice, failing_runs
+from crawler.types import Check, Run, Verdict
+
+# C0/C1 controls and ANSI escape sequences: fetched text must not drive the terminal.
+_TERMINAL_UNSAFE = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC (titles, hyperlinks), to its terminator
+    r"|\x1b\[[0-?]*[ -/]*[@-~]"  # CSI (colours, cursor moves)
+    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # C0 and C1 controls but tab and newline
+    "|[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"  # zero-width and bidi controls
+)
+
+#: Verdicts listed one line a link, in this order.
+LISTED = (Verdict.DEAD, Verdict.CHANGED, Verdict.ERROR, Verdict.BLOCKED)
+
+
+def safe(text: str | None) -> str:
+    """Text fit for the terminal: control characters and escape sequences removed."""
+    return _TERMINAL_UNSAFE.sub("", text or "").replace("\n", " ")
+
+
+def where(check: Check) -> str:
+    """file:line of the link, as editors and compilers write it."""
+    source = check.link.source
+    return f"{'<stdin>' if source in ('', '-') else source}:{check.link.line}"
+
+
+def link_line(check: Check, confirm_runs: int | None = None) -> str:
+    """One line about one link: its verdict (or `recovered`), file:line, URL and detail, then
+    what changed since the last run and, for an error, how far it is from counting as dead."""
+    prev = check.history.previous_verdict if check.history else None
+    notes = []
+    if check.newly_broken and prev is not None:
+        notes.append(f"newly broken, was {prev.value}")
+    if check.recovered and prev is not None:
+        notes.append(f"recovered, was {prev.value}")
+    runs = failing_runs(check, confirm_runs) if confirm_runs else None
+    if runs:
+        notes.append(runs)
+    label = "recovered" if check.recovered and check.verdict not in LISTED else check.verdict.value
+    line = f"  {label:<9} {safe(where(check))}  {safe(check.url)}  {safe(check.detail)[:160]}"
+    return line + (f"  ({'; '.join(notes)})" if notes else "")
+
+
+def summary_line(run: Run) -> str:
+    """References, URLs, time and the count of each verdict; how many came from the cache."""
+    counts = ", ".join(f"{n} {v}" for v, n in run.counts().items() if n)
+    seconds = (run.finished_at - run.started_at).total_seconds()
+    line = (
+        f"{len(run.checks)} references, {len({c.url for c in run.checks})} URLs in {seconds:.1f} s"
+    )
+    line += f": {counts}" if counts else ""
+    cached = sum(1 for c in run.checks if c.cached)
+    return line + (f" ({cached} reused from the history)" if cached else "")
+
+
+def summary_lines(run: Run, paths: Sequence[Path], confirm_runs: int | None = None) -> list[str]:
+    """The summary line; each dead, changed, error and blocked link, each group followed by
+    what to do (`→ …`); the links that recovered; the report files."""
+    lines = [summary_line(run)]
+    for verdict in LISTED:
+        group = [c for c in run.checks if c.verdict is verdict]
+        lines += [link_line(c, confirm_runs) for c in group]
+        if group:
+            lines.append(f"  → {advice(verdict, group, confirm_runs)}")
+    lines += [link_line(c) for c in run.checks if c.recovered and c.verdict not in LISTED]
+    lines += [f"report: {p}" for p in paths]
+    return lines
