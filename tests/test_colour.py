@@ -71,7 +71,7 @@ def test_terminal_colours_verdict_words(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
     out = _run_in_terminal(_args(tmp_path, server), {**env, **extra})
-    assert "line 5" in out
+    assert "post.md:5" in out
     assert (RED_BOLD_DEAD in out) is coloured
     assert ("\x1b[" in out) is coloured
 
