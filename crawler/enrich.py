@@ -1,7 +1,10 @@
 """Enrich a post in place: add fetched titles and summaries, mark dead links, update moved ones.
 
-The engine is pure (`enrich_text`: bytes in, bytes out); the CLI reads the post, looks up the
-latest check in the history, and writes the result with `write_atomic_with_backup`.
+The engine is pure (`enrich_text`: bytes in, bytes out) and works in three jobs: plan the edits
+(where each link is written comes from `crawler.post.scan_post`'s spans: enrich has no link
+scanner of its own), verify them by parsing the result again, and write (the CLI, with
+`write_atomic_with_backup`). The CLI looks up the latest check in the history
+(`Store.latest_check_of`) and the archive's snapshots (`crawler.archive`).
 
 Conventions (all reversible, all read back by `crawler.post.parse_post` as the same URLs):
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from crawler.classify import classify, normalize_title, titles_match
 from crawler.extract import decode_html, extract_meta
-from crawler.post import clean_url, parse_post
+from crawler.post import _prepare, clean_url, parse_post, scan_post, url_as_read
 from crawler.types import Verdict
 from tests.factories import make_fetch_result
 
@@ -54,6 +54,21 @@ def test_parser_never_raises_and_lines_are_in_range(text: str) -> None:
         assert link.url.lower().startswith(("http://", "https://"))
         assert 1 <= link.line <= n_lines
         assert link.source == "fuzz.md"
+
+
+@FUZZ
+@given(posts)
+def test_every_span_holds_the_url_it_names(text: str) -> None:
+    """What enrich edits by: each link's span is on its line and reads back as its URL."""
+    lines = _prepare(text)
+    for link, span in scan_post(text, "fuzz.md", every=True):
+        if span is None:
+            continue  # not mappable to columns: enrich leaves such a link alone
+        assert span.line == link.line
+        line = lines[span.line - 1]
+        assert 0 <= span.start < span.end <= len(line)
+        assert span.first <= span.start and (span.last == -1 or span.end <= span.last)
+        assert url_as_read(line[span.start : span.end], span.kind != "html") == link.url
 
 
 @FUZZ
