@@ -372,7 +372,16 @@ class Worker:
     def _lease_more(
         self, active: dict[asyncio.Task[None], str], fetcher: Fetcher, once: _ReadOnce
     ) -> None:
-        while sum(self._held.values()) < self.capacity:
+        # Hosts held up to the worker's capacity by their limits; then a few more per call
+        # while fewer than half its slots are on the wire: hosts that wait out their interval
+        # leave slots idle (a politeness-bound list), and a worker that is busy leaves the
+        # rest of the run's hosts to the other workers. The Fetcher's global limit still caps
+        # the requests in flight.
+        idle = self.capacity // 2 - fetcher.in_flight
+        extra = max(1, idle // 2) if idle > 0 else 0
+        while sum(self._held.values()) < self.capacity or extra:
+            if sum(self._held.values()) >= self.capacity:
+                extra -= 1
             host = self.store.lease_host(self.run_id, self.owner, self.lease_seconds, time.time())
             if host is None:
                 return

@@ -499,6 +499,8 @@ class Fetcher:
         self._client = client
         self._own_client = client is None
         self._global = asyncio.Semaphore(max(1, settings.max_concurrency))
+        #: requests on the wire now (not those waiting for their host's turn or a free slot)
+        self.in_flight = 0
         self._gates: dict[str, HostGate] = {}
         self._watch = NetworkWatch()
         self._rules: dict[str, HostRule | None] = {}
@@ -634,9 +636,11 @@ class Fetcher:
                         attempts += 1
                         t0 = time.monotonic()
                         got: FetchResult | None = None
+                        self.in_flight += 1
                         try:
                             r = got = await self._attempt(url, parsed, alt)
                         finally:
+                            self.in_flight -= 1
                             watch.after(key, got)
                         spent += time.monotonic() - t0
             if pause is not None:
