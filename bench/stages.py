@@ -52,6 +52,8 @@ def fake_fetcher(extract: bool) -> type[Any]:
     from crawler.types import FetchResult, PageKind, PageMeta
 
     class FakeFetcher:
+        in_flight = 0  # answers at once: nothing is ever on the wire
+
         def __init__(self, settings: object, **_: object) -> None:
             self.n = 0
 

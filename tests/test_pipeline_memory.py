@@ -23,6 +23,8 @@ from crawler.types import FetchResult, Link, Verdict
 
 def _fake_fetcher(titles: dict[str, str | None]) -> type[Any]:
     class FakeFetcher:
+        in_flight = 0  # answers at once: nothing is ever on the wire
+
         def __init__(self, settings: FetchSettings, **_: Any) -> None:
             pass
 
