@@ -277,9 +277,12 @@ def cli(ctx: click.Context, verbose: int, config_path: Path | None) -> None:
     """
     import logging  # here, not at the top: `crawler extract` starts faster without it
 
+    # -v and -vv raise the crawler's own loggers only: the libraries' debug output (markdown-it
+    # logs every block rule it tries) would bury ours and slow every parse.
     logging.basicConfig(
-        level=_log_level(verbose), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    logging.getLogger("crawler").setLevel(_log_level(verbose))
     # The configuration is read by each command (common_options), which may name another.
     ctx.meta[_VERBOSE] = verbose
     ctx.meta[_CONFIG_PATH] = config_path
@@ -295,7 +298,7 @@ def _more_verbose(ctx: click.Context, param: click.Parameter, value: int | None)
         import logging
 
         ctx.meta[_VERBOSE] = ctx.meta.get(_VERBOSE, 0) + value
-        logging.getLogger().setLevel(_log_level(ctx.meta[_VERBOSE]))
+        logging.getLogger("crawler").setLevel(_log_level(ctx.meta[_VERBOSE]))
 
 
 def _use_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:

@@ -296,6 +296,33 @@ def test_verbose_and_config_work_after_the_command_too(
     assert r.exit_code == 0, r.output
 
 
+def test_verbose_raises_the_crawlers_loggers_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-vv is the crawler's debug output, not markdown-it's (which logs every block rule it tries),
+    and an in-process run leaves the root logger as it found it."""
+    import logging
+    import subprocess
+    import sys
+
+    post = tmp_path / "p.md"
+    post.write_text("# T\n\n- item [a](https://example.invalid/a)\n- two\n", encoding="utf-8")
+    root_level = logging.getLogger().level
+    r = run(["links", str(post), "-vv"], tmp_path, monkeypatch)
+    assert r.exit_code == 0, r.output
+    assert logging.getLogger().level == root_level
+    p = subprocess.run(
+        [sys.executable, "-m", "crawler", "-vv", "links", str(post)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "https://example.invalid/a" in p.stdout
+    assert "markdown_it" not in p.stderr
+
+
 def test_the_readme_example_config_is_valid(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
