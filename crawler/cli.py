@@ -901,6 +901,20 @@ def _lease_seconds() -> float:
     show_default=True,
     help="Days those failing runs must span.",
 )
+@click.option(
+    "--budget",
+    envvar="CRAWLER_BUDGET",
+    type=st.Duration(positive=True),
+    default=None,
+    help="Time budget (e.g. 20m): check the most due links first, stop claiming when it is up.",
+)
+@click.option(
+    "--recheck-after",
+    type=st.RecheckAfter(),
+    default="ok=7d,failing=1d",
+    show_default=True,
+    help="With --budget: how long a verdict stands before its link is due again.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only the summary line.")
 @fail_on_option
 @ci_options
@@ -919,6 +933,8 @@ def check(
     only: str,
     confirm_runs: int,
     confirm_days: float,
+    budget: timedelta | None,
+    recheck_after: Any,
     quiet: bool,
     fail_on: tuple[str, ...],
     **kw: Any,
@@ -961,6 +977,8 @@ def check(
         max_age=max_age,
         only_failing=only == "failing",
         confirm=ConfirmRule(runs=confirm_runs, days=confirm_days),
+        budget=budget,
+        recheck=recheck_after,
         anchors_for=frozenset(
             link.url for link in links if id(link) in cited and fragment(cited[id(link)].url)
         ),
@@ -997,6 +1015,10 @@ def check(
         lines[0] += f" ({excluded} excluded)"
     colour = use_colour()
     click.echo(paint(lines[0], summary=True), color=colour)
+    if budget is not None:  # what the budget reached, or that nothing was due (even --quiet)
+        from crawler.report.notes import budget_line
+
+        click.echo(budget_line(run))
     if not quiet:
         # On a network-down run every link failed the same way: the one line below says it.
         for line in lines[1:]:

@@ -187,6 +187,10 @@ def toml_value(value: Any) -> str:
         from crawler.settings import format_duration
 
         return toml_value(format_duration(value))
+    from crawler.frontier import Recheck
+
+    if isinstance(value, Recheck):
+        return f"{{ ok = {toml_value(value.ok)}, failing = {toml_value(value.failing)} }}"
     if isinstance(value, frozenset | set):
         return toml_value(sorted(value))
     if isinstance(value, list | tuple):

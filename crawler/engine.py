@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +26,15 @@ from crawler.classify import classify
 from crawler.config import FetchSettings, HostRule, host_rule
 from crawler.extract import extract_meta
 from crawler.fetch import Fetcher, host_key
-from crawler.frontier import Finished, FrontierStore, UrlTask
+from crawler.frontier import (
+    NOT_DUE,
+    UNCHECKED,
+    Finished,
+    FrontierStore,
+    Recheck,
+    UrlTask,
+    due,
+)
 from crawler.history import ConfirmRule, UrlState, apply_history, next_state
 from crawler.types import Check, FetchResult, Link, PageKind, PageMeta, Verdict
 
@@ -58,6 +66,8 @@ class RunOptions:
     only_failing: bool = False  # refetch only URLs whose last verdict was not ok
     confirm: ConfirmRule = field(default_factory=ConfirmRule)
     anchors_for: frozenset[str] = frozenset()  # pages whose anchors are read (fragments)
+    budget: timedelta | None = None  # stop claiming URLs this long after the run started
+    recheck: Recheck = field(default_factory=Recheck)  # when a verdict is due again (budget)
 
 
 # ----------------------------------------------------------------------------------- planning
@@ -83,14 +93,76 @@ def plan_run(
     lease_seconds: float = LEASE_SECONDS,
 ) -> int:
     """Write the run and its distinct URLs to the store (one transaction); its id."""
-    plan = {
+    plan: dict[str, Any] = {
         "history": history,
         "confirm_runs": options.confirm.runs,
         "confirm_days": options.confirm.days,
         "lease_seconds": lease_seconds,
         "anchors_for": sorted(options.anchors_for),
     }
+    if options.budget is not None:
+        plan["deadline"] = (started + options.budget).isoformat()
     return store.plan_run(started, sources, digests, plan, tasks)
+
+
+def deadline_of(plan: Mapping[str, Any]) -> datetime | None:
+    """When a run's workers stop claiming URLs (its budget), if it has one."""
+    text = plan.get("deadline")
+    return datetime.fromisoformat(text) if text else None
+
+
+def sort_due(
+    store: FrontierStore, tasks: Sequence[UrlTask], now: datetime, recheck: Recheck
+) -> tuple[list[UrlTask], list[UrlTask]]:
+    """A budgeted run's URLs: (those due, each with how due it is; those whose last verdict
+    still stands)."""
+    states = store.states(t.url for t in tasks)
+    todo: list[UrlTask] = []
+    stands: list[UrlTask] = []
+    for task in tasks:
+        st = states.get(task.url)
+        rank = due(st, now, recheck)
+        if rank is None:
+            stands.append(replace(task, due=NOT_DUE))
+        else:
+            last = st.last_checked_at if st is not None else None
+            todo.append(replace(task, due=rank, last_checked=last))
+    return todo, stands
+
+
+def write_known(
+    store: FrontierStore, run_id: int, tasks: Iterable[UrlTask], now: datetime
+) -> int:
+    """Write, for URLs this run does not fetch (not due, or left when its budget ran out), the
+    last known check of each (as a cached check: its verdict and its age stand), or one that
+    says it was never checked; the number of checks written."""
+    tasks = list(tasks)
+    known = store.latest_checks([t.url for t in tasks])
+    states = store.states(t.url for t in tasks if t.url in known)
+    out = []
+    for task in tasks:
+        last = known.get(task.url)
+        checks = []
+        for pos, listed in task.links:
+            link = replace(listed, url=task.url)
+            if last is None:
+                check = Check(
+                    link=link,
+                    fetch=None,
+                    meta=None,
+                    verdict=Verdict.SKIPPED,
+                    reason=UNCHECKED,
+                    detail="not checked yet: the run's time budget ran out before its turn",
+                    checked_at=now,
+                )
+                checks.append((pos, check, Verdict.SKIPPED))
+            else:
+                hist = _unchanged_history(states.get(task.url))
+                check = replace(last, link=link, cached=True, history=hist)
+                checks.append((pos, check, last.verdict))
+        out.append(Finished(task.url, tuple(checks), None))
+    store.write_finished(run_id, out)
+    return sum(len(f.checks) for f in out)
 
 
 def reads_as_anti_robot(result: FetchResult, meta: PageMeta | None) -> bool:
@@ -319,6 +391,7 @@ class Worker:
         )
         self.lease_seconds = float(plan.get("lease_seconds", LEASE_SECONDS))
         self.anchors_for = frozenset(plan.get("anchors_for", ()))
+        self.deadline = deadline_of(plan)
         self.capacity = max(1, settings.max_concurrency)
         self._queue: list[Finished] = []
         self._queued_checks = 0
@@ -343,7 +416,11 @@ class Worker:
                 while True:
                     self._lease_more(active, f, once)
                     if not active:
-                        if self.store.open_hosts(self.run_id) == 0 or not self.alive():
+                        if (
+                            self.store.open_hosts(self.run_id) == 0
+                            or not self.alive()
+                            or self.out_of_time()
+                        ):
                             return
                         await asyncio.sleep(self.poll)  # the rest is leased by other workers
                         continue
@@ -377,6 +454,8 @@ class Worker:
         # leave slots idle (a politeness-bound list), and a worker that is busy leaves the
         # rest of the run's hosts to the other workers. The Fetcher's global limit still caps
         # the requests in flight.
+        if self.out_of_time():
+            return  # the budget is spent: what is left stays pending
         idle = self.capacity // 2 - fetcher.in_flight
         extra = max(1, idle // 2) if idle > 0 else 0
         while sum(self._held.values()) < self.capacity or extra:
@@ -404,6 +483,8 @@ class Worker:
 
         async def lane() -> None:
             for task in todo:
+                if self.out_of_time():
+                    return  # claims nothing more; the host goes back with what is left
                 result = await fetcher.fetch(task.url)
                 meta = once.take(result)
                 self._finished(
@@ -421,6 +502,10 @@ class Worker:
 
         lanes = min(self._host_limit(tasks[0].host), len(tasks))
         await asyncio.gather(*(lane() for _ in range(max(1, lanes))))
+
+    def out_of_time(self) -> bool:
+        """Whether the run's budget is spent (on the worker's clock)."""
+        return self.deadline is not None and self.clock() >= self.deadline
 
     def _finished(self, item: Finished) -> None:
         self._queue.append(item)

@@ -8,13 +8,40 @@ backend (PostgreSQL) implements the same methods.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from crawler.history import UrlState
-from crawler.types import Check, FetchResult, Link, PageMeta, Run, Verdict
+from crawler.types import ALIVE, Check, FetchResult, Link, PageMeta, Run, Verdict
+
+#: How due a URL is, most due first (run_urls.due): never checked, failing, alive; NOT_DUE is
+#: a URL whose last verdict stands (written at once from the history, never claimed).
+NEVER_CHECKED, FAILING, STALE, NOT_DUE = 0, 1, 2, 3
+#: The reason of a link a budgeted run did not reach and the history has no verdict for.
+UNCHECKED = "unchecked"
+
+
+@dataclass(frozen=True, slots=True)
+class Recheck:
+    """How long a URL's last verdict stands in a budgeted run before it is due again (the
+    InternetArchiveBot's spacing: a week for a page that is there, a day for one failing)."""
+
+    ok: timedelta = timedelta(days=7)
+    failing: timedelta = timedelta(days=1)
+
+
+def due(state: UrlState | None, now: datetime, recheck: Recheck) -> int | None:
+    """How due a URL is (NEVER_CHECKED, FAILING, STALE: lower first), None when its last
+    verdict still stands. Alive (ok, redirected, changed) is ok; dead, error, blocked fail."""
+    if state is None or state.last_checked_at is None or state.last_verdict is None:
+        return NEVER_CHECKED
+    alive = state.last_verdict in ALIVE
+    age = now - state.last_checked_at
+    if age < (recheck.ok if alive else recheck.failing):
+        return None
+    return STALE if alive else FAILING
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +51,8 @@ class UrlTask:
     url: str
     host: str  # politeness key, host[:port]: what a worker leases
     links: tuple[tuple[int, Link], ...]  # (position among the run's links, link), in order
+    due: int = NEVER_CHECKED  # how due (budgeted runs): hosts and URLs are claimed lowest first
+    last_checked: datetime | None = None  # within one `due`, the oldest check goes first
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +88,17 @@ class FrontierStore(Protocol):
         ...
 
     def pending(self, run_id: int, host: str) -> list[UrlTask]:
-        """The run's pending URLs on a host, in the links' order."""
+        """The run's most due pending URLs on a host (those of its lowest `due`), oldest check
+        first, then in the links' order."""
+        ...
+
+    def pending_urls(self, run_id: int, size: int) -> Iterator[list[UrlTask]]:
+        """Every pending URL of the run, `size` at a time (what a budget left unchecked)."""
+        ...
+
+    def latest_checks(self, urls: Sequence[str]) -> dict[str, Check]:
+        """The latest stored check of each URL from a run whose network was up (none that
+        only says the URL was not reached)."""
         ...
 
     def renew_leases(self, owner: str, seconds: float, now: float) -> int:

@@ -410,7 +410,8 @@ class PgStore(Store):
 
     @reconnecting
     def lease_host(self, run_id: int, owner: str, seconds: float, now: float) -> str | None:
-        """Lease the run's open host with the most URLs whose lease is free or expired.
+        """Lease the run's open host with the most URLs whose lease is free or expired, among
+        those with the most due URLs (the lowest `due`), as the SQLite store does.
 
         The claim of a queue on PostgreSQL: the row is chosen `FOR UPDATE SKIP LOCKED`, so
         workers leasing at the same moment each get a different host, none waits on another,
@@ -421,7 +422,7 @@ class PgStore(Store):
             r = c.execute(
                 "UPDATE run_hosts SET lease_owner = ?, lease_expires = ?, leases = leases + 1 "
                 "WHERE run_id = ? AND host = (SELECT host FROM run_hosts "
-                f"WHERE run_id = ? AND done = 0 AND {free} ORDER BY urls DESC, host LIMIT 1 "
+                f"WHERE run_id = ? AND done = 0 AND {free} ORDER BY due, urls DESC, host LIMIT 1 "
                 "FOR UPDATE SKIP LOCKED) RETURNING host",
                 (owner, now + seconds, run_id, run_id, now),
             ).fetchone()
@@ -433,6 +434,7 @@ class PgStore(Store):
     # could plan the run twice.
     run_plan = reconnecting(Store.run_plan)
     pending = reconnecting(Store.pending)
+    latest_checks = reconnecting(Store.latest_checks)
     renew_leases = reconnecting(Store.renew_leases)
     release_host = reconnecting(Store.release_host)
     release_stale_leases = reconnecting(Store.release_stale_leases)

@@ -20,6 +20,7 @@ from typing import IO
 from crawler.config import FetchSettings
 from crawler.db import Db
 from crawler.engine import (
+    BATCH,
     LEASE_SECONDS,
     Clock,
     ProgressFn,
@@ -30,10 +31,13 @@ from crawler.engine import (
     reads_as_anti_robot,
     reuse_stored,
     settings_to_json,
+    sort_due,
     url_tasks,
+    write_known,
 )
 from crawler.errors import CrawlerError
 from crawler.fetch import host_key
+from crawler.frontier import UrlTask
 from crawler.store import Store
 from crawler.types import NETWORK_ERRORS, FetchResult, Link, Run
 
@@ -106,6 +110,12 @@ async def check_links(
     clock = clock or _utcnow
     options = options or RunOptions()
     tasks = url_tasks(links)
+    budgeted = options.budget is not None
+    started = clock()
+    stands: list[UrlTask] = []
+    if budgeted and store is not None:  # without a history every URL is due
+        tasks, stands = sort_due(store, tasks, started, options.recheck)
+        tasks += stands
     n = plan_workers(
         settings.workers, len(tasks), len({t.host for t in tasks}), settings.max_concurrency
     )
@@ -123,7 +133,6 @@ async def check_links(
                 path = str(Path(scratch) / "run.sqlite")
             store = Store.open(path)
             stack.callback(store.close)
-        started = clock()
         run_id = plan_run(
             store,
             tasks,
@@ -138,14 +147,19 @@ async def check_links(
         cancelled = False
         try:
             reused = reuse_stored(store, run_id, tasks, settings, options, clock)
+            for i in range(0, len(stands), BATCH):  # verdicts that stand: not fetched
+                reused += write_known(store, run_id, stands[i : i + BATCH], started)
             if progress is not None and reused:
                 progress(reused)
             if n > 1:
-                await run_worker_processes(store, run_id, settings, n, progress)
+                await run_worker_processes(store, run_id, settings, n, progress, budgeted)
             else:
                 await Worker(
                     store, run_id, settings, clock=clock, sleep=sleep, progress=progress
                 ).run()
+            if budgeted:  # what the budget left: its last known verdict, or "unchecked"
+                for part in store.pending_urls(run_id, BATCH):
+                    write_known(store, run_id, part, started)
             status = "complete"
         except asyncio.CancelledError:
             cancelled = True  # the caller gets what was checked, to report it as partial
@@ -199,12 +213,14 @@ async def run_worker_processes(
     settings: FetchSettings,
     n: int,
     progress: ProgressFn | None = None,
+    budgeted: bool = False,
 ) -> None:
     """Start n `crawler worker` processes on the run, wait for them, and follow the progress.
 
     Each gets an equal share of the requests in flight. A worker killed mid-run costs nothing
     but time: its leases expire and the others finish its hosts. A worker that fails (exit code
-    1) ends the run with its one line; so does the end of every worker with hosts still open.
+    1) ends the run with its one line; so does the end of every worker with hosts still open
+    (unless the run is `budgeted`: its workers stop claiming when the time is up).
     """
     share = replace(settings, max_concurrency=max(1, settings.max_concurrency // n), workers=1)
     payload = json.dumps(settings_to_json(share)).encode()
@@ -246,7 +262,7 @@ async def run_worker_processes(
             if all(code is not None for code in codes):
                 break
             await asyncio.sleep(WATCH_SECONDS)
-        if store.open_hosts(run_id):
+        if store.open_hosts(run_id) and not budgeted:  # a budget leaves hosts open
             how = ", ".join(sorted({_describe(c) for c in codes if c is not None and c != 0}))
             raise CrawlerError(
                 f"the workers stopped before the run was done ({how or 'no reason given'})"

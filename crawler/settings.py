@@ -276,22 +276,55 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 class Duration(Setting):
-    """A duration like 90, 90s, 30m, 12h, 2d or 1w (a TOML number is seconds)."""
+    """A duration like 90, 90s, 30m, 12h, 2d or 1w (a TOML number is seconds); with
+    `positive`, more than none."""
 
     name = "duration"
 
+    def __init__(self, positive: bool = False) -> None:
+        self.positive = positive
+
     def expected(self) -> str:
-        return "a duration like 30m, 12h or 2d"
+        return ("a duration > 0" if self.positive else "a duration") + " like 30m, 12h or 2d"
 
     def parse(self, value: Any) -> timedelta:
         if isinstance(value, timedelta):
-            return value
-        if _is_number(value) and value >= 0:
-            return timedelta(seconds=value)
-        m = _DURATION.match(value) if isinstance(value, str) else None
-        if not m:
+            out = value
+        elif _is_number(value) and value >= 0 and math.isfinite(value):
+            out = timedelta(seconds=value)
+        else:
+            m = _DURATION.match(value) if isinstance(value, str) else None
+            if not m:
+                raise ValueError(value)
+            out = timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+        if self.positive and out <= timedelta(0):
             raise ValueError(value)
-        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+        return out
+
+
+class RecheckAfter(Setting):
+    """How long a verdict stands in a budgeted run: one duration for pages that are there
+    (7d), or both, `ok=7d,failing=1d` (a TOML table {ok = "7d", failing = "1d"})."""
+
+    name = "recheck"
+
+    def expected(self) -> str:
+        return "a duration like 7d, or ok=7d,failing=1d"
+
+    def parse(self, value: Any) -> Any:
+        from crawler.frontier import Recheck
+
+        if isinstance(value, Recheck):
+            return value
+        if isinstance(value, str) and "=" in value:
+            pairs = [p.partition("=") for p in value.split(",") if p.strip()]
+            value = {k.strip(): v for k, _, v in pairs}
+        if isinstance(value, dict):
+            if not value or set(value) - {"ok", "failing"}:
+                raise ValueError(value)
+            length = Duration(positive=True)
+            return Recheck(**{k: length.parse(v) for k, v in value.items()})
+        return Recheck(ok=Duration(positive=True).parse(value))
 
 
 def format_duration(value: timedelta) -> str:

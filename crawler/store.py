@@ -23,7 +23,7 @@ from typing import Any
 
 from crawler.config import RECENT_RUNS, TREND_RUNS
 from crawler.errors import StoreError
-from crawler.frontier import Finished, UrlTask
+from crawler.frontier import UNCHECKED, Finished, UrlTask
 from crawler.history import UrlState
 from crawler.types import (
     NETWORK_ERRORS,
@@ -158,6 +158,13 @@ MIGRATIONS: tuple[str, ...] = (
         recent TEXT NOT NULL DEFAULT '[]',
         PRIMARY KEY (run_id, url)
     );
+    """,
+    # 4: budgeted runs claim the most due URLs first (frontier.due): a host's `due` is the
+    # lowest of its pending URLs', and hosts are leased lowest first.
+    """
+    ALTER TABLE run_urls ADD COLUMN due INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE run_urls ADD COLUMN last_checked TEXT;  -- the URL's last check before the run
+    ALTER TABLE run_hosts ADD COLUMN due INTEGER NOT NULL DEFAULT 0;
     """,
 )
 
@@ -343,18 +350,25 @@ class Store:
             run_id = int(cur.lastrowid or 0)
             hosts: dict[str, int] = {}
 
+            due: dict[str, int] = {}
+
             def rows() -> Iterator[tuple[Any, ...]]:
                 for t in tasks:
                     hosts[t.host] = hosts.get(t.host, 0) + 1
-                    yield (run_id, t.url, t.host, t.links[0][0], _links_json(t.links))
+                    due[t.host] = min(due.get(t.host, t.due), t.due)
+                    yield (
+                        run_id, t.url, t.host, t.links[0][0], _links_json(t.links),
+                        t.due, _ts(t.last_checked),
+                    )  # fmt: skip
 
             c.executemany(
-                "INSERT INTO run_urls (run_id, url, host, position, links) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO run_urls (run_id, url, host, position, links, due, last_checked) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows(),
             )
             c.executemany(
-                "INSERT INTO run_hosts (run_id, host, urls) VALUES (?, ?, ?)",
-                ((run_id, h, n) for h, n in hosts.items()),
+                "INSERT INTO run_hosts (run_id, host, urls, due) VALUES (?, ?, ?, ?)",
+                ((run_id, h, n, due[h]) for h, n in hosts.items()),
             )
             return run_id
 
@@ -367,7 +381,8 @@ class Store:
 
     def lease_host(self, run_id: int, owner: str, seconds: float, now: float) -> str | None:
         """Lease the run's open host with the most URLs whose lease is free or expired (the
-        largest first: the run's tail is then made of small hosts).
+        largest first: the run's tail is then made of small hosts), among those with the most
+        due URLs (the lowest `due`: a budgeted run claims what is most due first).
 
         One statement, so two workers never both get a host: on PostgreSQL the second finds
         the row locked, then taken, and gets nothing this time.
@@ -377,20 +392,55 @@ class Store:
             r = c.execute(
                 "UPDATE run_hosts SET lease_owner = ?, lease_expires = ?, leases = leases + 1 "
                 f"WHERE run_id = ? AND done = 0 AND {free} AND host = (SELECT host FROM run_hosts "
-                f"WHERE run_id = ? AND done = 0 AND {free} ORDER BY urls DESC, host LIMIT 1) "
+                f"WHERE run_id = ? AND done = 0 AND {free} ORDER BY due, urls DESC, host LIMIT 1) "
                 "RETURNING host",
                 (owner, now + seconds, run_id, now, run_id, now),
             ).fetchone()
             return None if r is None else str(r[0])
 
     def pending(self, run_id: int, host: str) -> list[UrlTask]:
-        """The run's pending URLs on a host, in the links' order."""
+        """The run's most due pending URLs on a host (those of its lowest `due`), oldest check
+        first, then in the links' order (a run without a budget: every pending URL, in order)."""
+        todo = "run_id = ? AND host = ? AND state = 'pending'"
         rows = self.conn.execute(
-            "SELECT url, links FROM run_urls WHERE run_id = ? AND host = ? AND state = 'pending' "
-            "ORDER BY position",
-            (run_id, host),
+            f"SELECT url, links, due, last_checked FROM run_urls WHERE {todo} "
+            f"AND due = (SELECT min(due) FROM run_urls WHERE {todo}) "
+            "ORDER BY last_checked, position",
+            (run_id, host, run_id, host),
         )
-        return [UrlTask(r["url"], host, _links_from_json(r["links"])) for r in rows]
+        return [_task(r, host) for r in rows]
+
+    def pending_urls(self, run_id: int, size: int = BATCH) -> Iterator[list[UrlTask]]:
+        """Every pending URL of the run, `size` at a time, in the links' order."""
+        after = -1
+        while True:
+            rows = self.conn.execute(
+                "SELECT url, host, links, due, last_checked, position FROM run_urls "
+                "WHERE run_id = ? AND state = 'pending' AND position > ? "
+                "ORDER BY position LIMIT ?",
+                (run_id, after, size),
+            ).fetchall()
+            if not rows:
+                return
+            after = int(rows[-1]["position"])
+            yield [_task(r, r["host"]) for r in rows]
+
+    def latest_checks(self, urls: Sequence[str]) -> dict[str, Check]:
+        """The latest stored check of each URL from a run whose network was up (none that
+        only says the URL was not reached)."""
+        out: dict[str, Check] = {}
+        wanted = list(dict.fromkeys(urls))
+        for i in range(0, len(wanted), _IN_CHUNK):
+            part = wanted[i : i + _IN_CHUNK]
+            marks = ", ".join("?" * len(part))
+            for r in self.conn.execute(
+                "SELECT c.* FROM checks c JOIN runs r ON r.id = c.run_id "
+                f"WHERE c.url IN ({marks}) AND r.network_down = 0 AND c.reason != ? "
+                "ORDER BY c.checked_at, c.id",
+                (*part, UNCHECKED),
+            ):
+                out[r["url"]] = _row_check(r, history=False)  # the newest wins
+        return out
 
     def renew_leases(self, owner: str, seconds: float, now: float) -> int:
         """Extend every lease the owner holds; the number renewed."""
@@ -404,12 +454,14 @@ class Store:
     def release_host(self, run_id: int, host: str, owner: str) -> None:
         """Give a host back, marking it done for the run when none of its URLs is pending."""
         with self.transaction() as c:
+            # The host's `due` is then that of its most due pending URL (what is left).
             c.execute(
                 "UPDATE run_hosts SET lease_owner = NULL, lease_expires = NULL, done = CASE WHEN "
                 "EXISTS (SELECT 1 FROM run_urls u WHERE u.run_id = ? AND u.host = ? "
-                "AND u.state = 'pending') THEN 0 ELSE 1 END "
+                "AND u.state = 'pending') THEN 0 ELSE 1 END, due = coalesce((SELECT min(due) "
+                "FROM run_urls u WHERE u.run_id = ? AND u.host = ? AND u.state = 'pending'), due) "
                 "WHERE run_id = ? AND host = ? AND lease_owner = ?",
-                (run_id, host, run_id, host, owner),
+                (run_id, host, run_id, host, run_id, host, owner),
             )
 
     def release_stale_leases(self, machine: str, alive: Callable[[int], bool]) -> int:
@@ -499,13 +551,18 @@ class Store:
         return int(r[0])
 
     def open_run(self) -> int | None:
-        """The oldest running run with hosts left to check (for `crawler worker` without --run)."""
-        r = self.conn.execute(
-            "SELECT id FROM runs WHERE status = 'running' AND EXISTS "
+        """The oldest running run with hosts left to check and time left in its budget (for
+        `crawler worker` without --run)."""
+        now = datetime.now(UTC)
+        for r in self.conn.execute(
+            "SELECT id, plan FROM runs WHERE status = 'running' AND EXISTS "
             "(SELECT 1 FROM run_hosts WHERE run_hosts.run_id = runs.id AND done = 0) "
-            "ORDER BY id LIMIT 1"
-        ).fetchone()
-        return int(r[0]) if r is not None else None
+            "ORDER BY id"
+        ).fetchall():
+            deadline = _dt(json.loads(r["plan"] or "{}").get("deadline"))
+            if deadline is None or deadline > now:
+                return int(r["id"])
+        return None
 
     def checked(self, run_id: int) -> int:
         """Checks written for the run so far."""
@@ -814,6 +871,12 @@ def _links_json(links: Sequence[tuple[int, Link]]) -> str:
             for pos, k in links
         ],
         ensure_ascii=False,
+    )
+
+
+def _task(r: sqlite3.Row, host: str) -> UrlTask:
+    return UrlTask(
+        r["url"], host, _links_from_json(r["links"]), int(r["due"]), _dt(r["last_checked"])
     )
 
 

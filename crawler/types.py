@@ -195,6 +195,17 @@ class Check:
         return self.meta.title
 
     @property
+    def checked_this_run(self) -> bool:
+        """Fetched by this run: not a result of an earlier run standing in for one (--max-age,
+        a budgeted run's links not due or not reached), nor a link never checked at all."""
+        return not self.cached and self.reason != "unchecked"
+
+    @property
+    def never_checked(self) -> bool:
+        """A link a budgeted run did not reach and the history has no verdict for."""
+        return self.reason == "unchecked" and self.verdict is Verdict.SKIPPED
+
+    @property
     def newly_broken(self) -> bool:
         """Dead or error now, and not broken at the previous check of this URL."""
         prev = self.history.previous_verdict if self.history else None

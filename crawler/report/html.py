@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from crawler import __version__
 from crawler.config import RECENT_RUNS, TREND_RUNS
-from crawler.report.notes import partial_note
+from crawler.report.notes import coverage_note, partial_note
 from crawler.types import BROKEN, Check, Run, Verdict
 
 #: Verdicts worst first: the order of the legend, the filter and the verdict column's sort.
@@ -250,6 +250,7 @@ class Row:
     detail: str
     status: int | None
     cached: bool
+    as_of: str  # for a cached row: " YYYY-MM-DD", the day of the check that stands
     since: str  # what the since column says: a date, "this run", "first check" or "—"
     since_note: str  # "5 d ago, 3 failing runs"
     since_title: str
@@ -376,7 +377,7 @@ def row_html(r: Row, main: bool) -> str:
     if r.cached:
         out.append(
             '<div class="muted small" title="reused from the history, not fetched this run">'
-            "cached</div>"
+            f"cached{e(r.as_of)}</div>"
         )
     out.append(
         f'</td>\n<td class="c-reason" data-label="Reason"><code>{e(clip(r.reason, 80))}</code>'
@@ -555,6 +556,7 @@ def _row(check: Check, run: Run, multi_source: bool, section: str | None = None)
         detail=_clean_shared(check.detail),
         status=f.status if f else None,
         cached=check.cached,
+        as_of=f" {check.checked_at:%Y-%m-%d}" if check.cached else "",
         since=since,
         since_note=since_note,
         since_title=since_title,
@@ -694,6 +696,7 @@ class Page:
     duration: str
     network_down: bool
     partial: str | None  # why the run is not complete, when it is not
+    coverage: str | None  # how many verdicts are from earlier runs or missing (a budget)
     counts: tuple[tuple[str, int], ...]  # every verdict, worst first
     broken: int
     bars: tuple[Bar, ...]
@@ -739,6 +742,7 @@ def page(run: Run) -> Page:
         duration=f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min",
         network_down=run.network_down,
         partial=partial_note(run),
+        coverage=coverage_note(run),
         counts=tuple((v.value, counts.get(v.value, 0)) for v in SEVERITY if v.value in counts),
         broken=sum(counts.get(v.value, 0) for v in BROKEN),
         bars=_bars(counts),

@@ -17,6 +17,7 @@ FIELDS = (
     "detail", "http_status", "final_url", "redirects", "title", "summary", "page_kind", "error",
     "checked_at", "attempts", "elapsed_ms", "cached", "previous_verdict", "previous_title",
     "since", "first_failed_at", "consecutive_failures", "newly_broken", "recovered",
+    "checked_this_run",
 )  # fmt: skip
 
 
@@ -40,7 +41,7 @@ def _values(check: Check) -> list[Any]:
         m.summary if m else None,
         m.kind.value if m else None,
         f.error.value if f and f.error else None,
-        check.checked_at.isoformat(timespec="seconds"),
+        None if check.never_checked else check.checked_at.isoformat(timespec="seconds"),
         f.attempts if f else 0,
         f.elapsed_ms if f else 0,
         check.cached,
@@ -51,6 +52,7 @@ def _values(check: Check) -> list[Any]:
         h.consecutive_failures if h else 0,
         check.newly_broken,
         check.recovered,
+        check.checked_this_run,
     ]
 
 

@@ -35,6 +35,8 @@ def _case(suite: ET.Element, check: Check) -> None:
     if check.verdict in BROKEN:
         failure = ET.SubElement(case, "failure", message=_text(message), type=check.verdict.value)
         failure.text = _text(f"{link.url}\n{check.detail}\nline {link.line} of {link.source}")
+        if not check.checked_this_run:  # a verdict that stands from an earlier run
+            failure.text += f"\nlast checked {check.checked_at:%Y-%m-%d %H:%M} UTC"
     elif check.verdict is Verdict.SKIPPED:
         ET.SubElement(case, "skipped", message=_text(f"{check.reason}: {check.detail}"))
     else:

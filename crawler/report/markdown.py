@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import TextIO
 
 from crawler.advice import advice
-from crawler.report.notes import partial_note
+from crawler.report.notes import coverage_note, partial_note
 from crawler.types import Check, Run, Verdict
 
 #: Sections of the report, in the order a reader needs them.
@@ -51,9 +51,10 @@ def _table(checks: Iterable[Check], with_verdict: bool = False) -> list[str]:
         title = c.page_title
         h = c.history
         since = f"{h.since:%Y-%m-%d}" if h and h.since else ""
+        as_of = f" (checked {c.checked_at:%Y-%m-%d})" if c.cached else ""
         row = (
             f"| {c.link.line} | {url_cell(c.url)} | {cell(c.link.listed_title)} | {cell(title)} "
-            f"| {cell(c.reason)} | {cell(c.detail)} | {since} |"
+            f"| {cell(c.reason)} | {cell(c.detail)}{as_of} | {since} |"
         )
         if with_verdict:
             prev = h.previous_verdict.value if h and h.previous_verdict else "-"
@@ -75,6 +76,9 @@ def render(run: Run) -> str:
     partial = partial_note(run)
     if partial:
         out += [f"**{partial}**", ""]
+    coverage = coverage_note(run)
+    if coverage:
+        out += [coverage, ""]
     if run.network_down:
         out += ["**The network was down during this run: no link was judged dead.**", ""]
     out += ["| verdict | count |", "|---|---:|"]

@@ -19,3 +19,46 @@ def partial_note(run: Run) -> str | None:
             f"the {n} references checked so far."
         )
     return None
+
+
+def coverage_note(run: Run) -> str | None:
+    """How much of the run's verdicts this run fetched, when not all (a budgeted run, or
+    --max-age): how many come from earlier runs, from when, and how many links were never
+    checked. None when this run fetched every link."""
+    fetched = earlier = never = 0
+    oldest = None
+    for c in run.checks:
+        if c.checked_this_run:
+            fetched += 1
+        elif c.never_checked:
+            never += 1
+        else:
+            earlier += 1
+            oldest = c.checked_at if oldest is None else min(oldest, c.checked_at)
+    if not earlier and not never:
+        return None
+    if not fetched and not never:
+        return (
+            f"Nothing was due: no link was fetched this run; the {earlier} verdicts are the "
+            f"last known ones (the oldest from {oldest:%Y-%m-%d})."
+        )
+    out = f"{fetched} references were checked this run"
+    if earlier:
+        out += f", {earlier} verdicts are from earlier runs (the oldest from {oldest:%Y-%m-%d})"
+    if never:
+        out += f", {never} references are not checked yet (the time budget ran out)"
+    return out + "."
+
+
+def budget_line(run: Run) -> str:
+    """The terminal's line after a budgeted run: what it fetched, or that nothing was due."""
+    fetched = sum(c.checked_this_run for c in run.checks)
+    never = sum(c.never_checked for c in run.checks)
+    earlier = len(run.checks) - fetched - never
+    if not fetched and not never:
+        return (
+            f"nothing is due: all {earlier} references were checked within recheck_after; "
+            "the reports give their last known verdicts"
+        )
+    line = f"budget: {fetched} references checked this run, {earlier} verdicts from earlier runs"
+    return line + (f", {never} not checked yet" if never else "")

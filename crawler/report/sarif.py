@@ -52,7 +52,12 @@ def _result(check: Check) -> dict[str, Any]:
         "message": {"text": text},
         "locations": _location(check),
         "partialFingerprints": {"crawlerLink/v1": f"{check.url}|{check.verdict.value}"},
-        "properties": {"url": check.url, "reason": check.reason},
+        "properties": {
+            "url": check.url,
+            "reason": check.reason,
+            "checked_at": check.checked_at.isoformat(timespec="seconds"),
+            "checked_this_run": check.checked_this_run,
+        },
     }
     if not out["locations"]:
         del out["locations"]
