@@ -262,7 +262,8 @@ def test_budget_2m_on_a_fresh_history_writes_complete_reports_and_rolls_on(
     clock = ServerClock(server, T0)
     monkeypatch.setattr(engine, "_utcnow", clock)
     args = ["check", str(post), "--budget", "2m", "--host-interval", "0", "--retries", "0"]
-    args += ["--max-concurrency", "4", "--host-concurrency", "4", "--format", "json,md"]
+    args += ["--max-concurrency", "4", "--host-concurrency", "4"]
+    args += ["--format", "json,md,html,junit,sarif"]
     fetched: list[set[str]] = []
     for day in range(4):
         clock.start = T0 + timedelta(hours=day)
@@ -285,6 +286,12 @@ def test_budget_2m_on_a_fresh_history_writes_complete_reports_and_rolls_on(
             assert 12 <= len(now) <= 12 + 4
             assert len(unchecked) == n - len(now)
             assert "not checked yet" in (out / "report.md").read_text(encoding="utf-8")
+            assert "not checked yet" in (out / "report.html").read_text(encoding="utf-8")
+            junit = (out / "report.junit.xml").read_text(encoding="utf-8")
+            assert junit.count("unchecked: not checked yet") == len(unchecked)
+            sarif = json.loads((out / "report.sarif").read_text(encoding="utf-8"))
+            assert not sarif["runs"][0]["results"]  # every verdict is ok or not known
+            assert f"budget: {len(now)} references checked this run" in r.output
         if day == 3:
             assert not now  # all done within 3 budgets: nothing is due, nothing fetched
             assert not unchecked
@@ -292,3 +299,37 @@ def test_budget_2m_on_a_fresh_history_writes_complete_reports_and_rolls_on(
     # Each URL was fetched once over the runs: each run took up where the last stopped.
     assert sum(len(f) for f in fetched) == n
     assert set().union(*fetched) == {f"/titled/p{i}" for i in range(n)}
+
+
+def test_budget_stops_worker_processes_too(tmp_path: Path) -> None:
+    """Worker processes read the budget from the run's plan (real time here: no upper bound
+    is asserted, only that what they left is reported and taken up by the next run)."""
+    from tests.hostfarm import HostFarm
+
+    farm = HostFarm(2, delay=0.5).start()
+    try:
+        urls = list(farm.urls(20))
+        post = tmp_path / "post.md"
+        post.write_text("".join(f"- {u}\n" for u in urls), encoding="utf-8")
+        args = ["check", str(post), "--workers", "2", "--host-interval", "0"]
+        args += ["--host-concurrency", "1", "--retries", "0", "--format", "json"]
+        seen: list[int] = []
+        # 40 URLs at 0.5 s each, one at a time per host, cannot all be done in 3 s; the next
+        # run's budget is ample: it takes what the first left, and only that.
+        for day, budget in enumerate(("3s", "10m")):
+            out = tmp_path / f"r{day}"
+            r = CliRunner().invoke(cli, [*args, "--budget", budget, "--report-dir", str(out)])
+            assert r.exit_code == 0, r.output
+            doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
+            assert len(doc["links"]) == len(urls) and doc["status"] == "complete"
+            seen.append(sum(x["checked_this_run"] for x in doc["links"]))
+            unchecked = sum(x["reason"] == "unchecked" for x in doc["links"])
+            earlier = sum(x["cached"] for x in doc["links"])
+            assert (seen[-1], unchecked, earlier) == (
+                (seen[0], len(urls) - seen[0], 0) if day == 0 else (len(urls) - seen[0], 0, seen[0])
+            )
+        assert seen[0] < len(urls)
+        assert sum(seen) == len(urls)
+        assert set(farm.hits.values()) == {1} and len(farm.hits) == len(urls)
+    finally:
+        farm.stop()
