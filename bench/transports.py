@@ -7,8 +7,8 @@ figure is the process's CPU (user + sys) per request, the median of the reps.
   .venv/bin/python bench/transports.py                  # starts its own farm (port 18470)
   .venv/bin/python bench/transports.py --requests 5000 --reps 5
 
-Transports: `lean` (crawler/transport.py, the crawler's own aiohttp adapter), `httpx-aiohttp`
-(the public package's AiohttpTransport), `httpx` (httpcore), `curl-cffi` (httpx-curl-cffi's
+Transports: `httpx-aiohttp` (the public package's AiohttpTransport, the crawler's default), `fetcher`
+(crawler.fetch.make_client: that transport over the session the fetcher sets up), `httpx` (httpcore), `curl-cffi` (httpx-curl-cffi's
 AsyncCurlTransport), `pyreqwest` (pyreqwest's httpx HttpxTransport). A transport whose package
 is missing is reported as such.
 """
@@ -28,7 +28,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-NAMES = ("lean", "httpx-aiohttp", "httpx", "curl-cffi", "pyreqwest")
+NAMES = ("httpx-aiohttp", "fetcher", "httpx", "curl-cffi", "pyreqwest")
 
 
 def client_for(name: str, concurrency: int) -> Any:
@@ -37,10 +37,11 @@ def client_for(name: str, concurrency: int) -> Any:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     timeout = httpx.Timeout(10.0)
     transport: httpx.AsyncBaseTransport | None = None
-    if name == "lean":
-        from crawler.transport import AiohttpClient
+    if name == "fetcher":
+        from crawler.config import FetchSettings
+        from crawler.fetch import make_client
 
-        return AiohttpClient(limits=limits, timeout=timeout, trust_env=False)
+        return make_client(FetchSettings(max_concurrency=concurrency, transport="aiohttp"))
     if name == "httpx-aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
@@ -75,7 +76,7 @@ async def _run(name: str, urls: list[str], concurrency: int) -> int:
 
 
 def one(name: str, requests: int, hosts: int, port: int, concurrency: int) -> dict[str, Any]:
-    urls = [f"http://127.0.0.{2 + i % hosts}:{port}/t/{i}" for i in range(requests)]
+    urls = [f"http://127.0.0.{2 + i % hosts}:{port}/p/{i}" for i in range(requests)]
     client_for(name, concurrency)  # imports done before the clock starts
     c0, t0 = time.process_time(), time.monotonic()
     ok = asyncio.run(_run(name, urls, concurrency))

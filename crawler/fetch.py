@@ -7,6 +7,7 @@ fails becomes a FetchResult with an ErrorKind, never an exception.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import email.utils
 import ipaddress
@@ -17,17 +18,18 @@ import re
 import socket
 import ssl
 import time
+import urllib.request
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import httpx
 
 from crawler.config import RETRY_STATUSES, FetchSettings, HostRule, host_rule
 from crawler.errors import ConfigError
-from crawler.types import NETWORK_ERRORS, ErrorKind, FetchResult, FieldReplacer, Hop
+from crawler.types import NETWORK_ERRORS, ErrorKind, FetchResult, Hop
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -86,12 +88,6 @@ _TEXT_TYPES = ("text/", "application/xhtml", "application/xml", "application/jso
 #: The content codings asked for: only those decoded here with a bound on the decoded size (a
 #: gzip bomb stops at max_body). Any other coding a server sends anyway is read as it is.
 ACCEPT_ENCODING = "gzip, deflate"
-
-#: Origins whose request headers are kept prepared (past this the cache starts afresh).
-PREPARED_MAX = 4096
-
-#: The body of every GET: none (what httpx.Request makes of no content).
-_NO_BODY = httpx.ByteStream(b"")
 
 #: How long a host's resolved addresses stay judged under --no-private, seconds.
 ADDRESS_TTL = 30.0
@@ -184,6 +180,27 @@ def private_url(url: str) -> str | None:
 
 class ForbiddenAddress(Exception):
     """A host resolved to an address --no-private refuses."""
+
+
+class _Redirect(Exception):
+    """A redirect, raised by the fetcher's response hook before httpx reads its Location.
+
+    The fetcher follows redirects itself, hop by hop, and judges each Location (a bad one is a
+    `bad-redirect`); httpx's client would parse it first and raise, with the answer lost.
+    """
+
+    def __init__(self, status: int, headers: dict[str, str], location: str) -> None:
+        super().__init__(status, location)
+        self.status = status
+        self.headers = headers
+        self.location = location
+
+
+async def _stop_at_redirect(response: httpx.Response) -> None:
+    """Response hook: raise _Redirect for an answer that redirects."""
+    if response.status_code in REDIRECT_STATUSES and "location" in response.headers:
+        headers, _ = _read_headers(response.headers.raw)
+        raise _Redirect(response.status_code, headers, headers["location"])
 
 
 #: Under the aiohttp transport an httpx exception is caused by an aiohttp one, which says more
@@ -504,26 +521,18 @@ class Fetcher:
         self._gates: dict[str, HostGate] = {}
         self._watch = NetworkWatch()
         self._rules: dict[str, HostRule | None] = {}
-        self._transports: dict[
-            tuple[str, str, int | None, bool], httpx.AsyncBaseTransport | None
-        ] = {}
         # httpx's own stack, for the retries of a protocol failure on aiohttp's (which refuses
         # some answers h11 reads, such as a body longer than its Content-Length).
         self._alt_client: httpx.AsyncClient | None = None
         self._alt_possible = client is None and settings.transport == "aiohttp"
-        self._extensions: dict[str, object] = {}
-        # Request headers with Host, per origin (see _prepared_headers)
-        self._base_raw: list[tuple[bytes, bytes]] = []
-        self._with_host: dict[bytes, httpx.Headers] = {}
         # Tasks in progress in fetch_all: enough for every host to have work queued behind its
         # limits, few enough that memory does not grow with the length of the list.
         self._window = max(WINDOW_MIN, WINDOW_PER_SLOT * settings.max_concurrency)
-        self._moment_at: tuple[float, datetime] | None = None
 
     async def __aenter__(self) -> Self:
         if self._client is None:
             self._client = make_client(self.settings, forbidden=self._forbidden)
-        self._extensions = {"timeout": self._client.timeout.as_dict()}
+        _hook(self._client)
         return self
 
     async def __aexit__(
@@ -532,6 +541,10 @@ class Fetcher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._client is not None and not self._own_client:
+            hooks = self._client.event_hooks
+            hooks["response"] = [h for h in hooks["response"] if h is not _stop_at_redirect]
+            self._client.event_hooks = hooks
         if self._own_client and self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -598,8 +611,7 @@ class Fetcher:
         `attempts` counts the requests made and `elapsed_ms` their time alone: not the waits
         for the host's turn, for a free slot or between retries.
         """
-        started = time.monotonic()
-        fetched_at = self._moment(started)
+        fetched_at = datetime.now(UTC)
         try:
             parsed = httpx.URL(url)
             check_url(parsed, url)
@@ -652,7 +664,9 @@ class Fetcher:
                 if asked is not None and asked > self.settings.retry_after_max:
                     # Longer than we wait: no retry, and the host's other URLs are left alone.
                     pause = gate.pause_for(asked, datetime.now(UTC))
-                    r = _RETRY_AT.replace(r, pause.retry_at, pause.detail(self._cap))
+                    r = dataclasses.replace(
+                        r, retry_at=pause.retry_at, error_detail=pause.detail(self._cap)
+                    )
             return r
 
         # The first attempt runs without tenacity: most links need no retry, and building the
@@ -687,7 +701,9 @@ class Fetcher:
                 reraise=True,
             )
             result = await retrying(again)
-        return _FINISHED.replace(result, attempts, int(spent * 1000), fetched_at)
+        return dataclasses.replace(
+            result, attempts=attempts, elapsed_ms=int(spent * 1000), fetched_at=fetched_at
+        )
 
     @property
     def _cap(self) -> float:
@@ -713,13 +729,6 @@ class Fetcher:
             error_detail=pause.detail(self._cap),
             retry_at=pause.retry_at,
         )
-
-    def _moment(self, tick: float) -> datetime:
-        """The wall clock, read at most once per 10 ms: fetches started together share one
-        datetime (a run of 100,000 links keeps fewer objects)."""
-        if self._moment_at is None or tick - self._moment_at[0] >= 0.01:
-            self._moment_at = (tick, datetime.now(UTC))
-        return self._moment_at[1]
 
     def _retryable(self, r: FetchResult) -> bool:
         if r.retry_at is not None or self._watch.down:
@@ -886,65 +895,40 @@ class Fetcher:
     async def _get(
         self, url: httpx.URL, alt: bool = False, secrets: bool = True
     ) -> tuple[int, dict[str, str], bytes | None, bool, str | None]:
-        """GET one URL, streaming at most max_body bytes of a text body.
-
-        The request goes straight to the client's transport for the URL (its proxy mount or
-        the default pool), with the client's headers, timeouts and cookies: the same request
-        `client.stream()` sends, without the per-request cost of the client's send machinery.
-        """
+        """GET one URL, streaming at most max_body bytes of a text body."""
         client = self._client
         assert client is not None
-        rule = self._rule(url.host)
-        if rule is not None and (rule.headers or rule.user_agent):
-            # A host's own headers are computed for each request, redirects included, so they
-            # never reach another host.
-            req_headers = httpx.Headers(client.headers)
-            if secrets:
-                req_headers.update(rule.headers)
-            if rule.user_agent:
-                req_headers["User-Agent"] = rule.user_agent
-            request = httpx.Request("GET", url, headers=req_headers, extensions=self._extensions)
-        else:
-            # The request httpx.Request("GET", url, headers=client.headers) makes, from headers
-            # prepared once per origin: no body to encode, no Host to add.
-            request = httpx.Request(
-                "GET",
-                url,
-                headers=self._prepared_headers(client.headers, url.netloc),
-                stream=_NO_BODY,
-                extensions=self._extensions,
-            )
-            request.read()
-        if client.cookies:
-            client.cookies.set_cookie_header(request)
-        if rule is not None and rule.cookies and secrets:
-            own = "; ".join(f"{k}={v}" for k, v in rule.cookies.items())
-            jar = request.headers.get("Cookie")
-            request.headers["Cookie"] = f"{jar}; {own}" if jar else own
         if alt:
             if self._alt_client is None:
                 self._alt_client = make_client(
                     dataclasses.replace(self.settings, transport="httpx")
                 )
-            sender = self._alt_client
-        else:
-            sender = client
-        transport = self._transport_for(request.url, sender)
-        if transport is None:
-            response = await sender.send(request, stream=True)
-        else:
-            response = await transport.handle_async_request(request)
+                self._alt_client.cookies = client.cookies.jar  # one jar (shared) for both
+                _hook(self._alt_client)
+            client = self._alt_client
+        rule = self._rule(url.host)
+        headers: dict[str, str] | None = None
+        if rule is not None and (rule.headers or rule.user_agent):
+            # A host's own headers are computed for each request, redirects included, so they
+            # never reach another host.
+            headers = dict(rule.headers) if secrets else {}
+            if rule.user_agent:
+                headers["User-Agent"] = rule.user_agent
+        request = client.build_request("GET", url, headers=headers)
+        if rule is not None and rule.cookies and secrets:
+            own = "; ".join(f"{k}={v}" for k, v in rule.cookies.items())
+            jar = request.headers.get("Cookie")
+            request.headers["Cookie"] = f"{jar}; {own}" if jar else own
         try:
-            headers, cookies, coding = _read_headers(response.headers.raw)
-            if cookies:
-                client.cookies.extract_cookies(response)
+            response = await client.send(request, stream=True)
+        except _Redirect as hop:
+            return hop.status, hop.headers, None, False, hop.location
+        try:
+            headers_kept, coding = _read_headers(response.headers.raw)
             status = response.status_code
-            location = headers.get("location")
-            if status in REDIRECT_STATUSES and location is not None:
-                return status, headers, None, False, location
-            ctype = headers.get("content-type", "").lower()
+            ctype = headers_kept.get("content-type", "").lower()
             if ctype and not any(t in ctype for t in _TEXT_TYPES):
-                return status, headers, None, False, None
+                return status, headers_kept, None, False, None
             cap = self.settings.max_body
             chunks: list[bytes] = []
             size = 0
@@ -952,11 +936,7 @@ class Fetcher:
             # Raw bytes, decoded here: httpx's decoders inflate a whole network chunk at once
             # (64 KB of a gzip bomb is 64 MB); this one stops at the cap.
             inflater = _inflater_for(coding)
-            # The stream itself, as Response.aiter_raw() reads it (without its per-chunk
-            # wrappers); the response is closed below either way.
-            stream = response.stream
-            assert isinstance(stream, httpx.AsyncByteStream)
-            async for chunk in stream:
+            async for chunk in response.aiter_raw():
                 if inflater is not None:
                     chunk = inflater.decode(chunk, cap - size)
                 chunks.append(chunk)
@@ -964,55 +944,26 @@ class Fetcher:
                 if size >= cap:
                     truncated = True
                     break
-            body = chunks[0] if len(chunks) == 1 and size < cap else b"".join(chunks)[:cap]
-            return status, headers, body, truncated, None
+            body = b"".join(chunks)[:cap]
+            return status, headers_kept, body, truncated, None
         finally:
             await response.aclose()
-
-    def _prepared_headers(self, base: httpx.Headers, netloc: bytes) -> httpx.Headers:
-        """`base` with the Host header for `netloc` first, as httpx.Request adds it; cached
-        per origin while the client's headers stay the same."""
-        raw = base.raw
-        if raw != self._base_raw:
-            self._base_raw = raw
-            self._with_host.clear()
-        headers = self._with_host.get(netloc)
-        if headers is None:
-            if len(self._with_host) >= PREPARED_MAX:
-                self._with_host.clear()
-            has_host = any(k.lower() == b"host" for k, _ in raw)
-            headers = httpx.Headers(raw if has_host else [(b"Host", netloc), *raw])
-            self._with_host[netloc] = headers
-        return headers
-
-    def _transport_for(
-        self, url: httpx.URL, client: httpx.AsyncClient
-    ) -> httpx.AsyncBaseTransport | None:
-        """The client's transport for `url` (proxy mounts honoured), cached per origin.
-
-        None when the client does not expose the choice: the request then goes through
-        `client.send`.
-        """
-        key = (url.scheme, url.host, url.port, client is self._alt_client)
-        try:
-            return self._transports[key]
-        except KeyError:
-            pick = getattr(client, "_transport_for_url", None)
-            transport = pick(url) if callable(pick) else None
-            if not isinstance(transport, httpx.AsyncBaseTransport):
-                transport = None
-            self._transports[key] = transport
-            return transport
 
 
 _KEPT = frozenset(KEPT_HEADERS)
 
 
-def _read_headers(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], bool, str | None]:
-    """The kept headers (repeated ones joined with ", ", as httpx does), whether any cookie
-    was set, and the content coding: one pass over the raw list instead of a lookup each."""
+def _hook(client: httpx.AsyncClient) -> None:
+    """Make `client` stop at redirects (see _Redirect)."""
+    hooks = client.event_hooks
+    if _stop_at_redirect not in hooks["response"]:
+        hooks["response"].append(_stop_at_redirect)
+        client.event_hooks = hooks
+
+
+def _read_headers(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], str | None]:
+    """The kept headers (repeated ones joined with ", ", as httpx does) and the content coding."""
     kept: dict[str, str] = {}
-    cookies = False
     coding: str | None = None
     for k, v in raw:
         name = k.decode("latin-1").lower()
@@ -1025,9 +976,7 @@ def _read_headers(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], bool,
                 coding = value if coding is None else f"{coding}, {value}"
             else:
                 kept[name] = f"{kept[name]}, {value}" if name in kept else value
-        elif name == "set-cookie":
-            cookies = True
-    return kept, cookies, coding
+    return kept, coding
 
 
 class _Inflater:
@@ -1103,8 +1052,6 @@ def make_client(
     (DNS rebinding) is refused all the same.
     """
     timeout = httpx.Timeout(settings.timeout)
-    # (A larger httpcore pool churns fewer connections but costs more CPU: it scans them all for
-    # each request. aiohttp's pool keeps connections per host and reuses them either way.)
     limits = httpx.Limits(
         max_connections=max(settings.max_concurrency, 1),
         max_keepalive_connections=max(settings.max_concurrency, 1),
@@ -1117,19 +1064,15 @@ def make_client(
         **settings.headers,  # --header: every host (a host's own [hosts] headers win)
     }
     cookies = load_cookie_jar(settings.cookie_jar) if settings.cookie_jar else None
-    # trust_env=True: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE work as they do for curl.
-    client_class: type[httpx.AsyncClient] = httpx.AsyncClient
     transport: httpx.AsyncBaseTransport | None = None
+    mounts: dict[str, httpx.AsyncBaseTransport | None] | None = None
     if settings.transport == "aiohttp":
-        try:
-            from crawler.transport import AiohttpClient
-        except ImportError:
-            log.warning("aiohttp is not installed: using httpx's own transport")
-        else:
-            client_class = AiohttpClient
-            if settings.no_private:
-                transport = _guarded_aiohttp_transport(limits, forbidden or forbidden_address)
-    return client_class(
+        guard = (forbidden or forbidden_address) if settings.no_private else None
+        transport = aiohttp_transport(limits, guard=guard)
+        # httpx reads the environment's proxies only for a transport of its own making.
+        mounts = environment_proxies(lambda proxy: aiohttp_transport(limits, proxy=proxy))
+    # trust_env=True: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE work as they do for curl.
+    return httpx.AsyncClient(
         timeout=timeout,
         limits=limits,
         headers=headers,
@@ -1137,19 +1080,70 @@ def make_client(
         trust_env=True,
         follow_redirects=False,
         transport=transport,
+        mounts=mounts,
     )
 
 
-def _guarded_aiohttp_transport(
-    limits: httpx.Limits, forbidden: Callable[[IPAddress], str | None]
+def aiohttp_transport(
+    limits: httpx.Limits,
+    *,
+    guard: Callable[[IPAddress], str | None] | None = None,
+    proxy: httpx.Proxy | None = None,
 ) -> httpx.AsyncBaseTransport:
-    """The aiohttp transport with a resolver that refuses forbidden addresses.
+    """httpx-aiohttp's transport over a session made for the fetcher.
 
-    (Proxy mounts keep their own transports: the proxy is the user's, and is not checked.)
+    The session keeps no cookies (httpx's jar does: a host's own cookies are sent by the fetcher
+    alone) and, with `guard`, resolves through a resolver that refuses forbidden addresses.
+    (A proxy is the user's own: its address is not judged.) Bodies arrive as sent: the fetcher
+    inflates them with a cap.
     """
     import aiohttp
+    from httpx_aiohttp import AiohttpTransport
 
-    from crawler.transport import AiohttpTransport
+    # trust_env: SSL_CERT_FILE and SSL_CERT_DIR, as for httpx's own transport
+    ssl_context = httpx.create_ssl_context(trust_env=True)
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            ssl=ssl_context,
+            limit=limits.max_connections or 100,
+            keepalive_timeout=limits.keepalive_expiry,
+            resolver=None if guard is None else _guarded_resolver(guard),
+        )
+        return aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+        )
+
+    if proxy is None or proxy.auth is None:
+        return AiohttpTransport(client=session, proxy=proxy, limits=limits)
+    # Credentials go as a header of our own: httpx-aiohttp would hand them to aiohttp's
+    # deprecated BasicAuth. aiohttp sends proxy headers with the CONNECT of an https URL; an http
+    # URL carries them itself (_ProxyCredentials).
+    token = base64.b64encode(f"{proxy.auth[0]}:{proxy.auth[1]}".encode()).decode("ascii")
+    value = f"Basic {token}"
+    bare = httpx.Proxy(proxy.url, headers={**proxy.headers, "Proxy-Authorization": value})
+    return _ProxyCredentials(AiohttpTransport(client=session, proxy=bare, limits=limits), value)
+
+
+class _ProxyCredentials(httpx.AsyncBaseTransport):
+    """A proxy transport that sends Proxy-Authorization with each plain-http request."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, value: str) -> None:
+        self._inner = inner
+        self._value = value
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "http":
+            request.headers["Proxy-Authorization"] = self._value
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _guarded_resolver(forbidden: Callable[[IPAddress], str | None]) -> Any:
+    """A resolver that refuses a host whose addresses --no-private forbids (at connect time)."""
+    import aiohttp
 
     class GuardedResolver(aiohttp.ThreadedResolver):
         async def resolve(
@@ -1164,8 +1158,46 @@ def _guarded_aiohttp_transport(
                     )
             return found
 
-    # trust_env: SSL_CERT_FILE and SSL_CERT_DIR, as for the client's own transport
-    return AiohttpTransport(trust_env=True, limits=limits, resolver=GuardedResolver)
+    return GuardedResolver()
+
+
+def environment_proxies(
+    make: Callable[[httpx.Proxy], httpx.AsyncBaseTransport],
+) -> dict[str, httpx.AsyncBaseTransport | None]:
+    """HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY as httpx mounts, read as httpx reads them
+    (a None mount goes to the client's own transport: no proxy)."""
+    found = urllib.request.getproxies()
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    for scheme in ("http", "https", "all"):
+        where = found.get(scheme)
+        if where:
+            mounts[f"{scheme}://"] = make(
+                httpx.Proxy(where if "://" in where else f"http://{where}")
+            )
+    if not mounts:
+        return mounts
+    for name in (n.strip() for n in found.get("no", "").split(",")):
+        if name == "*":
+            return {}
+        if not name:
+            continue
+        # As curl reads NO_PROXY: a name covers its subdomains, an address itself only.
+        if "://" in name:
+            mounts[name] = None
+        elif name.lower() == "localhost" or _is_ip(name.split("/")[0], 4):
+            mounts[f"all://{name}"] = None
+        elif _is_ip(name, 6):
+            mounts[f"all://[{name}]"] = None
+        else:
+            mounts[f"all://*{name}"] = None
+    return mounts
+
+
+def _is_ip(text: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == version
+    except ValueError:
+        return False
 
 
 def load_cookie_jar(path: str) -> httpx.Cookies:
@@ -1178,14 +1210,6 @@ def load_cookie_jar(path: str) -> httpx.Cookies:
     except (OSError, http.cookiejar.LoadError) as exc:
         raise ConfigError(f"{path}: cannot read the cookie jar: {exc}") from None
     return httpx.Cookies(jar)
-
-
-_BODY = FieldReplacer(FetchResult, "body")
-
-
-#: dataclasses.replace(r, attempts=…, elapsed_ms=…, fetched_at=…) for every fetched URL.
-_FINISHED = FieldReplacer(FetchResult, "attempts", "elapsed_ms", "fetched_at")
-_RETRY_AT = FieldReplacer(FetchResult, "retry_at", "error_detail")
 
 
 # ------------------------------------------------------------------------- fetch and read once
@@ -1238,4 +1262,7 @@ async def fetch_pages(
     async with Fetcher(settings, should_retry=once.should_retry, sleep=sleep) as fetcher:
         async for result in fetcher.fetch_all(urls):
             meta = once.take(result)
-            yield (_BODY.replace(result, None) if result.body is not None else result), meta
+            yield (
+                (dataclasses.replace(result, body=None) if result.body is not None else result),
+                meta,
+            )

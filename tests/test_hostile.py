@@ -298,7 +298,9 @@ async def test_retry_after_beyond_the_cap_is_not_retried(
     path = f"/retry-after?s={quote(value)}&beyond=1"
     check, _ = await judge(server.url(path), sleeps=sleeps, retry_after_max=60.0)
     assert (check.verdict.value, check.reason) == ("blocked", "http-429"), check.detail
-    assert server.hits[path] == 1 and sleeps.waits == []
+    # (by the query's tail: aiohttp sends "%2C" of the date as ",")
+    assert sum(n for p, n in server.hits.items() if p.endswith("&beyond=1")) == 1
+    assert sleeps.waits == []
     assert f"come back after {year}-" in check.detail, check.detail
 
 
