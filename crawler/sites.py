@@ -380,17 +380,18 @@ def site_for_host(host: str | None) -> SiteRule | None:
     return None
 
 
-def site_for_content(data: bytes) -> SiteRule | None:
-    """The rule with the most fingerprints in `data` (UTF-8), if it has enough of them."""
+def site_for_content(data: bytes, end: int | None = None) -> SiteRule | None:
+    """The rule with the most fingerprints in `data[:end]` (UTF-8), if it has enough of them."""
+    end = len(data) if end is None else min(end, len(data))
     best: SiteRule | None = None
     best_hits = 0
     for rule in SITES:
-        if rule.fingerprint_gate and rule.fingerprint_gate.encode() not in data:
+        if rule.fingerprint_gate and data.find(rule.fingerprint_gate.encode(), 0, end) < 0:
             continue
         needles = _FINGERPRINT_BYTES.get(rule.name)
         if needles is None:
             needles = _FINGERPRINT_BYTES[rule.name] = tuple(f.encode() for f in rule.fingerprints)
-        hits = sum(1 for f in needles if f in data)
+        hits = sum(1 for f in needles if data.find(f, 0, end) >= 0)
         if hits >= rule.fingerprint_min and hits > best_hits:
             best, best_hits = rule, hits
     return best

@@ -534,3 +534,43 @@ def test_titles_lose_the_site_name_learned_from_the_page(
 ) -> None:
     page = SITE_PAGE.format(head=head, body=body, para=PARA)
     assert extract_meta(page, url=url).title == title
+
+
+# ------------------------------------------------------------ what extract_meta lets through
+
+
+def test_a_bug_in_the_extractor_is_not_read_as_an_empty_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import crawler.extract.meta as meta_mod
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(meta_mod, "find_summary", broken)
+    with pytest.raises(KeyError):
+        extract_meta(b"<title>t</title><p>text</p>")
+
+
+def test_a_page_the_parser_cannot_parse_reads_as_an_empty_page(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from selectolax.lexbor import SelectolaxError
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise SelectolaxError("Can't parse HTML.")  # what selectolax raises when lexbor fails
+
+    monkeypatch.setattr(extract_mod, "LexborHTMLParser", refuse)
+    assert extract_meta(b"<title>t</title>") == PageMeta(kind=PageKind.OTHER)
+    assert extract_meta(b"<title>t</title>", status=404).kind is PageKind.NOT_FOUND
+
+
+def test_json_ld_nested_deeper_than_the_json_parser_goes_is_skipped() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    page = (
+        f'<title>Deep data</title><script type="application/ld+json">{deep}</script>'
+        "<p>A paragraph long enough to stand for the whole page, as summaries do.</p>"
+    )
+    meta = extract_meta(page)
+    assert meta.title == "Deep data"
+    assert meta.summary and meta.summary.startswith("A paragraph long enough")

@@ -6,7 +6,7 @@ import codecs
 
 from crawler.extract.decode import decode
 from crawler.extract.kind import page_kind
-from crawler.extract.page import Page, host_of, path_of
+from crawler.extract.page import PARSE_ERRORS, Page, host_of, path_of
 from crawler.extract.summary import content_hash, find_summary
 from crawler.extract.text import cap, shared
 from crawler.extract.title import find_title
@@ -47,7 +47,7 @@ def _extract(
         if rule is not None:
             host = host or canonical_host
         else:
-            rule = site_for_content(data[:FINGERPRINT_WINDOW])
+            rule = site_for_content(data, FINGERPRINT_WINDOW)
     # Few distinct values across a run of many pages: one string each, not one per page.
     site_name = shared(page.site_name() or (rule.site_name if rule is not None else None))
     lang = shared(page.lang())
@@ -80,12 +80,14 @@ def extract_meta(
     *,
     with_hash: bool = True,
 ) -> PageMeta:
-    """Read title, summary, site and page kind from an HTML page; never raises.
+    """Read title, summary, site and page kind from an HTML page.
 
-    `with_hash=False` skips the main-text hash (`text_hash`), which only the history needs.
+    A page the parser cannot parse reads as a page with nothing on it; any other exception
+    is a bug of the extractor and propagates. `with_hash=False` skips the main-text hash
+    (`text_hash`), which only the history needs.
     """
     try:
         return _extract(body, url, content_type, status, with_hash)
-    except Exception:
+    except PARSE_ERRORS:
         kind = PageKind.NOT_FOUND if status in (404, 410) else PageKind.OTHER
         return PageMeta(kind=kind)

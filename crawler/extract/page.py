@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterator
 from urllib.parse import urljoin, urlsplit
 
-from selectolax.lexbor import LexborDocumentOptions, LexborHTMLParser
+from selectolax.lexbor import LexborDocumentOptions, LexborHTMLParser, SelectolaxError
 
 from crawler.extract.text import normalize_space
 
@@ -119,8 +119,16 @@ def cut_deep_nesting(data: bytes) -> bytes:
     return data if at is None else data[:at]
 
 
+#: What every page is read for: meta tags, <title>, the canonical link, <h1>s and JSON-LD.
+_READ_ONCE = 'meta, title, link[rel~=canonical i], h1, script[type="application/ld+json" i]'
+
+
 PUBLISHER_TYPES = frozenset({"WebSite", "Organization", "NewsMediaOrganization"})
 _LANG = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
+
+
+#: What the parser raises for a page it cannot parse (the only failure extract_meta expects).
+PARSE_ERRORS = (SelectolaxError,)
 
 
 class Page:
@@ -134,29 +142,43 @@ class Page:
             cut_deep_nesting(data), options=LexborDocumentOptions.WO_EVENTS
         )
         self.meta: dict[str, str] = {}
-        for node in self.tree.css("meta"):
-            attrs = node.attributes
-            key = attrs.get("property") or attrs.get("name") or attrs.get("itemprop")
-            content = attrs.get("content")
-            if not key or content is None:
-                http_equiv = attrs.get("http-equiv")
-                if http_equiv and content:
-                    self.meta.setdefault("http-equiv:" + http_equiv.lower(), content)
-                continue
-            value = normalize_space(content)
-            if not value:
-                continue
+        self.title_tag = ""
+        self._canonical: str | None = None
+        self._h1: list[str] = []
+        self._jsonld_texts: list[str] = []
+        # One walk of the tree for everything read from every page (a selector list, matched
+        # in document order); texts are taken now, since visible_text() drops nodes later.
+        for node in self.tree.css(_READ_ONCE):
+            tag = node.tag
+            if tag == "meta":
+                self._add_meta(node.attributes)
+            elif tag == "title":
+                if not self.title_tag:
+                    self.title_tag = normalize_space(node.text())
+            elif tag == "link":
+                if self._canonical is None:
+                    self._canonical = (node.attributes.get("href") or "").strip() or None
+            elif tag == "h1":
+                if t := normalize_space(node.text(separator=" ")):
+                    self._h1.append(t)
+            elif raw := _strip_cdata(node.text() or ""):
+                self._jsonld_texts.append(raw)
+        self._jsonld: list[dict[str, Any]] | None = None
+        self._visible: str | None = None
+
+    def _add_meta(self, attrs: dict[str, str | None]) -> None:
+        """Record one <meta> tag's value under each of its names (the first value wins)."""
+        key = attrs.get("property") or attrs.get("name") or attrs.get("itemprop")
+        content = attrs.get("content")
+        if not key or content is None:
+            http_equiv = attrs.get("http-equiv")
+            if http_equiv and content:
+                self.meta.setdefault("http-equiv:" + http_equiv.lower(), content)
+            return
+        value = normalize_space(content)
+        if value:
             for k in key.lower().split():
                 self.meta.setdefault(k, value)
-        self.title_tag = ""
-        for node in self.tree.css("title"):
-            t = normalize_space(node.text())
-            if t:
-                self.title_tag = t
-                break
-        self._jsonld: list[dict[str, Any]] | None = None
-        self._h1: list[str] | None = None
-        self._visible: str | None = None
 
     def css_text(self, selector: str) -> str | None:
         """Text of the first element matching `selector` that has any."""
@@ -183,10 +205,6 @@ class Page:
     @property
     def h1(self) -> list[str]:
         """Texts of the page's non-empty <h1> elements."""
-        if self._h1 is None:
-            self._h1 = [
-                t for n in self.tree.css("h1") if (t := normalize_space(n.text(separator=" ")))
-            ]
         return self._h1
 
     @property
@@ -194,16 +212,15 @@ class Page:
         """Every JSON-LD object on the page, flattened out of lists and @graph."""
         if self._jsonld is None:
             out: list[dict[str, Any]] = []
-            for node in self.tree.css('script[type="application/ld+json" i]'):
-                raw = _strip_cdata(node.text() or "")
-                if not raw:
-                    continue
+            for raw in self._jsonld_texts:
                 try:
                     data = json.loads(raw, strict=False)
+                except RecursionError:  # nested deeper than the JSON parser goes: no data
+                    continue
                 except ValueError:
                     try:
                         data = json.loads(re.sub(r",\s*([}\]])", r"\1", raw), strict=False)
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         continue
                 out.extend(_flatten_jsonld(data))
             self._jsonld = out
@@ -211,13 +228,7 @@ class Page:
 
     def canonical_url(self) -> str | None:
         """The address the page gives itself (link rel=canonical, og:url), made absolute."""
-        canonical: str | None = None
-        for node in self.tree.css("link[rel~=canonical i]"):
-            href = (node.attributes.get("href") or "").strip()
-            if href:
-                canonical = href
-                break
-        canonical = canonical or self.meta.get("og:url")
+        canonical = self._canonical or self.meta.get("og:url")
         if canonical and self.url:
             try:
                 canonical = urljoin(self.url, canonical)
