@@ -15,7 +15,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -1463,98 +1463,6 @@ def config_cmd(ctx: click.Context) -> None:
     click.echo(render_config(entries, fc, secret=("header",)), nl=False)
 
 
-#: Fewer pages than this are read in one process: a fork costs more than it saves.
-_EXTRACT_PAGES_PER_JOB = 16
-
-
-def _page_line(page: Path, url: str | None) -> tuple[str, bool]:
-    """The JSON line `crawler extract` prints for one saved page, and whether it was read."""
-    from crawler.extract import extract_meta
-    from crawler.inputs import is_binary
-
-    try:
-        body = page.read_bytes()
-    except OSError as exc:
-        return json.dumps({"file": str(page), "error": exc.strerror or str(exc)}), False
-    if is_binary(body):  # as `check` refuses a binary post
-        error = "is a binary file (contains NUL bytes), not an HTML page"
-        return json.dumps({"file": str(page), "error": error}), False
-    meta = extract_meta(body, url=url, with_hash=False)
-    line = json.dumps(
-        {
-            "file": str(page),
-            "title": meta.title,
-            "summary": meta.summary,
-            "page_kind": meta.kind.value,
-            "notice": meta.notice,
-            "site": meta.site,
-            "site_name": meta.site_name,
-            "canonical_url": meta.canonical_url,
-            "lang": meta.lang,
-        },
-        ensure_ascii=False,
-    )
-    return line, True
-
-
-def _split_by_size(pages: Sequence[Path], n: int) -> list[list[Path]]:
-    """pages cut into at most n runs of about equal bytes, in order."""
-    sizes = []
-    for p in pages:
-        try:
-            sizes.append(max(1, p.stat().st_size))
-        except OSError:
-            sizes.append(1)
-    total = sum(sizes)
-    chunks: list[list[Path]] = [[]]
-    acc = 0
-    for page, size in zip(pages, sizes, strict=True):
-        if acc >= total * len(chunks) / n and len(chunks) < n:
-            chunks.append([])
-        chunks[-1].append(page)
-        acc += size
-    return chunks
-
-
-def _extract_in_child(
-    chunk: Sequence[Path], url: str | None, earlier: Sequence[int]
-) -> tuple[int, int]:
-    """Fork a process that reads chunk; return its pid and the pipe its lines come through.
-
-    The child sends its lines (UTF-8) and then one byte, b"0" (all read) or b"1", and exits.
-    `earlier`: the read ends of the children forked before, which this one must not hold.
-    """
-    import os
-
-    try:
-        r, w = os.pipe()
-    except OSError as exc:
-        raise CrawlerError(f"cannot start a reading process: {exc.strerror or exc}") from exc
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        os.close(r)
-        os.close(w)
-        raise CrawlerError(f"cannot start a reading process: {exc.strerror or exc}") from exc
-    if pid == 0:  # pragma: no cover - the child; tests run it through the CLI
-        code = 1
-        try:
-            os.close(r)
-            for fd in earlier:
-                os.close(fd)
-            lines = [_page_line(p, url) for p in chunk]
-            data = "".join(line + "\n" for line, _ in lines).encode("utf-8", "surrogatepass")
-            data += b"0" if all(ok for _, ok in lines) else b"1"
-            view = memoryview(data)
-            while view:
-                view = view[os.write(w, view) :]
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    return pid, r
-
-
 @cli.command()
 @common_options
 @click.argument("pages", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -1565,8 +1473,7 @@ def _extract_in_child(
     type=click.IntRange(0, 64),
     default=0,
     show_default=True,
-    help=f"Processes reading pages at once; 0 = one per core from "
-    f"{2 * _EXTRACT_PAGES_PER_JOB} pages on.",
+    help="Processes reading pages at once; 0 = one per core from 32 pages on.",
 )
 def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
     """Print what the crawler reads from saved HTML pages, one JSON object per line.
@@ -1575,40 +1482,14 @@ def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
 
     Example: crawler extract saved/article.html
     """
-    import os
-
-    import crawler.extract.meta  # noqa: F401 - imported once, before any fork, and shared
     from crawler.config import can_fork, usable_cpus
+    from crawler.extract.batch import extract_lines, processes_for
 
-    if jobs == 0:
-        jobs = usable_cpus() if len(pages) >= 2 * _EXTRACT_PAGES_PER_JOB else 1
-    jobs = min(jobs, max(1, len(pages) // _EXTRACT_PAGES_PER_JOB)) if can_fork() else 1
-    chunks = _split_by_size(pages, jobs) if jobs > 1 else [list(pages)]
-    # The parent reads the first run itself while the children read the others.
-    children: list[tuple[int, int]] = []
-    for chunk in chunks[1:]:
-        children.append(_extract_in_child(chunk, url, [fd for _, fd in children]))
-    out = sys.stdout
+    processes = processes_for(len(pages), jobs, usable_cpus(), can_fork())
     failed = False
-    for page in chunks[0]:
-        line, ok = _page_line(page, url)
+    for line, ok in extract_lines(pages, url, processes):
         failed |= not ok
-        out.write(line + "\n")
-    out.flush()
-    for (pid, fd), chunk in zip(children, chunks[1:], strict=True):
-        with open(fd, "rb") as f:
-            data = f.read()
-        _, status = os.waitpid(pid, 0)
-        if status != 0 or not data.endswith((b"0", b"1")):
-            failed = True  # the child died: say so for each of its pages
-            for page in chunk:
-                out.write(json.dumps({"file": str(page), "error": "reading process failed"}))
-                out.write("\n")
-            continue
-        failed |= data.endswith(b"1")
-        # As text, through the same encoder as the parent's own lines.
-        out.write(data[:-1].decode("utf-8", "surrogatepass"))
-        out.flush()
+        sys.stdout.write(line + "\n")
     if failed:
         sys.exit(EXIT_TOOL)
 
