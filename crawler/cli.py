@@ -1547,4 +1547,12 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(EXIT_TOOL)
+    except Exception as exc:  # a bug (never a link's failure): one line, the traceback under -v
+        import logging
+        import traceback
+
+        if logging.getLogger("crawler").isEnabledFor(logging.INFO):
+            traceback.print_exc()
+        click.echo(f"error: a bug: {type(exc).__name__}: {exc} (-v shows where)", err=True)
+        sys.exit(EXIT_TOOL)
     sys.exit(rv if isinstance(rv, int) else EXIT_OK)

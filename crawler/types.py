@@ -6,11 +6,9 @@ Standard library only, no I/O. Enum values are what the JSON report and the hist
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from operator import attrgetter
-from typing import Any, TypeVar
 
 
 class Verdict(StrEnum):
@@ -245,25 +243,3 @@ class Run:
         for c in self.checks:
             out[c.verdict.value] = out.get(c.verdict.value, 0) + 1
         return out
-
-
-T = TypeVar("T")
-
-
-class FieldReplacer:
-    """dataclasses.replace(obj, <names>=...) for a frozen dataclass, at half the cost: the hot
-    paths (a result per link) replace a field or two of objects they are handed."""
-
-    def __init__(self, cls: type[Any], *names: str) -> None:
-        assert all(f.init for f in fields(cls)), cls  # every field is a positional argument
-        every = [f.name for f in fields(cls)]
-        self.cls = cls
-        self.get = attrgetter(*every)
-        self.indexes = [every.index(name) for name in names]
-
-    def replace(self, obj: T, *values: object) -> T:
-        """obj with the named fields set to values, in the order they were named."""
-        out = list(self.get(obj))
-        for i, value in zip(self.indexes, values, strict=True):
-            out[i] = value
-        return self.cls(*out)  # type: ignore[no-any-return]

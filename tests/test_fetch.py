@@ -14,7 +14,6 @@ from crawler.fetch import (
     NETWORK_DOWN_HOSTS,
     Fetcher,
     HostGate,
-    classify_exception,
     fetch_pages,
     host_key,
     interleave_by_host,
@@ -293,22 +292,6 @@ async def test_both_transports_agree(server: LocalServer, transport: str) -> Non
 def test_host_key() -> None:
     assert host_key("https://MP.weixin.qq.com/s/x") == "mp.weixin.qq.com"
     assert host_key("http://127.0.0.1:8080/a") == "127.0.0.1:8080"
-
-
-def test_classify_exception_table_most_specific_wins() -> None:
-    import httpx
-
-    assert classify_exception(httpx.ConnectTimeout("x"))[0] is ErrorKind.TIMEOUT
-    assert (
-        classify_exception(httpx.ConnectError("[Errno -2] Name or service not known"))[0]
-        is ErrorKind.DNS
-    )
-    assert (
-        classify_exception(httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED]"))[0]
-        is ErrorKind.TLS
-    )
-    assert classify_exception(httpx.ProxyError("x"))[0] is ErrorKind.PROXY
-    assert classify_exception(httpx.RemoteProtocolError("x"))[0] is ErrorKind.PROTOCOL
 
 
 @pytest.mark.parametrize("transport", ["httpx", "aiohttp"])

@@ -22,10 +22,11 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-import crawler.fetch
+import crawler.fetch.guard
 from crawler.cli import cli
 from crawler.config import FetchSettings
 from crawler.fetch import Fetcher, ForbiddenAddress, IPAddress, forbidden_address, private_url
+from crawler.fetch.guard import AddressGuard
 from crawler.pipeline import check_links
 from crawler.store import Store
 from crawler.types import ErrorKind, Link
@@ -228,7 +229,7 @@ async def test_a_redirect_to_a_private_address_is_refused_at_the_hop(
     transport: str,
     tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(crawler.fetch, "forbidden_address", public_loopback)
+    monkeypatch.setattr(crawler.fetch.guard, "forbidden_address", public_loopback)
     inner = second.url(f"/echo?hop={transport}")
     # public → public → private: the check runs again after every redirect
     middle = server.url(f"/redirect/302?to={quote(inner, safe='')}")
@@ -279,9 +280,10 @@ async def test_a_name_with_any_private_address_is_refused(monkeypatch: pytest.Mo
         assert r.error_detail == "mixed.example resolves to 10.0.0.7, a private address"
         r = await f.fetch("http://nowhere.example/")
         assert r.error is ErrorKind.DNS, r.error_detail
-        await f._check_address(httpx.URL("http://public.example/"))  # noqa: SLF001 - passes
-        with pytest.raises(ForbiddenAddress):
-            await f._check_address(httpx.URL("https://mixed.example:8443/"))  # noqa: SLF001
+    guard = AddressGuard(forbidden_address)
+    await guard.check(httpx.URL("http://public.example/"))  # passes
+    with pytest.raises(ForbiddenAddress):
+        await guard.check(httpx.URL("https://mixed.example:8443/"))
 
 
 @pytest.mark.anyio

@@ -1,0 +1,198 @@
+"""The httpx client the fetcher sends with: aiohttp underneath, through httpx-aiohttp.
+
+`make_client` sets it up once per fetcher: the default headers, the cookie jar, timeouts, the
+environment's proxies and CA bundle, and (with --no-private) a resolver that refuses private
+addresses at connect time. `stop_at_redirects` makes a client hand a redirect back to the
+fetcher, which follows redirects itself, hop by hop.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.cookiejar
+import ipaddress
+import urllib.request
+from collections.abc import Callable
+
+import httpx
+
+from crawler.config import FetchSettings
+from crawler.errors import ConfigError
+from crawler.fetch.body import ACCEPT_ENCODING, read_headers
+from crawler.fetch.guard import Forbidden, forbidden_address, guarded_resolver
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
+
+def make_client(settings: FetchSettings, forbidden: Forbidden | None = None) -> httpx.AsyncClient:
+    """An AsyncClient on the chosen transport; proxies and CA bundle come from the environment.
+
+    With --no-private, aiohttp's resolver refuses forbidden addresses too (`forbidden`, default
+    `forbidden_address`): the address it connects to is the address checked, so a name that
+    resolves to a public address for the fetcher's check and to a private one a moment later
+    (DNS rebinding) is refused all the same.
+    """
+    timeout = httpx.Timeout(settings.timeout)
+    limits = httpx.Limits(
+        max_connections=max(settings.max_concurrency, 1),
+        max_keepalive_connections=max(settings.max_concurrency, 1),
+    )
+    headers = {
+        "User-Agent": settings.user_agent,
+        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8",
+        "Accept-Encoding": ACCEPT_ENCODING,
+        **settings.headers,  # --header: every host (a host's own [hosts] headers win)
+    }
+    cookies = load_cookie_jar(settings.cookie_jar) if settings.cookie_jar else None
+    transport: httpx.AsyncBaseTransport | None = None
+    mounts: dict[str, httpx.AsyncBaseTransport | None] | None = None
+    if settings.transport == "aiohttp":
+        guard = (forbidden or forbidden_address) if settings.no_private else None
+        transport = aiohttp_transport(limits, guard=guard)
+        # httpx reads the environment's proxies only for a transport of its own making.
+        mounts = environment_proxies(lambda proxy: aiohttp_transport(limits, proxy=proxy))
+    # trust_env=True: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE work as they do for curl.
+    return httpx.AsyncClient(
+        timeout=timeout,
+        limits=limits,
+        headers=headers,
+        cookies=cookies,
+        trust_env=True,
+        follow_redirects=False,
+        transport=transport,
+        mounts=mounts,
+    )
+
+
+def aiohttp_transport(
+    limits: httpx.Limits,
+    *,
+    guard: Forbidden | None = None,
+    proxy: httpx.Proxy | None = None,
+) -> httpx.AsyncBaseTransport:
+    """httpx-aiohttp's transport over a session made for the fetcher.
+
+    The session keeps no cookies (httpx's jar does: a host's own cookies are sent by the fetcher
+    alone) and, with `guard`, resolves through a resolver that refuses forbidden addresses.
+    (A proxy is the user's own: its address is not judged.) Bodies arrive as sent: the fetcher
+    inflates them with a cap.
+    """
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    # trust_env: SSL_CERT_FILE and SSL_CERT_DIR, as for httpx's own transport
+    ssl_context = httpx.create_ssl_context(trust_env=True)
+
+    def session() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            ssl=ssl_context,
+            limit=limits.max_connections or 100,
+            keepalive_timeout=limits.keepalive_expiry,
+            resolver=None if guard is None else guarded_resolver(guard),
+        )
+        return aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+        )
+
+    if proxy is None or proxy.auth is None:
+        return AiohttpTransport(client=session, proxy=proxy, limits=limits)
+    # Credentials go as a header of our own: httpx-aiohttp would hand them to aiohttp's
+    # deprecated BasicAuth. aiohttp sends proxy headers with the CONNECT of an https URL; an http
+    # URL carries them itself (_ProxyCredentials).
+    token = base64.b64encode(f"{proxy.auth[0]}:{proxy.auth[1]}".encode()).decode("ascii")
+    value = f"Basic {token}"
+    bare = httpx.Proxy(proxy.url, headers={**proxy.headers, "Proxy-Authorization": value})
+    return _ProxyCredentials(AiohttpTransport(client=session, proxy=bare, limits=limits), value)
+
+
+class _ProxyCredentials(httpx.AsyncBaseTransport):
+    """A proxy transport that sends Proxy-Authorization with each plain-http request."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, value: str) -> None:
+        self._inner = inner
+        self._value = value
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "http":
+            request.headers["Proxy-Authorization"] = self._value
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def environment_proxies(
+    make: Callable[[httpx.Proxy], httpx.AsyncBaseTransport],
+) -> dict[str, httpx.AsyncBaseTransport | None]:
+    """HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY as httpx mounts, read as httpx reads them
+    (a None mount goes to the client's own transport: no proxy)."""
+    found = urllib.request.getproxies()
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    for scheme in ("http", "https", "all"):
+        where = found.get(scheme)
+        if where:
+            mounts[f"{scheme}://"] = make(
+                httpx.Proxy(where if "://" in where else f"http://{where}")
+            )
+    if not mounts:
+        return mounts
+    for name in (n.strip() for n in found.get("no", "").split(",")):
+        if name == "*":
+            return {}
+        if not name:
+            continue
+        # As curl reads NO_PROXY: a name covers its subdomains, an address itself only.
+        if "://" in name:
+            mounts[name] = None
+        elif name.lower() == "localhost" or _is_ip(name.split("/")[0], 4):
+            mounts[f"all://{name}"] = None
+        elif _is_ip(name, 6):
+            mounts[f"all://[{name}]"] = None
+        else:
+            mounts[f"all://*{name}"] = None
+    return mounts
+
+
+def _is_ip(text: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == version
+    except ValueError:
+        return False
+
+
+def load_cookie_jar(path: str) -> httpx.Cookies:
+    """Cookies from a Netscape cookies.txt; each is sent only to its own domain and path."""
+    jar = http.cookiejar.MozillaCookieJar(path)
+    try:
+        jar.load(ignore_discard=True, ignore_expires=False)
+    except (OSError, http.cookiejar.LoadError) as exc:
+        raise ConfigError(f"{path}: cannot read the cookie jar: {exc}") from None
+    return httpx.Cookies(jar)
+
+
+class Redirect(Exception):
+    """A redirect, raised by the response hook `stop_at_redirects` before httpx reads its
+    Location: httpx's client would parse the Location first, and raise for a bad one with the
+    answer lost; the fetcher judges it instead (a bad one is a `bad-redirect`)."""
+
+    def __init__(self, status: int, headers: dict[str, str], location: str) -> None:
+        super().__init__(status, location)
+        self.status = status
+        self.headers = headers
+        self.location = location
+
+
+async def _raise_redirect(response: httpx.Response) -> None:
+    if response.status_code in REDIRECT_STATUSES and "location" in response.headers:
+        headers, _ = read_headers(response.headers.raw)
+        raise Redirect(response.status_code, headers, headers["location"])
+
+
+def stop_at_redirects(client: httpx.AsyncClient, stop: bool = True) -> None:
+    """Make `client.send` raise Redirect at a redirect (or, with stop=False, no longer)."""
+    hooks = client.event_hooks
+    hooks["response"] = [h for h in hooks["response"] if h is not _raise_redirect]
+    if stop:
+        hooks["response"].append(_raise_redirect)
+    client.event_hooks = hooks
