@@ -1008,8 +1008,7 @@ def check(
     # and the links --no-private refused when their host name resolved to a private address
     # (web links only: local links and other schemes that are skipped are counted as skipped)
     excluded += sum(
-        c.verdict is Verdict.SKIPPED and local.kind_of(c.url) is local.Kind.WEB
-        for c in run.checks
+        c.verdict is Verdict.SKIPPED and local.kind_of(c.url) is local.Kind.WEB for c in run.checks
     )
     if excluded:
         lines[0] += f" ({excluded} excluded)"
@@ -1161,6 +1160,29 @@ def runs(db: Path, limit: int, as_json: bool) -> None:
     for info in infos:
         record = listings.run_record(info, info.counts or counted.get(info.id, {}))
         click.echo(json.dumps(record, ensure_ascii=False) if as_json else listings.run_line(record))
+
+
+@cli.command()
+@common_options
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per host.")
+def hosts(db: Path, as_json: bool) -> None:
+    """Print what the history knows of each host: requests, answers by class, verification
+    pages met, the learned pace, median latency and last lease, busiest first.
+
+    Example: crawler hosts --json
+    """
+    from crawler.db import open_store
+    from crawler.pace import host_lines
+
+    _no_history_yet(db)
+    store = open_store(db)
+    try:
+        rows = store.host_stats()
+    finally:
+        store.close()
+    for line in host_lines(rows, as_json):
+        click.echo(line)
 
 
 @cli.command()

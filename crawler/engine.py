@@ -11,6 +11,7 @@ idempotent per (run, url), so a URL is checked into the run exactly once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -36,7 +37,8 @@ from crawler.frontier import (
     due,
 )
 from crawler.history import ConfirmRule, UrlState, apply_history, next_state
-from crawler.types import Check, FetchResult, Link, PageKind, PageMeta, Verdict
+from crawler.pace import START_LIMIT, Outcome, Pace, PaceController
+from crawler.types import Check, ErrorKind, FetchResult, Link, PageKind, PageMeta, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,10 @@ FLUSH_SECONDS = 1.0
 BATCH = 1000
 #: The most a leased host counts for against a worker's requests in flight (see _lease_more).
 HOST_SHARE = 4
+#: A URL answered by a verification page waits this long (seconds, times its tries so far)
+#: and goes back to its host's queue; after COOL_DOWN_TRIES such waits it is judged blocked.
+COOL_DOWN = 5.0
+COOL_DOWN_TRIES = 2
 
 Clock = Callable[[], datetime]
 ProgressFn = Callable[[int], None]  # called with the number of checks just written
@@ -173,6 +179,62 @@ def reads_as_anti_robot(result: FetchResult, meta: PageMeta | None) -> bool:
         and meta is not None
         and meta.kind is PageKind.ANTI_ROBOT
     )
+
+
+def pace_outcome(result: FetchResult, meta: PageMeta | None) -> Outcome:
+    """What an answer says about its host's pace (crawler/pace.py)."""
+    if result.status == 429 or result.error is ErrorKind.RATE_LIMITED:
+        return Outcome.SLOW_DOWN
+    if reads_as_anti_robot(result, meta):
+        return Outcome.SLOW_DOWN
+    if result.error is ErrorKind.TIMEOUT:
+        return Outcome.TIMEOUT
+    if result.status is None:
+        return Outcome.NEUTRAL
+    return Outcome.CLEAN
+
+
+def _unpaced(settings: FetchSettings) -> FetchSettings:
+    """The settings the engine's Fetcher runs with: the pace controller spaces the starts, so
+    the Fetcher's own per-host interval is off (its per-host limit stays, as the ceiling)."""
+    hosts = {name: replace(rule, interval=None) for name, rule in settings.hosts.items()}
+    return replace(settings, host_interval=0.0, hosts=hosts)
+
+
+class _PacedHost:
+    """One leased host's requests in flight and starts, as its PaceController says."""
+
+    def __init__(
+        self,
+        pace: PaceController,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.pace = pace
+        self._clock = clock
+        self._sleep = sleep
+        self._inflight = 0
+        self.verification_pages = 0  # met on this lease (crawler hosts)
+        self._next_start = float("-inf")
+        self._cond = asyncio.Condition()
+
+    async def start(self) -> tuple[float, int]:
+        """Wait for a free place and the interval; the start time (the pace's clock) and the
+        requests in flight, this one included."""
+        async with self._cond:
+            await self._cond.wait_for(lambda: self._inflight < self.pace.limit)
+            self._inflight += 1
+        now = self._clock()
+        wait = self._next_start - now
+        self._next_start = max(now, self._next_start) + self.pace.interval
+        if wait > 0:
+            await self._sleep(wait)
+        return self._clock(), self._inflight
+
+    async def done(self) -> None:
+        async with self._cond:
+            self._inflight -= 1
+            self._cond.notify_all()
 
 
 def read_page(
@@ -373,8 +435,15 @@ class Worker:
         owner: str | None = None,
         poll: float = POLL_SECONDS,
         alive: Callable[[], bool] = lambda: True,
+        monotonic: Callable[[], float] = time.monotonic,
+        cool_down: float | None = None,
     ) -> None:
         self.store = store
+        self.monotonic = monotonic
+        self.cool_down = COOL_DOWN if cool_down is None else cool_down
+        self._paced: dict[str, _PacedHost] = {}  # leased host -> its pace
+        # URL in flight -> when its request started, and the host's requests then in flight
+        self._started: dict[str, tuple[float, int]] = {}
         self.run_id = run_id
         self.settings = settings
         self.clock = clock
@@ -408,7 +477,19 @@ class Worker:
     async def run(self) -> None:
         """Work until every host of the run is done."""
         once = _ReadOnce(with_hash=self.history, anchors_for=self.anchors_for)
-        async with Fetcher(self.settings, should_retry=once.should_retry, sleep=self.sleep) as f:
+
+        def should_retry(r: FetchResult) -> bool:
+            retry = once.should_retry(r)
+            if retry:  # a verification page: the host's pace slows down before the retry
+                paced = self._paced.get(host_key(r.url))
+                if paced is not None:
+                    started, inflight = self._started.get(r.url, (self.monotonic(), 1))
+                    paced.pace.record(Outcome.SLOW_DOWN, started, inflight)
+                    paced.verification_pages += 1
+            return retry
+
+        unpaced = _unpaced(self.settings)
+        async with Fetcher(unpaced, should_retry=should_retry, sleep=self.sleep) as f:
             keeper = asyncio.create_task(self._keep_leases())
             flusher = asyncio.create_task(self._flush_periodically())
             active: dict[asyncio.Task[None], str] = {}
@@ -476,17 +557,49 @@ class Worker:
             work = asyncio.create_task(self._work_host(tasks, fetcher, once))
             active[work] = host
 
+    def _pace_for(self, host: str) -> PaceController:
+        s = self.settings
+        rule = host_rule(s.hosts, host.rsplit(":", 1)[0]) if s.hosts else None
+        floor = rule.interval if rule is not None and rule.interval is not None else 0.0
+        start = self.store.host_paces([host]).get(host) or Pace(START_LIMIT, s.host_interval)
+        return PaceController(
+            self._host_limit(host), start=start, min_interval=floor, clock=self.monotonic
+        )
+
     async def _work_host(self, tasks: list[UrlTask], fetcher: Fetcher, once: _ReadOnce) -> None:
+        """Check a host's URLs at its learned pace: as many lanes as its ceiling, of which the
+        pace lets `limit` have a request in flight; a URL answered by a verification page
+        goes back to the queue after a cool-down, and is judged blocked only if it stays so."""
+        host = tasks[0].host
         states = self.store.states(t.url for t in tasks) if self.history else {}
-        todo = iter(tasks)
         accept = accept_for(self.settings, tasks[0].url)
+        paced = self._paced[host] = _PacedHost(self._pace_for(host), self.monotonic, self.sleep)
+        todo: collections.deque[UrlTask] = collections.deque(tasks)
+        cooling: list[tuple[float, int, UrlTask]] = []  # (ready at, tries, task)
+        tries: dict[str, int] = {}
 
         async def lane() -> None:
-            for task in todo:
+            while todo:
                 if self.out_of_time():
                     return  # claims nothing more; the host goes back with what is left
-                result = await fetcher.fetch(task.url)
+                task = todo.popleft()
+                started, inflight = await paced.start()
+                self._started[task.url] = (started, inflight)
+                try:
+                    result = await fetcher.fetch(task.url)
+                finally:
+                    self._started.pop(task.url, None)
+                    await paced.done()  # before reading the page: the request is over
                 meta = once.take(result)
+                paced.pace.record(pace_outcome(result, meta), started, inflight)
+                n = tries.get(task.url, 0)
+                blocked = reads_as_anti_robot(result, meta)
+                if blocked and self.settings.retries == 0:  # else should_retry counted it
+                    paced.verification_pages += 1
+                if blocked and n < COOL_DOWN_TRIES:
+                    tries[task.url] = n + 1
+                    cooling.append((self.monotonic() + self.cool_down * (n + 1), n + 1, task))
+                    continue
                 self._finished(
                     judge(
                         task,
@@ -500,8 +613,23 @@ class Worker:
                     )
                 )
 
-        lanes = min(self._host_limit(tasks[0].host), len(tasks))
-        await asyncio.gather(*(lane() for _ in range(max(1, lanes))))
+        try:
+            while (todo or cooling) and not self.out_of_time():
+                if not todo:
+                    cooling.sort(key=lambda c: c[0])
+                    wait = cooling[0][0] - self.monotonic()
+                    if wait > 0:
+                        await self.sleep(wait)
+                    now = self.monotonic()
+                    todo.extend(t for at, _, t in cooling if at <= now)
+                    cooling[:] = [c for c in cooling if c[0] > now]
+                    continue
+                lanes = min(paced.pace.ceiling, len(todo))
+                await asyncio.gather(*(lane() for _ in range(max(1, lanes))))
+        finally:
+            self._paced.pop(host, None)
+        # where the next run starts
+        self.store.save_pace(host, paced.pace.pace(), self.clock(), paced.verification_pages)
 
     def out_of_time(self) -> bool:
         """Whether the run's budget is spent (on the worker's clock)."""

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from crawler.history import UrlState
+from crawler.pace import Pace
 from crawler.types import ALIVE, Check, FetchResult, Link, PageMeta, Run, Verdict
 
 #: How due a URL is, most due first (run_urls.due): never checked, failing, alive; NOT_DUE is
@@ -119,6 +120,14 @@ class FrontierStore(Protocol):
 
     def open_hosts(self, run_id: int) -> int:
         """Hosts of the run with URLs not yet done."""
+        ...
+
+    def host_paces(self, hosts: Iterable[str]) -> dict[str, Pace]:
+        """The pace each host ended its last run at (hosts never seen are absent)."""
+        ...
+
+    def save_pace(self, host: str, pace: Pace, at: datetime, verification_pages: int = 0) -> None:
+        """Keep the pace a host ended a lease at, and add the verification pages it met."""
         ...
 
     def checked(self, run_id: int) -> int:

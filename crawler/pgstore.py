@@ -444,6 +444,10 @@ class PgStore(Store):
     checked = reconnecting(Store.checked)
     finish_run = reconnecting(Store.finish_run)
     trend = reconnecting(Store.trend)
+    host_paces = reconnecting(Store.host_paces)
+    # a lost connection may have committed the first try: its verification pages may be counted
+    # twice in `crawler hosts`, which is better than a run lost for a statistic
+    save_pace = reconnecting(Store.save_pace)
 
     def plan_run(
         self,

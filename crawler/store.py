@@ -25,6 +25,7 @@ from crawler.config import RECENT_RUNS, TREND_RUNS
 from crawler.errors import StoreError
 from crawler.frontier import UNCHECKED, Finished, UrlTask
 from crawler.history import UrlState
+from crawler.pace import Pace
 from crawler.types import (
     NETWORK_ERRORS,
     Check,
@@ -141,7 +142,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE hosts (
         host TEXT PRIMARY KEY,
-        pace_concurrency INTEGER,          -- learned pace (not used yet)
+        pace_concurrency INTEGER,          -- learned pace (crawler/pace.py)
         pace_interval REAL,
         pace_updated_at TEXT
     );
@@ -166,6 +167,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE run_urls ADD COLUMN last_checked TEXT;  -- the URL's last check before the run
     ALTER TABLE run_hosts ADD COLUMN due INTEGER NOT NULL DEFAULT 0;
     """,
+    # 5: the learned pace's memory of a host's limit (crawler/pace.py).
+    """
+    ALTER TABLE hosts ADD COLUMN pace_known_max INTEGER;  -- most in flight known to pass
+    """,
+    # 6: verification pages met per host, over every run (crawler hosts).
+    """
+    ALTER TABLE hosts ADD COLUMN verification_pages INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
@@ -187,6 +196,19 @@ BUSY_TIMEOUT = 30.0  # seconds a statement waits for another process's lock
 BATCH = 1000  # checks per write transaction (and at least every second: engine.FLUSH_SECONDS)
 _IN_CHUNK = 500  # values per `IN (...)`: under SQLite's limit on bound parameters
 Recent = tuple[datetime, Verdict]
+
+
+def _empty_host(host: str) -> dict[str, Any]:
+    return {
+        "host": host,
+        "urls_checked": 0,
+        "requests": 0,
+        "answers": dict.fromkeys(("2xx", "3xx", "4xx", "5xx", "none"), 0),
+        "verification_pages": 0,
+        "pace": None,
+        "median_latency_ms": None,
+        "last_lease": None,
+    }
 
 
 def _ts(d: datetime | None) -> str | None:
@@ -563,6 +585,74 @@ class Store:
             if deadline is None or deadline > now:
                 return int(r["id"])
         return None
+
+    def host_paces(self, hosts: Iterable[str]) -> dict[str, Pace]:
+        """The pace each host ended its last run at (hosts never seen are absent)."""
+        out: dict[str, Pace] = {}
+        for host in hosts:
+            r = self.conn.execute(
+                "SELECT pace_concurrency, pace_interval, pace_known_max FROM hosts "
+                "WHERE host = ? AND pace_concurrency IS NOT NULL",
+                (host,),
+            ).fetchone()
+            if r is not None:
+                known = r["pace_known_max"]
+                out[host] = Pace(
+                    int(r[0]), float(r[1] or 0.0), None if known is None else int(known)
+                )
+        return out
+
+    def save_pace(self, host: str, pace: Pace, at: datetime, verification_pages: int = 0) -> None:
+        """Keep the pace a host ended a lease at, for the next run to start from, and add the
+        verification pages it met."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO hosts (host, pace_concurrency, pace_interval, pace_known_max, "
+                "pace_updated_at, verification_pages) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (host) DO UPDATE SET pace_concurrency = excluded.pace_concurrency, "
+                "pace_interval = excluded.pace_interval, pace_known_max = excluded.pace_known_max, "
+                "pace_updated_at = excluded.pace_updated_at, "
+                "verification_pages = hosts.verification_pages + excluded.verification_pages",
+                (host, pace.limit, pace.interval, pace.known_max, _ts(at), verification_pages),
+            )
+
+    def host_stats(self) -> list[dict[str, Any]]:
+        """Per host, over every check in the history: requests, answers by class (2xx, 3xx,
+        4xx, 5xx, none), verification pages met, learned pace, median latency, last lease."""
+        from statistics import median
+
+        from crawler.fetch import host_key
+
+        hosts: dict[str, dict[str, Any]] = {}
+        latencies: dict[str, list[float]] = {}
+        rows = self.conn.execute(
+            "SELECT url, http_status, attempts, elapsed_ms FROM checks WHERE cached = 0"
+        )
+        for r in rows:
+            host = host_key(r["url"])
+            h = hosts.get(host)
+            if h is None:
+                h = hosts[host] = _empty_host(host)
+            h["urls_checked"] += 1
+            h["requests"] += int(r["attempts"])
+            status = r["http_status"]
+            h["answers"]["none" if status is None else f"{int(status) // 100}xx"] += 1
+            if r["attempts"]:
+                latencies.setdefault(host, []).append(r["elapsed_ms"] / r["attempts"])
+        for r in self.conn.execute("SELECT * FROM hosts"):
+            h = hosts.get(r["host"])
+            if h is None:
+                h = hosts[r["host"]] = _empty_host(r["host"])
+            h["verification_pages"] = int(r["verification_pages"] or 0)
+            h["pace"] = {
+                "concurrency": r["pace_concurrency"],
+                "interval": r["pace_interval"],
+                "known_max": r["pace_known_max"],
+            }
+            h["last_lease"] = r["pace_updated_at"]
+        for host, values in latencies.items():
+            hosts[host]["median_latency_ms"] = round(median(values))
+        return sorted(hosts.values(), key=lambda h: (-h["requests"], h["host"]))
 
     def checked(self, run_id: int) -> int:
         """Checks written for the run so far."""

@@ -398,7 +398,7 @@ async def test_a_dead_network_is_told_before_every_url_is_tried(
     """Issue 13 #18: after the first round fails on every host, nothing more is requested."""
     urls = [srv.url(f"/silent?s=10&n={i}") for i in range(5) for srv in silent_hosts]
     sleeps = Sleeps()
-    async with Fetcher(settings(timeout=0.5, retries=2), sleep=sleeps) as f:
+    async with Fetcher(settings(timeout=0.5, retries=2, host_concurrency=2), sleep=sleeps) as f:
         results = [r async for r in f.fetch_all(urls)]
     requests = sum(sum(srv.hits.values()) for srv in silent_hosts)
     # Each host's first two requests, and at most two more on each of the first hosts to fail

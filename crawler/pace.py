@@ -1,0 +1,186 @@
+"""Each host's pace, learned: requests in flight and the interval between their starts.
+
+A pure controller (no I/O, an injected clock): the engine asks it how many requests a host may
+have in flight and how long to wait between starts, and tells it how each answer went.
+
+The rule (additive increase, multiplicative decrease, as TCP does):
+
+- start where the last run ended (`Pace`, kept on the store's `hosts`), or at START_LIMIT
+  requests in flight and START_INTERVAL seconds between starts for a host never seen;
+- after a run of CLEAN_RUN clean answers in a row: half the interval (an interval under
+  MIN_INTERVAL becomes 0) and, if the run did fill the limit (the interval or a short queue
+  may keep fewer requests in flight), one more request in flight;
+- at a verification page (an anti-robot page), a 429, or a burst of timeouts (TIMEOUT_BURST
+  within TIMEOUT_WINDOW seconds): half the requests in flight (at least 1) and twice the
+  interval (at least BACKOFF_INTERVAL, at most MAX_INTERVAL). At a verification page or a
+  429 the requests in flight when it was asked are remembered as too much (`known_max` becomes
+  one less), so the pace grows back to just under it and no further: probing costs a few
+  verification pages once, not at every cycle;
+- answers to requests started before the last slowdown say nothing new (they were sent at the
+  old pace) and are not counted, neither as clean nor as trouble;
+- after REPROBE clean answers in a row at `known_max`, it is raised by one (the real limits
+  change), so a host that got more generous is found again;
+- a ceiling is never crossed: the `concurrency` the user sets for a host, else
+  `--host-concurrency`; an `interval` the user sets for a host is a floor never crossed.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from crawler.terminal import safe
+
+#: Requests in flight and seconds between starts for a host with no learned pace.
+START_LIMIT = 2
+START_INTERVAL = 0.2
+#: Clean answers in a row before one more request in flight.
+CLEAN_RUN = 10
+#: Intervals below this are 0 (the limit in flight binds first).
+MIN_INTERVAL = 0.01
+#: The shortest interval after a slowdown, and the longest ever.
+BACKOFF_INTERVAL = 0.05
+MAX_INTERVAL = 5.0
+#: This many timeouts within TIMEOUT_WINDOW seconds are a burst.
+TIMEOUT_BURST = 3
+TIMEOUT_WINDOW = 10.0
+#: Clean answers in a row at the learned maximum before it is probed one higher.
+REPROBE = 500
+
+
+class Outcome(enum.Enum):
+    """What one answer says about the pace."""
+
+    CLEAN = "clean"  # an answer (any status but 429), not a verification page
+    SLOW_DOWN = "slow-down"  # a verification page or a 429
+    TIMEOUT = "timeout"  # no answer in time
+    NEUTRAL = "neutral"  # says nothing about the pace (DNS failure, refused connection, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """A host's pace, as the store keeps it between runs."""
+
+    limit: int  # requests in flight
+    interval: float  # seconds between starts
+    known_max: int | None = None  # the most in flight known to pass (None: never slowed down)
+
+
+class PaceController:
+    """One host's pace within a run."""
+
+    def __init__(
+        self,
+        ceiling: int,
+        *,
+        start: Pace | None = None,
+        min_interval: float = 0.0,
+        clock: Callable[[], float],
+        clean_run: int = CLEAN_RUN,
+        reprobe: int = REPROBE,
+    ) -> None:
+        self.ceiling = max(1, ceiling)
+        self.min_interval = max(0.0, min_interval)
+        self._clock = clock
+        self._clean_run = max(1, clean_run)
+        self._reprobe = max(1, reprobe)
+        if start is None:
+            start = Pace(START_LIMIT, START_INTERVAL)
+        self.known_max = start.known_max
+        self.limit = self._clamp(start.limit)
+        self.interval = self._clamp_interval(start.interval)
+        self._clean = 0  # clean answers in a row
+        self._filled = 0  # the most in flight during that run of clean answers
+        self._at_max = 0  # clean answers in a row while at known_max
+        self._timeouts: deque[float] = deque()
+        self._slowed_at = float("-inf")  # when the last slowdown happened
+        self.slowdowns = 0  # in this run
+
+    def _cap(self) -> int:
+        cap = self.ceiling
+        if self.known_max is not None:
+            cap = min(cap, self.known_max)
+        return max(1, cap)
+
+    def _clamp(self, limit: int) -> int:
+        return max(1, min(limit, self._cap()))
+
+    def _clamp_interval(self, interval: float) -> float:
+        if interval < MIN_INTERVAL:
+            interval = 0.0
+        return min(MAX_INTERVAL, max(self.min_interval, interval))
+
+    def pace(self) -> Pace:
+        """What to keep for the next run."""
+        return Pace(self.limit, self.interval, self.known_max)
+
+    def record(self, outcome: Outcome, started: float, inflight: int | None = None) -> None:
+        """Take one answer into account; `started` is when its request started (clock time),
+        `inflight` how many requests to the host were in flight then, itself included (None:
+        the limit)."""
+        if outcome is Outcome.NEUTRAL or started < self._slowed_at:
+            return
+        now = self._clock()
+        inflight = self.limit if inflight is None else max(1, inflight)
+        if outcome is Outcome.CLEAN:
+            self._clean += 1
+            self._filled = max(self._filled, inflight)
+            if self.known_max is not None and self.limit >= self.known_max:
+                self._at_max += 1
+                if self._at_max >= self._reprobe and self.known_max < self.ceiling:
+                    self.known_max += 1
+                    self._at_max = 0
+            if self._clean >= self._clean_run:
+                if self._filled >= self.limit:
+                    self.limit = self._clamp(self.limit + 1)
+                self.interval = self._clamp_interval(self.interval / 2)
+                self._clean = self._filled = 0
+            return
+        self._clean = self._filled = 0
+        self._at_max = 0
+        if outcome is Outcome.TIMEOUT:
+            self._timeouts.append(now)
+            while self._timeouts and now - self._timeouts[0] > TIMEOUT_WINDOW:
+                self._timeouts.popleft()
+            if len(self._timeouts) < TIMEOUT_BURST:
+                return
+            self._timeouts.clear()
+        else:  # a verification page or a 429: the limit it came at is too much
+            self.known_max = max(1, min(self.limit, inflight) - 1)
+        self._slow_down(now)
+
+    def _slow_down(self, now: float) -> None:
+        self.slowdowns += 1
+        self._slowed_at = now
+        self.limit = self._clamp(self.limit // 2)
+        self.interval = self._clamp_interval(max(BACKOFF_INTERVAL, self.interval * 2))
+
+
+def host_lines(rows: Iterable[Mapping[str, Any]], as_json: bool) -> Iterator[str]:
+    """What `crawler hosts` prints: a JSON object a host, or a header and a table line a host."""
+    if as_json:
+        for h in rows:
+            yield json.dumps(h, ensure_ascii=False)
+        return
+    yield (
+        f"{'host':<32} {'requests':>8}  {'2xx/3xx/4xx/5xx/none':<22} {'verify':>6}  "
+        f"{'pace':<16} {'median':>7}  last lease"
+    )
+    for h in rows:
+        a = h["answers"]
+        answers = "/".join(str(a[k]) for k in ("2xx", "3xx", "4xx", "5xx", "none"))
+        p = h["pace"]
+        pace = "-"
+        if p is not None and p["concurrency"] is not None:
+            pace = f"{p['concurrency']}x {p['interval'] or 0:.2f}s"
+            if p["known_max"] is not None:
+                pace += f" <={p['known_max']}"
+        median = "-" if h["median_latency_ms"] is None else f"{h['median_latency_ms']}ms"
+        yield (
+            f"{safe(h['host'])[:32]:<32} {h['requests']:>8}  {answers:<22} "
+            f"{h['verification_pages']:>6}  {pace:<16} {median:>7}  {(h['last_lease'] or '-')[:19]}"
+        )
