@@ -870,7 +870,7 @@ def _lease_seconds() -> float:
     type=st.Words(*ALL_FORMATS),
     default=",".join(DEFAULT_FORMATS),
     show_default=True,
-    help="Reports to write, comma-separated: json, md, html, junit, sarif.",
+    help="Reports to write, comma-separated: json, md, html, junit, sarif, issue.",
 )
 @db_option
 @click.option("--no-history", is_flag=True, help="Neither read nor write the history database.")

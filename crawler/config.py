@@ -106,7 +106,7 @@ TREND_RUNS = 30  # runs shown in the post's health chart
 # Reports and enrich.
 DEFAULT_FORMATS = ("json", "md", "html")
 #: Every report format there is (junit and sarif for CI systems, on request).
-ALL_FORMATS = (*DEFAULT_FORMATS, "junit", "sarif")
+ALL_FORMATS = (*DEFAULT_FORMATS, "junit", "sarif", "issue")
 DEFAULT_ARCHIVE_ENDPOINT = "https://archive.org/wayback/available"
 #: Verdicts that make `crawler check` exit 3 (--fail-on). Only `dead`: an `error` (could not
 #: tell this time) that persists becomes `dead` by the confirm rule, so a passing timeout does

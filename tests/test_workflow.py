@@ -192,8 +192,15 @@ class Actions:
             shutil.copytree(src, dest)
         self.artifacts[name] = dest
 
-    def run(self, links: str | None, run_id: int, attempt: int = 1) -> JobRun:
-        """One run of the job on a fresh copy whose links.md is `links` (None: no links.md)."""
+    def run(
+        self,
+        links: str | None,
+        run_id: int,
+        attempt: int = 1,
+        files: Mapping[str, str] | None = None,
+    ) -> JobRun:
+        """One run of the job on a fresh copy whose links.md is `links` (None: no links.md),
+        with `files` (path in the repository → text) written over the copy's."""
         self.days += 1
         day = self.tmp / f"run-{run_id}-{attempt}"
         self.repo = checkout(day / "repo")
@@ -201,6 +208,9 @@ class Actions:
             (self.repo / "links.md").unlink()
         else:
             (self.repo / "links.md").write_text(links, encoding="utf-8")
+        for name, text in (files or {}).items():
+            (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.repo / name).write_text(text, encoding="utf-8")
         env = {**base_env(day / "home"), **self.gh.env()}
         env["PATH"] = f"{self.gh.bin}:{env['PATH']}"
         assert_venv_current(self.repo, env)

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from crawler.config import DEFAULT_FORMATS as DEFAULT_FORMATS
 from crawler.errors import CrawlerError
-from crawler.report import html, json_report, junit, markdown, sarif
+from crawler.report import html, issue, json_report, junit, markdown, sarif
 from crawler.report.notes import partial_note as partial_note
 from crawler.types import Run
 
@@ -26,6 +26,7 @@ FORMATS: dict[str, tuple[str, Callable[[Run], str]]] = {
     "html": ("report.html", html.render),
     "junit": ("report.junit.xml", junit.render),
     "sarif": ("report.sarif", sarif.render),
+    "issue": ("issue.md", issue.render),
 }
 
 #: format name → a writer of the same text to an open file, a piece at a time
@@ -35,6 +36,7 @@ WRITERS: dict[str, Callable[[Run, TextIO], None]] = {
     "html": html.write,
     "junit": junit.write,
     "sarif": sarif.write,
+    "issue": issue.write,
 }
 
 

@@ -42,12 +42,20 @@ def coverage_note(run: Run) -> str | None:
             f"Nothing was due: no link was fetched this run; the {earlier} verdicts are the "
             f"last known ones (the oldest from {oldest:%Y-%m-%d})."
         )
-    out = f"{fetched} references were checked this run"
+    out = f"{_n(fetched, 'reference was', 'references were')} checked this run"
     if earlier:
-        out += f", {earlier} verdicts are from earlier runs (the oldest from {oldest:%Y-%m-%d})"
+        out += (
+            f", {_n(earlier, 'verdict is from an earlier run', 'verdicts are from earlier runs')}"
+            f" (the oldest from {oldest:%Y-%m-%d})"
+        )
     if never:
-        out += f", {never} references are not checked yet (the time budget ran out)"
+        out += f", {_n(never, 'reference is', 'references are')} not checked yet"
+        out += " (the time budget ran out)"
     return out + "."
+
+
+def _n(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def budget_line(run: Run) -> str:
