@@ -584,6 +584,10 @@ class Worker:
                     return  # claims nothing more; the host goes back with what is left
                 task = todo.popleft()
                 started, inflight = await paced.start()
+                if self.out_of_time():  # the budget ran out while this lane waited its turn
+                    await paced.done()
+                    todo.appendleft(task)
+                    return
                 self._started[task.url] = (started, inflight)
                 try:
                     result = await fetcher.fetch(task.url)
