@@ -314,6 +314,7 @@ def jsonld_types(obj: dict[str, Any]) -> frozenset[str]:
     return frozenset()
 
 
+#: JSON-LD types of a story: its headline and description are the page's own.
 STORY_TYPES = frozenset(
     {
         "Article",
@@ -328,38 +329,6 @@ STORY_TYPES = frozenset(
         "LiveBlogPosting",
         "SocialMediaPosting",
         "DiscussionForumPosting",
-    }
-)
-
-
-_ARTICLE_TYPES = frozenset(
-    {
-        "Article",
-        "NewsArticle",
-        "BlogPosting",
-        "TechArticle",
-        "ScholarlyArticle",
-        "Report",
-        "ReportageNewsArticle",
-        "AnalysisNewsArticle",
-        "OpinionNewsArticle",
-        "SocialMediaPosting",
-        "LiveBlogPosting",
-        "WebPage",
-        "ItemPage",
-        "AboutPage",
-        "QAPage",
-        "Question",
-        "Recipe",
-        "VideoObject",
-        "Product",
-        "Event",
-        "Book",
-        "Movie",
-        "CreativeWork",
-        "DiscussionForumPosting",
-        "HowTo",
-        "Course",
     }
 )
 
