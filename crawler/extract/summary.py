@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from selectolax.lexbor import LexborNode
@@ -211,6 +210,8 @@ def content_hash(page: Page, rule: SiteRule | None) -> str | None:
     Scripts and styles are dropped first (they carry timestamps and tokens that change on
     every fetch), so this mutates the tree: call last.
     """
+    import hashlib  # here: OpenSSL's start-up is paid only where hashes are wanted
+
     tree = page.tree
     tree.strip_tags(["script", "style", "noscript", "template", "svg"])
     node = None
