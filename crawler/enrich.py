@@ -27,7 +27,8 @@ dropped, whitespace collapsed, Markdown/HTML specials and Liquid's ``{{``/``{%``
 (``http:`` too, so no new URL appears), a leading block marker escaped, the length capped with an
 ellipsis, and characters the post's encoding cannot hold (an emoji in a GBK post) dropped. Every
 edit is verified by re-parsing the result; an edit that would change another link, a section or a
-listed title is dropped, so every other byte stays as it was and a second run changes nothing.
+listed title, or that would change the post's blocks (a list cut in two by a summary), is
+dropped, so every other byte stays as it was and a second run changes nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from crawler.errors import ConfigError, CrawlerError, InputError
 from crawler.post import (
     DEAD_MARK,
     Span,
+    block_structure,
     clean_url,
     detect_encoding,
     is_escaped,
@@ -783,8 +785,25 @@ def _assemble(post: _Post, plan: _Plan) -> _Output:
     return _Output(b"".join(parts), new_index, origin)
 
 
-def _verify(post: _Post, plan: _Plan, out: _Output) -> tuple[int, int | None] | None:
-    """None when the new post reads as intended, else (old line to blame, inserting link)."""
+# What an inserted title or summary may add to the post's blocks; any other change of its block
+# structure (a list cut in two by a summary after a lazy continuation line, a setext underline
+# turned into a rule) damages the document.
+_INSERTED_BLOCKS = frozenset(
+    {"paragraph_open", "paragraph_close", "blockquote_open", "blockquote_close", "inline"}
+)
+
+
+def _containers(text: str) -> list[tuple[str, int | None]]:
+    """The block structure an enrichment must keep."""
+    return [b for b in block_structure(text) if b[0] not in _INSERTED_BLOCKS]
+
+
+def _verify(
+    post: _Post, plan: _Plan, out: _Output, blocks: list[tuple[str, int | None]]
+) -> tuple[int, int | None] | None:
+    """None when the new post reads as intended, else (old line to blame, inserting link).
+
+    `blocks` is the old post's `_containers`."""
     text = out.data[len(post.bom) :].decode(post.codec)
     actual = parse_post(strip_marks(text))
     for n in range(max(len(actual), len(post.links))):
@@ -834,6 +853,14 @@ def _verify(post: _Post, plan: _Plan, out: _Output) -> tuple[int, int | None] | 
             continue
         lines = [x.line - 1 for x in (a, b) if x is not None]
         return _where(out, None, min(lines))
+    if plan.inserts:
+        new_blocks = _containers(strip_marks(text))
+        if [t for t, _ in new_blocks] != [t for t, _ in blocks]:  # lines move: types only
+            pairs = enumerate(zip(blocks, new_blocks, strict=False))  # the shorter one ends it
+            d = next((n for n, (x, y) in pairs if x[0] != y[0]), min(len(blocks), len(new_blocks)))
+            old_line = next((ln for _, ln in blocks[d:] if ln is not None), len(post.lines) - 1)
+            new_line = next((ln for _, ln in new_blocks[d:] if ln is not None), None)
+            return _where(out, old_line, new_line)
     return None
 
 
@@ -888,12 +915,15 @@ def enrich_text(raw: bytes, findings: Mapping[str, Finding], options: EnrichOpti
     if not post.links:
         return raw
     lim = _Limits()
+    blocks: list[tuple[str, int | None]] | None = None
     for _ in range(2 * (len(post.lines) + len(post.links)) + 4):
         plan = _plan(post, findings, options, lim)
         if not plan.line_text and not plan.inserts:
             return raw
         out = _assemble(post, plan)
-        where = _verify(post, plan, out)
+        if blocks is None and plan.inserts:
+            blocks = _containers("\n".join(line.clean for line in post.lines))
+        where = _verify(post, plan, out, blocks or [])
         if where is None:
             if post.insert_codec == "gbk" and not _same_encoding(out.data, post.codec):
                 post.insert_codec = "gb2312"  # keep the post recognisable as GBK

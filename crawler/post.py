@@ -616,6 +616,11 @@ def _block_parser() -> MarkdownIt:
     return md
 
 
+def block_structure(text: str) -> list[tuple[str, int | None]]:
+    """The post's blocks as markdown-it reads them: (token type, first line or None), in order."""
+    return [(t.type, t.map[0] if t.map else None) for t in _block_parser().parse(text)]
+
+
 @cache
 def _inline_parser() -> MarkdownIt:
     from markdown_it import MarkdownIt

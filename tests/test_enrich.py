@@ -243,6 +243,18 @@ def test_summary_equal_to_the_title_is_skipped() -> None:
     assert enrich_text(raw, f, opts(summaries=True)) == raw
 
 
+def test_a_summary_that_would_cut_a_list_in_two_is_not_added() -> None:
+    """An entry written as a lazy continuation of a list item: a blockquote under it would end the
+    list, and the next item would start another one. The post's blocks are kept instead."""
+    raw = b"1. first\nhttps://a.example/x\nTitle\n\n1. second\n"
+    f = findings(finding("https://a.example/x", title="T", summary="Summary A"))
+    assert enrich_text(raw, f, opts(titles=False, summaries=True)) == raw
+    # at the top level the same entry gets its summary
+    top = b"https://a.example/x\nTitle\n\n1. second\n"
+    out = enrich_text(top, f, opts(titles=False, summaries=True))
+    assert out == b"https://a.example/x\nTitle\n\n> Summary A\n\n1. second\n"
+
+
 def test_mark_dead_styles() -> None:
     raw = (
         "https://a.example/dead\n\n标题\n\n"
