@@ -125,6 +125,10 @@ def _same_place(a: str, b: str) -> bool:
         return a == b
 
 
+#: URLs not requested because their host asked for a pause, by the status that asked.
+_PAUSED = {ErrorKind.RATE_LIMITED: 429, ErrorKind.UNAVAILABLE: 503}
+
+
 def classify(
     fetch: FetchResult,
     meta: PageMeta | None,
@@ -135,10 +139,12 @@ def classify(
 
     `accept` holds statuses the user declared alive for this host (config `accept`).
     """
-    if fetch.retry_at is not None or fetch.error is ErrorKind.RATE_LIMITED:
-        # A 429 asking for longer than we wait, and the host's URLs left alone because of it.
-        detail = fetch.error_detail or "rate-limited (429): the host asked for a long pause"
-        return Classification(Verdict.BLOCKED, "http-429", detail)
+    if fetch.retry_at is not None or fetch.error in _PAUSED:
+        # A 429 or 503 asking for longer than we wait, and the host's URLs left alone because
+        # of it: the reason is the status that asked.
+        asked = fetch.status or _PAUSED.get(fetch.error or ErrorKind.RATE_LIMITED, 429)
+        detail = fetch.error_detail or f"the host asked for a long pause ({asked})"
+        return Classification(Verdict.BLOCKED, f"http-{asked}", detail)
     if fetch.error is ErrorKind.PRIVATE_ADDRESS:
         return _private(fetch)
     if fetch.error is not None:
@@ -236,6 +242,7 @@ _ERROR_WORDS = {
     ErrorKind.TOO_LARGE: "the response is too large",
     ErrorKind.INVALID_URL: "the URL is not a valid http(s) URL",
     ErrorKind.RATE_LIMITED: "not requested: the host asked for a pause (429)",
+    ErrorKind.UNAVAILABLE: "not requested: the host asked for a pause (503)",
     ErrorKind.NETWORK_DOWN: "the network looks down",
 }
 

@@ -45,6 +45,7 @@ class ErrorKind(StrEnum):
     INVALID_URL = "invalid-url"
     PRIVATE_ADDRESS = "private-address"  # refused by --no-private
     RATE_LIMITED = "rate-limited"  # not requested: the host asked for a pause longer than we wait
+    UNAVAILABLE = "unavailable"  # not requested: the same, asked with a 503
     NETWORK_DOWN = "network-down"  # not requested: the network looks down (crawler.fetch)
 
 

@@ -10,7 +10,7 @@ Routes:
   /drip?s=SECONDS             headers at once, then one byte per second for s seconds
   /drop                       closes the connection without answering
   /flaky/{key}?fail=N&code=C  C (503) N times for that key, then a page
-  /retry-after?s=VALUE        429 with Retry-After: VALUE the first time per query, then a page
+  /retry-after?s=VALUE&code=C C (429) with Retry-After: VALUE the first time per query, then a page
   /titled/{key}               a page titled `titles[key]` (set by the test; default: key)
   /page/{name}                a named page from PAGES (content-type included); hostile-text
                               has a title and description full of escapes and markup
@@ -324,7 +324,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._page("recovered")
         elif head == "retry-after":
             if n == 1:
-                self._send(429, "text/plain", b"slow down", {"Retry-After": q.get("s", "1")})
+                code = int(q.get("code", "429"))
+                self._send(code, "text/plain", b"slow down", {"Retry-After": q.get("s", "1")})
             else:
                 self._page("after the wait")
         elif head == "titled":

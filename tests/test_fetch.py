@@ -116,6 +116,51 @@ async def test_a_429_asking_for_more_than_the_cap_pauses_the_host(
     assert classify(r, None, None) == classify(results[others[0]], None, None)
 
 
+async def test_a_503_asking_for_more_than_the_cap_pauses_the_host(server: LocalServer) -> None:
+    """Issue 13 #1, the 503 form: blocked with the 503's reason, the host left alone."""
+    sleeps = Sleeps()
+    first = server.url("/retry-after?s=600&code=503&p503=1")
+    others = [server.url(f"/page/plain?p503={i}") for i in range(3)]
+    async with Fetcher(settings(host_concurrency=1), sleep=sleeps) as f:
+        results = {r.url: r async for r in f.fetch_all([first, *others])}
+        quiet = f.quiet_until(host_key(first))
+    assert server.hits["/retry-after?s=600&code=503&p503=1"] == 1
+    assert all(server.hits[f"/page/plain?p503={i}"] == 0 for i in range(3))
+    assert sleeps.waits == []
+    r = results[first]
+    assert r.status == 503 and r.attempts == 1 and r.retry_at is not None and quiet is not None
+    assert abs((quiet - r.retry_at).total_seconds()) < 5
+    assert (r.error_detail or "").startswith("unavailable (503): the server asked for a pause of")
+    assert f"come back after {r.retry_at:%Y-%m-%d %H:%M:%S} UTC" in (r.error_detail or "")
+    c = classify(r, None, None)
+    assert (c.verdict, c.reason, c.detail) == (Verdict.BLOCKED, "http-503", r.error_detail)
+    for url in others:
+        o = results[url]
+        assert (o.status, o.error, o.attempts) == (None, ErrorKind.UNAVAILABLE, 0)
+        c = classify(o, None, None)
+        assert (c.verdict, c.reason, c.detail) == (Verdict.BLOCKED, "http-503", r.error_detail)
+
+
+async def test_a_429_within_the_cap_holds_the_whole_host(server: LocalServer) -> None:
+    """Issue 13 #1: a 429 whose Retry-After we wait holds the host, not only its URL: the
+    host's next URL starts no sooner (it waits at the host's gate), then both are fetched."""
+    sleeps = Sleeps()
+    asked, other = server.url("/retry-after?s=7&held=1"), server.url("/page/plain?held=2")
+    async with Fetcher(settings(host_concurrency=1), sleep=sleeps) as f:
+        results = {r.url: r async for r in f.fetch_all([asked, other])}
+        quiet = f.quiet_until(host_key(asked))  # the injected sleep did not let the time pass
+    assert results[asked].status == 200 and results[asked].attempts == 2
+    assert results[other].status == 200 and results[other].attempts == 1
+    assert server.hits["/retry-after?s=7&held=1"] == 2 and server.hits["/page/plain?held=2"] == 1
+    # the asking URL's own retry waits 7 s, the other URL its hold (the rest of the 7 s); the
+    # asking URL is not held a second time
+    assert len(sleeps.waits) == 2 and 7.0 in sleeps.waits, sleeps.waits
+    assert all(6.0 < w <= 7.0 for w in sleeps.waits), sleeps.waits
+    assert quiet is not None and datetime.now(UTC) < quiet <= datetime.now(UTC) + timedelta(
+        seconds=7
+    )
+
+
 def test_a_host_pause_lasts_as_long_as_asked() -> None:
     now = [100.0]
     gate = HostGate(1, 0.0, lambda: now[0])

@@ -14,7 +14,7 @@ import itertools
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
@@ -34,7 +34,13 @@ from crawler.fetch.politeness import (
     interleave_by_host,
     url_host_key,
 )
-from crawler.fetch.retry import RetryPredicate, asks_for_pause, retry_policy, retryable
+from crawler.fetch.retry import (
+    RetryPredicate,
+    asks_for_pause,
+    retry_after,
+    retry_policy,
+    retryable,
+)
 from crawler.types import ErrorKind, FetchResult, Hop
 
 if TYPE_CHECKING:
@@ -146,7 +152,7 @@ class Fetcher:
             limit = rule.concurrency if rule and rule.concurrency else s.host_concurrency
             interval = rule.interval if rule and rule.interval is not None else s.host_interval
             gate = self._gates[key] = HostGate(
-                limit, interval, time.monotonic, lambda: self._watch.down
+                limit, interval, time.monotonic, lambda: self._watch.down, self._sleep
             )
         return gate
 
@@ -226,7 +232,7 @@ class Fetcher:
                 return self._down_result(url)
             pause = gate.paused()
             if pause is None:
-                async with gate, self._global:
+                async with gate.turn(url), self._global:
                     pause = gate.paused()  # asked for while this URL waited for its turn
                     if pause is None:
                         if not await watch.before():
@@ -245,13 +251,17 @@ class Fetcher:
                 return self._paused_result(url, pause)
             if r.error is ErrorKind.PROTOCOL and self._alt_possible:
                 alt = True
-            asked = asks_for_pause(r, self.settings.retry_after_max)
+            asked = asks_for_pause(r, self._cap)
             if asked is not None:
                 # Longer than we wait: no retry, and the host's other URLs are left alone.
-                pause = gate.pause_for(asked, datetime.now(UTC))
+                pause = gate.pause_for(asked, datetime.now(UTC), r.status or 429)
                 r = dataclasses.replace(
                     r, retry_at=pause.retry_at, error_detail=pause.detail(self._cap)
                 )
+            elif r.status == 429:
+                wait = retry_after(r)
+                if wait is not None:  # within the cap: the whole host waits it, not this URL
+                    gate.hold(wait, url)
             return r
 
         # The first attempt runs outside tenacity: most links need no retry.
@@ -292,13 +302,25 @@ class Fetcher:
             error_detail=self._watch.detail(),
         )
 
+    def quiet_until(self, host: str) -> datetime | None:
+        """Until when `host` (a host_key) asked to be left alone (a 429's or 503's Retry-After,
+        held within the cap or paused beyond it), on the wall clock; None if it did not."""
+        gate = self._gates.get(host)
+        until = gate.quiet_until() if gate is not None else None
+        if until is None:
+            return None
+        try:
+            return datetime.now(UTC) + timedelta(seconds=until - time.monotonic())
+        except OverflowError:
+            return datetime.max.replace(tzinfo=UTC)
+
     def _paused_result(self, url: str, pause: HostPause) -> FetchResult:
         """The result of a URL not requested because its host asked for a pause."""
         return FetchResult(
             url=url,
             final_url=url,
             status=None,
-            error=ErrorKind.RATE_LIMITED,
+            error=ErrorKind.RATE_LIMITED if pause.status == 429 else ErrorKind.UNAVAILABLE,
             error_detail=pause.detail(self._cap),
             retry_at=pause.retry_at,
         )

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -127,16 +127,19 @@ class NetworkWatch:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HostPause:
-    """A host that answered 429 with a Retry-After longer than we wait: left alone until then."""
+    """A host that answered 429 (or 503) with a Retry-After longer than we wait: left alone
+    until then."""
 
     until: float  # on the gate's clock
     retry_at: datetime  # the same moment on the wall clock, for people
     asked: float  # the Retry-After, seconds
+    status: int = 429  # the answer that asked
 
     def detail(self, cap: float) -> str:
-        """What the report says about every URL of the host, the one that got the 429 included."""
+        """What the report says about every URL of the host, the one that asked included."""
+        what = "rate-limited (429)" if self.status == 429 else f"unavailable ({self.status})"
         return (
-            f"rate-limited (429): the server asked for a pause of {self.asked:.0f} s, longer than "
+            f"{what}: the server asked for a pause of {self.asked:.0f} s, longer than "
             f"the {cap:g} s we wait; come back after {self.retry_at:%Y-%m-%d %H:%M:%S} UTC"
         )
 
@@ -144,8 +147,10 @@ class HostPause:
 class HostGate:
     """At most `limit` requests in flight to one host, and starts at least `interval` s apart.
 
-    A host that asked for a pause (`pause`) lets its waiting URLs through without the interval:
-    they are not requested (Fetcher.fetch checks `paused()`).
+    A host that asked for a pause we wait (a 429's Retry-After within the cap: `hold`) starts
+    nothing until then, whichever URL is next. A host that asked for longer (`pause_for`) lets
+    its waiting URLs through without the interval: they are not requested (Fetcher.fetch
+    checks `paused()`).
     """
 
     def __init__(
@@ -154,14 +159,38 @@ class HostGate:
         interval: float,
         clock: Callable[[], float],
         idle: Callable[[], bool] = lambda: False,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._sem = asyncio.Semaphore(max(1, limit))
         self._lock = asyncio.Lock()
         self._interval = interval
         self._clock = clock
         self._idle = idle  # True when no request will be made (the network is down)
+        self._sleep = sleep  # for holds (the interval is waited in real time)
         self._next_start = 0.0
+        self._held: tuple[float, str] | None = None  # until (gate clock), the URL that asked
         self.pause: HostPause | None = None
+
+    def hold(self, seconds: float, asked_by: str) -> None:
+        """Start no request for `seconds` (a Retry-After within the cap). The URL whose answer
+        asked waits it in its retry policy instead (it is not held twice)."""
+        until = self._clock() + seconds
+        if self._held is None or until > self._held[0]:
+            self._held = (until, asked_by)
+
+    def quiet_until(self) -> float | None:
+        """Until when (gate clock) the host asked to be left alone, held or paused; None when
+        it did not, or no longer does."""
+        p = self.paused()
+        if p is not None:
+            return p.until
+        if self._held is not None and self._held[0] > self._clock():
+            return self._held[0]
+        return None
+
+    def turn(self, url: str) -> _Turn:
+        """`async with gate.turn(url):` the host's turn for a request to `url`."""
+        return _Turn(self, url)
 
     def paused(self) -> HostPause | None:
         """The host's pause while it lasts, else None."""
@@ -170,28 +199,50 @@ class HostGate:
             self.pause = p = None
         return p
 
-    def pause_for(self, seconds: float, now: datetime) -> HostPause:
+    def pause_for(self, seconds: float, now: datetime, status: int = 429) -> HostPause:
         """Leave the host alone for `seconds` (its Retry-After), from `now` on the wall clock."""
         try:
             retry_at = now + timedelta(seconds=seconds)
         except OverflowError:  # "Retry-After: 1e999" or the year 9999
             retry_at = datetime.max.replace(tzinfo=UTC)
-        self.pause = HostPause(self._clock() + seconds, retry_at, seconds)
+        self.pause = HostPause(self._clock() + seconds, retry_at, seconds, status)
         return self.pause
 
-    async def __aenter__(self) -> None:
+    async def _enter(self, url: str) -> None:
         await self._sem.acquire()
         try:
-            if self._interval > 0 and self.paused() is None and not self._idle():
-                async with self._lock:
-                    now = self._clock()
-                    wait = self._next_start - now
-                    self._next_start = max(now, self._next_start) + self._interval
-                if wait > 0:
-                    await asyncio.sleep(wait)
+            if self.paused() is None and not self._idle():
+                held = self._held
+                if held is not None and held[1] != url:
+                    wait = held[0] - self._clock()
+                    if wait > 0:
+                        await self._sleep(wait)
+                if self._interval > 0:
+                    async with self._lock:
+                        now = self._clock()
+                        wait = self._next_start - now
+                        self._next_start = max(now, self._next_start) + self._interval
+                    if wait > 0:
+                        await asyncio.sleep(wait)
         except BaseException:
             self._sem.release()
             raise
 
-    async def __aexit__(self, *exc: object) -> None:
+    def _leave(self) -> None:
         self._sem.release()
+
+
+class _Turn:
+    """A host's turn for one URL (HostGate.turn)."""
+
+    __slots__ = ("_gate", "_url")
+
+    def __init__(self, gate: HostGate, url: str) -> None:
+        self._gate = gate
+        self._url = url
+
+    async def __aenter__(self) -> None:
+        await self._gate._enter(self._url)  # noqa: SLF001 - the gate's own helper
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._gate._leave()  # noqa: SLF001

@@ -26,8 +26,9 @@ RETRY_ERRORS = frozenset(
     {ErrorKind.TIMEOUT, ErrorKind.CONNECT, ErrorKind.PROTOCOL, ErrorKind.PROXY}
 )
 
-#: Statuses whose Retry-After, when longer than the cap, pauses the host instead.
-PAUSING_STATUSES = frozenset({429})
+#: Statuses whose Retry-After, when longer than the cap, pauses the host instead (RFC 9110
+#: §10.2.3: a 503's Retry-After is how long the service expects to be unavailable).
+PAUSING_STATUSES = frozenset({429, 503})
 
 RetryPredicate = Callable[[FetchResult], bool]
 
@@ -59,8 +60,8 @@ def retry_after(result: FetchResult) -> float | None:
 
 
 def asks_for_pause(result: FetchResult, cap: float) -> float | None:
-    """The pause a 429 asks for (its Retry-After, seconds) when it is longer than `cap`, the
-    most we wait; else None."""
+    """The pause a 429 or 503 asks for (its Retry-After, seconds) when it is longer than `cap`,
+    the most we wait; else None."""
     if result.status not in PAUSING_STATUSES:
         return None
     asked = retry_after(result)
