@@ -18,7 +18,7 @@ import pytest
 import crawler.cli
 import crawler.fetch.body
 from crawler.config import FetchSettings
-from crawler.fetch import ERROR_TABLE, Fetcher, classify_exception
+from crawler.fetch import Fetcher, classify_exception, error_table
 from crawler.types import ErrorKind, FetchResult
 from tests.server import LocalServer, _Handler
 
@@ -145,8 +145,8 @@ async def test_a_proxy_that_refuses(
 
 def test_the_table_goes_from_the_most_specific_to_the_least() -> None:
     """No entry is shadowed by an earlier one it is a subclass of."""
-    for i, (cls, _) in enumerate(ERROR_TABLE):
-        for earlier, _ in ERROR_TABLE[:i]:
+    for i, (cls, _) in enumerate(error_table()):
+        for earlier, _ in error_table()[:i]:
             assert not issubclass(cls, earlier), f"{cls.__name__} after {earlier.__name__}"
 
 

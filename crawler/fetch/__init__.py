@@ -12,7 +12,7 @@ Cut by job, as httpx and lychee-lib cut theirs:
 """
 
 from crawler.fetch.client import load_cookie_jar, make_client
-from crawler.fetch.errors import ERROR_TABLE, classify_exception
+from crawler.fetch.errors import classify_exception, error_table
 from crawler.fetch.fetcher import Fetcher, check_url, fetch_pages, redirect_target
 from crawler.fetch.guard import ForbiddenAddress, IPAddress, forbidden_address, private_url
 from crawler.fetch.politeness import (
@@ -26,7 +26,6 @@ from crawler.fetch.politeness import (
 from crawler.fetch.retry import parse_retry_after
 
 __all__ = [
-    "ERROR_TABLE",
     "NETWORK_DOWN_HOSTS",
     "Fetcher",
     "ForbiddenAddress",
@@ -36,6 +35,7 @@ __all__ = [
     "NetworkWatch",
     "check_url",
     "classify_exception",
+    "error_table",
     "fetch_pages",
     "forbidden_address",
     "host_key",
