@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from crawler.errors import ConfigError
+from crawler.errors import ConfigError, CrawlerError
 
 if TYPE_CHECKING:
     from crawler.store import Store
@@ -100,6 +100,12 @@ def parse_db(value: str | os.PathLike[str]) -> Db:
 
 def is_postgres(db: Db) -> bool:
     return isinstance(db, PgUrl)
+
+
+def require_history(db: Db) -> None:
+    """Refuse to read an SQLite history that does not exist (a PostgreSQL one is asked)."""
+    if isinstance(db, Path) and not db.exists():
+        raise CrawlerError(f"no history at {db}: run 'crawler check' first")
 
 
 def open_store(db: Db) -> Store:

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from crawler.db import Db
 from crawler.errors import CrawlerError
 from crawler.store import Store
 
@@ -162,3 +163,26 @@ def copy_history(src: Store, dst: Store) -> Copied:
                         f"coalesce(max(id), 0) + 1, false) FROM {table}"
                     )
     return Copied(totals, sampled)
+
+
+def copy_database(source: Db, dest: Db) -> Copied:
+    """`crawler db copy`: open both histories and copy source into dest (which must be another,
+    empty one)."""
+    from pathlib import Path
+
+    from crawler.db import open_store, require_history
+
+    require_history(source)
+    if str(source) == str(dest) or (
+        isinstance(source, Path) and isinstance(dest, Path) and source.resolve() == dest.resolve()
+    ):
+        raise CrawlerError(f"{source}: --from and --to are the same database")
+    src = open_store(source)
+    try:
+        dst = open_store(dest)
+        try:
+            return copy_history(src, dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()

@@ -42,14 +42,14 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from crawler.archive import SNAPSHOT_URL, safe_snapshot_url
 from crawler.classify import PERMANENT
-from crawler.errors import ConfigError, CrawlerError, InputError
+from crawler.errors import ConfigError, CrawlerError, InputError, NetworkDownError
 from crawler.post import (
     DEAD_MARK,
     Span,
@@ -64,6 +64,11 @@ from crawler.post import (
     url_as_read,
 )
 from crawler.types import ALIVE, Check, Link, Verdict
+
+if TYPE_CHECKING:
+    from crawler.config import FetchSettings
+    from crawler.db import Db
+    from crawler.store import Store
 
 __all__ = [
     "EnrichOptions",
@@ -1024,3 +1029,98 @@ def add_archive_urls(
         if finding.verdict is Verdict.DEAD and finding.archive_url is None and snap is not None:
             out[url] = replace(finding, archive_url=snap)
     return out
+
+
+# --- the command's jobs: read the post, the findings from the history, the archive ----------
+
+
+def read_post_bytes(post: Path) -> bytes:
+    """The post's bytes; CrawlerError when it cannot be read."""
+    try:
+        return post.read_bytes()
+    except FileNotFoundError:
+        raise CrawlerError(f"{post}: no such file") from None
+    except OSError as exc:
+        raise CrawlerError(f"{post}: cannot read ({exc.strerror})") from None
+
+
+def uses_history(options: EnrichOptions) -> bool:
+    """Whether the options need the checks (--unmark alone needs none)."""
+    o = options
+    return not o.unmark or o.titles or o.summaries or o.update_redirects or o.update_titles
+
+
+def _latest_run_for(store: Store, post: Path) -> tuple[int, str]:
+    """The newest complete run that checked post, and the post's digest then."""
+    found = store.latest_check_of(os.path.realpath(post))
+    if found is not None:
+        return int(found[0]), str(found[1])
+    raise CrawlerError(
+        f"{post}: no complete check in the history; run 'crawler check {post}' or use --fresh"
+    )
+
+
+def history_findings(db: Db, post: Path, raw: bytes, options: EnrichOptions) -> dict[str, Finding]:
+    """The findings of the newest complete check of post; PostChangedError when the post was
+    edited since where an entry they would change is."""
+    from crawler.db import open_store
+
+    store = open_store(db)
+    try:
+        run_id, digest = _latest_run_for(store, post)
+        trusted = {digest} | store.enrichment_digests(run_id)
+        run = store.load_run(run_id)
+    finally:
+        store.close()
+    findings = findings_from_checks(run.checks)
+    if post_digest(raw) not in trusted:
+        stale = changed_entries(raw, findings, options)
+        if stale:
+            raise PostChangedError(str(post), stale[0])
+    return findings
+
+
+def record_enrichment(db: Db, post: Path, new: bytes) -> None:
+    """Remember the post as enrich wrote it, so the next enrich trusts it as checked."""
+    from crawler.db import open_store
+
+    store = open_store(db)
+    try:
+        run_id, _ = _latest_run_for(store, post)
+        store.add_enrichment(run_id, str(post), post_digest(new), datetime.now(UTC))
+    finally:
+        store.close()
+
+
+def with_snapshots(
+    post: Path,
+    raw: bytes,
+    findings: dict[str, Finding],
+    endpoint: str,
+    before: datetime | None,
+    settings: FetchSettings,
+) -> tuple[dict[str, Finding], str | None]:
+    """The findings with the archive's snapshots of dead URLs, and a warning when it answered
+    for some only; NetworkDownError when it answered for none."""
+    import asyncio
+
+    from crawler import archive
+    from crawler.terminal import safe
+
+    cutoff = archive.archive_cutoff(
+        raw, post, before.date() if before else None, datetime.now().date()
+    )
+    dead = [url for url, f in findings.items() if f.verdict is Verdict.DEAD]
+    snaps = asyncio.run(archive.find_snapshots(dead, cutoff, settings, endpoint))
+    if snaps.failed and len(snaps.failed) == snaps.asked:
+        why = next(iter(snaps.failed.values()))
+        raise NetworkDownError(
+            f"the archive at {endpoint} did not answer ({safe(why)}); nothing written"
+        )
+    warning = None
+    if snaps.failed:
+        warning = (
+            f"{post}: the archive did not answer for {len(snaps.failed)} of {snaps.asked} dead "
+            "links; they are marked without a snapshot (run again later to add it)"
+        )
+    return add_archive_urls(findings, snaps.found), warning

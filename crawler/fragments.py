@@ -38,6 +38,17 @@ def without_fragment(url: str) -> str:
     return url.partition("#")[0]
 
 
+def strip_fragments(links: list[Link]) -> dict[int, Link]:
+    """Cut the #fragment off web links in place, so each page is fetched once however many of
+    its anchors are cited; return id(new link) → the link as cited."""
+    cited: dict[int, Link] = {}
+    for i, link in enumerate(links):
+        if "#" in link.url:
+            links[i] = replace(link, url=without_fragment(link.url))
+            cited[id(links[i])] = link
+    return cited
+
+
 def html_anchors(body: bytes | str) -> frozenset[str]:
     """The ids and `<a name>`s of an HTML page."""
     from selectolax.lexbor import LexborHTMLParser

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crawler.terminal import safe
-from crawler.types import ALIVE
+from crawler.types import ALIVE, Link
+
+if TYPE_CHECKING:
+    from crawler.store import CheckRecord, Store
 
 #: history --json fields, in order.
 HISTORY_KEYS = (
@@ -26,9 +29,7 @@ HISTORY_KEYS = (
     "network_down",
     "cached",
 )
-_BOOLEANS = frozenset({"network_down", "cached"})
 _ALIVE_VALUES = frozenset(v.value for v in ALIVE)
-_TIMES = frozenset({"checked_at"})
 
 
 def iso(value: datetime | str | None) -> str | None:
@@ -71,19 +72,33 @@ def run_line(record: Mapping[str, Any]) -> str:
     )
 
 
-def history_record(row: Any) -> dict[str, Any]:
-    """One stored check of a URL (a store row) as a JSON object."""
-    out: dict[str, Any] = {}
-    for key in HISTORY_KEYS:
-        value = row[key]
-        if key in _BOOLEANS:
-            value = bool(value)
-        elif key in _TIMES:
-            value = iso(value)
-        elif key == "title" and row["verdict"] not in _ALIVE_VALUES:
-            value = None  # a 404 page's title is not the page's
-        out[key] = value
+def history_record(check: CheckRecord) -> dict[str, Any]:
+    """One stored check of a URL as a JSON object."""
+    out: dict[str, Any] = {key: getattr(check, key) for key in HISTORY_KEYS}
+    out["checked_at"] = iso(check.checked_at)
+    if check.verdict not in _ALIVE_VALUES:
+        out["title"] = None  # a 404 page's title is not the page's
     return out
+
+
+def url_timeline(store: Store, url: str) -> tuple[list[CheckRecord], str | None]:
+    """Every check of url, oldest first, each (run, URL) once; when url itself was never
+    checked, those of the URL a check ended at or of its http/https twin, with a note saying so."""
+    checks = store.url_history(url)
+    note = None
+    if not checks:  # the URL the check ended at, or the same URL over http/https
+        twin = other_scheme(url)
+        checks = store.checks_matching([url, twin] if twin else [url])
+        if checks:
+            found = ", ".join(sorted({c.url for c in checks}))
+            note = f"{url}: not in the history itself; showing {found}"
+    seen: set[tuple[int, str]] = set()
+    out = []
+    for c in checks:
+        if (c.run_id, c.url) not in seen:  # the same URL listed twice in one run
+            seen.add((c.run_id, c.url))
+            out.append(c)
+    return out, note
 
 
 def history_line(record: Mapping[str, Any]) -> str:
@@ -116,3 +131,17 @@ def other_scheme(url: str) -> str | None:
         if url[: len(a)].lower() == a:
             return b + url[len(a) :]
     return None
+
+
+def link_record(link: Link) -> dict[str, Any]:
+    """One reference found in a post (`crawler links`) as a JSON object."""
+    from crawler.local import kind_of
+
+    return {
+        "url": link.url,
+        "file": link.source,
+        "line": link.line,
+        "section": " / ".join(link.section),
+        "listed_title": link.listed_title,
+        "kind": kind_of(link.url).value,
+    }

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from crawler.config import FetchSettings
 from crawler.db import Db
@@ -38,8 +41,10 @@ from crawler.engine import (
 from crawler.errors import CrawlerError
 from crawler.fetch import host_key
 from crawler.frontier import UrlTask
+from crawler.inputs import Inputs
+from crawler.local import Remap
 from crawler.store import Store
-from crawler.types import NETWORK_ERRORS, FetchResult, Link, Run
+from crawler.types import NETWORK_ERRORS, FetchResult, Link, Run, Verdict
 
 __all__ = [
     "RunOptions",
@@ -352,3 +357,214 @@ def work_on_run(
     finally:
         store.close()
     return 0
+
+
+class Progress(Protocol):
+    """A progress display: called with the checks just written, closed at the end."""
+
+    def __call__(self, n: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@contextlib.contextmanager
+def few_collections() -> Iterator[None]:
+    """Run a check with fewer garbage collections: everything alive at the start (modules,
+    the links) is never scanned again, and the young generation is collected less often.
+
+    A check allocates a few hundred containers per request and keeps every result to the end;
+    with the default thresholds the collector runs thousands of times and takes ~10 % of the
+    CPU. The settings are restored afterwards (tests run checks in-process).
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
+async def _run_cancellable(coro: Awaitable[Run]) -> Run:
+    """Run coro; SIGTERM cancels it as Ctrl-C does, so the run is closed cleanly."""
+    import signal
+
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+def lease_seconds() -> float:
+    """Host leases' length: CRAWLER_LEASE_SECONDS (tests shorten it), else the engine's."""
+    value = os.environ.get("CRAWLER_LEASE_SECONDS")
+    try:
+        return float(value) if value else LEASE_SECONDS
+    except ValueError:
+        raise CrawlerError(f"CRAWLER_LEASE_SECONDS={value!r} is not a number of seconds") from None
+
+
+def run_check(
+    found: Inputs,
+    settings: FetchSettings,
+    db: Db | None,
+    options: RunOptions,
+    progress: Progress,
+    partial_ok: bool = False,
+) -> Run:
+    """One run of the pipeline with the history locked for its duration.
+
+    A run stopped by Ctrl-C or SIGTERM is returned as it stands (status "interrupted") when
+    `partial_ok`; otherwise it raises KeyboardInterrupt.
+    """
+    from crawler.db import open_store
+
+    store = None
+    try:
+        store = open_store(db) if db is not None else None
+        if store is not None:
+            store.lock()
+        coro = check_links(
+            found.links,
+            settings,
+            sources=found.sources,
+            digests=found.digests,
+            store=store,
+            options=options,
+            progress=progress,
+            lease_seconds=lease_seconds(),
+        )
+        try:
+            return asyncio.run(_run_cancellable(coro))
+        except RunStopped as stop:
+            if not partial_ok:
+                raise KeyboardInterrupt from None
+            return stop.run
+    finally:
+        progress.close()
+        if store is not None:
+            store.close()
+
+
+def _check_report_dir(report_dir: str | os.PathLike[str]) -> None:
+    """Make sure reports can be written into report_dir before a run spends any time on the
+    network: a CrawlerError (exit 1) names the directory and what is wrong. Nothing is created
+    here (a run that fails for another reason leaves no empty directory behind)."""
+    directory = Path(report_dir)
+    if directory.exists():
+        if not directory.is_dir():
+            raise CrawlerError(f"report dir {directory}: not a directory")
+        where = directory
+    else:  # the nearest existing ancestor must be a directory the reports can be created in
+        where = directory.parent
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        if not where.is_dir():
+            raise CrawlerError(f"report dir {directory}: cannot create it ({where} is a file)")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise CrawlerError(f"report dir {directory}: cannot write in {where} (permission denied)")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckJob:
+    """What `crawler check` was asked for."""
+
+    inputs: tuple[str, ...]
+    settings: FetchSettings
+    db: Db | None  # None: neither read nor write the history
+    report_dir: Path
+    formats: Sequence[str]
+    include: Sequence[re.Pattern[str]] = ()
+    exclude: Sequence[re.Pattern[str]] = ()
+    remap: Sequence[Remap] = ()
+    options: RunOptions = RunOptions()
+    offline: bool = False
+    allow_empty: bool = False
+    include_fragments: bool = False
+    root_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckDone:
+    """A finished (or stopped) `crawler check`: the run, its report files and how many links
+    were excluded (filters, ignore comments, --no-private, --offline)."""
+
+    run: Run
+    reports: list[Path]
+    excluded: int
+
+
+def check_inputs(job: CheckJob, progress: Callable[[int], Progress]) -> CheckDone:
+    """`crawler check`: read the inputs, filter them, check web and local links, write the
+    reports. `progress` makes the display for a number of links."""
+    from crawler import fragments, local
+    from crawler.inputs import exclude_private, filter_links, load_links, nothing_to_check
+
+    found = load_links(job.inputs, every=True)
+    links = local.remap(found.links, job.remap) if job.remap else found.links
+    links, excluded = filter_links(links, job.include, job.exclude)
+    excluded += found.ignored
+    links, others = local.split(links)
+    if job.settings.no_private:
+        links, private = exclude_private(links)
+        excluded += private
+    if job.offline:  # --offline: local links only; the others count as excluded, as in lychee
+        excluded += len(links)
+        links = []
+    if not links and not others and not job.allow_empty:
+        raise nothing_to_check(found.sources, excluded)
+    _check_report_dir(job.report_dir)  # before the first request, not after the whole crawl
+    cited = fragments.strip_fragments(links) if job.include_fragments else {}
+    anchors_for = frozenset(
+        link.url for link in links if id(link) in cited and fragments.fragment(cited[id(link)].url)
+    )
+    options = replace(job.options, anchors_for=anchors_for)
+    with few_collections():
+        if job.offline:  # nothing fetched: the history is neither read nor written
+            now = datetime.now(UTC)
+            run = Run(started_at=now, finished_at=now, sources=tuple(found.sources), checks=())
+        else:
+            found = replace(found, links=links)
+            run = run_check(found, job.settings, job.db, options, progress(len(links)), True)
+        if cited:
+            run = replace(run, checks=fragments.apply(run.checks, cited))
+        if others:
+            extra = local.check_local(others, job.root_dir, job.include_fragments)
+            run = replace(run, checks=local.merge(run.checks, extra, found.sources))
+        # Imported once the run is over: the first request need not wait for the templates.
+        from crawler.report import write_reports
+
+        paths = write_reports(run, job.report_dir, list(job.formats))
+    # and the links --no-private refused when their host name resolved to a private address
+    # (web links only: local links and other schemes that are skipped are counted as skipped)
+    excluded += sum(
+        c.verdict is Verdict.SKIPPED and local.kind_of(c.url) is local.Kind.WEB for c in run.checks
+    )
+    return CheckDone(run, paths, excluded)
+
+
+def rerender(
+    db: Db, run_id: int | None, report_dir: Path, formats: Sequence[str]
+) -> tuple[Run, list[Path]]:
+    """`crawler report`: a past run (the latest when run_id is None) read back from the history
+    and its reports written again."""
+    from crawler.db import open_store, require_history
+
+    require_history(db)
+    store = open_store(db)
+    try:
+        run = store.load_run(run_id)
+    finally:
+        store.close()
+    _check_report_dir(report_dir)
+    from crawler.report import write_reports
+
+    return run, write_reports(run, report_dir, list(formats))

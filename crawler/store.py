@@ -236,6 +236,52 @@ class RunInfo:
     counts: dict[str, int]
 
 
+def _when(value: str | datetime) -> datetime:
+    """A NOT NULL time column as an aware datetime (PostgreSQL may give one already)."""
+    d = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRecord:
+    """One stored check of a URL with its run's status: a line of `crawler history`."""
+
+    run_id: int
+    url: str
+    checked_at: datetime
+    verdict: str
+    raw_verdict: str | None
+    reason: str
+    detail: str | None
+    http_status: int | None
+    final_url: str | None
+    title: str | None
+    listed_title: str | None
+    cached: bool
+    run_status: str
+    network_down: bool
+
+    @classmethod
+    def from_row(cls, r: Any) -> CheckRecord:
+        """A record from a row of url_history's query."""
+        return cls(
+            run_id=int(r["run_id"]),
+            url=r["url"],
+            checked_at=_when(r["checked_at"]),
+            verdict=r["verdict"],
+            raw_verdict=r["raw_verdict"],
+            reason=r["reason"],
+            detail=r["detail"],
+            http_status=r["http_status"],
+            final_url=r["final_url"],
+            title=r["title"],
+            listed_title=r["listed_title"],
+            cached=bool(r["cached"]),
+            run_status=r["run_status"],
+            network_down=bool(r["network_down"]),
+        )
+
+
 def _use_wal(conn: sqlite3.Connection, wait: float = BUSY_TIMEOUT) -> None:
     """Switch to WAL, waiting for other openers: SQLite answers this pragma's lock conflict
     with "database is locked" at once, without its busy handler."""
@@ -856,24 +902,26 @@ class Store:
         rows = self.conn.execute("SELECT digest FROM enrichments WHERE run_id = ?", (run_id,))
         return {r["digest"] for r in rows}
 
-    def url_history(self, url: str) -> list[sqlite3.Row]:
+    def url_history(self, url: str) -> list[CheckRecord]:
         """Every stored check of url, oldest first, with its run's status."""
-        return self.conn.execute(
+        rows = self.conn.execute(
             "SELECT c.*, r.status AS run_status, r.network_down FROM checks c "
             "JOIN runs r ON r.id = c.run_id WHERE c.url = ? ORDER BY c.checked_at, c.id",
             (url,),
-        ).fetchall()
+        )
+        return [CheckRecord.from_row(r) for r in rows]
 
-    def checks_matching(self, urls: Sequence[str]) -> list[sqlite3.Row]:
+    def checks_matching(self, urls: Sequence[str]) -> list[CheckRecord]:
         """Every stored check whose URL or final URL is one of urls, oldest first, with its
-        run's status (url_history's columns)."""
+        run's status (url_history's records)."""
         marks = ", ".join("?" * len(urls))
-        return self.conn.execute(
+        rows = self.conn.execute(
             "SELECT c.*, r.status AS run_status, r.network_down FROM checks c "
             f"JOIN runs r ON r.id = c.run_id WHERE c.url IN ({marks}) OR c.final_url IN ({marks}) "
             "ORDER BY c.checked_at, c.id",
             (*urls, *urls),
-        ).fetchall()
+        )
+        return [CheckRecord.from_row(r) for r in rows]
 
     def checked_counts(self, run_ids: Sequence[int]) -> dict[int, dict[str, int]]:
         """Checks per verdict of each run, counted from the checks table (for runs that ended

@@ -4,9 +4,12 @@ so that colour or another style can wrap it."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+
+import click
 
 from crawler.advice import advice, failing_runs
 from crawler.types import Check, Run, Verdict
@@ -76,3 +79,42 @@ def summary_lines(run: Run, paths: Sequence[Path], confirm_runs: int | None = No
     lines += [link_line(c) for c in run.checks if c.recovered and c.verdict not in LISTED]
     lines += [f"report: {p}" for p in paths]
     return lines
+
+
+#: The colour of each verdict word on a terminal.
+VERDICT_COLOURS = {
+    "ok": "green",
+    "redirected": "cyan",
+    "changed": "yellow",
+    "dead": "red",
+    "blocked": "blue",
+    "error": "magenta",
+    "skipped": "bright_black",
+}
+# A verdict word where the terminal lines have one: leading a link's line ...
+_LEADING_VERDICT = re.compile(r"^(\s+)(" + "|".join(VERDICT_COLOURS) + r")\b")
+# ... or counted in the summary line: "3 dead, 1 changed".
+_COUNTED_VERDICT = re.compile(r"(?<=\d )()(" + "|".join(VERDICT_COLOURS) + r")(?=,|$| \()")
+
+
+def use_colour() -> bool | None:
+    """click.echo's `color`: off with NO_COLOR, on with FORCE_COLOR (NO_COLOR wins, as in
+    CPython), else click's own rule: only on a terminal."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR", "") not in ("", "0", "false"):
+        return True
+    return None
+
+
+def paint(line: str, summary: bool = False) -> str:
+    """A terminal line with its verdict words coloured (click.echo drops the colour when the
+    output is not a terminal); `summary`: the summary line, whose counts are coloured."""
+
+    def one(m: re.Match[str]) -> str:
+        word = m.group(2)
+        bold = True if word in ("dead", "error") else None
+        styled = click.style(word, fg=VERDICT_COLOURS[word], bold=bold)
+        return m.group(1) + styled
+
+    return (_COUNTED_VERDICT if summary else _LEADING_VERDICT).sub(one, line)

@@ -228,7 +228,7 @@ async def test_network_down_run_keeps_failure_counts(server: LocalServer, tmp_pa
     await check_links(links, FAST, store=store, clock=clock)
     assert store.states([url]) == {}  # a network-down run writes no state
     rows = store.url_history(url)
-    assert len(rows) == 1 and rows[0]["network_down"] == 1
+    assert len(rows) == 1 and rows[0].network_down is True
     store.close()
 
 

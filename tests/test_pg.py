@@ -208,7 +208,7 @@ def test_text_with_nul_is_stored_on_postgresql(pg_url: str) -> None:
         # (a URL never has one: the post's reader replaces it)
         _one_check_run(store, "http://h/a", listed="t\x00", detail="d\x00")
         got = store.url_history("http://h/a")
-        assert [(r["detail"], r["listed_title"]) for r in got] == [("d\ufffd", "t\ufffd")]
+        assert [(r.detail, r.listed_title) for r in got] == [("d\ufffd", "t\ufffd")]
     finally:
         store.close()
 
@@ -500,7 +500,7 @@ def test_a_store_reconnects_after_the_server_restarts(
     try:
         run = _one_check_run(store, "http://h/a")
         pg_cluster.restart()
-        assert [r["verdict"] for r in store.url_history("http://h/a")] == ["error"]
+        assert [r.verdict for r in store.url_history("http://h/a")] == ["error"]
         # The run's lock is held again: another process does not take the run for dead.
         other = open_store(parse_db(url))
         other.lock()
