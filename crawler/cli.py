@@ -9,6 +9,7 @@ interrupted.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -18,14 +19,12 @@ from typing import Any
 import click
 
 from crawler import __version__
-from crawler import settings as st
 from crawler.config import ALL_FORMATS, DEFAULT_FORMATS
 from crawler.configfile import FileConfig
 from crawler.errors import CrawlerError, NetworkDownError
 from crawler.options import (
     CONFIG_HELP,
     CONFIG_PATH,
-    FILE_IGNORED,
     VERBOSE,
     DbType,
     check_options,
@@ -40,7 +39,7 @@ from crawler.options import (
     remap_option,
     report_dir_option,
 )
-from crawler.terminal import paint, safe, summary_lines, use_colour
+from crawler.terminal import Progress, check_lines, safe, summary_lines, use_colour
 from crawler.types import Run
 
 EXIT_OK = 0
@@ -63,7 +62,8 @@ class _ToolError(click.ClickException):
 
 
 class _Group(click.Group):
-    """Turns the tool's own errors into one line and their exit code, never a traceback."""
+    """Turns the tool's own errors into one line and their exit code, never a traceback: the
+    one place a CrawlerError becomes an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -100,34 +100,6 @@ def cli(ctx: click.Context, verbose: int, config_path: Path | None) -> None:
     # The configuration is read by each command (common_options), which may name another.
     ctx.meta[VERBOSE] = verbose
     ctx.meta[CONFIG_PATH] = config_path
-
-
-class _Progress:
-    """A one-line counter on a TTY; otherwise a plain line at every tenth of the way.
-
-    Links are listed once, with their details, in the summary at the end.
-    """
-
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.total = total
-        self.done = 0
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-        self.step = max(1, total // 10)
-
-    def __call__(self, n: int) -> None:
-        before = self.done
-        self.done += n
-        if self.quiet:
-            return
-        if self.tty:
-            click.echo(f"\r  checked {self.done}/{self.total}", nl=False, err=True)
-        elif self.done // self.step > before // self.step or self.done == self.total:
-            click.echo(f"checked {self.done}/{self.total}", err=True)
-
-    def close(self) -> None:
-        if self.tty and not self.quiet:
-            click.echo("\r" + " " * 40 + "\r", nl=False, err=True)
 
 
 @cli.command()
@@ -188,55 +160,37 @@ def check(
         include_fragments=include_fragments,
         root_dir=root_dir,
     )
-    done = check_inputs(job, lambda total: _Progress(total, quiet))
-    run = done.run
-    lines = summary_lines(run, done.reports, confirm_runs)
-    if done.excluded:
-        lines[0] += f" ({done.excluded} excluded)"
+    done = check_inputs(job, lambda total: Progress(total, quiet))
     colour = use_colour()
-    click.echo(paint(lines[0], summary=True), color=colour)
+    lines = check_lines(done.run, done.reports, done.excluded, quiet, confirm_runs)
+    click.echo(lines[0], color=colour)
     if budget is not None:  # what the budget reached, or that nothing was due (even --quiet)
         from crawler.report.notes import budget_line
 
-        click.echo(budget_line(run))
-    if not quiet:
-        # On a network-down run every link failed the same way: the one line below says it.
-        for line in lines[1:]:
-            if not run.network_down or line.startswith("report:"):
-                click.echo(paint(line), color=colour)
-    _annotate(run, annotations)
-    sys.exit(_exit_code(run, fail_on))
-
-
-def _annotate(run: Run, wanted: bool | None) -> None:
-    """The GitHub annotations of a run on stdout, when asked for or running in Actions."""
-    import os
-
-    if wanted is None:
-        wanted = os.environ.get("GITHUB_ACTIONS") == "true"
-    if wanted and not run.network_down:
+        click.echo(budget_line(done.run))
+    for line in lines[1:]:
+        click.echo(line, color=colour)
+    wanted = annotations if annotations is not None else os.environ.get("GITHUB_ACTIONS") == "true"
+    if wanted and not done.run.network_down:
         from crawler.report.annotations import lines
 
-        for line in lines(run):
+        for line in lines(done.run):
             click.echo(line)
+    sys.exit(_exit_code(done.run, fail_on))
 
 
 def _exit_code(run: Run, fail_on: Sequence[str]) -> int:
     """A check's exit code, with the line that explains a stopped or network-down run."""
     if run.status != "complete":
-        click.echo(
-            f"interrupted: the reports are partial, with the {len(run.checks)} references "
-            "checked before the stop",
-            err=True,
-        )
+        n = len(run.checks)
+        why = f"the reports are partial, with the {n} references checked before the stop"
+        click.echo(f"interrupted: {why}", err=True)
         return EXIT_INTERRUPTED
     if run.network_down:
-        click.echo(
-            "error: the network looks down (no host answered); no link was judged dead.", err=True
-        )
+        why = "the network looks down (no host answered); no link was judged dead."
+        click.echo(f"error: {why}", err=True)
         return EXIT_NETWORK_DOWN
-    failing = frozenset(fail_on)
-    return EXIT_BROKEN if any(c.verdict.value in failing for c in run.checks) else EXIT_OK
+    return EXIT_BROKEN if any(c.verdict.value in fail_on for c in run.checks) else EXIT_OK
 
 
 @cli.command()
@@ -415,7 +369,7 @@ def enrich(
             from crawler.pipeline import RunOptions, run_check
 
             found = load_links((str(post),))
-            progress = _Progress(len(found.links), True)
+            progress = Progress(len(found.links), True)
             run = run_check(found, fetch_settings(kw), db, RunOptions(), progress)
             click.echo(summary_lines(run, [])[0])
             if run.network_down:
@@ -503,28 +457,9 @@ def config_cmd(ctx: click.Context) -> None:
 
     Example: crawler --config crawler.toml config
     """
-    from crawler.configfile import render_config
+    from crawler.options import effective_config
 
-    fc = ctx.find_object(FileConfig) or FileConfig()
-    assert ctx.parent is not None
-    sub = check.make_context("check", ["-"], parent=ctx.parent)
-    names = {
-        click.core.ParameterSource.COMMANDLINE: "flag",
-        click.core.ParameterSource.ENVIRONMENT: "environment",
-        click.core.ParameterSource.DEFAULT_MAP: "file",
-    }
-    entries = []
-    for p in check.params:
-        if not isinstance(p, click.Option) or not p.name or p.name in ("include", "exclude"):
-            continue  # include/exclude: the file's patterns, listed by render_config
-        if p.name in FILE_IGNORED or p.name == "quiet":
-            continue
-        source = names.get(sub.get_parameter_source(p.name), "default")  # type: ignore[arg-type]
-        value = sub.params.get(p.name)
-        if p.name == "header" and value:  # header values may be secrets (tokens): names only
-            value = [f"{name}: (value hidden)" for name, _ in value]
-        entries.append((st.file_key(p.name), value, source))
-    click.echo(render_config(entries, fc, secret=("header",)), nl=False)
+    click.echo(effective_config(ctx, check), nl=False)
 
 
 @cli.command()
@@ -598,17 +533,11 @@ def main() -> None:
     """Entry point: run the CLI, turning tool errors into one line and an exit code."""
     try:
         rv = cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as exc:
+    except click.ClickException as exc:  # CrawlerError too: _Group made it one
         exc.show()
-        sys.exit(exc.exit_code)
-    except CrawlerError as exc:
-        click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(EXIT_TOOL)

@@ -615,3 +615,30 @@ def enrich_options(fn: F) -> F:
         click.option("--dry-run", is_flag=True, help="Print a unified diff and write nothing."),
         fetch_options,
     )
+
+
+def effective_config(ctx: click.Context, command: click.Command) -> str:
+    """`crawler config`: command's settings as a configuration file, each with its source
+    (flag, environment, file or default); header values hidden."""
+    from crawler.configfile import render_config
+
+    fc = ctx.find_object(FileConfig) or FileConfig()
+    assert ctx.parent is not None
+    sub = command.make_context(command.name, ["-"], parent=ctx.parent)
+    names = {
+        click.core.ParameterSource.COMMANDLINE: "flag",
+        click.core.ParameterSource.ENVIRONMENT: "environment",
+        click.core.ParameterSource.DEFAULT_MAP: "file",
+    }
+    entries = []
+    for p in command.params:
+        if not isinstance(p, click.Option) or not p.name or p.name in ("include", "exclude"):
+            continue  # include/exclude: the file's patterns, listed by render_config
+        if p.name in FILE_IGNORED or p.name == "quiet":
+            continue
+        source = names.get(sub.get_parameter_source(p.name), "default")  # type: ignore[arg-type]
+        value = sub.params.get(p.name)
+        if p.name == "header" and value:  # header values may be secrets (tokens): names only
+            value = [f"{name}: (value hidden)" for name, _ in value]
+        entries.append((st.file_key(p.name), value, source))
+    return render_config(entries, fc, secret=("header",))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -118,3 +119,46 @@ def paint(line: str, summary: bool = False) -> str:
         return m.group(1) + styled
 
     return (_COUNTED_VERDICT if summary else _LEADING_VERDICT).sub(one, line)
+
+
+class Progress:
+    """A one-line counter on a TTY; otherwise a plain line at every tenth of the way.
+
+    Links are listed once, with their details, in the summary at the end.
+    """
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total = total
+        self.done = 0
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.step = max(1, total // 10)
+
+    def __call__(self, n: int) -> None:
+        before = self.done
+        self.done += n
+        if self.quiet:
+            return
+        if self.tty:
+            click.echo(f"\r  checked {self.done}/{self.total}", nl=False, err=True)
+        elif self.done // self.step > before // self.step or self.done == self.total:
+            click.echo(f"checked {self.done}/{self.total}", err=True)
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            click.echo("\r" + " " * 40 + "\r", nl=False, err=True)
+
+
+def check_lines(
+    run: Run, reports: Sequence[Path], excluded: int, quiet: bool, confirm_runs: int | None
+) -> list[str]:
+    """What `crawler check` prints on stdout, coloured: the summary line, then (unless quiet)
+    a line per link that needs attention and one per report file."""
+    lines = summary_lines(run, reports, confirm_runs)
+    if excluded:
+        lines[0] += f" ({excluded} excluded)"
+    out = [paint(lines[0], summary=True)]
+    if not quiet:
+        # On a network-down run every link failed the same way: the caller's one line says it.
+        out += [paint(x) for x in lines[1:] if not run.network_down or x.startswith("report:")]
+    return out
