@@ -891,7 +891,8 @@ def test_property_enrich_is_idempotent_and_keeps_urls(data: st.DataObject) -> No
     options = data.draw(_OPTIONS)
     once = enrich_text(raw, f, options)
     assert enrich_text(once, f, options) == once
-    assert detect_encoding(once) == detect_encoding(raw)
+    # the post keeps its encoding; pure ASCII (a moved URL replaced its only GBK text) is both
+    assert once.isascii() or detect_encoding(once) == detect_encoding(raw)
     before = [x.url for x in links(raw)]
     after = [x.url for x in links(once, marked=True)]
     assert len(after) == len(before)
