@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 
 def _sigint_as_default() -> None:
@@ -30,3 +30,20 @@ def running_cli(args: Sequence[str]) -> Iterator[subprocess.Popen[bytes]]:
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=20)
+
+
+def wait_while_running(proc: subprocess.Popen[bytes], ready: Callable[[], bool], what: str) -> None:
+    """Wait until ready() or fail when proc ends first (with its stderr). Between looks it
+    waits on the process itself, which returns the moment it exits; there is no deadline: a run
+    that never gets there ends by itself, and a loaded machine only makes the wait longer."""
+    while not ready():
+        try:
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        if ready():
+            return
+        _, err = proc.communicate()
+        raise AssertionError(
+            f"the run ended ({proc.returncode}) before {what}: {err.decode()[-2000:]}"
+        )

@@ -52,6 +52,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -219,6 +220,24 @@ def client_gone(conn: socket.socket, wait: float) -> bool:
         return True
 
 
+#: Notified whenever a request reaches any server of this process: tests wait on it (wait_for)
+#: instead of sleeping between looks at the counters.
+ARRIVED = threading.Condition()
+
+
+def wait_for(ready: Callable[[], bool], running: Callable[[], bool], what: str) -> None:
+    """Wait until ready() (checked each time a request arrives), failing as soon as running()
+    is false. No deadline: a run that never gets there ends by itself, and a loaded machine only
+    makes the wait longer. The short wake-ups only look at running()."""
+    with ARRIVED:
+        while not ready():
+            if not running():
+                if ready():
+                    return
+                raise AssertionError(f"the run ended before {what}")
+            ARRIVED.wait(0.1)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: LocalServer
     protocol_version = "HTTP/1.1"
@@ -246,6 +265,8 @@ class _Handler(BaseHTTPRequestHandler):
                 srv.peaks[self._route_key], srv.inflight_by[self._route_key]
             )
             n = srv.hits[self.path]
+        with ARRIVED:
+            ARRIVED.notify_all()
         self._counted = True
         try:
             self._route(n)

@@ -8,14 +8,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from crawler.cli import cli
 from crawler.store import Store
-from tests.procs import running_cli
+from tests.procs import running_cli, wait_while_running
 from tests.server import LocalServer
 
 FAST = ["--host-interval", "0", "--retries", "0", "--backoff", "0", "--timeout", "5"]
@@ -75,26 +74,21 @@ def _args(tmp_path: Path, server: LocalServer, n: int) -> list[str]:
 
 
 def _wait_for_first_check(db: Path, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if db.exists():
-            # Read-only and always closed: a plain connect would create the file the run is
-            # about to create, and a connection left open can make its first writes fail.
+    def stored() -> bool:
+        if not db.exists():
+            return False
+        # Read-only and always closed: a plain connect would create the file the run is about
+        # to create, and a connection left open can make its first writes fail.
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
             try:
-                conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-                try:
-                    n = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
-                finally:
-                    conn.close()
-                if n:
-                    return
-            except sqlite3.Error:
-                pass
-        if proc.poll() is not None:
-            _, err = proc.communicate(timeout=20)
-            raise AssertionError(f"the run ended early ({proc.returncode}): {err.decode()[-2000:]}")
-        time.sleep(0.1)
-    raise AssertionError("the run never stored a check")
+                return bool(conn.execute("SELECT count(*) FROM checks").fetchone()[0])
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return False
+
+    wait_while_running(proc, stored, "it stored a check")
 
 
 def test_kill_9_mid_run_leaves_a_consistent_database(

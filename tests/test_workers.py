@@ -31,8 +31,8 @@ from crawler.engine import (
 )
 from crawler.store import Store
 from crawler.types import Link
-from tests.procs import running_cli
-from tests.server import LocalServer
+from tests.procs import running_cli, wait_while_running
+from tests.server import LocalServer, wait_for
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="POSIX processes")
 
@@ -187,15 +187,17 @@ def _slow_run(
 def _wait_for_workers(
     proc: subprocess.Popen[bytes], servers: list[LocalServer], tag: str
 ) -> list[int]:
-    deadline = time.monotonic() + 60  # a bound for a broken run, never reached by a working one
-    while time.monotonic() < deadline:
-        kids = _children(proc.pid)
-        started = sum(n for s in servers for p, n in list(s.hits.items()) if tag in p)
-        if len(kids) == 2 and started >= 2:
-            return kids
-        assert proc.poll() is None, "the run ended early"
-        time.sleep(0.05)
-    raise AssertionError("the workers never started fetching")
+    """The two worker processes, once both are fetching: each has one request slot (--max-
+    concurrency 2 shared by two), so two requests of this test in flight are one from each."""
+
+    def started() -> int:
+        return sum(n for s in servers for p, n in list(s.hits.items()) if tag in p)
+
+    def ready() -> bool:
+        return started() >= 2 and len(_children(proc.pid)) == 2
+
+    wait_for(ready, lambda: proc.poll() is None, "both workers fetched")
+    return _children(proc.pid)
 
 
 def _holders(db: Path) -> set[int]:
@@ -217,11 +219,14 @@ def test_a_killed_worker_leaves_its_hosts_to_the_other(
     tag = tmp_path.name
     with running_cli(args) as proc:
         kids = _wait_for_workers(proc, servers, tag)
-        holders: set[int] = set()
-        while not holders & set(kids):
-            holders = _holders(history_db)
-            time.sleep(0.02)
-        victim = sorted(holders & set(kids))[0]
+        held: list[int] = []
+
+        def holding() -> bool:  # a worker leases a host before it asks it anything
+            held[:] = sorted(_holders(history_db) & set(kids))
+            return bool(held)
+
+        wait_for(holding, lambda: proc.poll() is None, "a worker held a lease")
+        victim = held[0]
         os.kill(victim, signal.SIGKILL)
         _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -245,12 +250,11 @@ def test_interrupting_the_run_stops_its_workers_and_keeps_their_checks(
     with running_cli(args) as proc:
         kids = _wait_for_workers(proc, servers, tmp_path.name)
         conn = sqlite3.connect(history_db)
-        deadline = time.monotonic() + 60  # a bound for a broken run only
-        while time.monotonic() < deadline:
-            written = conn.execute("SELECT count(*) FROM checks").fetchone()[0]
-            if written >= 2:
-                break
-            time.sleep(0.05)
+
+        def written() -> bool:
+            return bool(conn.execute("SELECT count(*) FROM checks").fetchone()[0] >= 2)
+
+        wait_while_running(proc, written, "two checks were written")
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
