@@ -31,6 +31,7 @@ from crawler.options import (
     common_options,
     db_option,
     enrich_options,
+    fail_on_option,
     fetch_options,
     fetch_settings,
     input_options,
@@ -148,6 +149,7 @@ def check(
         include=(*fc.include, *include),
         exclude=(*fc.exclude, *exclude),
         remap=remap,
+        fail_on=fail_on,
         options=RunOptions(
             max_age=max_age,
             only_failing=only == "failing",
@@ -174,7 +176,7 @@ def check(
     if wanted and not done.run.network_down:
         from crawler.report.annotations import lines
 
-        for line in lines(done.run):
+        for line in lines(done.run, fail_on):
             click.echo(line)
     sys.exit(_exit_code(done.run, fail_on))
 
@@ -211,7 +213,10 @@ def _exit_code(run: Run, fail_on: Sequence[str]) -> int:
     help=f"Reports to write, comma-separated: {', '.join(ALL_FORMATS)}.",
 )
 @db_option
-def report(run_id: int | None, report_dir: Path, formats: str, db: Any) -> None:
+@fail_on_option
+def report(
+    run_id: int | None, report_dir: Path, formats: str, db: Any, fail_on: tuple[str, ...]
+) -> None:
     """Re-render the reports of a past run from the history, without fetching.
 
     A run that did not finish (interrupted, or still going) is rendered as partial.
@@ -220,7 +225,7 @@ def report(run_id: int | None, report_dir: Path, formats: str, db: Any) -> None:
     """
     from crawler.pipeline import rerender
 
-    run, paths = rerender(db, run_id, report_dir, parse_formats(formats))
+    run, paths = rerender(db, run_id, report_dir, parse_formats(formats), fail_on)
     state = "" if run.status == "complete" else f", {run.status}: partial"
     click.echo(summary_lines(run, [])[0] + f" (run {run.run_id}{state})")
     for p in paths:

@@ -47,7 +47,7 @@ def stack(fn: F, *decorators: Callable[[Any], Any]) -> F:
     return fn
 
 
-class HeaderParam(click.ParamType):  # type: ignore[type-arg]
+class HeaderParam(st.NamesItsSource):
     """A request header written 'Name: value'."""
 
     name = "header"
@@ -172,7 +172,7 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--max-redirects",
             envvar="CRAWLER_MAX_REDIRECTS",
-            type=click.IntRange(0, 100),
+            type=st.Int(0, 100),
             default=DEFAULT_MAX_REDIRECTS,
             show_default=True,
             help="Redirects followed before a link counts as an error (too-many-redirects).",
@@ -303,7 +303,7 @@ def _default_map(ctx: click.Context, fc: FileConfig) -> dict[str, dict[str, Any]
 FILE_IGNORED = frozenset({"run_id", "as_json", "url", "help", "config_path", "verbose"})
 
 
-class DbType(click.ParamType):  # type: ignore[type-arg]
+class DbType(st.NamesItsSource):
     """A history database: a path, sqlite:///path, or postgresql://user@host:port/dbname."""
 
     name = "database"
@@ -389,7 +389,7 @@ def input_options(fn: F) -> F:
     )
 
 
-class VerdictList(click.ParamType):  # type: ignore[type-arg]
+class VerdictList(st.NamesItsSource):
     """Verdicts that fail a run: comma-separated ("dead,error") or, in a file, a list."""
 
     name = "verdicts"
@@ -439,7 +439,7 @@ def ci_options(fn: F) -> F:
     )(fn)
 
 
-class RemapParam(click.ParamType):  # type: ignore[type-arg]
+class RemapParam(st.NamesItsSource):
     """A --remap rule, 'REGEX REPLACEMENT'."""
 
     name = "remap"

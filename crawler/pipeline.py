@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Protocol
 
-from crawler.config import FetchSettings
+from crawler.config import DEFAULT_FAIL_ON, FetchSettings
 from crawler.db import Db
 from crawler.engine import (
     BATCH,
@@ -486,6 +486,7 @@ class CheckJob:
     exclude: Sequence[re.Pattern[str]] = ()
     remap: Sequence[Remap] = ()
     options: RunOptions = RunOptions()
+    fail_on: Sequence[str] = DEFAULT_FAIL_ON
     offline: bool = False
     allow_empty: bool = False
     include_fragments: bool = False
@@ -542,7 +543,7 @@ def check_inputs(job: CheckJob, progress: Callable[[int], Progress]) -> CheckDon
         # Imported once the run is over: the first request need not wait for the templates.
         from crawler.report import write_reports
 
-        paths = write_reports(run, job.report_dir, list(job.formats))
+        paths = write_reports(run, job.report_dir, list(job.formats), job.fail_on)
     # and the links --no-private refused when their host name resolved to a private address
     # (web links only: local links and other schemes that are skipped are counted as skipped)
     excluded += sum(
@@ -552,7 +553,11 @@ def check_inputs(job: CheckJob, progress: Callable[[int], Progress]) -> CheckDon
 
 
 def rerender(
-    db: Db, run_id: int | None, report_dir: Path, formats: Sequence[str]
+    db: Db,
+    run_id: int | None,
+    report_dir: Path,
+    formats: Sequence[str],
+    fail_on: Sequence[str] = DEFAULT_FAIL_ON,
 ) -> tuple[Run, list[Path]]:
     """`crawler report`: a past run (the latest when run_id is None) read back from the history
     and its reports written again."""
@@ -567,4 +572,4 @@ def rerender(
     _check_report_dir(report_dir)
     from crawler.report import write_reports
 
-    return run, write_reports(run, report_dir, list(formats))
+    return run, write_reports(run, report_dir, list(formats), fail_on)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -45,6 +45,24 @@ def source_label(param: click.Parameter | None, ctx: click.Context | None) -> st
         return f"default of {file_key(param.name)}"
     opts = getattr(param, "opts", None) or [param.name]
     return str(max(opts, key=len))
+
+
+class NamesItsSource(click.ParamType):  # type: ignore[type-arg]
+    """A value type written for click: a bad flag stays click's usage error (exit 2), but a bad
+    value from an environment variable or the configuration file is refused as Setting refuses
+    one, one line naming that source (exit 1): the user typed no flag."""
+
+    def fail(
+        self, message: str, param: click.Parameter | None = None, ctx: click.Context | None = None
+    ) -> NoReturn:
+        if param is not None and ctx is not None and param.name is not None:
+            source = ctx.get_parameter_source(param.name)
+            if source in (
+                click.core.ParameterSource.ENVIRONMENT,
+                click.core.ParameterSource.DEFAULT_MAP,
+            ):
+                raise ConfigError(f"{source_label(param, ctx)}: {message}")
+        super().fail(message, param, ctx)
 
 
 class Setting(click.ParamType):  # type: ignore[type-arg]

@@ -206,6 +206,28 @@ def test_format_key_in_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         ({"CRAWLER_RETRIES": "2.5"}, [], "CRAWLER_RETRIES (environment): expected an integer"),
         ({"CRAWLER_NO_PRIVATE": "maybe"}, [], "CRAWLER_NO_PRIVATE (environment): expected true"),
         ({"CRAWLER_FORMAT": "xml"}, [], "CRAWLER_FORMAT (environment): expected some of json"),
+        # the options whose types are written for click (issue 13): the variable is named, not
+        # a flag nobody typed, and it is the tool's error (exit 1), not a usage error
+        (
+            {"CRAWLER_FAIL_ON": "dead,gone"},
+            [],
+            "CRAWLER_FAIL_ON (environment): 'gone' is not a verdict that can fail a run",
+        ),
+        (
+            {"CRAWLER_MAX_REDIRECTS": "101"},
+            [],
+            "CRAWLER_MAX_REDIRECTS (environment): expected an integer from 0 to 100, got '101'",
+        ),
+        (
+            {"CRAWLER_DB": "mysql://me@db/links"},
+            [],
+            "CRAWLER_DB (environment): mysql://me@db/links: unknown database scheme 'mysql'",
+        ),
+        (
+            {},
+            ["--max-redirects", "-1"],
+            "--max-redirects: expected an integer from 0 to 100, got '-1'",
+        ),
         (
             {},
             ["--timeout", "0"],
@@ -236,6 +258,32 @@ def test_a_bad_value_from_any_source_is_one_line_naming_it(
         lines = r.output.strip().splitlines()
         assert lines == [f"Error: {message}"] or (len(lines) == 1 and message in lines[0])
         assert "float range" not in r.output and "Usage" not in r.output
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "file_line", "message"),
+    [
+        ("--fail-on=dead,gone", 'fail_on = "dead,gone"', "'gone' is not a verdict"),
+        ("--header=no colon", 'header = ["no colon"]', "is not a header like 'Name: value'"),
+        ("--remap=lonely", 'remap = ["lonely"]', "REGEX REPLACEMENT"),
+    ],
+)
+def test_click_typed_options_blame_the_flag_or_the_file_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str, file_line: str, message: str
+) -> None:
+    """A bad flag stays click's usage error (exit 2) naming the flag; the same value in the file
+    is one line naming the file and its key (exit 1)."""
+    post = tmp_path / "p.md"
+    post.write_text("http://127.0.0.1:9/never-fetched\n", encoding="utf-8")
+    r = run(["check", str(post), flag], tmp_path, monkeypatch)
+    assert r.exit_code == 2 and f"'{flag.split('=')[0]}'" in r.output and message in r.output
+    (tmp_path / "crawler.toml").write_text(file_line + "\n", encoding="utf-8")
+    r = run(["check", str(post)], tmp_path, monkeypatch)
+    assert r.exit_code == 1, r.output
+    (line,) = r.output.strip().splitlines()
+    key = file_line.split(" = ")[0]
+    assert line.startswith(f"Error: {tmp_path / 'crawler.toml'}: {key}: ") and message in line
     assert not (tmp_path / "reports").exists()
 
 

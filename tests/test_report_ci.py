@@ -53,7 +53,7 @@ def _check(tmp_path: Path, server: LocalServer, *args: str, env: dict[str, str] 
 def test_junit_one_testcase_per_reference_failures_for_dead_and_error(
     tmp_path: Path, server: LocalServer
 ) -> None:
-    post, out, _ = _check(tmp_path, server, "--format", "junit")
+    post, out, _ = _check(tmp_path, server, "--format", "junit", "--fail-on", "dead,error")
     assert sorted(p.name for p in out.iterdir()) == ["report.junit.xml"]
     root = ET.parse(out / "report.junit.xml").getroot()
     assert root.tag == "testsuites"
@@ -67,6 +67,36 @@ def test_junit_one_testcase_per_reference_failures_for_dead_and_error(
     assert failed["7"] is not None and failed["7"].get("type") == "dead"
     assert failed["15"] is not None and failed["15"].get("type") == "error"
     assert "http-404" in (failed["7"].get("message") or "")
+
+
+def _failures(out: Path) -> dict[str, str | None]:
+    """line → the failure's type (None: no failure) of each testcase of report.junit.xml."""
+    root = ET.parse(out / "report.junit.xml").getroot()
+    cases = root.findall("testsuite/testcase")
+    failed = {c.get("line") or "": c.find("failure") for c in cases}
+    assert root.get("failures") == str(sum(f is not None for f in failed.values()))
+    return {line: None if f is None else f.get("type") for line, f in failed.items()}
+
+
+def test_junit_failures_are_the_fail_on_verdicts(tmp_path: Path, server: LocalServer) -> None:
+    """Only what fails the run is a failure (issue 13): the default fails on dead alone, so an
+    error link (line 15) passes; --fail-on changed makes the changed link (line 11) fail."""
+    _, out, _ = _check(tmp_path / "a", server, "--format", "junit")
+    assert _failures(out) == {"3": None, "7": "dead", "11": None, "15": None}
+    _, out, _ = _check(tmp_path / "b", server, "--format", "junit", "--fail-on", "dead,changed")
+    assert _failures(out) == {"3": None, "7": "dead", "11": "changed", "15": None}
+
+
+def test_report_renders_junit_with_its_fail_on(tmp_path: Path, server: LocalServer) -> None:
+    post = _post(tmp_path, server)
+    db = ["--db", str(tmp_path / "h.sqlite")]
+    args = ["check", str(post), "--report-dir", str(tmp_path / "r"), *db, *FAST]
+    assert CliRunner().invoke(cli, args).exit_code == 3
+    out = tmp_path / "again"
+    args = ["report", "--format", "junit", "--report-dir", str(out), *db, "--fail-on", "error"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert _failures(out) == {"3": None, "7": None, "11": None, "15": "error"}
 
 
 def test_junit_stays_well_formed_with_hostile_text() -> None:
@@ -145,9 +175,21 @@ def test_annotations_in_github_actions(tmp_path: Path, server: LocalServer) -> N
         f"error file={f},line=7,title=dead link (http-404)",
         f"warning file={f},line=11,title=changed link (title-changed)",
     ]
-    assert heads[2].startswith(f"error file={f},line=15,title=error link (")
+    # an error is not what fails the run by default (--fail-on dead): a warning, not an error
+    assert heads[2].startswith(f"warning file={f},line=15,title=error link (")
     assert got[0].startswith(f"::error file={f},line=7,title=dead link (http-404)::")
     assert got[0].split("::", 2)[2].startswith(server.url("/status/404") + ": ")
+
+
+def test_annotations_are_errors_for_the_fail_on_verdicts(
+    tmp_path: Path, server: LocalServer
+) -> None:
+    _, _, result = _check(
+        tmp_path, server, "--format", "json", "--annotations", "--fail-on", "changed,error"
+    )
+    kinds = [(a.split("::")[1].split(" ")[0], a.split("line=")[1].split(",")[0])
+             for a in _annotations(result.stdout)]  # fmt: skip
+    assert kinds == [("warning", "7"), ("error", "11"), ("error", "15")]
 
 
 def test_annotations_forced_and_stopped(tmp_path: Path, server: LocalServer) -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from functools import partial
 from pathlib import Path
 from typing import TextIO
 
+from crawler.config import DEFAULT_FAIL_ON
 from crawler.config import DEFAULT_FORMATS as DEFAULT_FORMATS
 from crawler.errors import CrawlerError
 from crawler.report import html, issue, json_report, junit, markdown, sarif
@@ -81,16 +82,21 @@ def write_atomic(path: Path, text: str | Callable[[TextIO], object]) -> None:
 
 
 def write_reports(
-    run: Run, report_dir: str | os.PathLike[str], formats: Iterable[str]
+    run: Run,
+    report_dir: str | os.PathLike[str],
+    formats: Iterable[str],
+    fail_on: Collection[str] = DEFAULT_FAIL_ON,
 ) -> list[Path]:
-    """Render and write every requested format into report_dir; return the paths written."""
+    """Render and write every requested format into report_dir; return the paths written.
+    `fail_on`: the verdicts that fail the run, JUnit's failures."""
     out: list[Path] = []
     directory = Path(report_dir)
     for fmt in formats:
         name, _ = FORMATS[fmt]
         path = directory / name
         try:
-            write_atomic(path, partial(WRITERS[fmt], run))
+            writer = partial(junit.write, fail_on=fail_on) if fmt == "junit" else WRITERS[fmt]
+            write_atomic(path, partial(writer, run))
         except OSError as exc:
             raise CrawlerError(f"cannot write {path}: {exc.strerror or exc}") from exc
         out.append(path)

@@ -1,4 +1,5 @@
-"""GitHub Actions workflow commands: one ::error or ::warning line per broken or changed link.
+"""GitHub Actions workflow commands: one ::error line per link that fails the run (--fail-on),
+a ::warning line per other broken or changed link.
 
 Escaped as GitHub's runner unescapes them: in the message `%`, CR and LF; in a property value
 also `:` and `,`.
@@ -7,8 +8,9 @@ also `:` and `,`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
+from crawler.config import DEFAULT_FAIL_ON
 from crawler.types import BROKEN, Run, Verdict
 
 # Controls other than CR and LF (which are escaped): fetched text must not drive the log viewer.
@@ -26,12 +28,14 @@ def escape_property(s: str) -> str:
     return escape_data(s).replace(":", "%3A").replace(",", "%2C")
 
 
-def lines(run: Run) -> Iterator[str]:
-    """The annotation lines of a run, in the order of its checks."""
+def lines(run: Run, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> Iterator[str]:
+    """The annotation lines of a run, in the order of its checks: an error for each link with
+    a `fail_on` verdict (what fails the run), a warning for the other dead, error or changed
+    links."""
     for c in run.checks:
-        if c.verdict in BROKEN:
+        if c.verdict.value in fail_on:
             command = "error"
-        elif c.verdict is Verdict.CHANGED:
+        elif c.verdict in BROKEN or c.verdict is Verdict.CHANGED:
             command = "warning"
         else:
             continue
