@@ -40,7 +40,8 @@ from crawler.options import (
     remap_option,
     report_dir_option,
 )
-from crawler.terminal import Progress, check_lines, safe, summary_lines, use_colour
+from crawler.sanitize import terminal as safe
+from crawler.terminal import Progress, check_lines, summary_lines, use_colour
 from crawler.types import Run
 
 EXIT_OK = 0
@@ -164,13 +165,13 @@ def check(
     )
     done = check_inputs(job, lambda total: Progress(total, quiet))
     colour = use_colour()
-    lines = check_lines(done.run, done.reports, done.excluded, quiet, confirm_runs)
-    click.echo(lines[0], color=colour)
+    shown = check_lines(done.run, done.reports, done.excluded, quiet, confirm_runs)
+    click.echo(shown[0], color=colour)
     if budget is not None:  # what the budget reached, or that nothing was due (even --quiet)
         from crawler.report.notes import budget_line
 
         click.echo(budget_line(done.run))
-    for line in lines[1:]:
+    for line in shown[1:]:
         click.echo(line, color=colour)
     wanted = annotations if annotations is not None else os.environ.get("GITHUB_ACTIONS") == "true"
     if wanted and not done.run.network_down:

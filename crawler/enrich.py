@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from glob import escape as glob_escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from crawler.archive import SNAPSHOT_URL, safe_snapshot_url
 from crawler.classify import PERMANENT
@@ -63,6 +63,7 @@ from crawler.post import (
     scan_post,
     url_as_read,
 )
+from crawler.sanitize import markdown_text
 from crawler.types import ALIVE, Check, Link, Verdict
 
 if TYPE_CHECKING:
@@ -81,7 +82,6 @@ __all__ = [
     "enrich_text",
     "findings_from_checks",
     "post_digest",
-    "sanitize",
     "strip_marks",
     "unified_diff",
     "write_atomic_with_backup",
@@ -224,67 +224,6 @@ def count_changed_lines(old: bytes, new: bytes) -> int:
 
 
 # --- sanitising fetched text ---------------------------------------------------------------
-
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-_DROP_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
-_INLINE_SPECIAL = re.compile(r"[\\`*\[\]<>|$~{}]")
-_LONE_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
-_ENTITY_LIKE = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
-_SCHEME = re.compile(r"(https?):", re.IGNORECASE)
-_LIQUID = re.compile(r"(?<=\\\{)%|%(?=\\\})")  # `{%`/`%}` once the braces are escaped
-_BLOCK_MARKER = re.compile(r"[#+\-=:]|\d{1,9}(?=[.)])")
-
-
-def _visible(text: str) -> str:
-    """Drop escape sequences and invisible characters; whitespace of any kind becomes a space."""
-    text = _ANSI.sub("", text)
-    out: list[str] = []
-    for ch in text:
-        cat = unicodedata.category(ch)
-        if ch.isspace() or cat in ("Zl", "Zp"):
-            out.append(" ")
-        elif cat not in _DROP_CATEGORIES and ch not in "\ufffc\ufffd":
-            out.append(ch)
-    return " ".join("".join(out).split())
-
-
-def sanitize(
-    text: str,
-    max_len: int = 200,
-    *,
-    context: Literal["line", "inline", "link"] = "line",
-    encoding: str | None = None,
-) -> str:
-    """Fetched text made safe to write: one line, escaped, capped ("" when nothing is left).
-
-    `context` is "line" (a paragraph of its own: a leading block marker is escaped), "inline"
-    (inside the `（…）` after a bare URL: full-width parentheses become ASCII ones) or "link" (the
-    text of `[…](url)`). In the last two, `>` and backticks are written as character references,
-    since raw HTML or a code span left open earlier in the paragraph would end at them.
-    `encoding` drops the characters that encoding cannot hold.
-    """
-    s = _visible(text)
-    if encoding is not None:
-        s = _visible(s.encode(encoding, errors="ignore").decode(encoding))
-    if context == "inline":
-        s = s.replace("（", "(").replace("）", ")")
-    if len(s) > max_len:
-        s = s[: max_len - 1].rstrip() + "…"
-    s = _INLINE_SPECIAL.sub(r"\\\g<0>", s)
-    s = _LONE_UNDERSCORE.sub(r"\\_", s)
-    s = _ENTITY_LIKE.sub(r"\\&", s)
-    s = _SCHEME.sub(r"\1\\:", s)
-    s = _LIQUID.sub(r"\\%", s)
-    if context != "line":
-        # inside a paragraph, raw HTML or a code span left open earlier would end at a `>` or a
-        # backtick, escaped or not: write them as character references instead
-        s = s.replace("\\>", "&gt;").replace("\\`", "&#96;")
-    else:
-        m = _BLOCK_MARKER.match(s)
-        if m is not None:
-            s = s[: m.end()] + "\\" + s[m.end() :] if m.group()[0].isdigit() else "\\" + s
-    return s
-
 
 # --- marks -----------------------------------------------------------------------------------
 
@@ -658,17 +597,17 @@ def _plan_link(
     if opt.titles and alive and finding.title and not has_title:
         layout_ok = alone and _blank_line(post, i + 1) and k not in lim.force_inline
         if layout_ok and k not in lim.no_insert:
-            title_line = sanitize(finding.title, opt.max_len, context="line", encoding=enc)
+            title_line = markdown_text(finding.title, opt.max_len, context="line", encoding=enc)
             if title_line:
                 plan.layout.add(k)
                 plan.titled.add(k)
         elif c.kind in ("bare", "auto"):
-            t = sanitize(finding.title, opt.max_len, context="inline", encoding=enc)
+            t = markdown_text(finding.title, opt.max_len, context="inline", encoding=enc)
             if t:
                 edits.append((c.end, c.end, 1, f" （{t}）"))
                 anchor = c.end
         elif c.kind == "link" and c.empty_text:
-            t = sanitize(finding.title, opt.max_len, context="link", encoding=enc)
+            t = markdown_text(finding.title, opt.max_len, context="link", encoding=enc)
             if t:
                 edits.append((c.start + 1, c.start + 1, 1, t))
                 plan.titled.add(k)
@@ -679,7 +618,7 @@ def _plan_link(
     inserted: list[str] = []
     after = i
     if opt.summaries and alive and finding.summary and alone and k not in lim.no_insert:
-        summary = sanitize(finding.summary, opt.max_len, context="line", encoding=enc)
+        summary = markdown_text(finding.summary, opt.max_len, context="line", encoding=enc)
         if title_line:
             if summary and summary != title_line:
                 inserted = ["", title_line, "", "> " + summary]
@@ -733,7 +672,7 @@ def _plan_retitle(
     line = post.lines[j]
     if not line.roundtrips or line.marks or _as_title(line.clean) != listed:
         return
-    new = sanitize(title, max_len, context="line", encoding=post.insert_codec)
+    new = markdown_text(title, max_len, context="line", encoding=post.insert_codec)
     if new and new != listed:
         plan.line_text[j] = line.clean[: len(line.clean) - len(line.clean.lstrip())] + new
         plan.retitled[k] = new
@@ -1105,7 +1044,7 @@ def with_snapshots(
     import asyncio
 
     from crawler import archive
-    from crawler.terminal import safe
+    from crawler.sanitize import terminal as safe
 
     cutoff = archive.archive_cutoff(
         raw, post, before.date() if before else None, datetime.now().date()

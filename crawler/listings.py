@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from crawler.terminal import safe
+from crawler.sanitize import terminal as safe
 from crawler.types import ALIVE, Link
 
 if TYPE_CHECKING:

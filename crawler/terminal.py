@@ -13,24 +13,11 @@ from pathlib import Path
 import click
 
 from crawler.advice import advice, failing_runs
+from crawler.sanitize import terminal as safe
 from crawler.types import Check, Run, Verdict
-
-# C0/C1 controls and ANSI escape sequences: fetched text must not drive the terminal.
-_TERMINAL_UNSAFE = re.compile(
-    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC (titles, hyperlinks), to its terminator
-    r"|\x1b\[[0-?]*[ -/]*[@-~]"  # CSI (colours, cursor moves)
-    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # C0 and C1 controls but tab and newline
-    "|[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"  # zero-width and bidi controls
-)
 
 #: Verdicts listed one line a link, in this order.
 LISTED = (Verdict.DEAD, Verdict.CHANGED, Verdict.ERROR, Verdict.BLOCKED)
-
-
-def safe(text: str | None) -> str:
-    """Text fit for the terminal: control characters and escape sequences removed."""
-    return _TERMINAL_UNSAFE.sub("", text or "").replace("\n", " ")
 
 
 def where(check: Check) -> str:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from crawler.cli import safe
 from crawler.post import parse_post
+from crawler.sanitize import terminal as safe
 
 POST_TEXT = "# 标题\n\nhttps://127.0.0.1:9/a\n\n标题一\n"
 

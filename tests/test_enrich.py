@@ -21,13 +21,13 @@ from crawler.enrich import (
     check_unchanged,
     enrich_text,
     post_digest,
-    sanitize,
     strip_marks,
     unified_diff,
     write_atomic_with_backup,
 )
 from crawler.errors import ConfigError, CrawlerError, InputError
 from crawler.post import clean_url, detect_encoding, parse_post
+from crawler.sanitize import markdown_text
 from crawler.types import Link, Verdict
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "enrich"
@@ -584,24 +584,24 @@ def _structure(text: str) -> tuple[Counter[str], list[str]]:
 
 
 def test_sanitize() -> None:
-    assert sanitize("a\n b\t\tc\r\n") == "a b c"
-    assert sanitize("\x1b[31mred\x1b[0m") == "red"
-    assert sanitize("\u202eabc\u200b") == "abc"
-    assert sanitize("<b>x</b>") == "\\<b\\>x\\</b\\>"
-    assert sanitize("[x](y)") == "\\[x\\](y)"
-    assert sanitize("# h") == "\\# h"
-    assert sanitize("1. x") == "1\\. x"
-    assert sanitize("- x") == "\\- x"
-    assert sanitize("- x", context="inline") == "- x"
-    assert sanitize("a（b）", context="inline") == "a(b)"
-    assert sanitize("see https://x.example") == "see https\\://x.example"
-    assert sanitize("fine_grained __init__") == "fine_grained \\_\\_init\\_\\_"
-    assert sanitize("&amp; & R&D") == "\\&amp; & R&D"
-    assert sanitize("{{ x }}") == "\\{\\{ x \\}\\}"
-    capped = sanitize("长" * 500, 200)
+    assert markdown_text("a\n b\t\tc\r\n") == "a b c"
+    assert markdown_text("\x1b[31mred\x1b[0m") == "red"
+    assert markdown_text("\u202eabc\u200b") == "abc"
+    assert markdown_text("<b>x</b>") == "\\<b\\>x\\</b\\>"
+    assert markdown_text("[x](y)") == "\\[x\\](y)"
+    assert markdown_text("# h") == "\\# h"
+    assert markdown_text("1. x") == "1\\. x"
+    assert markdown_text("- x") == "\\- x"
+    assert markdown_text("- x", context="inline") == "- x"
+    assert markdown_text("a（b）", context="inline") == "a(b)"
+    assert markdown_text("see https://x.example") == "see https\\://x.example"
+    assert markdown_text("fine_grained __init__") == "fine_grained \\_\\_init\\_\\_"
+    assert markdown_text("&amp; & R&D") == "\\&amp; & R&D"
+    assert markdown_text("{{ x }}") == "\\{\\{ x \\}\\}"
+    capped = markdown_text("长" * 500, 200)
     assert len(capped) == 200 and capped.endswith("…")
-    assert sanitize("emoji 🎉 ok", encoding="gbk") == "emoji ok"
-    assert sanitize(" \x00\x07 ") == ""
+    assert markdown_text("emoji 🎉 ok", encoding="gbk") == "emoji ok"
+    assert markdown_text(" \x00\x07 ") == ""
 
 
 # --- dry run, digest, atomic write -------------------------------------------------------------

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from crawler.report import render, write_reports
-from crawler.report.markdown import cell
+from crawler.sanitize import table_cell as cell
 from crawler.types import Verdict
 from tests.factories import make_check, make_run
 
@@ -128,4 +128,4 @@ def test_json_is_streamed_in_the_indented_layout() -> None:
 
 
 def test_markdown_cells_drop_bidi_and_zero_width_controls() -> None:
-    assert cell("evil\u202egnp.exe\u200b") == "evil gnp.exe"
+    assert cell("evil\u202egnp.exe\u200b") == "evilgnp.exe"

@@ -1,10 +1,11 @@
 """report.html: one self-contained page for people — charts, per-section tables, filter, search.
 
 Pure: Run → text. Everything fetched from the web is hostile: the jinja2 template autoescapes
-every value, only http(s) URLs become links, control and bidi-override characters are removed and
-long text is capped (CSS wraps what remains). Nothing is loaded from the network: CSS, JavaScript
-and the charts (SVG, drawn here) are inline, and a Content-Security-Policy forbids any load. The
-page is complete without JavaScript; the script only adds the filter, the search and sorting.
+every value, only http(s) URLs become links, escape sequences, control and bidi-override
+characters are removed (crawler.sanitize) and long text is capped (CSS wraps what remains).
+Nothing is loaded from the network: CSS, JavaScript and the charts (SVG, drawn here) are inline,
+and a Content-Security-Policy forbids any load. The page is complete without JavaScript; the
+script only adds the filter, the search and sorting.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
-from itertools import islice
 from typing import TextIO
 from urllib.parse import quote, urlsplit
 
 import jinja2
-from markupsafe import Markup
 
 from crawler import __version__
 from crawler.config import RECENT_RUNS, TREND_RUNS
 from crawler.report.notes import coverage_note, partial_note
+from crawler.sanitize import html_text, visible
 from crawler.types import BROKEN, Check, Run, Verdict
 
 #: Verdicts worst first: the order of the legend, the filter and the verdict column's sort.
@@ -55,38 +55,17 @@ MAX_TEXT = 300  # listed and fetched titles, details
 MAX_SUMMARY = 1200
 MAX_ATTR = 2000  # full text in a title attribute (tooltip)
 
-_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-# Bidi overrides/isolates and zero-width marks could reorder or hide what a reader sees.
-_INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u061c]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-_SPACES = re.compile(r"\s{2,}")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _KANA_HANGUL = re.compile(r"[\u3040-\u30ff\uac00-\ud7af]")
 # Characters that are never valid in a URL; in an href they are percent-encoded.
 _HREF_SAFE = "!#$%&'()*+,-./:;=?@[]_~"
-# Anything clean() would change: controls, invisibles, surrogates, runs of whitespace.
-_DIRTY = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069"
-    r"\ufeff\u061c\ud800-\udfff]|\s\s"
-)
 # A plain http(s) URL: host of letters, digits, dots and hyphens, no credentials, and only
 # characters quote() keeps as they are. safe_href() returns it unchanged.
 _PLAIN_URL = re.compile(
     r"(?i:https?)://[A-Za-z0-9.\-]+(?::[0-9]*)?(?:[/?#][A-Za-z0-9\-._~!$&'()*+,;=:@%/?#\[\]]*)?"
 )
-
-
-def clean(text: str | None) -> str:
-    """Fetched text as one plain line: no control, bidi-override or zero-width characters."""
-    if not text:
-        return ""
-    if _DIRTY.search(text) is None:  # the common case: nothing to replace or collapse
-        return text.strip()
-    s = _SURROGATE.sub("\ufffd", text)
-    s = _INVISIBLE.sub("", _CTRL.sub(" ", s))
-    return _SPACES.sub(" ", s).strip()
 
 
 def clip(text: str | None, limit: int) -> str:
@@ -116,10 +95,8 @@ def safe_href(url: str | None) -> str | None:
         return None
     if _PLAIN_URL.fullmatch(url):
         return url
-    if url != url.strip() or _CTRL.search(url):
-        return None
-    if any(ch.isspace() for ch in url) or _INVISIBLE.search(url) or _SURROGATE.search(url):
-        return None
+    if visible(url) != url or any(ch.isspace() for ch in url):
+        return None  # controls, escapes, bidi or zero-width characters, surrogates, whitespace
     if not re.match(r"(?i)https?://", url):
         return None
     try:
@@ -295,138 +272,6 @@ class Rows:
                 label = labels[key] = _section_label(key, multi)
             yield _row(c, run, multi, label)
 
-    def html(self, main: bool) -> Iterator[Markup]:
-        """The rows' markup, a few hundred rows a piece."""
-        rows = iter(self)
-        while chunk := "".join(row_html(r, main) for r in islice(rows, 256)):
-            yield Markup(chunk)
-
-
-_HTML_SPECIAL = re.compile(r"[&<>'\"]")
-
-
-def _esc(text: str) -> str:
-    """markupsafe.escape(text) as a plain str: & < > ' " as entities, nothing else."""
-    if _HTML_SPECIAL.search(text) is None:
-        return text
-    return (
-        text.replace("&", "&amp;")
-        .replace(">", "&gt;")
-        .replace("<", "&lt;")
-        .replace("'", "&#39;")
-        .replace('"', "&#34;")
-    )
-
-
-def _lang(tag: str | None) -> str:
-    return f' lang="{_esc(tag)}"' if tag else ""
-
-
-def row_html(r: Row, main: bool) -> str:
-    """One table row. The markup of a row lives here rather than in the template: a page can
-    have 100,000 rows, and this is several times faster than the template engine. Every value
-    is escaped as the template's autoescaping (markupsafe) escapes it."""
-    e = _esc
-    out = [
-        f'<tr data-verdict="{e(r.verdict)}"',
-        " data-main" if main else "",
-        f' class="{e(r.flag)}"' if r.flag else "",
-        f'>\n<td class="c-line num" data-label="Line" data-sort="{r.line}">{r.line}</td>\n'
-        '<td class="c-link" data-label="Listed title">\n',
-    ]
-    shown = e(clip(r.listed or r.url, 160))
-    if r.href:
-        out.append(
-            f'<a href="{e(r.href)}" rel="noopener noreferrer nofollow" target="_blank"'
-            f"{_lang(r.listed_lang)}>{shown}</a>\n"
-        )
-    else:
-        out.append(
-            '<span class="nolink" title="not an http(s) URL: not clickable"'
-            f"{_lang(r.listed_lang)}>{shown}</span>\n"
-        )
-    out.append(f'<div class="url" title="{e(clip(r.url, 2000))}">{e(midclip(r.url, 90))}</div>\n')
-    if not main:
-        out.append(f'<div class="where">{e(clip(r.section, 200))} · line {r.line}</div>')
-    out.append('</td>\n<td class="c-title" data-label="Fetched title">\n')
-    if not r.title:
-        out.append('<span class="muted">no title</span>\n')
-    elif r.title_same:
-        out.append(
-            f'<span class="muted same" title="{e(clip(r.title, 2000))}">= listed title</span>\n'
-        )
-    else:
-        out.append(f"<span{_lang(r.title_lang)}>{e(clip(r.title, 160))}</span>\n")
-    if r.previous_title:
-        out.append(
-            f'<div class="prev">was: <span{_lang(r.title_lang)}>'
-            f"{e(clip(r.previous_title, 160))}</span></div>"
-        )
-    if r.summary:
-        out.append(
-            f"<details><summary>summary</summary><p{_lang(r.summary_lang)}>"
-            f"{e(clip(r.summary, 1200))}</p></details>"
-        )
-    out.append(
-        f'</td>\n<td class="c-verdict" data-label="Verdict" data-sort="{r.rank}">'
-        f'<span class="badge v-{e(r.verdict)}">{e(r.verdict)}</span>\n'
-    )
-    if r.previous_verdict:
-        pv = e(r.previous_verdict)
-        out.append(f'<div class="was">was <span class="badge v-{pv}">{pv}</span></div>')
-    if r.cached:
-        out.append(
-            '<div class="muted small" title="reused from the history, not fetched this run">'
-            f"cached{e(r.as_of)}</div>"
-        )
-    out.append(
-        f'</td>\n<td class="c-reason" data-label="Reason"><code>{e(clip(r.reason, 80))}</code>'
-    )
-    if r.status:
-        out.append(f' <span class="status">HTTP {r.status}</span>')
-    if r.detail and r.detail != r.reason:
-        out.append(f'<div class="detail">{e(clip(r.detail, 300))}</div>')
-    out.append(
-        f'</td>\n<td class="c-since{"" if r.since_sort else " blank"}" data-label="Since" '
-        f'data-sort="{e(r.since_sort)}"><span title="{e(r.since_title)}">{e(r.since)}</span>'
-    )
-    if r.since_note:
-        out.append(f'<div class="small muted">{e(r.since_note)}</div>')
-    out.append(
-        f'</td>\n<td class="c-final{"" if r.final_url or r.hops else " blank"}" '
-        'data-label="Final URL">\n'
-    )
-    if r.final_url:
-        title, shown = e(clip(r.final_url, 2000)), e(midclip(r.final_url, 70))
-        if r.final_href:
-            out.append(
-                f'<a href="{e(r.final_href)}" rel="noopener noreferrer nofollow" '
-                f'target="_blank" title="{title}">{shown}</a>'
-            )
-        else:
-            out.append(f'<span class="nolink" title="{title}">{shown}</span>')
-    else:
-        out.append('<span class="muted">—</span>')
-    if r.hops:
-        out.append(f'<div class="small muted">via {e(r.hops)}</div>')
-    out.append(f'</td>\n<td class="c-runs{"" if r.recent else " blank"}" data-label="Last runs">')
-    if r.recent:
-        out.append(
-            f'<svg class="strip" width="{len(r.recent) * 10}" height="12" role="img" '
-            f'aria-label="{e(r.recent_label)}">\n'
-        )
-        last = len(r.recent) - 1
-        for i, sq in enumerate(r.recent):
-            out.append(
-                f'<rect class="f-{e(sq.verdict)}{" now" if i == last else ""}" x="{i * 10 + 1}" '
-                f'y="1" width="8" height="10" rx="2"><title>{e(sq.label)}</title></rect>\n'
-            )
-        out.append("</svg>\n")
-    else:
-        out.append('<span class="muted" title="no history for this link yet">—</span>')
-    out.append("</td>\n</tr>\n")
-    return "".join(out)
-
 
 @dataclass(frozen=True, slots=True)
 class Section:
@@ -459,8 +304,8 @@ _VALUE = {v: v.value for v in Verdict}
 
 def _section_label(key: tuple[str, tuple[str, ...]], multi_source: bool) -> str:
     source, path = key
-    title = " / ".join(clean(s) for s in path) or "(no section)"
-    return f"{clean(source)}: {title}" if multi_source else title
+    title = " / ".join(html_text(s) for s in path) or "(no section)"
+    return f"{html_text(source)}: {title}" if multi_source else title
 
 
 # A run's checks share much: reasons and details (one per status for most links), moments
@@ -469,7 +314,7 @@ def _section_label(key: tuple[str, tuple[str, ...]], multi_source: bool) -> str:
 
 @lru_cache(maxsize=4096)
 def _clean_shared(text: str | None) -> str:
-    return clean(text)
+    return html_text(text)
 
 
 @lru_cache(maxsize=4096)
@@ -490,10 +335,10 @@ def _recent_label(recent: tuple[Square, ...]) -> str:
 def _row(check: Check, run: Run, multi_source: bool, section: str | None = None) -> Row:
     link, f, m, h = check.link, check.fetch, check.meta, check.history
     verdict = _VALUE[check.verdict]
-    listed = clean(link.listed_title)
-    title = clean(check.page_title)
-    summary = clean(m.summary) if m else ""
-    url = clean(link.url)
+    listed = html_text(link.listed_title)
+    title = html_text(check.page_title)
+    summary = html_text(m.summary) if m else ""
+    url = html_text(link.url)
     listed_lang = text_lang(listed)
 
     prev_title = ""
@@ -501,8 +346,8 @@ def _row(check: Check, run: Run, multi_source: bool, section: str | None = None)
     since, since_note, since_title, since_sort = "—", "", "no history for this link", ""
     recent: tuple[Square, ...] = ()
     if h is not None:
-        if h.previous_title and clean(h.previous_title) != title:
-            prev_title = clean(h.previous_title)
+        if h.previous_title and html_text(h.previous_title) != title:
+            prev_title = html_text(h.previous_title)
         if h.previous_verdict is not None and h.previous_verdict is not check.verdict:
             prev_verdict = _VALUE[h.previous_verdict]
         start = h.first_failed_at if check.verdict in BROKEN and h.first_failed_at else h.since
@@ -527,7 +372,7 @@ def _row(check: Check, run: Run, multi_source: bool, section: str | None = None)
     final_url, final_href, hops = "", None, ""
     if f is not None:
         if f.final_url and f.final_url != link.url:
-            final_url = clean(f.final_url)
+            final_url = html_text(f.final_url)
             final_href = safe_href(f.final_url)
         if f.hops:
             hops = " → ".join(str(hop.status) for hop in f.hops)
@@ -539,7 +384,7 @@ def _row(check: Check, run: Run, multi_source: bool, section: str | None = None)
         verdict=verdict,
         rank=_RANK[check.verdict],
         line=link.line,
-        source=clean(link.source),
+        source=html_text(link.source),
         section=section,
         url=url,
         href=safe_href(link.url),
@@ -734,7 +579,7 @@ def page(run: Run) -> Page:
     trend, note = _trend(run)
     seconds = max((run.finished_at - run.started_at).total_seconds(), 0.0)
     return Page(
-        sources=clean(", ".join(run.sources)) or "input",
+        sources=html_text(", ".join(run.sources)) or "input",
         sources_lang=text_lang(", ".join(run.sources)),
         total=len(run.checks),
         started=fmt_time(run.started_at),

@@ -8,6 +8,7 @@ from typing import TextIO
 
 from crawler.advice import advice
 from crawler.report.notes import coverage_note, partial_note
+from crawler.sanitize import table_cell
 from crawler.types import Check, Run, Verdict
 
 #: Sections of the report, in the order a reader needs them.
@@ -19,26 +20,13 @@ HEADINGS = {
     Verdict.ERROR: "Errors (could not tell this time)",
     Verdict.REDIRECTED: "Moved permanently",
 }
-_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]+")
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!~])")
-MAX_CELL = 200
-
-
-def cell(text: str | None) -> str:
-    """Text safe inside a Markdown table cell: one line, specials escaped, capped."""
-    if not text:
-        return ""
-    s = _CTRL.sub(" ", text).strip()
-    if len(s) > MAX_CELL:
-        s = s[: MAX_CELL - 1] + "…"
-    return _MD_SPECIAL.sub(r"\\\1", s)
 
 
 def url_cell(url: str) -> str:
     """A URL as an autolink when it is plain http(s), else as escaped text."""
     if re.fullmatch(r"https?://[^\s<>|\\`]+", url):
         return f"<{url}>"
-    return cell(url)
+    return table_cell(url)
 
 
 def _table(checks: Iterable[Check], with_verdict: bool = False) -> list[str]:
@@ -53,8 +41,9 @@ def _table(checks: Iterable[Check], with_verdict: bool = False) -> list[str]:
         since = f"{h.since:%Y-%m-%d}" if h and h.since else ""
         as_of = f" (checked {c.checked_at:%Y-%m-%d})" if c.cached else ""
         row = (
-            f"| {c.link.line} | {url_cell(c.url)} | {cell(c.link.listed_title)} | {cell(title)} "
-            f"| {cell(c.reason)} | {cell(c.detail)}{as_of} | {since} |"
+            f"| {c.link.line} | {url_cell(c.url)} | {table_cell(c.link.listed_title)} "
+            f"| {table_cell(title)} | {table_cell(c.reason)} | {table_cell(c.detail)}{as_of} "
+            f"| {since} |"
         )
         if with_verdict:
             prev = h.previous_verdict.value if h and h.previous_verdict else "-"
@@ -67,7 +56,7 @@ def render(run: Run) -> str:
     """The whole Markdown report."""
     counts = run.counts()
     src = ", ".join(run.sources) or "input"
-    out = [f"# Link report for {cell(src)}", ""]
+    out = [f"# Link report for {table_cell(src)}", ""]
     out.append(
         f"Checked {len(run.checks)} references on {run.finished_at:%Y-%m-%d %H:%M} UTC "
         f"in {(run.finished_at - run.started_at).total_seconds():.1f} s."
@@ -104,7 +93,7 @@ def render(run: Run) -> str:
             key = ((c.link.source,) if many else ()) + c.link.section
             sections.setdefault(key, []).append(c)
         for section, checks in sections.items():
-            out += [f"### {cell(' / '.join(section)) or '(no section)'}", ""]
+            out += [f"### {table_cell(' / '.join(section)) or '(no section)'}", ""]
             out += _table(checks)
             out.append("")
     if not any(counts[v.value] for v in ORDER) and not partial:
