@@ -11,66 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from crawler.cli import cli
+from tests.posts import FAST, recovering_post
 from tests.server import LocalServer
-
-FAST = ["--host-interval", "0", "--retries", "1", "--backoff", "0", "--timeout", "2"]
-
-
-def write_post(tmp_path: Path, server: LocalServer) -> Path:
-    u = server.url
-    post = f"""# 语音
-
-## 参考
-
-{u("/page/article")}
-
-语音识别的最新进展
-
-{u("/page/removed")}
-
-端对端的深度卷积神经网络在语音识别中的应用
-
-{u("/page/verify")}
-
-谷歌发布全新端到端语音识别系统
-
-{u("/status/404")}
-
-一篇消失的文章
-
-# 其他
-
-{u("/page/zhihu-403")}
-
-语音识别中，如何理解HMM是一个生成模型？
-
-{u("/page/gbk")}
-
-基于深度学习的语音识别
-
-{u("/page/article-quoting-notice")}
-
-如何判断文章被删除
-
-{u("/page/article")}
-
-一个被改过的标题
-
-{u("/flaky/cli?fail=1")}
-
-Recovered
-
-{u("/drop")}
-
-连接被断开
-"""
-    p = tmp_path / "post.md"
-    p.write_text(post, encoding="utf-8")
-    return p
 
 
 def test_check_end_to_end(tmp_path: Path, server: LocalServer) -> None:
-    post = write_post(tmp_path, server)
+    post = recovering_post(tmp_path, server)
     out = tmp_path / "reports"
     result = CliRunner().invoke(
         cli, ["check", str(post), "--report-dir", str(out), *FAST], catch_exceptions=False

@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,10 @@ from crawler.db import PgUrl, parse_db, redact
 from crawler.errors import ConfigError
 from tests.hostfarm import HostFarm
 from tests.pg import PASSWORD, PgCluster, free_port
+from tests.posts import FAST, moving_post
+from tests.procs import wait_while_running
 from tests.server import LocalServer
 
-FAST = ["--host-interval", "0", "--retries", "1", "--backoff", "0", "--timeout", "2"]
 #: Report fields that differ between two runs of the same post whatever the database.
 MOMENTS = {"checked_at", "elapsed_ms", "since", "first_failed_at", "generated_at", "started_at"}
 
@@ -77,63 +77,6 @@ def test_redact_hides_passwords_in_the_user_part_and_the_query() -> None:
 # --- the same verdicts and reports as on SQLite -----------------------------------------------
 
 
-def write_post(tmp_path: Path, server: LocalServer) -> Path:
-    u = server.url
-    post = f"""# 语音
-
-## 参考
-
-{u("/page/article")}
-
-语音识别的最新进展
-
-{u("/page/removed")}
-
-端对端的深度卷积神经网络在语音识别中的应用
-
-{u("/page/verify")}
-
-谷歌发布全新端到端语音识别系统
-
-{u("/status/404")}
-
-一篇消失的文章
-
-# 其他
-
-{u("/page/zhihu-403")}
-
-语音识别中，如何理解HMM是一个生成模型？
-
-{u("/page/gbk")}
-
-基于深度学习的语音识别
-
-{u("/page/article")}
-
-一个被改过的标题
-
-{u("/redirect/301?to=/page/article")}
-
-搬走了
-
-{u("/page/hostile-text")}
-
-Hostile
-
-{u("/status/500")}
-
-坏了
-
-{u("/drop")}
-
-连接被断开
-"""
-    p = tmp_path / "post.md"
-    p.write_text(post, encoding="utf-8")
-    return p
-
-
 def _check(post: Path, db: str, out: Path, *extra: str) -> dict[str, Any]:
     result = CliRunner().invoke(
         cli, ["check", str(post), "--db", db, "--report-dir", str(out), *FAST, *extra]
@@ -153,7 +96,7 @@ def _timeless(doc: Any) -> Any:
 def test_check_on_postgresql_gives_the_same_reports_as_on_sqlite(
     tmp_path: Path, server: LocalServer, pg_url: str
 ) -> None:
-    post = write_post(tmp_path, server)
+    post = moving_post(tmp_path, server)
     sqlite = str(tmp_path / "h.sqlite")
     # Twice each: the second run reads the first one's history (previous verdicts, since …).
     first = [_check(post, db, tmp_path / f"{i}-1") for i, db in enumerate((sqlite, pg_url))]
@@ -282,7 +225,7 @@ def test_password_never_reaches_output_logs_reports_or_config(
 ) -> None:
     db = pg_cluster.new_database(owner="secret")
     url = pg_cluster.url(db, user="secret", password=PASSWORD)
-    post = write_post(tmp_path, server)
+    post = moving_post(tmp_path, server)
     out = tmp_path / "reports"
     seen = []
     # the flag, with every log line on
@@ -328,7 +271,7 @@ def _sqlite_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 def test_db_copy_to_postgresql_and_back_loses_nothing(
     tmp_path: Path, server: LocalServer, pg_url: str
 ) -> None:
-    post = write_post(tmp_path, server)
+    post = moving_post(tmp_path, server)
     sqlite = tmp_path / "h.sqlite"
     _check(post, str(sqlite), tmp_path / "a")
     before = _check(post, str(sqlite), tmp_path / "b")
@@ -391,15 +334,17 @@ def _pg_count(url: str, sql: str, *args: Any) -> int:
 
 
 def _wait_for_checks(url: str, proc: subprocess.Popen[bytes], at_least: int = 1) -> int:
-    while True:  # no wall-clock bound: the process ending is the other way out
+    stored = [0]
+
+    def enough() -> bool:
         try:
-            n = _pg_count(url, "SELECT count(*) FROM checks")
+            stored[0] = _pg_count(url, "SELECT count(*) FROM checks")
         except psycopg.Error:
-            n = 0  # the schema is not made yet
-        if n >= at_least:
-            return n
-        assert proc.poll() is None, proc.communicate()[1]
-        time.sleep(0.05)
+            stored[0] = 0  # the schema is not made yet
+        return stored[0] >= at_least
+
+    wait_while_running(proc, enough, f"{at_least} checks were stored")
+    return stored[0]
 
 
 def _cli(*args: str) -> list[str]:
@@ -574,14 +519,14 @@ def _three_processes(
     seen: set[int] = set()
     errs: dict[int, str] = {}
     try:
-        while True:  # the run is planned: the workers join it
+
+        def planned() -> bool:
             try:
-                if _pg_count(url, "SELECT count(*) FROM run_urls"):
-                    break
+                return bool(_pg_count(url, "SELECT count(*) FROM run_urls"))
             except psycopg.Error:
-                pass
-            assert check.poll() is None, check.communicate()[1]
-            time.sleep(0.05)
+                return False
+
+        wait_while_running(check, planned, "the run was planned")  # then the workers join it
         procs += [
             subprocess.Popen(
                 _cli("worker", "--db", url, "--once", "--max-concurrency", "16", *polite),
@@ -596,7 +541,8 @@ def _three_processes(
                 seen |= _lease_owners(url)
             if during is not None:
                 during(procs, seen)
-            time.sleep(0.05)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                check.wait(timeout=0.05)  # the next look, or at once when the run ends
         for p in procs:
             p.wait(timeout=300)
     finally:

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from crawler.cli import cli
+from tests.posts import recovering_post as write_post
 from tests.server import LocalServer
-from tests.test_cli import write_post
 
 FAST = ["--host-interval", "0", "--retries", "1", "--backoff", "0", "--timeout", "5"]
 

@@ -158,29 +158,69 @@ class FakeGh:
         return json.loads(self.state_file.read_text(encoding="utf-8"))["issues"]  # type: ignore[no-any-return]
 
 
-class Actions:
-    """A scheduled workflow's days: each in a fresh copy of the repository (a new runner),
-    sharing only the cache and GitHub's issues, as on GitHub."""
+class _GitHub:
+    """What GitHub keeps between the runs of a job (the cache, the issues) and how a run is
+    started: a new runner on a fresh copy of the repository."""
 
-    def __init__(self, tmp: Path, workflow: Path = WORKFLOW, job: str = "check") -> None:
+    def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.workflow = workflow
-        self.job = job
         self.cache = FakeCache(tmp / "cache")
         self.cache.root.mkdir()
         self.gh = FakeGh(tmp / "gh")
-        self.artifacts: dict[str, Path] = {}
-        self.days = 0
         self.repo = tmp / "none"
-        self.inner: list[JobRun] = []  # the steps of the repository's own action, each run
+        self.inner: list[JobRun] = []  # the steps of the action used, each run
 
-    def own_action(self, with_: dict[str, str], runner: Runner) -> dict[str, str]:
-        """`uses: ./`: action.yml's own steps (tests/actions_runner.py runs composite actions)."""
-        job, outputs = runner.run_action(runner.workdir / "action.yml", with_)
+    def composite(self, path: Path, with_: dict[str, str], runner: Runner) -> dict[str, str]:
+        """A composite action's steps (tests/actions_runner.py runs them); a failure raises."""
+        job, outputs = runner.run_action(path, with_)
         self.inner.append(job)
         if job.result == "failure":
             raise RuntimeError(job.log())
         return outputs
+
+    def run_job(
+        self,
+        day: Path,
+        venv_of: Path,
+        github: dict[str, str],
+        uses: dict[str, Any],
+        workflow: Path,
+        job: str,
+    ) -> JobRun:
+        """`job` of `workflow` in self.repo with the fake gh on PATH; checkout and setup-python
+        do nothing (the copy is the checkout; python3 is there), the cache is the shared one."""
+        env = {**base_env(day / "home"), **self.gh.env()}
+        env["PATH"] = f"{self.gh.bin}:{env['PATH']}"
+        assert_venv_current(venv_of, env)
+        noop = lambda with_, runner: None  # noqa: E731
+        builtin = {
+            "actions/checkout": noop,
+            "actions/setup-python": noop,
+            "actions/cache/restore": self.cache.restore,
+            "actions/cache/save": self.cache.save,
+        }
+        runner = Runner(self.repo, day / "runner-temp", env, github, {**builtin, **uses})
+        return runner.run_job(workflow, job)
+
+    def report(self) -> dict[str, Any]:
+        doc = json.loads((self.repo / "reports" / "report.json").read_text(encoding="utf-8"))
+        return doc  # type: ignore[no-any-return]
+
+
+class Actions(_GitHub):
+    """A scheduled workflow's days: each in a fresh copy of the repository (a new runner),
+    sharing only the cache and GitHub's issues, as on GitHub."""
+
+    def __init__(self, tmp: Path, workflow: Path = WORKFLOW, job: str = "check") -> None:
+        super().__init__(tmp)
+        self.workflow = workflow
+        self.job = job
+        self.artifacts: dict[str, Path] = {}
+        self.days = 0
+
+    def own_action(self, with_: dict[str, str], runner: Runner) -> dict[str, str]:
+        """`uses: ./`: action.yml's own steps."""
+        return self.composite(runner.workdir / "action.yml", with_, runner)
 
     def upload(self, with_: dict[str, str], runner: Runner) -> None:
         name = with_["name"]
@@ -211,9 +251,6 @@ class Actions:
         for name, text in (files or {}).items():
             (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
             (self.repo / name).write_text(text, encoding="utf-8")
-        env = {**base_env(day / "home"), **self.gh.env()}
-        env["PATH"] = f"{self.gh.bin}:{env['PATH']}"
-        assert_venv_current(self.repo, env)
         github = {
             "run_id": str(run_id),
             "run_attempt": str(attempt),
@@ -222,26 +259,8 @@ class Actions:
             "token": "fake-token",
             "event_name": "schedule",
         }
-        noop = lambda with_, runner: None  # noqa: E731 - the copy is the checkout; python3 is there
-        runner = Runner(
-            self.repo,
-            day / "runner-temp",
-            env,
-            github,
-            {
-                "actions/checkout": noop,
-                "actions/setup-python": noop,
-                "actions/cache/restore": self.cache.restore,
-                "actions/cache/save": self.cache.save,
-                "actions/upload-artifact": self.upload,
-                "./": self.own_action,
-            },
-        )
-        return runner.run_job(self.repo / self.workflow, self.job)
-
-    def report(self) -> dict[str, Any]:
-        doc = json.loads((self.repo / "reports" / "report.json").read_text(encoding="utf-8"))
-        return doc  # type: ignore[no-any-return]
+        uses = {"actions/upload-artifact": self.upload, "./": self.own_action}
+        return self.run_job(day, self.repo, github, uses, self.repo / self.workflow, self.job)
 
     def report_md(self) -> str:
         return (self.repo / "reports" / "report.md").read_text(encoding="utf-8")
@@ -513,25 +532,16 @@ jobs:
 """
 
 
-class ActionUser:
+class ActionUser(_GitHub):
     """Another repository's job that uses the action, one run a day, sharing the cache and the
     issues between runs as GitHub does."""
 
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
+        super().__init__(tmp)
         self.action = checkout(tmp / "action")  # the action's own checkout (github.action_path)
-        self.cache = FakeCache(tmp / "cache")
-        self.cache.root.mkdir()
-        self.gh = FakeGh(tmp / "gh")
-        self.inner: list[JobRun] = []
-        self.repo = tmp / "none"
 
     def use(self, with_: dict[str, str], runner: Runner) -> dict[str, str]:
-        job, outputs = runner.run_action(self.action / "action.yml", with_)
-        self.inner.append(job)
-        if job.result == "failure":
-            raise RuntimeError(job.log())
-        return outputs
+        return self.composite(self.action / "action.yml", with_, runner)
 
     def run(self, docs: dict[str, str], run_id: int, fail: bool) -> JobRun:
         day = self.tmp / f"run-{run_id}"
@@ -542,30 +552,10 @@ class ActionUser:
         workflow = self.repo / ".github" / "workflows" / "links.yml"
         workflow.parent.mkdir(parents=True)
         workflow.write_text(ACTION_USER_WORKFLOW.replace("FAIL", str(fail).lower()))
-        env = {**base_env(day / "home"), **self.gh.env()}
-        env["PATH"] = f"{self.gh.bin}:{env['PATH']}"
-        assert_venv_current(self.action, env)
-        noop = lambda with_, runner: None  # noqa: E731
         github = {"run_id": str(run_id), "run_attempt": "1", "repository": "someone/docs",
                   "server_url": "https://github.com", "token": "fake-token"}  # fmt: skip
-        runner = Runner(
-            self.repo,
-            day / "runner-temp",
-            env,
-            github,
-            {
-                "actions/checkout": noop,
-                "actions/setup-python": noop,
-                "actions/cache/restore": self.cache.restore,
-                "actions/cache/save": self.cache.save,
-                "owner/link-crawler": self.use,
-            },
-        )
-        return runner.run_job(workflow, "links")
-
-    def report(self) -> dict[str, Any]:
-        doc = json.loads((self.repo / "reports" / "report.json").read_text(encoding="utf-8"))
-        return doc  # type: ignore[no-any-return]
+        uses = {"owner/link-crawler": self.use}
+        return self.run_job(day, self.action, github, uses, workflow, "links")
 
 
 def test_the_action_in_another_repository(tmp_path: Path, server: LocalServer) -> None:
