@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from crawler.terminal import safe
+from crawler.sanitize import terminal as safe
 
 #: Requests in flight and seconds between starts for a host with no learned pace.
 START_LIMIT = 2

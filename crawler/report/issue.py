@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from crawler.report.markdown import _CTRL, cell, url_cell
+from crawler.report.markdown import url_cell
 from crawler.report.notes import coverage_note, partial_note
+from crawler.sanitize import table_cell, visible
 from crawler.types import BROKEN, Check, Run, Verdict
 
 #: The verdicts listed, worst first (the others are counted in the summary line only).
@@ -16,7 +17,7 @@ LISTED = (Verdict.DEAD, Verdict.ERROR)
 
 def _code(text: str) -> str:
     """A file name as inline code: one line, no backquote to end it early."""
-    return "`" + _CTRL.sub(" ", text).replace("`", "'").strip() + "`"
+    return "`" + visible(text).replace("`", "'") + "`"
 
 
 def _row(c: Check) -> str:
@@ -29,7 +30,7 @@ def _row(c: Check) -> str:
         note = f" ({h.consecutive_failures} failing runs)"
     return (
         f"| {c.link.line} | {c.verdict.value}{note} | {url_cell(c.url)} "
-        f"| {cell(c.link.listed_title)} | {cell(c.detail or c.reason)} | {when} |"
+        f"| {table_cell(c.link.listed_title)} | {table_cell(c.detail or c.reason)} | {when} |"
     )
 
 
