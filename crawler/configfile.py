@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -47,6 +46,8 @@ class FileConfig:
 
 def find_config(start: Path) -> Path | None:
     """The nearest crawler.toml, or pyproject.toml with [tool.crawler], from start upward."""
+    import tomllib  # here: `crawler extract` reads no configuration and starts without it
+
     here = start.resolve()
     for d in (here, *here.parents):
         candidate = d / "crawler.toml"
@@ -65,6 +66,8 @@ def find_config(start: Path) -> Path | None:
 
 def load_config(path: Path) -> FileConfig:
     """Read and check a configuration file; ConfigError names the file and the key."""
+    import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
