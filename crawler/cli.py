@@ -12,14 +12,13 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from crawler import __version__
-from crawler.config import ALL_FORMATS, DEFAULT_FORMATS
 from crawler.configfile import FileConfig
 from crawler.errors import CrawlerError, NetworkDownError
 from crawler.options import (
@@ -27,18 +26,19 @@ from crawler.options import (
     CONFIG_PATH,
     VERBOSE,
     DbType,
+    check_job,
     check_options,
     common_options,
     db_option,
     enrich_options,
-    fail_on_option,
-    fetch_options,
     fetch_settings,
     input_options,
     log_level,
     parse_formats,
     remap_option,
-    report_dir_option,
+    report_options,
+    runs_options,
+    worker_options,
 )
 from crawler.sanitize import terminal as safe
 from crawler.terminal import Progress, check_lines, summary_lines, use_colour
@@ -106,30 +106,7 @@ def cli(ctx: click.Context, verbose: int, config_path: Path | None) -> None:
 
 @cli.command()
 @check_options
-def check(
-    inputs: tuple[str, ...],
-    include: tuple[Any, ...],
-    exclude: tuple[Any, ...],
-    report_dir: Path,
-    formats: str,
-    db: Any,
-    no_history: bool,
-    max_age: timedelta | None,
-    only: str,
-    confirm_runs: int,
-    confirm_days: float,
-    budget: timedelta | None,
-    recheck_after: Any,
-    quiet: bool,
-    fail_on: tuple[str, ...],
-    annotations: bool | None,
-    root_dir: Path | None,
-    offline: bool,
-    allow_empty: bool,
-    include_fragments: bool,
-    remap: tuple[Any, ...],
-    **kw: Any,
-) -> None:
+def check(**kw: Any) -> None:
     """Check every link of INPUTS, remember the results and write the broken-link reports.
 
     INPUTS are Markdown/HTML/text files, directories (searched for *.md, *.markdown, *.html,
@@ -137,49 +114,29 @@ def check(
 
     Example: crawler check links.md --report-dir reports --db .crawler/history.sqlite
     """
-    from crawler.history import ConfirmRule
-    from crawler.pipeline import CheckJob, RunOptions, check_inputs
+    from crawler.pipeline import check_inputs
 
-    fc = click.get_current_context().find_object(FileConfig) or FileConfig()
-    job = CheckJob(
-        inputs=inputs,
-        settings=fetch_settings(kw),
-        db=None if no_history else db,
-        report_dir=report_dir,
-        formats=parse_formats(formats),
-        include=(*fc.include, *include),
-        exclude=(*fc.exclude, *exclude),
-        remap=remap,
-        fail_on=fail_on,
-        options=RunOptions(
-            max_age=max_age,
-            only_failing=only == "failing",
-            confirm=ConfirmRule(runs=confirm_runs, days=confirm_days),
-            budget=budget,
-            recheck=recheck_after,
-        ),
-        offline=offline,
-        allow_empty=allow_empty,
-        include_fragments=include_fragments,
-        root_dir=root_dir,
-    )
+    job = check_job(kw)
+    quiet = kw["quiet"]
     done = check_inputs(job, lambda total: Progress(total, quiet))
     colour = use_colour()
-    shown = check_lines(done.run, done.reports, done.excluded, quiet, confirm_runs)
+    shown = check_lines(done.run, done.reports, done.excluded, quiet, kw["confirm_runs"])
     click.echo(shown[0], color=colour)
-    if budget is not None:  # what the budget reached, or that nothing was due (even --quiet)
+    if kw["budget"] is not None:  # what the budget reached, or that nothing was due (even -q)
         from crawler.report.notes import budget_line
 
         click.echo(budget_line(done.run))
     for line in shown[1:]:
         click.echo(line, color=colour)
-    wanted = annotations if annotations is not None else os.environ.get("GITHUB_ACTIONS") == "true"
+    wanted = kw["annotations"]
+    if wanted is None:
+        wanted = os.environ.get("GITHUB_ACTIONS") == "true"
     if wanted and not done.run.network_down:
         from crawler.report.annotations import lines
 
-        for line in lines(done.run, fail_on):
+        for line in lines(done.run, job.fail_on):
             click.echo(line)
-    sys.exit(_exit_code(done.run, fail_on))
+    sys.exit(_exit_code(done.run, job.fail_on))
 
 
 def _exit_code(run: Run, fail_on: Sequence[str]) -> int:
@@ -197,24 +154,7 @@ def _exit_code(run: Run, fail_on: Sequence[str]) -> int:
 
 
 @cli.command()
-@common_options
-@click.option(
-    "--run",
-    "run_id",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Run id, from 1 (default: the latest).",
-)
-@report_dir_option
-@click.option(
-    "--format",
-    "formats",
-    default=",".join(DEFAULT_FORMATS),
-    show_default=True,
-    help=f"Reports to write, comma-separated: {', '.join(ALL_FORMATS)}.",
-)
-@db_option
-@fail_on_option
+@report_options
 def report(
     run_id: int | None, report_dir: Path, formats: str, db: Any, fail_on: tuple[str, ...]
 ) -> None:
@@ -264,12 +204,7 @@ def history(url: str, db: Any, as_json: bool) -> None:
 
 
 @cli.command()
-@common_options
-@db_option
-@click.option(
-    "--limit", type=click.IntRange(1), default=30, show_default=True, help="Newest runs shown."
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
+@runs_options
 def runs(db: Any, limit: int, as_json: bool) -> None:
     """List the runs in the history, oldest first: id, started, finished, status (complete,
     interrupted, partial, running or network-down), counts per verdict and the posts checked.
@@ -500,17 +435,7 @@ def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
 
 
 @cli.command()
-@common_options
-@click.option(
-    "--run", "run_id", type=int, default=None, help="The run to work on (default: every open run)."
-)
-@click.option(
-    "--once", is_flag=True, help="Without --run: stop when no run is left open (else wait)."
-)
-@db_option
-@click.option("--settings", "settings_file", type=click.File("r"), hidden=True, default=None)
-@click.option("--parent", type=int, hidden=True, default=None)
-@fetch_options
+@worker_options
 def worker(
     run_id: int | None, once: bool, db: Any, settings_file: Any, parent: int | None, **kw: Any
 ) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -36,6 +36,9 @@ from crawler.config import (
 )
 from crawler.configfile import FileConfig, find_config, load_config
 from crawler.errors import ConfigError
+
+if TYPE_CHECKING:
+    from crawler.pipeline import CheckJob
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -642,3 +645,101 @@ def effective_config(ctx: click.Context, command: click.Command) -> str:
             value = [f"{name}: (value hidden)" for name, _ in value]
         entries.append((st.file_key(p.name), value, source))
     return render_config(entries, fc, secret=("header",))
+
+
+def report_options(fn: F) -> F:
+    """Every option of `crawler report`, in --help's order."""
+    return stack(
+        fn,
+        common_options,
+        click.option(
+            "--run",
+            "run_id",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Run id, from 1 (default: the latest).",
+        ),
+        report_dir_option,
+        click.option(
+            "--format",
+            "formats",
+            default=",".join(DEFAULT_FORMATS),
+            show_default=True,
+            help=f"Reports to write, comma-separated: {', '.join(ALL_FORMATS)}.",
+        ),
+        db_option,
+        fail_on_option,
+    )
+
+
+def runs_options(fn: F) -> F:
+    """Every option of `crawler runs`, in --help's order."""
+    return stack(
+        fn,
+        common_options,
+        db_option,
+        click.option(
+            "--limit",
+            type=click.IntRange(1),
+            default=30,
+            show_default=True,
+            help="Newest runs shown.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="One JSON object per run."),
+    )
+
+
+def worker_options(fn: F) -> F:
+    """Every option of `crawler worker`, in --help's order."""
+    return stack(
+        fn,
+        common_options,
+        click.option(
+            "--run",
+            "run_id",
+            type=int,
+            default=None,
+            help="The run to work on (default: every open run).",
+        ),
+        click.option(
+            "--once", is_flag=True, help="Without --run: stop when no run is left open (else wait)."
+        ),
+        db_option,
+        click.option(
+            "--settings", "settings_file", type=click.File("r"), hidden=True, default=None
+        ),
+        click.option("--parent", type=int, hidden=True, default=None),
+        fetch_options,
+    )
+
+
+def check_job(kw: dict[str, Any]) -> CheckJob:
+    """`crawler check`'s options (click's keyword arguments) as the job pipeline.check_inputs
+    does; the configuration file's include and exclude patterns come first."""
+    from crawler.history import ConfirmRule
+    from crawler.pipeline import CheckJob, RunOptions
+
+    fc = click.get_current_context().find_object(FileConfig) or FileConfig()
+    formats = parse_formats(kw["formats"])
+    return CheckJob(
+        inputs=kw["inputs"],
+        settings=fetch_settings(kw),
+        db=None if kw["no_history"] else kw["db"],
+        report_dir=kw["report_dir"],
+        formats=formats,
+        include=(*fc.include, *kw["include"]),
+        exclude=(*fc.exclude, *kw["exclude"]),
+        remap=kw["remap"],
+        fail_on=kw["fail_on"],
+        options=RunOptions(
+            max_age=kw["max_age"],
+            only_failing=kw["only"] == "failing",
+            confirm=ConfirmRule(runs=kw["confirm_runs"], days=kw["confirm_days"]),
+            budget=kw["budget"],
+            recheck=kw["recheck_after"],
+        ),
+        offline=kw["offline"],
+        allow_empty=kw["allow_empty"],
+        include_fragments=kw["include_fragments"],
+        root_dir=kw["root_dir"],
+    )
