@@ -1,14 +1,17 @@
 """Worker processes on PostgreSQL against one process on SQLite, on a loopback host farm.
 
     .venv/bin/python bench/pg_workers.py [--links 100000] [--hosts 500] [--delay 0.02]
-                                          [--workers 1,2,4]
+                                          [--workers 1,2,4] [--joined 2] [--no-sqlite]
 
 Starts a throwaway PostgreSQL cluster (tests/pg.py) and a farm of local hosts (tests/hostfarm.py,
 each answering after `delay` seconds), writes a post of `links` URLs spread over the hosts, then
 times `crawler check` on it: once on SQLite (in-process), then on PostgreSQL with each number of
-worker processes. Prints one Markdown table: wall time, links a second, CPU of the crawler's
-processes, the largest resident size among them, and the CPU of PostgreSQL's own processes.
-Not a test: numbers depend on the machine and its load.
+worker processes, then (`--joined N`) `check --workers 1` with N `crawler worker --once`
+processes started by hand once the run is planned, as on other machines. Prints one Markdown
+table: wall time, links a second, CPU of the crawler's processes, the largest resident size among
+them (with --joined: each process's), and the CPU of PostgreSQL's own processes; --joined also
+checks that every link was checked exactly once. Not a test: numbers depend on the machine and
+its load.
 """
 
 from __future__ import annotations
@@ -71,6 +74,61 @@ def run(args: list[str], cluster: PgCluster | None) -> dict[str, float]:
     }
 
 
+def _count(url: str, sql: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
+        return int(row[0]) if row else 0
+
+
+def run_joined(
+    args: list[str], url: str, joined: int, cluster: PgCluster
+) -> tuple[dict[str, float], list[float]]:
+    """`check` (args) plus `joined` `crawler worker --once` processes on its run, started once
+    it is planned. Its figures as run()'s, and each process's peak RSS in MB (check first)."""
+    db_before = _db_cpu(cluster)
+    start = time.monotonic()
+    check = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while not _count(
+        url, "SELECT count(*) FROM pg_tables WHERE tablename = 'run_urls'"
+    ) or not _count(url, "SELECT count(*) FROM run_urls"):
+        if check.poll() is not None:
+            raise SystemExit(f"check ended before planning: {check.communicate()[1][-2000:]!r}")
+        time.sleep(0.05)
+    worker = [a for a in args if a in ("--max-concurrency", "--host-interval", "--retries")]
+    opts = []
+    for name in worker:
+        opts += [name, args[args.index(name) + 1]]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "crawler", "worker", "--db", url, "--once", *opts],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(joined)
+    ]
+    cpu, rss = 0.0, []
+    wall = 0.0
+    for p in [check, *workers]:
+        assert p.stderr is not None
+        err = p.stderr.read()
+        _, status, usage = os.wait4(p.pid, 0)
+        if p is check:
+            wall = time.monotonic() - start
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode not in (0, 3):
+            raise SystemExit(f"{p.args} failed ({p.returncode}): {err[-2000:]!r}")
+        cpu += usage.ru_utime + usage.ru_stime
+        rss.append(usage.ru_maxrss / 1024)
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "maxrss_mb": max(rss),
+        "db_cpu": _db_cpu(cluster) - db_before,
+    }, rss
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--links", type=int, default=100_000)
@@ -78,6 +136,8 @@ def main() -> None:
     ap.add_argument("--delay", type=float, default=0.02)
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--max-concurrency", type=int, default=64)
+    ap.add_argument("--joined", type=int, default=0, help="crawler worker processes joining")
+    ap.add_argument("--no-sqlite", action="store_true", help="skip the SQLite row")
     opts = ap.parse_args()
     bindir = find_bindir()
     if bindir is None:
@@ -98,9 +158,27 @@ def main() -> None:
                 "--retries", "0", "--format", "json", "--report-dir", str(Path(tmp) / "r"),
             ]  # fmt: skip
             rows = []
-            r = run([*common, "--db", str(Path(tmp) / "h.sqlite"), "--workers", "1"], None)
-            rows.append(("SQLite", "1 (in-process)", r))
-            for n in (int(x) for x in opts.workers.split(",")):
+            if not opts.no_sqlite:
+                r = run([*common, "--db", str(Path(tmp) / "h.sqlite"), "--workers", "1"], None)
+                rows.append(("SQLite", "1 (in-process)", r))
+            notes = []
+            if opts.joined:
+                url = cluster.url(cluster.new_database())
+                r, rss = run_joined(
+                    [*common, "--db", url, "--workers", "1"], url, opts.joined, cluster
+                )
+                rows.append(("PostgreSQL", f"check --workers 1 + {opts.joined} joined", r))
+                checks = _count(url, "SELECT count(*) FROM checks")
+                distinct = _count(url, "SELECT count(DISTINCT url) FROM checks")
+                leases = _count(url, "SELECT sum(leases) FROM run_hosts")
+                notes.append(
+                    f"joined: {checks:,} checks of {distinct:,} distinct URLs "
+                    f"({'each once' if checks == distinct == len(urls) else 'NOT each once'}); "
+                    f"peak RSS MB per process (check first): "
+                    f"{', '.join(f'{x:.0f}' for x in rss)}; "
+                    f"{leases} leases of {opts.hosts} hosts"
+                )
+            for n in (int(x) for x in opts.workers.split(",") if x):
                 url = cluster.url(cluster.new_database())
                 label = "1 (in-process)" if n == 1 else f"{n} processes"
                 rows.append(
@@ -116,6 +194,8 @@ def main() -> None:
             for db, label, r in rows:
                 print(f"| {db} | {label} | {r['wall']:.1f} | {len(urls) / r['wall']:.0f} | "
                       f"{r['cpu']:.1f} | {r['maxrss_mb']:.0f} | {r['db_cpu']:.1f} |")  # fmt: skip
+            for line in notes:
+                print(line)
     finally:
         cluster.remove()
         farm.stop()
