@@ -465,6 +465,7 @@ class Worker:
         self._queue: list[Finished] = []
         self._queued_checks = 0
         self._held: dict[str, int] = {}  # leased host -> requests it may have in flight
+        self._stopping = False  # cancelled: start no new host or URL
 
     def _host_limit(self, host: str) -> int:
         s = self.settings
@@ -475,7 +476,13 @@ class Worker:
         return s.host_concurrency
 
     async def run(self) -> None:
-        """Work until every host of the run is done."""
+        """Work until every host of the run is done.
+
+        Cancelled (SIGTERM, Ctrl-C), it stops: no new host or URL is started, the requests in
+        flight get up to the fetch timeout to finish, their checks are written, every lease is
+        given back, and CancelledError goes on to the caller. A second cancellation stops the
+        wait at once.
+        """
         once = _ReadOnce(with_hash=self.history, anchors_for=self.anchors_for)
 
         def should_retry(r: FetchResult) -> bool:
@@ -509,11 +516,10 @@ class Worker:
                         active, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED
                     )
                     for task in done:
-                        host = active.pop(task)
-                        self._held.pop(host, None)
-                        task.result()  # a bug in the worker surfaces here
-                        self.flush()  # before the host is given back: nothing is fetched twice
-                        self.store.release_host(self.run_id, host, self.owner)
+                        self._host_done(active, task)
+            except asyncio.CancelledError:
+                await self._finish_in_flight(active, f)
+                raise
             finally:
                 for task in active:
                     task.cancel()
@@ -527,6 +533,30 @@ class Worker:
                         self.store.release_host(self.run_id, host, self.owner)
                 self._held.clear()
 
+    def _host_done(self, active: dict[asyncio.Task[None], str], task: asyncio.Task[None]) -> None:
+        host = active.pop(task)
+        self._held.pop(host, None)
+        task.result()  # a bug in the worker surfaces here
+        self.flush()  # before the host is given back: nothing is fetched twice
+        self.store.release_host(self.run_id, host, self.owner)
+
+    async def _finish_in_flight(
+        self, active: dict[asyncio.Task[None], str], fetcher: Fetcher
+    ) -> None:
+        """On a stop: start nothing more, and give the requests in flight up to the fetch
+        timeout to finish (what they find is written by run's cleanup)."""
+        self._stopping = True
+        if not active:
+            return
+        log.info(
+            "stopping: finishing %d requests in flight (at most %g s)",
+            fetcher.in_flight,
+            self.settings.timeout,
+        )
+        done, _ = await asyncio.wait(active, timeout=self.settings.timeout)
+        for task in done:
+            self._host_done(active, task)
+
     def _lease_more(
         self, active: dict[asyncio.Task[None], str], fetcher: Fetcher, once: _ReadOnce
     ) -> None:
@@ -539,7 +569,7 @@ class Worker:
             return  # the budget is spent: what is left stays pending
         idle = self.capacity // 2 - fetcher.in_flight
         extra = max(1, idle // 2) if idle > 0 else 0
-        while sum(self._held.values()) < self.capacity or extra:
+        while (sum(self._held.values()) < self.capacity or extra) and not self._stopping:
             if sum(self._held.values()) >= self.capacity:
                 extra -= 1
             host = self.store.lease_host(self.run_id, self.owner, self.lease_seconds, time.time())
@@ -580,11 +610,11 @@ class Worker:
 
         async def lane() -> None:
             while todo:
-                if self.out_of_time():
+                if self._stopping or self.out_of_time():
                     return  # claims nothing more; the host goes back with what is left
                 task = todo.popleft()
                 started, inflight = await paced.start()
-                if self.out_of_time():  # the budget ran out while this lane waited its turn
+                if self._stopping or self.out_of_time():  # while this lane waited its turn
                     await paced.done()
                     todo.appendleft(task)
                     return
@@ -618,7 +648,7 @@ class Worker:
                 )
 
         try:
-            while (todo or cooling) and not self.out_of_time():
+            while (todo or cooling) and not (self._stopping or self.out_of_time()):
                 if not todo:
                     cooling.sort(key=lambda c: c[0])
                     wait = cooling[0][0] - self.monotonic()

@@ -60,7 +60,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between the parent's looks at its worker processes (and the progress count).
 WATCH_SECONDS = 0.2
-#: Seconds a worker process gets to write what it finished after SIGTERM.
+#: Seconds a worker process gets after SIGTERM, beyond the fetch timeout its requests in flight
+#: may take, to write what it finished and give its hosts back.
 STOP_SECONDS = 10.0
 
 
@@ -273,18 +274,19 @@ async def run_worker_processes(
                 f"the workers stopped before the run was done ({how or 'no reason given'})"
             )
     finally:
-        _stop(procs)
+        _stop(procs, settings.timeout + STOP_SECONDS)
 
 
-def _stop(procs: Sequence[tuple[subprocess.Popen[bytes], object]]) -> None:
-    """SIGTERM every worker still running (each writes what it finished and exits), then reap."""
+def _stop(procs: Sequence[tuple[subprocess.Popen[bytes], object]], grace: float) -> None:
+    """SIGTERM every worker still running (each finishes its requests in flight, writes what it
+    found and exits), then reap; SIGKILL one still running after `grace` seconds."""
     for p, _ in procs:
         if p.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 p.terminate()
     for p, err in procs:
         try:
-            p.wait(timeout=STOP_SECONDS)
+            p.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()

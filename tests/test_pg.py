@@ -619,3 +619,68 @@ def test_a_worker_with_once_and_nothing_open_ends_at_once_and_a_bad_database_is_
     assert proc.returncode == 1
     assert len(proc.stderr.splitlines()) == 1
     assert proc.stderr.startswith(f"Error: cannot connect to the history database {bad}: ")
+
+
+# --- SIGTERM: the requests in flight finish ---------------------------------------------------
+
+
+def _stopping(proc: subprocess.Popen[bytes]) -> None:
+    """Read the process's stderr up to its line saying it is stopping (it logs it with -v once
+    the signal has reached its loop); AssertionError if it ends without one."""
+    assert proc.stderr is not None
+    said = b""
+    while b"stopping: finishing" not in said:
+        line = proc.stderr.readline()
+        assert line, f"ended without stopping: {said.decode(errors='replace')}"
+        said += line
+
+
+def test_sigterm_on_a_worker_finishes_its_requests_in_flight_and_gives_its_hosts_back(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from datetime import UTC, datetime
+
+    from crawler.engine import RunOptions, plan_run, url_tasks
+    from crawler.pgstore import PgStore
+    from crawler.types import Link
+    from tests.heldserver import HeldServer
+
+    with HeldServer() as a, HeldServer() as b:
+        links = [Link(s.url(f"/p/{i}"), i + 1) for s in (a, b) for i in range(5)]
+        store = PgStore.open(PgUrl(pg_url))  # plans the run and holds it open, as check does
+        try:
+            run_id = plan_run(
+                store, url_tasks(links), started=datetime.now(UTC), sources=["p.md"],
+                digests={}, history=True, options=RunOptions(),
+            )  # fmt: skip
+            proc = subprocess.Popen(
+                _cli("-v", "worker", "--db", pg_url, "--run", str(run_id),
+                     "--host-concurrency", "2", "--retries", "0", "--timeout", "60"),
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            try:
+                held = [a.wait_for(2), b.wait_for(2)]  # two requests on each host, held
+                proc.send_signal(signal.SIGTERM)
+                _stopping(proc)
+                a.release()
+                b.release()
+                _, err = proc.communicate(timeout=120)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
+            assert proc.returncode == 130, err
+            assert b"Traceback" not in err
+            in_flight = {s.url(p) for s, paths in zip((a, b), held, strict=True) for p in paths}
+            assert [len(a.arrived), len(b.arrived)] == [2, 2]  # nothing started after the signal
+            with psycopg.connect(pg_url) as conn:
+                rows = conn.execute("SELECT url, verdict FROM checks").fetchall()
+                assert sorted(rows) == sorted((u, "ok") for u in in_flight)  # each once
+                assert conn.execute(
+                    "SELECT count(*) FROM run_hosts WHERE lease_owner IS NOT NULL"
+                ).fetchone() == (0,)
+                pending = conn.execute("SELECT url FROM run_urls WHERE state = 'pending'")
+                left = {link.url for link in links} - in_flight
+                assert {r[0] for r in pending.fetchall()} == left
+        finally:
+            store.close()

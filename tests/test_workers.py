@@ -352,3 +352,49 @@ def test_a_killed_runs_leases_are_freed_by_the_next_check(
         "interrupted",
     )
     conn.close()
+
+
+# ------------------------------------------------------------- SIGTERM: in-flight requests
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigterm_on_check_finishes_the_requests_in_flight_and_writes_their_checks(
+    tmp_path: Path, history_db: Path, workers: str
+) -> None:
+    from tests.heldserver import HeldServer
+
+    with HeldServer() as a, HeldServer() as b:
+        urls = [s.url(f"/p/{i}") for s in (a, b) for i in range(5)]
+        post = write_post(tmp_path / "post.md", urls)
+        args = [
+            sys.executable, "-m", "crawler", "-v", "check", str(post), "--db", str(history_db),
+            "--workers", workers, "--report-dir", str(tmp_path / "r"), "--host-concurrency", "2",
+            "--max-concurrency", "8", "--retries", "0", "--host-interval", "0", "--timeout", "60",
+        ]  # fmt: skip
+        with running_cli(args) as proc:
+            a.wait_for(2)  # two requests on each host, held
+            b.wait_for(2)
+            proc.send_signal(signal.SIGTERM)
+            if workers == "1":  # in-process: it says when it has stopped starting requests
+                assert proc.stderr is not None
+                said = b""
+                while b"stopping: finishing" not in said:
+                    line = proc.stderr.readline()
+                    assert line, said
+                    said += line
+            a.release()
+            b.release()
+            _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert b"Traceback" not in err
+        sent = {s.url(p) for s in (a, b) for p in s.arrived}
+        if workers == "1":
+            assert len(sent) == 4  # nothing started after the signal
+    conn = sqlite3.connect(history_db)
+    rows = conn.execute("SELECT url, http_status FROM checks").fetchall()
+    assert sorted(rows) == sorted((u, 200) for u in sent)  # every request in flight, once
+    assert conn.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+    assert conn.execute(
+        "SELECT count(*) FROM run_hosts WHERE lease_owner IS NOT NULL"
+    ).fetchone() == (0,)
+    conn.close()
