@@ -330,6 +330,8 @@ def work_on_run(
         assert task is not None
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        if parent is None:  # a second Ctrl-C, as a second SIGTERM, stops without waiting
+            loop.add_signal_handler(signal.SIGINT, task.cancel)
 
         async def watch_parent() -> None:
             while alive():  # noqa: ASYNC110 - nothing to wait on but the parent's pid
@@ -389,20 +391,23 @@ def few_collections() -> Iterator[None]:
 
 
 async def _run_cancellable(coro: Awaitable[Run]) -> Run:
-    """Run coro; SIGTERM cancels it as Ctrl-C does, so the run is closed cleanly."""
+    """Run coro; SIGTERM and Ctrl-C cancel it, so the run is closed cleanly (the first lets the
+    requests in flight finish, a second stops at once: engine.Worker.run)."""
     import signal
 
     task = asyncio.ensure_future(coro)
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, task.cancel)
     try:
         return await task
     except asyncio.CancelledError:
         raise KeyboardInterrupt from None
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGTERM)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
 
 
 def lease_seconds() -> float:

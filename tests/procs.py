@@ -47,3 +47,15 @@ def wait_while_running(proc: subprocess.Popen[bytes], ready: Callable[[], bool],
         raise AssertionError(
             f"the run ended ({proc.returncode}) before {what}: {err.decode()[-2000:]}"
         )
+
+
+def wait_for_stopping(proc: subprocess.Popen[bytes]) -> bytes:
+    """Read proc's stderr up to the line a worker logs (with -v) once a stop signal has reached
+    it: from then on it starts no request, and a second signal stops it at once. What it said."""
+    assert proc.stderr is not None
+    said = b""
+    while b"stopping: finishing" not in said:
+        line = proc.stderr.readline()
+        assert line, f"ended without stopping: {said.decode(errors='replace')}"
+        said += line
+    return said

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from crawler.cli import cli
 from crawler.store import Store
-from tests.procs import running_cli, wait_while_running
+from tests.procs import running_cli, wait_for_stopping, wait_while_running
 from tests.server import LocalServer
 
 FAST = ["--host-interval", "0", "--retries", "0", "--backoff", "0", "--timeout", "5"]
@@ -69,7 +69,7 @@ def test_overlapping_run_is_refused(tmp_path: Path, server: LocalServer, history
 def _args(tmp_path: Path, server: LocalServer, n: int) -> list[str]:
     urls = [server.url("/page/plain?i=0")] + [server.url(f"/slow?s=30&i={i}") for i in range(n)]
     post = post_with(tmp_path, urls)
-    return [sys.executable, "-m", "crawler", "check", str(post), "--report-dir",
+    return [sys.executable, "-m", "crawler", "-v", "check", str(post), "--report-dir",
             str(tmp_path / "r"), *FAST, "--timeout", "60"]  # fmt: skip
 
 
@@ -121,7 +121,9 @@ def test_sigterm_and_ctrl_c_close_the_run_as_interrupted(
         history_db.unlink(missing_ok=True)
         with running_cli(_args(tmp_path, server, 2)) as proc:
             _wait_for_first_check(history_db, proc)
-            proc.send_signal(sig)
+            proc.send_signal(sig)  # the slow requests would be waited for (up to --timeout) ...
+            wait_for_stopping(proc)
+            proc.send_signal(sig)  # ... but a second signal stops at once
             _, err = proc.communicate(timeout=20)
         assert proc.returncode == 130, err
         assert b"Traceback" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from crawler.config import FetchSettings
 from crawler.pipeline import RunStopped, check_links
 from crawler.types import Check, Link
-from tests.procs import running_cli
+from tests.procs import running_cli, wait_for_stopping
 from tests.server import LocalServer
 
 FAST = ["--host-interval", "0", "--retries", "0", "--backoff", "0", "--timeout", "60"]
@@ -80,10 +81,12 @@ def test_a_stopped_check_writes_what_it_checked(
     """SIGTERM (a time limit: timeout(1), the Actions job's) or Ctrl-C used to leave no report."""
     p = post(tmp_path, server)
     out = tmp_path / "r"
-    args = [sys.executable, "-m", "crawler", "check", str(p), "--report-dir", str(out), *FAST]
+    args = [sys.executable, "-m", "crawler", "-v", "check", str(p), "--report-dir", str(out), *FAST]
     with running_cli(args) as proc:
         wait_for("stored check", lambda: stored_checks(history_db) >= 1, proc)
-        proc.send_signal(sig)
+        proc.send_signal(sig)  # the held requests would be waited for (up to --timeout) ...
+        wait_for_stopping(proc)
+        proc.send_signal(sig)  # ... but a second signal stops at once
         _, err = proc.communicate(timeout=PATIENCE)
         assert proc.returncode == 130, err
     assert_partial(out, "interrupted", server.url("/page/article"))
@@ -118,8 +121,11 @@ def test_a_report_during_a_check_says_the_run_is_not_finished(
 
 
 @pytest.mark.anyio
-async def test_a_cancelled_run_without_history_keeps_its_checks(server: LocalServer) -> None:
+async def test_a_cancelled_run_without_history_keeps_its_checks(
+    server: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
     """Without a history the checks exist only in memory: cancelling the run hands them over."""
+    caplog.set_level(logging.INFO, logger="crawler.engine")
     links = [
         Link(server.url("/page/article"), 1, "语音识别的最新进展", source="p.md"),
         Link(server.url("/held?s=60&n=mem"), 3, "Held", source="p.md"),
@@ -133,7 +139,11 @@ async def test_a_cancelled_run_without_history_keeps_its_checks(server: LocalSer
     while not seen:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.02)
-    task.cancel()
+    task.cancel()  # the held request would be waited for (up to the timeout) ...
+    while not any("stopping: finishing" in r.getMessage() for r in caplog.records):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    task.cancel()  # ... but a second cancellation stops at once
     with pytest.raises(RunStopped) as stopped:
         await task
     run = stopped.value.run

@@ -24,7 +24,7 @@ from crawler.errors import ConfigError
 from tests.hostfarm import HostFarm
 from tests.pg import PASSWORD, PgCluster, free_port
 from tests.posts import FAST, moving_post
-from tests.procs import wait_while_running
+from tests.procs import wait_for_stopping, wait_while_running
 from tests.server import LocalServer
 
 #: Report fields that differ between two runs of the same post whatever the database.
@@ -624,17 +624,6 @@ def test_a_worker_with_once_and_nothing_open_ends_at_once_and_a_bad_database_is_
 # --- SIGTERM: the requests in flight finish ---------------------------------------------------
 
 
-def _stopping(proc: subprocess.Popen[bytes]) -> None:
-    """Read the process's stderr up to its line saying it is stopping (it logs it with -v once
-    the signal has reached its loop); AssertionError if it ends without one."""
-    assert proc.stderr is not None
-    said = b""
-    while b"stopping: finishing" not in said:
-        line = proc.stderr.readline()
-        assert line, f"ended without stopping: {said.decode(errors='replace')}"
-        said += line
-
-
 def test_sigterm_on_a_worker_finishes_its_requests_in_flight_and_gives_its_hosts_back(
     tmp_path: Path, pg_url: str
 ) -> None:
@@ -661,7 +650,7 @@ def test_sigterm_on_a_worker_finishes_its_requests_in_flight_and_gives_its_hosts
             try:
                 held = [a.wait_for(2), b.wait_for(2)]  # two requests on each host, held
                 proc.send_signal(signal.SIGTERM)
-                _stopping(proc)
+                wait_for_stopping(proc)
                 a.release()
                 b.release()
                 _, err = proc.communicate(timeout=120)

@@ -31,7 +31,7 @@ from crawler.engine import (
 )
 from crawler.store import Store
 from crawler.types import Link
-from tests.procs import running_cli, wait_while_running
+from tests.procs import running_cli, wait_for_stopping, wait_while_running
 from tests.server import LocalServer, wait_for
 
 pytestmark = pytest.mark.skipif(not can_fork(), reason="POSIX processes")
@@ -376,12 +376,7 @@ def test_sigterm_on_check_finishes_the_requests_in_flight_and_writes_their_check
             b.wait_for(2)
             proc.send_signal(signal.SIGTERM)
             if workers == "1":  # in-process: it says when it has stopped starting requests
-                assert proc.stderr is not None
-                said = b""
-                while b"stopping: finishing" not in said:
-                    line = proc.stderr.readline()
-                    assert line, said
-                    said += line
+                wait_for_stopping(proc)
             a.release()
             b.release()
             _, err = proc.communicate(timeout=120)
