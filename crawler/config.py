@@ -85,7 +85,7 @@ class FetchSettings:
     accept: frozenset[int] = frozenset()  # statuses that count as alive on every host
     cookie_jar: str | None = None  # a Netscape cookies.txt file
     no_private: bool = False  # refuse hosts that resolve to loopback/private/link-local/metadata
-    workers: int = 1  # fetch processes; 0 = one per core for long lists (crawler/workers.py)
+    workers: int | None = 1  # worker processes; None: automatic; 0: only `crawler worker`s
     headers: Mapping[str, str] = field(default_factory=dict)  # sent to every host (--header)
 
     @property

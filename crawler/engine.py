@@ -704,17 +704,19 @@ MIN_URLS = 1000
 MAX_WORKERS = 8
 
 
-def plan_workers(requested: int, urls: int, hosts: int, max_concurrency: int) -> int:
-    """How many worker processes a run gets; 1 means in-process.
+def plan_workers(requested: int | None, urls: int, hosts: int, max_concurrency: int) -> int:
+    """How many worker processes a run gets; 1 means in-process, 0 none (other processes').
 
-    `requested` 0 is automatic: one per usable core for lists of MIN_URLS distinct URLs or
+    `requested` None is automatic: one per usable core for lists of MIN_URLS distinct URLs or
     more. Never more workers than hosts, than requests allowed in flight, or MAX_WORKERS.
     """
     from crawler.config import usable_cpus
 
+    if requested == 0:
+        return 0
     if hosts < 2 or max_concurrency < 2:
         return 1
-    if requested == 0:
+    if requested is None:
         if urls < MIN_URLS:
             return 1
         requested = usable_cpus()

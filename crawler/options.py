@@ -183,11 +183,12 @@ def fetch_options(fn: F) -> F:
         click.option(
             "--workers",
             envvar="CRAWLER_WORKERS",
-            type=st.Int(0, 64),
-            default=0,
+            type=st.Workers(0, 64),
+            default=st.Workers.AUTO,
             show_default=True,
-            help="Worker processes, each leasing hosts from the history; 0 = one per core for "
-            "lists of 1,000 URLs or more, in-process for shorter ones.",
+            help="Worker processes, each leasing hosts from the history: auto = one per core "
+            "for lists of 1,000 URLs or more, in-process for shorter ones; 0 = none here, only "
+            "`crawler worker` processes (any machine) check the run.",
         ),
     ]
     return stack(fn, *opts)
@@ -210,7 +211,7 @@ def fetch_settings(kw: dict[str, Any]) -> FetchSettings:
         max_body=kw["max_body"],
         transport=kw["transport"],
         no_private=kw["no_private"],
-        workers=kw["workers"],
+        workers=None if kw["workers"] == st.Workers.AUTO else kw["workers"],
         headers=dict(kw.get("header") or ()),
         max_redirects=kw.get("max_redirects", DEFAULT_MAX_REDIRECTS),
     )

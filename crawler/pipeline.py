@@ -16,7 +16,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -38,7 +38,7 @@ from crawler.engine import (
     url_tasks,
     write_known,
 )
-from crawler.errors import CrawlerError
+from crawler.errors import ConfigError, CrawlerError
 from crawler.fetch import host_key
 from crawler.frontier import UrlTask
 from crawler.inputs import Inputs
@@ -53,6 +53,7 @@ __all__ = [
     "network_is_down",
     "reads_as_anti_robot",
     "run_worker_processes",
+    "wait_for_workers",
     "unique_urls",
 ]
 
@@ -130,6 +131,11 @@ async def check_links(
         from crawler.fetch import load_cookie_jar
 
         load_cookie_jar(settings.cookie_jar)
+    if n == 0 and store is None:
+        raise ConfigError(
+            "--workers 0 leaves the run to `crawler worker` processes, which find it in the "
+            "history: it needs one (not --no-history)"
+        )
     with contextlib.ExitStack() as stack:
         history = store is not None
         if store is None:
@@ -157,7 +163,9 @@ async def check_links(
                 reused += write_known(store, run_id, stands[i : i + BATCH], started)
             if progress is not None and reused:
                 progress(reused)
-            if n > 1:
+            if n == 0:
+                await wait_for_workers(store, run_id, progress, options.budget, settings.timeout)
+            elif n > 1:
                 await run_worker_processes(store, run_id, settings, n, progress, budgeted)
             else:
                 await Worker(
@@ -275,6 +283,28 @@ async def run_worker_processes(
             )
     finally:
         _stop(procs, settings.timeout + STOP_SECONDS)
+
+
+async def wait_for_workers(
+    store: Store,
+    run_id: int,
+    progress: ProgressFn | None = None,
+    budget: timedelta | None = None,
+    grace: float = 0.0,
+) -> None:
+    """`--workers 0`: work on nothing here; follow the progress of the `crawler worker`
+    processes (on any machine) that check the run, until none of its hosts is left open, or,
+    with a `budget`, until it is spent and the requests then in flight had `grace` s to end."""
+    log.info("run %d planned: waiting for `crawler worker` processes to check it", run_id)
+    loop = asyncio.get_running_loop()
+    end = None if budget is None else loop.time() + budget.total_seconds() + grace
+    seen = store.checked(run_id)
+    while store.open_hosts(run_id) and (end is None or loop.time() < end):
+        await asyncio.sleep(WATCH_SECONDS)
+        now = store.checked(run_id)
+        if progress is not None and now > seen:
+            progress(now - seen)
+        seen = now
 
 
 def _stop(procs: Sequence[tuple[subprocess.Popen[bytes], object]], grace: float) -> None:

@@ -146,6 +146,20 @@ class Int(Setting):
         return value
 
 
+class Workers(Int):
+    """Worker processes: "auto" (kept as that text), or an integer in a range."""
+
+    AUTO = "auto"
+
+    def expected(self) -> str:
+        return f'"{self.AUTO}" or {super().expected()}'
+
+    def parse(self, value: Any) -> int | str:
+        if isinstance(value, str) and value.strip().lower() == self.AUTO:
+            return self.AUTO
+        return super().parse(value)
+
+
 class Number(Setting):
     """A finite number in a range: a TOML integer or float, or text like 0.5."""
 

@@ -92,7 +92,7 @@ def test_flag_wins_over_env_and_file_observed_on_the_server(
         ("colour = 'blue'\n", "colour: unknown setting"),
         ("timeout = 'fast'\n", "timeout: expected a number of seconds from 0.1 to 600, got 'fast'"),
         ("retries = 2.5\n", "retries: expected an integer from 0 to 10, got 2.5"),
-        ("workers = true\n", "workers: expected an integer from 0 to 64, got true"),
+        ("workers = true\n", 'workers: expected "auto" or an integer from 0 to 64, got true'),
         ('format = "xml"\n', "format: expected some of json, md, html"),
         ("no_private = 1\n", "no_private: expected true or false, got 1"),
         ("accept = ['403']\n", "accept: expected HTTP status codes"),
@@ -233,7 +233,11 @@ def test_format_key_in_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             ["--timeout", "0"],
             "--timeout: expected a number of seconds from 0.1 to 600, got '0'",
         ),
-        ({}, ["--workers", "1.5"], "--workers: expected an integer from 0 to 64, got '1.5'"),
+        (
+            {},
+            ["--workers", "1.5"],
+            "--workers: expected \"auto\" or an integer from 0 to 64, got '1.5'",
+        ),
         ({}, ["--accept", "4O3"], "--accept: expected HTTP status codes"),
         ({}, ["--format", "xml"], "--format: expected some of json, md, html"),
     ],
@@ -381,4 +385,4 @@ def test_the_readme_example_config_is_valid(
     r = run(["config"], tmp_path, monkeypatch)
     assert r.exit_code == 0, r.output
     workers = tomllib.loads(example)["workers"]
-    assert config_lines(r.output)["workers"] == f"{workers}  # file"
+    assert config_lines(r.output)["workers"] == f"{json.dumps(workers)}  # file"

@@ -673,3 +673,73 @@ def test_sigterm_on_a_worker_finishes_its_requests_in_flight_and_gives_its_hosts
                 assert {r[0] for r in pending.fetchall()} == left
         finally:
             store.close()
+
+
+# --- check --workers 0: only the workers of other processes -----------------------------------
+
+
+def test_check_with_workers_0_works_on_nothing_and_reports_what_the_workers_checked(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from tests.heldserver import HeldServer
+
+    with HeldServer() as a, HeldServer() as b:
+        urls = [s.url(f"/p/{i}") for s in (a, b) for i in range(3)]
+        post = tmp_path / "post.md"
+        post.write_text("\n\n".join(f"{u}\n\npage /p/{u[-1]}" for u in urls) + "\n")
+        check = subprocess.Popen(
+            _cli("check", str(post), "--db", pg_url, "--workers", "0", "--format", "json",
+                 "--report-dir", str(tmp_path / "r"), "-q"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        procs = [check]
+        try:
+            _wait_for_planned(pg_url, check)
+            worker = subprocess.Popen(
+                _cli("worker", "--db", pg_url, "--once", "--host-concurrency", "1",
+                     "--host-interval", "0", "--retries", "0", "--timeout", "60"),
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            procs.append(worker)
+            a.wait_for(1)  # one request on each host, held: both hosts are leased now
+            b.wait_for(1)
+            assert _lease_owners(pg_url) == {worker.pid}  # none by check
+            a.release()
+            b.release()
+            _, werr = worker.communicate(timeout=120)
+            _, err = check.communicate(timeout=120)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.communicate()
+        assert worker.returncode == 0, werr
+        assert check.returncode == 0, err
+        assert sorted(a.arrived + b.arrived) == sorted(f"/p/{i}" for i in range(3) for _ in "ab")
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert doc["status"] == "complete"
+    assert sorted(x["url"] for x in doc["links"]) == sorted(urls)
+    assert {x["verdict"] for x in doc["links"]} == {"ok"}
+    assert _pg_count(pg_url, "SELECT count(*) FROM checks") == len(urls)
+
+
+def test_check_with_workers_0_needs_a_history(tmp_path: Path, server: LocalServer) -> None:
+    post = tmp_path / "post.md"
+    post.write_text(f"{server.url('/page/plain')}\n")
+    proc = _crawler("check", str(post), "--no-history", "--workers", "0", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "Error: --workers 0 leaves the run to `crawler worker` processes, which find it in the "
+        "history: it needs one (not --no-history)"
+    ]
+    assert sum(server.hits.values()) == 0  # refused before any request
+
+
+def _wait_for_planned(url: str, proc: subprocess.Popen[bytes]) -> None:
+    def planned() -> bool:
+        try:
+            return _pg_count(url, "SELECT count(*) FROM run_urls") > 0
+        except psycopg.Error:  # the schema is not made yet
+            return False
+
+    wait_while_running(proc, planned, "the run was planned")

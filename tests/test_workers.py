@@ -66,14 +66,15 @@ def write_post(path: Path, urls: list[str]) -> Path:
 
 
 def test_plan_workers() -> None:
-    assert plan_workers(0, MIN_URLS - 1, 50, 64) == 1  # short lists stay in-process
-    assert plan_workers(0, MIN_URLS, 1, 64) == 1  # one host cannot be split
+    assert plan_workers(None, MIN_URLS - 1, 50, 64) == 1  # short lists stay in-process
+    assert plan_workers(None, MIN_URLS, 1, 64) == 1  # one host cannot be split
     assert plan_workers(1, 100_000, 50, 64) == 1
     assert plan_workers(3, 10, 2, 64) == 2  # never more workers than hosts
     assert plan_workers(64, 10, 100, 64) == MAX_WORKERS
     assert plan_workers(4, 10, 100, 3) == 3  # each worker needs a request of the global limit
     assert plan_workers(4, 10, 100, 1) == 1
-    assert plan_workers(0, MIN_URLS, 50, 64) == min(usable_cpus(), MAX_WORKERS)
+    assert plan_workers(None, MIN_URLS, 50, 64) == min(usable_cpus(), MAX_WORKERS)
+    assert plan_workers(0, 100_000, 1, 1) == 0  # none here: `crawler worker`s check the run
 
 
 # ------------------------------------------------------------------------------ check runs
