@@ -146,18 +146,22 @@ class Int(Setting):
         return value
 
 
-class Workers(Int):
+class Workers(Setting):
     """Worker processes: "auto" (kept as that text), or an integer in a range."""
 
+    name = "integer"
     AUTO = "auto"
 
+    def __init__(self, lo: int, hi: int) -> None:
+        self.count = Int(lo, hi)
+
     def expected(self) -> str:
-        return f'"{self.AUTO}" or {super().expected()}'
+        return f'"{self.AUTO}" or {self.count.expected()}'
 
     def parse(self, value: Any) -> int | str:
         if isinstance(value, str) and value.strip().lower() == self.AUTO:
             return self.AUTO
-        return super().parse(value)
+        return self.count.parse(value)
 
 
 class Number(Setting):
