@@ -262,8 +262,9 @@ class Span:
     Columns are 0-based offsets into the URL's line (end exclusive). `first`/`last` bound the
     whole construct (`[text](url)`, `<a …>…</a>`, `<url>`) on that line; -1 when it starts on
     an earlier line or ends on a later one. `kind` is inline, image, reference, autolink, bare,
-    html or own-line (a bare URL or autolink alone on its line in a paragraph: an entry of the
-    post's own layout, whose listed title is the next line).
+    html (an attribute, or a URL in the text of an HTML block: no escapes apply) or own-line (a
+    bare URL or autolink alone on its line in a paragraph: an entry of the post's own layout,
+    whose listed title is the next line).
     """
 
     line: int
@@ -492,7 +493,9 @@ def _scan(content: str, markdown: bool) -> list[_Hit]:
         url = _unescape(raw, markdown)
         if _HTTP_URL.match(url):
             end = m.start() + len(raw)
-            hits.append(_Hit(m.start(), url, None, end, m.start(), True, end, "bare"))
+            # in raw HTML a backslash is the URL's own: the span is html, read without unescaping
+            kind = "bare" if markdown else "html"
+            hits.append(_Hit(m.start(), url, None, end, m.start(), True, end, kind))
     hits.sort(key=lambda h: h.pos)
     return hits
 

@@ -661,3 +661,13 @@ def test_one_parser_over_the_blog() -> None:
             plain, joined, name, slow
         ), name
         assert fast == slow, name
+
+
+def test_a_url_in_an_html_block_is_read_as_written() -> None:
+    """No Markdown escapes in raw HTML: the backslash is the URL's own, and its span says html
+    (found by the span property test: the span read back unescaped was another URL)."""
+    text = "<div>\nhttps://x.example/a\\[t](https://b.example/\n</div>\n"
+    [(link, span)] = scan_post(text, "p.md")
+    assert link.url == "https://x.example/a\\[t](https://b.example/"
+    assert span is not None and span.kind == "html"
+    assert text.splitlines()[1][span.start : span.end] == link.url
