@@ -84,7 +84,7 @@ def fake_fetcher(extract: bool) -> type[Any]:
 
     if not extract:
 
-        def read_page(result: FetchResult, with_hash: bool = True) -> PageMeta | None:
+        def read_page(result: FetchResult, with_hash: bool = True, *_: Any) -> PageMeta | None:
             title, desc = page_meta(result.url.rsplit("/", 1)[1])
             return PageMeta(title=title, summary=desc, kind=PageKind.ARTICLE)
 
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.trace:
         gc.collect()
         snap = tracemalloc.take_snapshot()
-    write_reports(run, work, ["json", "md", "html"])
+    write_reports(run, work, ["json", "md", "html", "issue"])
     stage("reports", t)
 
     print(f"{a.links:,} links over {a.hosts} hosts ({work})")

@@ -1008,7 +1008,7 @@ def history_findings(db: Db, post: Path, raw: bytes, options: EnrichOptions) -> 
     try:
         run_id, digest = _latest_run_for(store, post)
         trusted = {digest} | store.enrichment_digests(run_id)
-        run = store.load_run(run_id)
+        run = store.load_run(run_id, stream=True)
     finally:
         store.close()
     findings = findings_from_checks(run.checks)

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from urllib.parse import unquote
 
-from crawler.types import ALIVE, Check, FetchResult, Link, Verdict
+from crawler.types import ALIVE, Check, FetchResult, LazyChecks, Link, Verdict
 
 _GITHUB_PREFIX = "user-content-"
 _HTML_ANCHOR = re.compile(
@@ -130,16 +130,15 @@ def page_anchors(result: FetchResult) -> frozenset[str] | None:
     return None
 
 
-def apply(checks: Sequence[Check], cited: Mapping[int, Link]) -> tuple[Check, ...]:
+def apply(checks: Sequence[Check], cited: Mapping[int, Link]) -> Sequence[Check]:
     """The checks with each link given back its fragment (`cited`: id of the Link that was
     fetched without it → the link as cited) and judged `changed`, `fragment-missing` when the
-    page is alive but has no such anchor."""
-    out = []
-    for check in checks:
+    page is alive but has no such anchor (as lazily as they come: LazyChecks stay lazy)."""
+
+    def one(check: Check) -> Check:
         link = cited.get(id(check.link))
         if link is None:
-            out.append(check)
-            continue
+            return check
         frag = fragment(link.url)
         anchors = check.meta.anchors if check.meta is not None and frag else None
         html = anchors is not None and not link.url.split("#")[0].lower().endswith(".md")
@@ -149,14 +148,15 @@ def apply(checks: Sequence[Check], cited: Mapping[int, Link]) -> tuple[Check, ..
             and anchors is not None
             and not has_anchor(anchors, frag, html)
         ):
-            check = replace(
+            return replace(
                 check,
                 link=link,
                 verdict=Verdict.CHANGED,
                 reason="fragment-missing",
                 detail=f"the page has no anchor #{frag}",
             )
-        else:
-            check = replace(check, link=link)
-        out.append(check)
-    return tuple(out)
+        return replace(check, link=link)
+
+    if isinstance(checks, LazyChecks):
+        return checks.map(one)
+    return tuple(map(one, checks))

@@ -146,6 +146,9 @@ class FrontierStore(Protocol):
         """Close a run: counts, network-down, the URL states; True if the network was down."""
         ...
 
-    def load_run(self, run_id: int | None = None, *, text_hash: bool = True) -> Run:
-        """A run with every check, in the links' order (for the reports)."""
+    def load_run(
+        self, run_id: int | None = None, *, text_hash: bool = True, stream: bool = False
+    ) -> Run:
+        """A run with every check, in the links' order (for the reports); with `stream`, read
+        from the store at each pass (LazyChecks)."""
         ...

@@ -7,6 +7,7 @@ schemes (`mailto:`, `ftp:` …) and site-absolute links without a root are `skip
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -17,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 from crawler import fragments
-from crawler.types import Check, Link, Verdict
+from crawler.types import Check, LazyChecks, Link, Verdict
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
@@ -180,10 +181,17 @@ def check_local(
 
 def merge(
     checks: Sequence[Check], extra: Sequence[Check], sources: Sequence[str]
-) -> tuple[Check, ...]:
-    """Both lists of checks in document order: by input file, then line."""
+) -> Sequence[Check]:
+    """Both lists of checks in document order: by input file, then line (LazyChecks, already
+    in that order, stay lazy: the few local checks are merged in as they come)."""
     if not extra:
-        return tuple(checks)
+        return checks
     order = {s: i for i, s in enumerate(sources)}
-    both = [*checks, *extra]
-    return tuple(sorted(both, key=lambda c: (order.get(c.link.source, len(order)), c.link.line)))
+
+    def key(c: Check) -> tuple[int, int]:
+        return (order.get(c.link.source, len(order)), c.link.line)
+
+    if isinstance(checks, LazyChecks):
+        local = sorted(extra, key=key)
+        return LazyChecks(lambda: heapq.merge(checks, local, key=key), len(checks) + len(local))
+    return tuple(sorted([*checks, *extra], key=key))

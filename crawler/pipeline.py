@@ -44,7 +44,7 @@ from crawler.frontier import UrlTask
 from crawler.inputs import Inputs
 from crawler.local import Remap
 from crawler.store import Store
-from crawler.types import NETWORK_ERRORS, FetchResult, Link, Run, Verdict
+from crawler.types import NETWORK_ERRORS, Check, FetchResult, LazyChecks, Link, Run, Verdict
 
 __all__ = [
     "RunOptions",
@@ -179,18 +179,28 @@ async def check_links(
             cancelled = True  # the caller gets what was checked, to report it as partial
         finally:
             store.finish_run(run_id, clock(), status)
-        run = store.load_run(run_id, text_hash=False)
+        # A history's run is read back as the reports go (flat memory); a scratch store's
+        # now, before it is closed.
+        run = store.load_run(run_id, text_hash=False, stream=history)
         if len(run.checks) == len(links):
             # The checks carry the caller's own Link objects (fragments.apply matches by id).
-            run = replace(
-                run,
-                checks=tuple(replace(c, link=k) for c, k in zip(run.checks, links, strict=True)),
-            )
+            run = replace(run, checks=_with_links(run.checks, links))
         # A scratch store's run is no run of any history.
         run = run if history else replace(run, run_id=None)
         if cancelled:
             raise RunStopped(run)
         return run
+
+
+def _with_links(checks: Sequence[Check], links: Sequence[Link]) -> Sequence[Check]:
+    """The checks, each with the caller's Link of its place (as lazily as they come)."""
+
+    def paired() -> Iterator[Check]:
+        return (replace(c, link=k) for c, k in zip(checks, links, strict=True))
+
+    if isinstance(checks, LazyChecks):
+        return LazyChecks(paired, len(checks))
+    return tuple(paired())
 
 
 def _worker_command(store: Store, run_id: int) -> list[str]:
@@ -603,7 +613,7 @@ def rerender(
     require_history(db)
     store = open_store(db)
     try:
-        run = store.load_run(run_id)
+        run = store.load_run(run_id, stream=True)
     finally:
         store.close()
     _check_report_dir(report_dir)

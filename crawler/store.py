@@ -32,6 +32,7 @@ from crawler.types import (
     ErrorKind,
     FetchResult,
     Hop,
+    LazyChecks,
     Link,
     LinkHistory,
     PageKind,
@@ -833,11 +834,15 @@ class Store:
             if i.counts
         )
 
-    def load_run(self, run_id: int | None = None, *, text_hash: bool = True) -> Run:
+    def load_run(
+        self, run_id: int | None = None, *, text_hash: bool = True, stream: bool = False
+    ) -> Run:
         """Rebuild a Run (for the reports) from the history, its checks in the links' order.
 
         `text_hash=False` leaves the pages' main-text hash out (no report shows it). A run made
-        without the history (`check --no-history`) has no history fields.
+        without the history (`check --no-history`) has no history fields. With `stream`, the
+        checks are LazyChecks: each pass over them opens the database again and reads them a
+        batch at a time, so memory stays flat at any size (the run's store may be closed).
         """
         info = self.run_info(run_id)
         if info is None:
@@ -848,6 +853,18 @@ class Store:
             )
         plan = self.run_plan(info.id)
         with_history = bool(plan.get("history", True))
+        if stream and self.path != ":memory:" and not self._unordered(info.id):
+            checks: Sequence[Check] = self._stream(info.id, text_hash, with_history)
+            return Run(
+                started_at=info.started_at,
+                finished_at=info.finished_at or info.started_at,
+                sources=info.sources,
+                checks=checks,
+                network_down=info.network_down,
+                run_id=info.id,
+                trend=self.trend(info.id) if with_history else (),
+                status=info.status,
+            )
         rows = self.conn.execute(
             "SELECT * FROM checks WHERE run_id = ? ORDER BY id", (info.id,)
         ).fetchall()
@@ -872,22 +889,67 @@ class Store:
             status=info.status,
         )
 
+    def _unordered(self, run_id: int) -> bool:
+        """Whether the run's checks were stored without their positions (before migration 3)."""
+        r = self.conn.execute(
+            "SELECT 1 FROM checks WHERE run_id = ? AND position IS NULL LIMIT 1", (run_id,)
+        ).fetchone()
+        return r is not None
+
+    def _stream(self, run_id: int, text_hash: bool, history: bool) -> LazyChecks:
+        """The run's checks, read a batch at a time on a connection of their own at each pass."""
+        n = self.checked(run_id)
+        location: Any = getattr(self, "url", None) or Path(self.path)
+
+        def checks() -> Iterator[Check]:
+            from crawler.db import open_store
+
+            store = open_store(location)
+            try:
+                yield from store.iter_checks(run_id, text_hash=text_hash, history=history)
+            finally:
+                store.close()
+
+        return LazyChecks(checks, n)
+
+    def iter_checks(
+        self, run_id: int, *, text_hash: bool = True, history: bool = True, size: int = BATCH
+    ) -> Iterator[Check]:
+        """The run's checks in the links' order, `size` rows at a time (with their strips of
+        recent runs)."""
+        pos, last = -1, -1
+        while True:
+            rows = self.conn.execute(
+                "SELECT * FROM checks WHERE run_id = ? AND (position > ? OR "
+                "(position = ? AND id > ?)) ORDER BY position, id LIMIT ?",
+                (run_id, pos, pos, last, size),
+            ).fetchall()
+            if not rows:
+                return
+            pos, last = int(rows[-1]["position"]), int(rows[-1]["id"])
+            recent = self._recent_before(run_id, {r["url"] for r in rows}) if history else {}
+            for r in rows:
+                yield _row_check(r, text_hash=text_hash, history=history, recent=recent)
+
     def _recent_before(self, run_id: int, urls: set[str]) -> dict[str, list[Recent]]:
         out: dict[str, list[Recent]] = {}
         seen: set[tuple[str, int]] = set()
-        for r in self.conn.execute(
-            "SELECT c.url, c.run_id, c.checked_at, c.verdict FROM checks c "
-            "JOIN runs r ON r.id = c.run_id WHERE c.run_id < ? AND r.network_down = 0 "
-            "AND c.run_id IN (SELECT id FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?) "
-            "ORDER BY c.run_id",
-            (run_id, run_id, RECENT_RUNS),
-        ):
-            if r["url"] in urls and (r["url"], r["run_id"]) not in seen:
-                seen.add((r["url"], r["run_id"]))
-                d = _dt(r["checked_at"])
-                if d is not None:
-                    out.setdefault(r["url"], []).append((d, Verdict(r["verdict"])))
-        return out
+        wanted = sorted(urls)
+        for i in range(0, len(wanted), _IN_CHUNK):
+            part = wanted[i : i + _IN_CHUNK]
+            for r in self.conn.execute(
+                "SELECT c.url, c.run_id, c.checked_at, c.verdict FROM checks c "
+                "JOIN runs r ON r.id = c.run_id WHERE c.run_id < ? AND r.network_down = 0 "
+                "AND c.run_id IN (SELECT id FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?) "
+                f"AND c.url IN ({', '.join('?' * len(part))}) ORDER BY c.run_id, c.id",
+                (run_id, run_id, RECENT_RUNS, *part),
+            ):
+                if (r["url"], r["run_id"]) not in seen:
+                    seen.add((r["url"], r["run_id"]))
+                    d = _dt(r["checked_at"])
+                    if d is not None:
+                        out.setdefault(r["url"], []).append((d, Verdict(r["verdict"])))
+        return out  # each URL's runs oldest first: a URL's rows are all in one chunk
 
     def add_enrichment(self, run_id: int, source: str, digest: str, at: datetime) -> None:
         """Remember that enrich wrote a post with this digest from run_id's checks."""

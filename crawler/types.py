@@ -5,10 +5,13 @@ Standard library only, no I/O. Enum values are what the JSON report and the hist
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, TypeVar, overload
+
+T = TypeVar("T")
 
 
 class Verdict(StrEnum):
@@ -217,6 +220,45 @@ class Check:
         return prev in BROKEN and self.verdict in ALIVE
 
 
+class LazyChecks(Sequence["Check"]):
+    """A run's checks, read again (from the history) at every pass and never all in memory at
+    once: what the reports and enrich go through at any size."""
+
+    __slots__ = ("_make", "_n", "_memo")
+
+    def __init__(self, make: Callable[[], Iterator[Check]], n: int) -> None:
+        self._make = make
+        self._n = n
+        self._memo: dict[str, Any] = {}
+
+    def once(self, name: str, fn: Callable[[Iterable[Check]], T]) -> T:
+        """fn over the checks, computed in one pass the first time it is asked for (each pass
+        reads the whole run again: the reports ask for their counts several times)."""
+        if name not in self._memo:
+            self._memo[name] = fn(self)
+        return self._memo[name]  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[Check]:
+        return self._make()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __bool__(self) -> bool:
+        return self._n > 0
+
+    @overload
+    def __getitem__(self, i: int) -> Check: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Check]: ...
+    def __getitem__(self, i: int | slice) -> Check | Sequence[Check]:
+        return tuple(self)[i]  # a whole pass: for the odd caller that indexes
+
+    def map(self, fn: Callable[[Check], Check]) -> LazyChecks:
+        """These checks, each through fn, as lazily."""
+        return LazyChecks(lambda: map(fn, self._make()), self._n)
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """One check of one or more posts."""
@@ -224,7 +266,8 @@ class Run:
     started_at: datetime
     finished_at: datetime
     sources: tuple[str, ...]
-    checks: tuple[Check, ...]
+    #: in the links' order; LazyChecks when read from the history (each pass reads it again)
+    checks: Sequence[Check]
     network_down: bool = False
     run_id: int | None = None  # id in the history, when one is kept
     trend: tuple[RunTotals, ...] = ()  # earlier runs' counts, oldest first (this run excluded)
@@ -240,7 +283,13 @@ class Run:
 
     def counts(self) -> dict[str, int]:
         """Number of checked URLs per verdict, every verdict present."""
-        out = {v.value: 0 for v in Verdict if v is not Verdict.SKIPPED}
-        for c in self.checks:
-            out[c.verdict.value] = out.get(c.verdict.value, 0) + 1
-        return out
+        if isinstance(self.checks, LazyChecks):
+            return dict(self.checks.once("counts", _counts))
+        return _counts(self.checks)
+
+
+def _counts(checks: Iterable[Check]) -> dict[str, int]:
+    out = {v.value: 0 for v in Verdict if v is not Verdict.SKIPPED}
+    for c in checks:
+        out[c.verdict.value] = out.get(c.verdict.value, 0) + 1
+    return out

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
+from itertools import islice
 from typing import TextIO
 from urllib.parse import quote, urlsplit
 
@@ -243,25 +244,27 @@ class Row:
 class Rows:
     """A table's rows, made one at a time as the template writes them (never all at once)."""
 
-    __slots__ = ("checks", "run", "multi_source", "labels")
+    __slots__ = ("checks", "run", "multi_source", "labels", "n")
 
     def __init__(
         self,
-        checks: list[Check],
+        checks: Iterable[Check],
         run: Run,
         multi_source: bool,
         labels: dict[tuple[str, tuple[str, ...]], str],
+        n: int | None = None,
     ) -> None:
-        self.checks = checks
+        self.checks = checks  # a list, or a _Window on the run's checks as they stream by
         self.run = run
         self.multi_source = multi_source
         self.labels = labels  # (source, section path) -> the section as shown
+        self.n = len(checks) if n is None else n  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return len(self.checks)
+        return self.n
 
     def __bool__(self) -> bool:
-        return bool(self.checks)
+        return self.n > 0
 
     def __iter__(self) -> Iterator[Row]:
         run, multi, labels = self.run, self.multi_source, self.labels
@@ -415,32 +418,104 @@ def _row(check: Check, run: Run, multi_source: bool, section: str | None = None)
     )
 
 
-def _present(checks: Iterable[Check]) -> tuple[tuple[str, int], ...]:
-    counts: dict[Verdict, int] = {}
-    for c in checks:
-        counts[c.verdict] = counts.get(c.verdict, 0) + 1
-    return tuple((v.value, counts[v]) for v in SEVERITY if v is not Verdict.OK and v in counts)
+Key = tuple[str, tuple[str, ...]]
 
 
-def _sections(run: Run, multi_source: bool) -> tuple[Section, ...]:
-    groups: dict[tuple[str, tuple[str, ...]], list[Check]] = {}
-    for c in run.checks:
+class _Stream:
+    """One pass over a run's checks shared by the section tables in page order: each table
+    takes its stretch as the template writes it; the checks of a section that come after other
+    sections (`strays`, rare) were set aside by index and are added to their own table."""
+
+    def __init__(self, checks: Iterable[Check], strays: set[int]) -> None:
+        self.checks = checks
+        self.strays = strays
+        self.it: Iterator[tuple[int, Check]] | None = None
+        self.at = 0  # checks taken (strays not counted)
+
+    def take(self, start: int, n: int) -> Iterator[Check]:
+        if self.it is None:
+            self.it = ((i, c) for i, c in enumerate(self.checks) if i not in self.strays)
+        for _ in range(start - self.at):  # a table before was not written out: skip its rows
+            next(self.it)
+        self.at = max(self.at, start)
+        for _, c in islice(self.it, n):
+            self.at += 1
+            yield c
+
+
+class _Window:
+    """A section's rows: its stretch of the shared stream, then its strays."""
+
+    def __init__(self, stream: _Stream, start: int, n: int, strays: list[Check]) -> None:
+        self.stream, self.start, self.n, self.strays = stream, start, n, strays
+
+    def __iter__(self) -> Iterator[Check]:
+        yield from self.stream.take(self.start, self.n)
+        yield from self.strays
+
+
+def _sections(
+    run: Run, multi_source: bool
+) -> tuple[tuple[Section, ...], list[Check], list[Check]]:
+    """The section tables, in the order the sections first appear, and the newly broken and
+    recovered checks in the order their rows come in them. The run's checks are read in a
+    pass or two and streamed into the tables as the template writes them: only the flagged
+    checks and the few of a section that comes back after another are held."""
+    order: list[Key] = []
+    stretch: dict[Key, tuple[int, int]] = {}  # key -> (start in the stream, checks in a row)
+    stray_at: dict[int, Key] = {}
+    counts: dict[Key, dict[Verdict, int]] = {}
+    flagged: dict[Key, list[Check]] = {}
+    current: Key | None = None
+    taken = 0
+    for i, c in enumerate(run.checks):
         key = (c.link.source if multi_source else "", c.link.section)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = []
-        group.append(c)
-    labels = {key: _section_label(key, multi_source) for key in groups}
-    return tuple(
-        Section(
-            anchor=f"s-{i}",
-            title=labels[key],
-            title_lang=text_lang(labels[key]),
-            rows=Rows(checks, run, multi_source, labels),
-            counts=_present(checks),
+        if key == current:
+            start, n = stretch[key]
+            stretch[key] = (start, n + 1)
+            taken += 1
+        elif key not in stretch:
+            order.append(key)
+            stretch[key] = (taken, 1)
+            current = key
+            taken += 1
+        else:
+            stray_at[i] = key
+            current = None
+        vc = counts.setdefault(key, {})
+        vc[c.verdict] = vc.get(c.verdict, 0) + 1
+        if c.newly_broken or c.recovered:
+            flagged.setdefault(key, []).append(c)
+    strays: dict[Key, list[Check]] = {}
+    if stray_at:
+        for i, c in enumerate(run.checks):
+            if i in stray_at:
+                strays.setdefault(stray_at[i], []).append(c)
+    stream = _Stream(run.checks, set(stray_at))
+    labels = {key: _section_label(key, multi_source) for key in order}
+    sections = []
+    for i, key in enumerate(order, start=1):
+        start, n = stretch[key]
+        extra = strays.get(key, [])
+        sections.append(
+            Section(
+                anchor=f"s-{i}",
+                title=labels[key],
+                title_lang=text_lang(labels[key]),
+                rows=Rows(
+                    _Window(stream, start, n, extra), run, multi_source, labels, n + len(extra)
+                ),
+                counts=tuple(
+                    (v.value, counts[key][v])
+                    for v in SEVERITY
+                    if v is not Verdict.OK and v in counts[key]
+                ),
+            )
         )
-        for i, (key, checks) in enumerate(groups.items(), start=1)
-    )
+    in_order = [c for key in order for c in flagged.get(key, ())]
+    newly = [c for c in in_order if c.newly_broken]
+    recovered = [c for c in in_order if not c.newly_broken and c.recovered]
+    return tuple(sections), newly, recovered
 
 
 def _bars(counts: Mapping[str, int]) -> tuple[Bar, ...]:
@@ -571,9 +646,7 @@ class Page:
 def page(run: Run) -> Page:
     """The view model of a run: cleaned, capped, grouped, ordered."""
     multi = len(set(c.link.source for c in run.checks)) > 1
-    sections = _sections(run, multi)
-    # the flagged checks in the order their rows come in the sections
-    in_order = [c for s in sections for c in s.rows.checks]
+    sections, newly, recovered = _sections(run, multi)
     labels = sections[0].rows.labels if sections else {}
     counts = run.counts()
     trend, note = _trend(run)
@@ -593,10 +666,8 @@ def page(run: Run) -> Page:
         bars=_bars(counts),
         trend=trend,
         trend_note=note,
-        newly_broken=Rows([c for c in in_order if c.newly_broken], run, multi, labels),
-        recovered=Rows(
-            [c for c in in_order if not c.newly_broken and c.recovered], run, multi, labels
-        ),
+        newly_broken=Rows(newly, run, multi, labels),
+        recovered=Rows(recovered, run, multi, labels),
         sections=sections,
         verdicts=tuple((v.value, MEANING[v]) for v in SEVERITY if v.value in counts),
         version=__version__,

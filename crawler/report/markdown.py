@@ -73,16 +73,19 @@ def render(run: Run) -> str:
     out += ["| verdict | count |", "|---|---:|"]
     out += [f"| {name} | {n} |" for name, n in counts.items()]
     out.append("")
+    # one pass: the links that need attention (few), then the sections from them
+    listed = frozenset(ORDER)
+    attention = [c for c in run.checks if c.verdict in listed or c.newly_broken or c.recovered]
     for title, picked in (
-        ("Newly broken since the last run", [c for c in run.checks if c.newly_broken]),
-        ("Recovered since the last run", [c for c in run.checks if c.recovered]),
+        ("Newly broken since the last run", [c for c in attention if c.newly_broken]),
+        ("Recovered since the last run", [c for c in attention if c.recovered]),
     ):
         if picked:
             out += [f"## {title} ({len(picked)})", ""]
             out += _table(picked, with_verdict=True)
             out.append("")
     for verdict in ORDER:
-        group = [c for c in run.checks if c.verdict is verdict]
+        group = [c for c in attention if c.verdict is verdict]
         if not group:
             continue
         out += [f"## {HEADINGS[verdict]} ({len(group)})", ""]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from crawler.types import Run
+from collections.abc import Iterable
+
+from crawler.types import Check, LazyChecks, Run
 
 
 def partial_note(run: Run) -> str | None:
@@ -25,9 +27,15 @@ def coverage_note(run: Run) -> str | None:
     """How much of the run's verdicts this run fetched, when not all (a budgeted run, or
     --max-age): how many come from earlier runs, from when, and how many links were never
     checked. None when this run fetched every link."""
+    if isinstance(run.checks, LazyChecks):
+        return run.checks.once("coverage", _coverage)
+    return _coverage(run.checks)
+
+
+def _coverage(checks: Iterable[Check]) -> str | None:
     fetched = earlier = never = 0
     oldest = None
-    for c in run.checks:
+    for c in checks:
         if c.checked_this_run:
             fetched += 1
         elif c.never_checked:
