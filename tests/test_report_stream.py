@@ -1,0 +1,64 @@
+"""Reports of a run whose checks stream from the history (LazyChecks) are the reports of the
+same checks held in memory, sections that come back after another included."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from crawler.config import FetchSettings
+from crawler.pipeline import check_links
+from crawler.report import FORMATS, render
+from crawler.store import Store
+from crawler.types import Check, LazyChecks, Link, Run, Verdict
+from tests.factories import make_check, make_run, with_history
+from tests.server import LocalServer
+
+
+def sample() -> Run:
+    secs = [("A",), ("B",), ("A",), ("C",), ("B",), ("A", "x"), ("A",)]
+    checks: list[Check] = []
+    for i, sec in enumerate(secs):
+        v = [Verdict.OK, Verdict.DEAD, Verdict.ERROR, Verdict.CHANGED][i % 4]
+        c = make_check(f"https://e.example/{i}", v, section=sec, line=i + 1)
+        if i % 3 == 0:
+            c = with_history(c, Verdict.OK if v is Verdict.DEAD else Verdict.DEAD)
+        checks.append(replace(c, link=replace(c.link, source=f"p{i % 2}.md")))
+    return replace(make_run(*checks), sources=("p0.md", "p1.md"))
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_a_streamed_run_renders_as_the_same_run_in_memory(fmt: str) -> None:
+    run = sample()
+    passes = []
+
+    def again() -> object:
+        passes.append(1)
+        return iter(run.checks)
+
+    lazy = replace(run, checks=LazyChecks(again, len(run.checks)))  # type: ignore[arg-type]
+    assert render(lazy, fmt) == render(run, fmt)
+    assert passes  # it was read as a stream, not turned into a tuple first
+
+
+def test_html_keeps_a_section_that_comes_back_in_one_table() -> None:
+    html = render(sample(), "html")
+    # p0.md's A comes back twice after other sections: one table of its three links
+    assert html.count('id="s-') == 5  # p0 A, p1 B, p1 C, p0 B, p1 A / x
+
+
+@pytest.mark.anyio
+async def test_a_run_from_the_history_is_streamed_and_read_again_each_pass(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    store = Store.open(tmp_path / "h.sqlite")
+    links = [Link(server.url(f"/titled/s{i}"), i + 1) for i in range(5)]
+    settings = FetchSettings(host_interval=0, retries=0, timeout=5)
+    run = await check_links(links, settings, store=store)
+    store.close()  # each pass opens the history again
+    assert isinstance(run.checks, LazyChecks)
+    assert [c.url for c in run.checks] == [k.url for k in links]
+    assert [c.link for c in run.checks] == links  # the caller's own Link objects
+    assert run.counts()["ok"] == 5 and len(run.checks) == 5
