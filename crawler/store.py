@@ -897,39 +897,48 @@ class Store:
         return r is not None
 
     def _stream(self, run_id: int, text_hash: bool, history: bool) -> LazyChecks:
-        """The run's checks, read a batch at a time on a connection of their own at each pass."""
+        """The run's checks, read a batch at a time at each pass, each batch on a connection
+        opened and closed for it (a pass given up half-way holds no connection)."""
         n = self.checked(run_id)
         location: Any = getattr(self, "url", None) or Path(self.path)
 
         def checks() -> Iterator[Check]:
             from crawler.db import open_store
 
-            store = open_store(location)
-            try:
-                yield from store.iter_checks(run_id, text_hash=text_hash, history=history)
-            finally:
-                store.close()
+            after = (-1, -1)
+            while True:
+                store = open_store(location)
+                try:
+                    batch, after = store.check_batch(run_id, after, text_hash, history)
+                finally:
+                    store.close()
+                if not batch:
+                    return
+                yield from batch
 
         return LazyChecks(checks, n)
 
-    def iter_checks(
-        self, run_id: int, *, text_hash: bool = True, history: bool = True, size: int = BATCH
-    ) -> Iterator[Check]:
-        """The run's checks in the links' order, `size` rows at a time (with their strips of
-        recent runs)."""
-        pos, last = -1, -1
-        while True:
-            rows = self.conn.execute(
-                "SELECT * FROM checks WHERE run_id = ? AND (position > ? OR "
-                "(position = ? AND id > ?)) ORDER BY position, id LIMIT ?",
-                (run_id, pos, pos, last, size),
-            ).fetchall()
-            if not rows:
-                return
-            pos, last = int(rows[-1]["position"]), int(rows[-1]["id"])
-            recent = self._recent_before(run_id, {r["url"] for r in rows}) if history else {}
-            for r in rows:
-                yield _row_check(r, text_hash=text_hash, history=history, recent=recent)
+    def check_batch(
+        self,
+        run_id: int,
+        after: tuple[int, int],
+        text_hash: bool = True,
+        history: bool = True,
+        size: int = BATCH,
+    ) -> tuple[list[Check], tuple[int, int]]:
+        """The run's next `size` checks in the links' order after (position, id) `after`,
+        with their strips of recent runs; and where the next batch starts."""
+        pos, last = after
+        rows = self.conn.execute(
+            "SELECT * FROM checks WHERE run_id = ? AND (position > ? OR "
+            "(position = ? AND id > ?)) ORDER BY position, id LIMIT ?",
+            (run_id, pos, pos, last, size),
+        ).fetchall()
+        if not rows:
+            return [], after
+        recent = self._recent_before(run_id, {r["url"] for r in rows}) if history else {}
+        batch = [_row_check(r, text_hash=text_hash, history=history, recent=recent) for r in rows]
+        return batch, (int(rows[-1]["position"]), int(rows[-1]["id"]))
 
     def _recent_before(self, run_id: int, urls: set[str]) -> dict[str, list[Recent]]:
         out: dict[str, list[Recent]] = {}
