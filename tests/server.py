@@ -245,6 +245,25 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         pass
 
+    def _hold(self, seconds: float) -> bool:
+        """Wait `seconds`, or until the client hangs up (False): a request its client gave up on
+        (a stopped check's) does not stay in flight for the tests that come after it."""
+        end = time.monotonic() + seconds
+        sock = self.connection
+        while (left := end - time.monotonic()) > 0:
+            if isinstance(sock, ssl.SSLSocket):  # no peeking under TLS: just wait
+                time.sleep(left)
+                break
+            readable, _, _ = select.select([sock], [], [], min(left, 0.5))
+            if readable:
+                try:
+                    if sock.recv(1, socket.MSG_PEEK) == b"":
+                        return False
+                except OSError:
+                    return False
+                time.sleep(min(left, 0.05))  # a pipelined request waiting: keep holding
+        return True
+
     def do_HEAD(self) -> None:  # noqa: N802 - stdlib naming
         self.send_response(405)
         self.send_header("Allow", "GET")
@@ -322,8 +341,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif head == "loop2":
             self._send(302, HTML, b"", {"Location": "/loop"})
         elif head in ("slow", "held"):
-            time.sleep(float(q.get("s", "0.2")))
-            self._page("slow page")
+            if self._hold(float(q.get("s", "0.2"))):
+                self._page("slow page")
         elif head == "drip":
             self.send_response(200)
             self.send_header("Content-Type", HTML)
