@@ -11,8 +11,10 @@ idempotent per (run, url), so a URL is checked into the run exactly once.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
+import contextvars
+import heapq
+import itertools
 import logging
 import os
 import socket
@@ -37,7 +39,7 @@ from crawler.frontier import (
     due,
 )
 from crawler.history import ConfirmRule, UrlState, apply_history, next_state
-from crawler.pace import START_LIMIT, Outcome, Pace, PaceController
+from crawler.pace import START_LIMIT, Blame, Outcome, Pace, PaceController
 from crawler.types import Check, ErrorKind, FetchResult, Link, PageKind, PageMeta, Verdict
 
 log = logging.getLogger(__name__)
@@ -52,9 +54,11 @@ BATCH = 1000
 #: The most a leased host counts for against a worker's requests in flight (see _lease_more).
 HOST_SHARE = 4
 #: A URL answered by a verification page waits this long (seconds, times its tries so far)
-#: and goes back to its host's queue; after COOL_DOWN_TRIES such waits it is judged blocked.
+#: and goes back to the front of its host's queue. It is judged blocked when it is shown one
+#: again that the pace puts down to the URL (crawler/pace.py: Blame), or after COOL_DOWN_TRIES
+#: such waits.
 COOL_DOWN = 5.0
-COOL_DOWN_TRIES = 2
+COOL_DOWN_TRIES = 3
 
 Clock = Callable[[], datetime]
 ProgressFn = Callable[[int], None]  # called with the number of checks just written
@@ -224,17 +228,45 @@ class _PacedHost:
         async with self._cond:
             await self._cond.wait_for(lambda: self._inflight < self.pace.limit)
             self._inflight += 1
-        now = self._clock()
-        wait = self._next_start - now
-        self._next_start = max(now, self._next_start) + self.pace.interval
-        if wait > 0:
-            await self._sleep(wait)
+        try:
+            now = self._clock()
+            wait = self._next_start - now
+            self._next_start = max(now, self._next_start) + self.pace.interval
+            if wait > 0:
+                await self._sleep(wait)
+        except BaseException:
+            await self.done()
+            raise
         return self._clock(), self._inflight
 
     async def done(self) -> None:
         async with self._cond:
             self._inflight -= 1
             self._cond.notify_all()
+
+
+class _Slot:
+    """One URL's place among its host's requests in flight: taken to start, given back while
+    the Fetcher waits between retries (a request asleep is not on the wire)."""
+
+    def __init__(self, host: _PacedHost) -> None:
+        self.host = host
+        self.held = False
+        self.started = 0.0  # when its last request started (the pace's clock)
+        self.inflight = 0  # the host's requests in flight then, itself included
+
+    async def take(self) -> None:
+        self.started, self.inflight = await self.host.start()
+        self.held = True
+
+    async def give_back(self) -> None:
+        if self.held:
+            self.held = False
+            await self.host.done()
+
+
+#: The slot of the URL a task checks: the Fetcher's retries sleep in that task.
+_SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("pace_slot", default=None)
 
 
 def read_page(
@@ -394,14 +426,20 @@ def worker_id() -> str:
 class _ReadOnce:
     """Reads each response once: in the retry predicate, kept for the caller."""
 
-    def __init__(self, with_hash: bool, anchors_for: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        with_hash: bool,
+        anchors_for: frozenset[str] = frozenset(),
+        retry_anti_robot: bool = True,
+    ) -> None:
         self.with_hash = with_hash
         self.anchors_for = anchors_for
+        self.retry_anti_robot = retry_anti_robot
         self.kept: dict[int, tuple[bytes, PageMeta | None]] = {}
 
     def should_retry(self, r: FetchResult) -> bool:
         meta = read_page(r, self.with_hash, self.anchors_for)
-        if reads_as_anti_robot(r, meta):
+        if self.retry_anti_robot and reads_as_anti_robot(r, meta):
             return True
         if r.body is not None:
             self.kept[id(r.body)] = (r.body, meta)
@@ -441,9 +479,6 @@ class Worker:
         self.store = store
         self.monotonic = monotonic
         self.cool_down = COOL_DOWN if cool_down is None else cool_down
-        self._paced: dict[str, _PacedHost] = {}  # leased host -> its pace
-        # URL in flight -> when its request started, and the host's requests then in flight
-        self._started: dict[str, tuple[float, int]] = {}
         self.run_id = run_id
         self.settings = settings
         self.clock = clock
@@ -483,20 +518,12 @@ class Worker:
         given back, and CancelledError goes on to the caller. A second cancellation stops the
         wait at once.
         """
-        once = _ReadOnce(with_hash=self.history, anchors_for=self.anchors_for)
-
-        def should_retry(r: FetchResult) -> bool:
-            retry = once.should_retry(r)
-            if retry:  # a verification page: the host's pace slows down before the retry
-                paced = self._paced.get(host_key(r.url))
-                if paced is not None:
-                    started, inflight = self._started.get(r.url, (self.monotonic(), 1))
-                    paced.pace.record(Outcome.SLOW_DOWN, started, inflight)
-                    paced.verification_pages += 1
-            return retry
-
+        # A verification page is asked again by the pace after a cool-down, not retried at once.
+        once = _ReadOnce(
+            with_hash=self.history, anchors_for=self.anchors_for, retry_anti_robot=False
+        )
         unpaced = _unpaced(self.settings)
-        async with Fetcher(unpaced, should_retry=should_retry, sleep=self.sleep) as f:
+        async with Fetcher(unpaced, should_retry=once.should_retry, sleep=self._retry_sleep) as f:
             keeper = asyncio.create_task(self._keep_leases())
             flusher = asyncio.create_task(self._flush_periodically())
             active: dict[asyncio.Task[None], str] = {}
@@ -596,74 +623,103 @@ class Worker:
             self._host_limit(host), start=start, min_interval=floor, clock=self.monotonic
         )
 
+    async def _retry_sleep(self, seconds: float) -> None:
+        """The Fetcher's wait between retries: the URL's pace slot is given back meanwhile."""
+        slot = _SLOT.get()
+        if slot is None:
+            await self.sleep(seconds)
+            return
+        await slot.give_back()
+        await self.sleep(seconds)
+        await slot.take()
+
     async def _work_host(self, tasks: list[UrlTask], fetcher: Fetcher, once: _ReadOnce) -> None:
-        """Check a host's URLs at its learned pace: as many lanes as its ceiling, of which the
-        pace lets `limit` have a request in flight; a URL answered by a verification page
-        goes back to the queue after a cool-down, and is judged blocked only if it stays so."""
+        """Check a host's URLs at its learned pace: each URL starts when the pace lets one more
+        request be in flight; a URL answered by a verification page goes back to the front of
+        the queue after a cool-down, and is judged blocked only if it stays so."""
         host = tasks[0].host
         states = self.store.states(t.url for t in tasks) if self.history else {}
         accept = accept_for(self.settings, tasks[0].url)
-        paced = self._paced[host] = _PacedHost(self._pace_for(host), self.monotonic, self.sleep)
-        todo: collections.deque[UrlTask] = collections.deque(tasks)
-        cooling: list[tuple[float, int, UrlTask]] = []  # (ready at, tries, task)
+        paced = _PacedHost(self._pace_for(host), self.monotonic, self.sleep)
+        todo = list(reversed(tasks))  # popped from the end
+        cooling: list[tuple[float, int, UrlTask]] = []  # heap of (ready at, order, task)
+        order = itertools.count()
         tries: dict[str, int] = {}
+        running: set[asyncio.Task[None]] = set()
 
-        async def lane() -> None:
-            while todo:
-                if self._stopping or self.out_of_time():
-                    return  # claims nothing more; the host goes back with what is left
-                task = todo.popleft()
-                started, inflight = await paced.start()
-                if self._stopping or self.out_of_time():  # while this lane waited its turn
-                    await paced.done()
-                    todo.appendleft(task)
-                    return
-                self._started[task.url] = (started, inflight)
-                try:
-                    result = await fetcher.fetch(task.url)
-                finally:
-                    self._started.pop(task.url, None)
-                    await paced.done()  # before reading the page: the request is over
-                meta = once.take(result)
-                paced.pace.record(pace_outcome(result, meta), started, inflight)
-                n = tries.get(task.url, 0)
-                blocked = reads_as_anti_robot(result, meta)
-                if blocked and self.settings.retries == 0:  # else should_retry counted it
-                    paced.verification_pages += 1
-                if blocked and n < COOL_DOWN_TRIES:
-                    tries[task.url] = n + 1
-                    cooling.append((self.monotonic() + self.cool_down * (n + 1), n + 1, task))
-                    continue
-                self._finished(
-                    judge(
-                        task,
-                        result,
-                        meta,
-                        states.get(task.url),
-                        accept=accept,
-                        now=self.clock(),
-                        history=self.history,
-                        confirm=self.confirm,
-                    )
+        async def check(task: UrlTask, slot: _Slot) -> None:
+            _SLOT.set(slot)
+            try:
+                result = await fetcher.fetch(task.url)
+            finally:
+                await slot.give_back()  # before reading the page: the request is over
+            meta = once.take(result)
+            outcome = pace_outcome(result, meta)
+            blame = paced.pace.record(outcome, slot.started, slot.inflight, task.url)
+            if outcome is not Outcome.CLEAN:
+                log.debug(
+                    "pace %s: %s (%s) %s at %d in flight -> %s",
+                    host,
+                    outcome.value,
+                    blame and blame.value,
+                    task.url,
+                    slot.inflight,
+                    paced.pace.pace(),
                 )
+            if reads_as_anti_robot(result, meta):
+                paced.verification_pages += 1
+                n = tries.get(task.url, 0)
+                if n < COOL_DOWN_TRIES and (n == 0 or blame is Blame.PACE):
+                    tries[task.url] = n + 1
+                    ready = self.monotonic() + self.cool_down * (n + 1)
+                    heapq.heappush(cooling, (ready, next(order), task))
+                    return
+            self._finished(
+                judge(
+                    task,
+                    result,
+                    meta,
+                    states.get(task.url),
+                    accept=accept,
+                    now=self.clock(),
+                    history=self.history,
+                    confirm=self.confirm,
+                )
+            )
 
         try:
-            while (todo or cooling) and not (self._stopping or self.out_of_time()):
-                if not todo:
-                    cooling.sort(key=lambda c: c[0])
-                    wait = cooling[0][0] - self.monotonic()
-                    if wait > 0:
-                        await self.sleep(wait)
-                    now = self.monotonic()
-                    todo.extend(t for at, _, t in cooling if at <= now)
-                    cooling[:] = [c for c in cooling if c[0] > now]
-                    continue
-                lanes = min(paced.pace.ceiling, len(todo))
-                await asyncio.gather(*(lane() for _ in range(max(1, lanes))))
+            # Stopped or out of time: claims nothing more, the requests in flight finish; the
+            # host goes back with what is left.
+            while (todo or cooling or running) and not (self._no_more() and not running):
+                now = self.monotonic()
+                while cooling and cooling[0][0] <= now:
+                    todo.append(heapq.heappop(cooling)[2])  # asked again first
+                if todo and not self._no_more():
+                    slot = _Slot(paced)
+                    await slot.take()
+                    if self._no_more():  # stopped, or the budget ran out, while it waited
+                        await slot.give_back()
+                        continue
+                    t = asyncio.create_task(check(todo.pop(), slot))
+                    running.add(t)
+                elif running:
+                    wait = cooling[0][0] - now if cooling else None
+                    await asyncio.wait(running, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                elif cooling:
+                    await self.sleep(cooling[0][0] - now)
+                for t in [t for t in running if t.done()]:
+                    running.discard(t)
+                    t.result()  # a bug in the worker surfaces here
         finally:
-            self._paced.pop(host, None)
+            for t in running:
+                t.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
         # where the next run starts
         self.store.save_pace(host, paced.pace.pace(), self.clock(), paced.verification_pages)
+
+    def _no_more(self) -> bool:
+        """Whether no URL is to be started any more: stopping, or out of time."""
+        return self._stopping or self.out_of_time()
 
     def out_of_time(self) -> bool:
         """Whether the run's budget is spent (on the worker's clock)."""

@@ -6,16 +6,28 @@ have in flight and how long to wait between starts, and tells it how each answer
 The rule (additive increase, multiplicative decrease, as TCP does):
 
 - start where the last run ended (`Pace`, kept on the store's `hosts`), or at START_LIMIT
-  requests in flight and START_INTERVAL seconds between starts for a host never seen;
+  requests in flight and START_INTERVAL seconds between starts for a host never seen; the
+  start is the host's proven level (`good`);
 - after a run of CLEAN_RUN clean answers in a row: half the interval (an interval under
   MIN_INTERVAL becomes 0) and, if the run did fill the limit (the interval or a short queue
-  may keep fewer requests in flight), one more request in flight;
-- at a verification page (an anti-robot page), a 429, or a burst of timeouts (TIMEOUT_BURST
-  within TIMEOUT_WINDOW seconds): half the requests in flight (at least 1) and twice the
-  interval (at least BACKOFF_INTERVAL, at most MAX_INTERVAL). At a verification page or a
-  429 the requests in flight when it was asked are remembered as too much (`known_max` becomes
-  one less), so the pace grows back to just under it and no further: probing costs a few
-  verification pages once, not at every cycle;
+  may keep fewer requests in flight), the limit is proven and one more request is allowed;
+- a verification page (an anti-robot page) or a 429 is read by where it came from, since
+  some URLs show one at any pace:
+  - above the proven level (a probe), the PROBE_PAGES-th from distinct URLs within the last
+    BURST_SPAN answers: the pace goes back to the proven level and the requests in flight then
+    are remembered as too much (`known_max` becomes one less), so the pace grows back to just
+    under it and no further: probing costs a few verification pages once, not at every cycle.
+    The URL is asked again later; blocked again at the proven level, the URL was the cause, and
+    `known_max` is what it was before;
+  - alone (or at the proven level, fewer than BURST): the URL's own, the pace holds (the URL
+    is asked again later);
+  - at the proven level, the BURST-th from distinct URLs within the last BURST_SPAN answers
+    (or twice the limit, if more): the host's limit fell; half the requests in flight (at
+    least 1), twice the interval (at least BACKOFF_INTERVAL, at most MAX_INTERVAL), the
+    requests in flight then remembered as too much;
+- a burst of timeouts (TIMEOUT_BURST within TIMEOUT_WINDOW seconds) halves the requests in
+  flight and doubles the interval likewise (a timeout says the host is slow, not where its
+  limit is: `known_max` stays);
 - answers to requests started before the last slowdown say nothing new (they were sent at the
   old pace) and are not counted, neither as clean nor as trouble;
 - after REPROBE clean answers in a row at `known_max`, it is raised by one (the real limits
@@ -48,8 +60,16 @@ MAX_INTERVAL = 5.0
 #: This many timeouts within TIMEOUT_WINDOW seconds are a burst.
 TIMEOUT_BURST = 3
 TIMEOUT_WINDOW = 10.0
+#: Verification pages from this many distinct URLs within the last BURST_SPAN answers (or
+#: twice the limit) say the host's limit fell. One URL in fifty showing one at any pace (as
+#: on WeChat) makes three within eight answers a once-a-run coincidence.
+BURST = 3
+BURST_SPAN = 8
+#: Above the proven level, pages from this many distinct URLs within BURST_SPAN answers say
+#: the probe went too far (one alone is as likely a URL shown the page at any pace).
+PROBE_PAGES = 2
 #: Clean answers in a row at the learned maximum before it is probed one higher.
-REPROBE = 500
+REPROBE = 2000
 
 
 class Outcome(enum.Enum):
@@ -59,6 +79,13 @@ class Outcome(enum.Enum):
     SLOW_DOWN = "slow-down"  # a verification page or a 429
     TIMEOUT = "timeout"  # no answer in time
     NEUTRAL = "neutral"  # says nothing about the pace (DNS failure, refused connection, ...)
+
+
+class Blame(enum.Enum):
+    """What a verification page or a 429 was put down to (PaceController.record)."""
+
+    PACE = "pace"  # the requests in flight: the pace slowed down, or it came at the old pace
+    URL = "url"  # the URL itself: it came at the proven level, alone; the pace held
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +118,18 @@ class PaceController:
         if start is None:
             start = Pace(START_LIMIT, START_INTERVAL)
         self.known_max = start.known_max
+        self._kept_max = start.known_max  # known_max but for a reprobe not yet proven
         self.limit = self._clamp(start.limit)
+        self.good = self.limit  # the most in flight proven to pass in this run
         self.interval = self._clamp_interval(start.interval)
         self._clean = 0  # clean answers in a row
         self._filled = 0  # the most in flight during that run of clean answers
         self._at_max = 0  # clean answers in a row while at known_max
         self._timeouts: deque[float] = deque()
+        self._answers = 0  # answers counted
+        # (answer number, URL, above the proven level) of the last pages
+        self._pages: deque[tuple[int, str | None, bool]] = deque()
+        self._probes: dict[str, tuple[int | None, int]] = {}  # URL -> known_max before, after
         self._slowed_at = float("-inf")  # when the last slowdown happened
         self.slowdowns = 0  # in this run
 
@@ -115,18 +148,30 @@ class PaceController:
         return min(MAX_INTERVAL, max(self.min_interval, interval))
 
     def pace(self) -> Pace:
-        """What to keep for the next run."""
-        return Pace(self.limit, self.interval, self.known_max)
+        """What to keep for the next run: the proven level, not a probe above it."""
+        return Pace(max(1, min(self.limit, self.good)), self.interval, self._kept_max)
 
-    def record(self, outcome: Outcome, started: float, inflight: int | None = None) -> None:
+    def record(
+        self,
+        outcome: Outcome,
+        started: float,
+        inflight: int | None = None,
+        url: str | None = None,
+    ) -> Blame | None:
         """Take one answer into account; `started` is when its request started (clock time),
         `inflight` how many requests to the host were in flight then, itself included (None:
-        the limit)."""
-        if outcome is Outcome.NEUTRAL or started < self._slowed_at:
-            return
+        the limit), `url` what was asked (tells a URL asked again from another). For a
+        verification page or a 429, says what it was put down to."""
+        if outcome is Outcome.NEUTRAL:
+            return None
+        if started < self._slowed_at:
+            return Blame.PACE if outcome is Outcome.SLOW_DOWN else None
         now = self._clock()
         inflight = self.limit if inflight is None else max(1, inflight)
+        self._answers += 1
         if outcome is Outcome.CLEAN:
+            if url is not None:
+                self._probes.pop(url, None)  # it passes: it was the pace that slowed down
             self._clean += 1
             self._filled = max(self._filled, inflight)
             if self.known_max is not None and self.limit >= self.known_max:
@@ -136,27 +181,62 @@ class PaceController:
                     self._at_max = 0
             if self._clean >= self._clean_run:
                 if self._filled >= self.limit:
+                    self.good = max(self.good, self.limit)
+                    if self.known_max is not None and self.good >= self.known_max:
+                        self._kept_max = self.known_max  # a reprobe that passed
                     self.limit = self._clamp(self.limit + 1)
                 self.interval = self._clamp_interval(self.interval / 2)
                 self._clean = self._filled = 0
-            return
-        self._clean = self._filled = 0
-        self._at_max = 0
+            return None
         if outcome is Outcome.TIMEOUT:
+            self._clean = self._filled = self._at_max = 0
             self._timeouts.append(now)
             while self._timeouts and now - self._timeouts[0] > TIMEOUT_WINDOW:
                 self._timeouts.popleft()
-            if len(self._timeouts) < TIMEOUT_BURST:
-                return
-            self._timeouts.clear()
-        else:  # a verification page or a 429: the limit it came at is too much
-            self.known_max = max(1, min(self.limit, inflight) - 1)
-        self._slow_down(now)
+            if len(self._timeouts) >= TIMEOUT_BURST:
+                self._timeouts.clear()
+                self._halve(now)
+            return None
+        return self._page(now, inflight, url)
 
-    def _slow_down(self, now: float) -> None:
+    def _page(self, now: float, inflight: int, url: str | None) -> Blame:
+        """A verification page or a 429 (see the module's rule)."""
+        if url is not None and url in self._probes:
+            before, after = self._probes.pop(url)
+            if inflight <= self.good:  # shown again at the proven level: the URL's own
+                if self.known_max == after:
+                    self.known_max = self._kept_max = before
+                return Blame.URL
+        span = max(BURST_SPAN, 2 * self.limit)
+        self._pages.append((self._answers, url, inflight > self.good))
+        while self._pages and self._answers - self._pages[0][0] >= span:
+            self._pages.popleft()
+        distinct = {u if u is not None else i for i, u, _ in self._pages}
+        above = {u if u is not None else i for i, u, a in self._pages if a}
+        if len(distinct) >= BURST:
+            self._pages.clear()
+            self.known_max = self._kept_max = max(1, min(self.limit, inflight) - 1)
+            self._halve(now)
+            return Blame.PACE
+        if inflight > self.good and len(above) >= PROBE_PAGES:  # a probe too far: back
+            self._pages.clear()
+            before = self._kept_max
+            self.known_max = self._kept_max = max(1, min(self.limit, inflight) - 1)
+            if url is not None:
+                self._probes[url] = (before, self.known_max)
+            self._clean = self._filled = self._at_max = 0
+            self.slowdowns += 1
+            self._slowed_at = now
+            self.limit = self._clamp(self.good)
+            return Blame.PACE
+        return Blame.URL  # the clean run goes on: one URL says nothing of the pace
+
+    def _halve(self, now: float) -> None:
+        self._clean = self._filled = self._at_max = 0
         self.slowdowns += 1
         self._slowed_at = now
         self.limit = self._clamp(self.limit // 2)
+        self.good = min(self.good, self.limit)
         self.interval = self._clamp_interval(max(BACKOFF_INTERVAL, self.interval * 2))
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from crawler.pace import (
     BACKOFF_INTERVAL,
+    BURST,
+    BURST_SPAN,
     CLEAN_RUN,
     START_INTERVAL,
     START_LIMIT,
     TIMEOUT_BURST,
     TIMEOUT_WINDOW,
+    Blame,
     Outcome,
     Pace,
     PaceController,
@@ -23,15 +26,27 @@ class Clock:
         return self.t
 
 
-def clean(c: PaceController, clock: Clock, n: int) -> None:
+def clean(c: PaceController, clock: Clock, n: int, inflight: int | None = None) -> None:
     for _ in range(n):
         clock.t += 0.01
-        c.record(Outcome.CLEAN, clock.t)
+        c.record(Outcome.CLEAN, clock.t, inflight)
+
+
+def page(c: PaceController, clock: Clock, url: str, inflight: int | None = None) -> Blame | None:
+    clock.t += 0.01
+    return c.record(Outcome.SLOW_DOWN, clock.t, inflight, url)
+
+
+def burst(c: PaceController, clock: Clock, inflight: int | None = None) -> None:
+    """Verification pages from BURST distinct URLs in a row: the host's limit fell."""
+    for i in range(BURST):
+        page(c, clock, f"https://h/burst/{clock.t}/{i}", inflight)
 
 
 def test_a_new_host_starts_at_the_start_pace() -> None:
     c = PaceController(8, clock=Clock())
     assert (c.limit, c.interval, c.known_max) == (START_LIMIT, START_INTERVAL, None)
+    assert c.good == START_LIMIT
 
 
 def test_a_run_of_clean_answers_adds_one_in_flight_and_halves_the_interval() -> None:
@@ -41,6 +56,7 @@ def test_a_run_of_clean_answers_adds_one_in_flight_and_halves_the_interval() -> 
     assert c.limit == START_LIMIT
     clean(c, clock, 1)
     assert c.limit == START_LIMIT + 1
+    assert c.good == START_LIMIT  # the level the run filled is proven, the new one not yet
     assert c.interval == START_INTERVAL / 2
 
 
@@ -65,17 +81,84 @@ def test_a_learned_pace_above_the_ceiling_is_brought_under_it() -> None:
     assert c.limit == 3
 
 
-def test_a_verification_page_halves_the_limit_and_remembers_the_limit_as_too_much() -> None:
+def test_a_verification_page_alone_at_the_proven_level_is_the_urls_own() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(4, 0.0))
+    assert page(c, clock, "https://h/always-blocked", inflight=4) is Blame.URL
+    assert (c.limit, c.known_max, c.slowdowns) == (4, None, 0)
+    # ... and it does not hold the pace back: one in fifty such URLs, growth goes on
+    for i in range(CLEAN_RUN * 6):
+        if i % 50 == 49:
+            assert page(c, clock, f"https://h/blocked/{i}", inflight=c.good) is Blame.URL
+        else:
+            clean(c, clock, 1)
+    assert c.limit == 8 and c.slowdowns == 0
+
+
+def test_a_burst_from_distinct_urls_at_the_proven_level_halves_and_remembers_the_limit() -> None:
     clock = Clock()
     c = PaceController(8, clock=clock, start=Pace(6, 0.0))
-    clock.t += 1
-    c.record(Outcome.SLOW_DOWN, clock.t - 0.5)
+    for i in range(BURST - 1):
+        assert page(c, clock, f"https://h/{i}", inflight=6) is Blame.URL
+    assert page(c, clock, "https://h/last", inflight=6) is Blame.PACE
     assert c.limit == 3
     assert c.known_max == 5
     assert c.interval == BACKOFF_INTERVAL
     assert c.slowdowns == 1
     clean(c, clock, CLEAN_RUN * 10)
-    assert c.limit == 5  # back to just under the limit it was shown the page at, no further
+    assert c.limit == 5  # back to just under the limit it was shown the pages at, no further
+
+
+def test_pages_far_apart_or_from_one_url_are_no_burst() -> None:
+    clock = Clock()
+    c = PaceController(4, clock=clock, start=Pace(4, 0.0))
+    for i in range(BURST * 3):  # one page every BURST_SPAN answers
+        page(c, clock, f"https://h/{i}", inflight=4)
+        clean(c, clock, BURST_SPAN, inflight=4)
+    for _ in range(BURST * 2):  # one URL asked again and again
+        page(c, clock, "https://h/same", inflight=4)
+    assert c.slowdowns == 0 and c.known_max is None
+
+
+def test_pages_above_the_proven_level_go_back_to_it() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(3, 0.0))
+    clean(c, clock, CLEAN_RUN)  # 3 proven, 4 allowed: a probe
+    assert (c.good, c.limit) == (3, 4)
+    assert page(c, clock, "https://h/o", inflight=4) is Blame.URL  # alone, it may be the URL
+    assert (c.limit, c.known_max) == (4, None)
+    assert page(c, clock, "https://h/p", inflight=4) is Blame.PACE
+    assert (c.limit, c.known_max, c.slowdowns) == (3, 3, 1)
+    assert c.interval == 0.0  # a probe that failed is no reason to space the starts
+    clean(c, clock, CLEAN_RUN * 10)
+    assert c.limit == 3
+
+
+def test_a_probe_page_from_a_url_blocked_at_any_pace_is_undone_when_it_is_asked_again() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(3, 0.0))
+    clean(c, clock, CLEAN_RUN)
+    page(c, clock, "https://h/also-blocked", inflight=4)
+    page(c, clock, "https://h/always-blocked", inflight=4)  # two in a row: taken for a probe
+    assert c.known_max == 3
+    # asked again after its cool-down, at the proven level, it is shown the page again
+    assert page(c, clock, "https://h/always-blocked", inflight=3) is Blame.URL
+    assert c.known_max is None
+    clean(c, clock, CLEAN_RUN)
+    assert c.limit == 4
+
+
+def test_a_probe_page_whose_url_then_passes_was_the_pace() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(3, 0.0))
+    clean(c, clock, CLEAN_RUN)
+    page(c, clock, "https://h/o", inflight=4)
+    page(c, clock, "https://h/p", inflight=4)
+    clock.t += 0.01
+    c.record(Outcome.CLEAN, clock.t, 3, "https://h/p")
+    assert c.known_max == 3
+    page(c, clock, "https://h/p", inflight=3)  # a later page for it is a new one
+    assert c.known_max == 3
 
 
 def test_answers_to_requests_started_before_a_slowdown_are_not_counted() -> None:
@@ -83,10 +166,12 @@ def test_answers_to_requests_started_before_a_slowdown_are_not_counted() -> None
     c = PaceController(8, clock=clock, start=Pace(6, 0.0))
     before = clock.t
     clock.t += 1
-    c.record(Outcome.SLOW_DOWN, before)
-    # the other requests that were in flight at the old pace get the page too: one slowdown
-    for _ in range(5):
-        c.record(Outcome.SLOW_DOWN, before)
+    burst(c, clock, inflight=6)
+    assert (c.limit, c.slowdowns, c.known_max) == (3, 1, 5)
+    # the other requests that were in flight at the old pace get the page too: no more
+    # slowdowns, and each is put down to the pace (it is asked again)
+    for i in range(5):
+        assert c.record(Outcome.SLOW_DOWN, before, 6, f"https://h/old/{i}") is Blame.PACE
     assert (c.limit, c.slowdowns, c.known_max) == (3, 1, 5)
     # nor do their clean answers count towards growing again
     for _ in range(CLEAN_RUN * 3):
@@ -94,11 +179,13 @@ def test_answers_to_requests_started_before_a_slowdown_are_not_counted() -> None
     assert c.limit == 3
 
 
-def test_a_429_slows_down_like_a_verification_page() -> None:
+def test_a_429_above_the_proven_level_slows_down_like_a_verification_page() -> None:
     clock = Clock()
-    c = PaceController(8, clock=clock, start=Pace(4, 0.0))
-    c.record(Outcome.SLOW_DOWN, clock.t)
-    assert (c.limit, c.known_max) == (2, 3)
+    c = PaceController(8, clock=clock, start=Pace(2, 0.0))
+    clean(c, clock, CLEAN_RUN)
+    page(c, clock, "https://h/429", inflight=3)
+    assert page(c, clock, "https://h/429/b", inflight=3) is Blame.PACE
+    assert (c.limit, c.known_max) == (2, 2)
 
 
 def test_a_burst_of_timeouts_halves_but_scattered_timeouts_do_not() -> None:
@@ -140,7 +227,7 @@ def test_never_below_one_in_flight() -> None:
     c = PaceController(8, clock=clock, start=Pace(1, 0.0))
     for _ in range(5):
         clock.t += 1
-        c.record(Outcome.SLOW_DOWN, clock.t)
+        burst(c, clock, inflight=1)
     assert c.limit == 1
     assert c.known_max == 1
     assert c.interval > 0
@@ -163,15 +250,25 @@ def test_the_reprobe_never_crosses_the_ceiling() -> None:
     assert c.known_max == 3 and c.limit == 3
 
 
-def test_the_pace_kept_is_where_the_run_ended() -> None:
+def test_the_pace_kept_is_the_proven_level_not_a_probe_above_it() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(4, 0.1, known_max=4), reprobe=20)
+    clean(c, clock, 20, inflight=4)  # known_max probed one higher, the limit grew to it
+    assert (c.limit, c.known_max) == (5, 5)
+    assert c.pace() == Pace(4, c.interval, known_max=4)
+    again = PaceController(8, clock=clock, start=c.pace())
+    assert (again.limit, again.known_max, again.good) == (4, 4, 4)
+    clean(c, clock, CLEAN_RUN, inflight=5)  # the run filled 5: proven
+    assert c.pace() == Pace(5, c.interval, known_max=5)
+
+
+def test_the_pace_kept_after_a_burst_is_where_the_run_ended() -> None:
     clock = Clock()
     c = PaceController(8, clock=clock, start=Pace(4, 0.1))
     clock.t += 1
-    c.record(Outcome.SLOW_DOWN, clock.t)
+    burst(c, clock, inflight=4)
     clean(c, clock, CLEAN_RUN)
-    assert c.pace() == Pace(3, 0.1, known_max=3)  # 0.1 doubled, then halved
-    again = PaceController(8, clock=clock, start=c.pace())
-    assert (again.limit, again.known_max) == (3, 3)
+    assert c.pace() == Pace(2, 0.1, known_max=3)  # 0.1 doubled, then halved; 3 not proven
 
 
 def test_the_limit_grows_only_when_the_run_filled_it() -> None:
@@ -187,10 +284,10 @@ def test_the_limit_grows_only_when_the_run_filled_it() -> None:
     assert c.limit == 5
 
 
-def test_the_requests_in_flight_at_a_verification_page_are_what_is_too_much() -> None:
+def test_the_requests_in_flight_at_a_burst_are_what_is_too_much() -> None:
     clock = Clock()
     c = PaceController(8, clock=clock, start=Pace(6, 0.0))
     clock.t += 1
-    c.record(Outcome.SLOW_DOWN, clock.t - 0.5, inflight=4)
+    burst(c, clock, inflight=4)
     assert c.known_max == 3
     assert c.limit == 3

@@ -1,5 +1,6 @@
 """The learned pace in the engine: a real local server that answers a verification page when
-more than N requests are in flight (counted on the server), two real runs on one history."""
+more than N requests are in flight (counted on the server), and to a few URLs always; two real
+runs on one history."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +22,7 @@ from crawler.cli import cli
 LIMIT = 3  # the server's: more in flight than this and it shows its verification page
 HOLD = 0.2  # seconds each request takes (long next to the client's own time per request)
 URLS = 80
+RETRY_AFTER = 5  # seconds a /wait/ URL asks for at its first request (429)
 CHALLENGE = (
     b"<!doctype html><html><head><title>Just a moment...</title></head>"
     b"<body>Checking your browser</body></html>"
@@ -27,7 +30,8 @@ CHALLENGE = (
 
 
 class Guarded(ThreadingHTTPServer):
-    """Counts requests in flight; above LIMIT a request gets the verification page."""
+    """Counts requests in flight; above LIMIT a request gets the verification page, and a
+    path in `always` gets it at any load."""
 
     daemon_threads = True
 
@@ -37,7 +41,12 @@ class Guarded(ThreadingHTTPServer):
         self.inflight = 0
         self.peak = 0
         self.requests = 0
-        self.over = 0  # requests answered by the verification page
+        self.over = 0  # requests answered by the verification page for being over LIMIT
+        self.at_limit = 0  # requests that came while LIMIT were in flight, themselves included
+        self.always: frozenset[str] = frozenset()
+        self.asked: Counter[str] = Counter()  # requests per path
+        self.waiting = 0  # /wait/ URLs answered 429 and not asked again yet
+        self.most_waiting = 0  # the most of those while another URL was asked
 
     @property
     def port(self) -> int:
@@ -56,17 +65,31 @@ class _Handler(BaseHTTPRequestHandler):
         with srv.lock:
             srv.inflight += 1
             srv.requests += 1
+            srv.asked[self.path] += 1
             srv.peak = max(srv.peak, srv.inflight)
             over = srv.inflight > LIMIT
             if over:
                 srv.over += 1
+            srv.at_limit += srv.inflight == LIMIT
+            waits = self.path.startswith("/wait/")
+            if waits:
+                srv.waiting += 1 if srv.asked[self.path] == 1 else -1
+            else:
+                srv.most_waiting = max(srv.most_waiting, srv.waiting)
         time.sleep(HOLD)
         # Out of the count before the answer leaves: the server never counts more than the
         # client has in flight (else the client's next request could race this thread).
         with srv.lock:
             srv.inflight -= 1
+        if waits and srv.asked[self.path] == 1:
+            self.send_response(429)
+            self.send_header("Retry-After", str(RETRY_AFTER))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         name = self.path.rsplit("/", 1)[-1]
-        body = CHALLENGE if over else f"<title>Page {name}</title><p>{name}</p>".encode()
+        blocked = over or self.path in srv.always
+        body = CHALLENGE if blocked else f"<title>Page {name}</title><p>{name}</p>".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
@@ -87,6 +110,12 @@ def guarded() -> Iterator[Guarded]:
 
 
 def _run(post: Path, out: Path, db: Path) -> tuple[int, dict[str, int]]:
+    verdicts = _verdicts(post, out, db)
+    return 0, {v: sum(1 for x in verdicts.values() if x == v) for v in set(verdicts.values())}
+
+
+def _verdicts(post: Path, out: Path, db: Path, *more: str) -> dict[str, str]:
+    """Check the post; each URL's verdict."""
     res = CliRunner().invoke(
         cli,
         [
@@ -102,13 +131,22 @@ def _run(post: Path, out: Path, db: Path) -> tuple[int, dict[str, int]]:
             "0",
             "--timeout",
             "10",
+            *more,
         ],
     )
-    assert res.exit_code == 0, res.output
-    verdicts: dict[str, int] = {}
-    for link in json.loads((out / "report.json").read_text())["links"]:
-        verdicts[link["verdict"]] = verdicts.get(link["verdict"], 0) + 1
-    return res.exit_code, verdicts
+    assert res.exit_code in (0, 1), res.output  # 1: a blocked link
+    links = json.loads((out / "report.json").read_text())["links"]
+    return {link["url"]: link["verdict"] for link in links}
+
+
+def _learned(db: Path, port: int) -> tuple[int, int | None]:
+    """The pace kept for the server: requests in flight, and the most known to pass."""
+    with sqlite3.connect(db) as conn:
+        limit, known = conn.execute(
+            "SELECT pace_concurrency, pace_known_max FROM hosts WHERE host = ?",
+            (f"127.0.0.1:{port}",),
+        ).fetchone()
+    return limit, known
 
 
 def test_the_pace_is_found_kept_under_the_limit_and_reused(
@@ -127,11 +165,7 @@ def test_the_pace_is_found_kept_under_the_limit_and_reused(
     assert first_requests == URLS + first_over
     assert first_over >= 1  # it probed above the limit (it started at 2)
     assert first_over <= 3 * LIMIT  # ... a small bounded number of times
-    with sqlite3.connect(db) as conn:
-        limit, known = conn.execute(
-            "SELECT pace_concurrency, pace_known_max FROM hosts WHERE host = ?",
-            (f"127.0.0.1:{guarded.port}",),
-        ).fetchone()
+    limit, known = _learned(db, guarded.port)
     # found N: the client counts a request from its start to its answer, a little longer than
     # the server does, so what it learns may be one above
     assert LIMIT <= known <= LIMIT + 1
@@ -167,3 +201,50 @@ def test_crawler_hosts_says_what_the_history_knows_of_each_host(
     assert table.exit_code == 0 and f"127.0.0.1:{guarded.port}" in table.output
     missing = CliRunner().invoke(cli, ["hosts", "--db", str(tmp_path / "none.sqlite")])
     assert missing.exit_code != 0 and "no history" in missing.output
+
+
+def test_urls_blocked_at_any_pace_neither_hold_the_pace_back_nor_pass(
+    guarded: Guarded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "COOL_DOWN", 0.2)
+    always = {f"/p/{i}" for i in (5, 17, 30, 41, 55, 68)}  # one URL in 13 (WeChat: one in 50)
+    guarded.always = frozenset(always)
+    post = tmp_path / "post.md"
+    urls = [f"http://127.0.0.1:{guarded.port}/p/{i}" for i in range(URLS)]
+    post.write_text("\n\n".join(f"- [Page {i}]({u})" for i, u in enumerate(urls)) + "\n")
+    db = tmp_path / "history.sqlite"
+
+    # no interval at first (the default 0.2 s, as long as a request here, would keep the pace
+    # under two in flight for the first fifty answers): what is measured is the requests in flight
+    verdicts = _verdicts(post, tmp_path / "r1", db, "--host-interval", "0")
+    blocked = {u for u, v in verdicts.items() if v == "blocked"}
+    assert blocked == {f"http://127.0.0.1:{guarded.port}{p}" for p in always}
+    assert all(v == "ok" for u, v in verdicts.items() if u not in blocked)
+    for p in always:  # asked again after a cool-down: blocked only if it stays so (a page
+        # above the proven level is put down to the pace, and the URL asked once more)
+        assert 2 <= guarded.asked[p] <= 1 + engine.COOL_DOWN_TRIES
+    limit, known = _learned(db, guarded.port)
+    # the pace reached the server's limit and stayed there: the always-blocked URLs were not
+    # taken for load
+    assert guarded.at_limit >= URLS // 2
+    assert LIMIT <= known <= LIMIT + 1
+    assert limit >= LIMIT - 1
+    assert guarded.over <= 3 * LIMIT
+
+
+def test_a_url_waiting_to_retry_gives_its_place_in_flight_back(
+    guarded: Guarded, tmp_path: Path
+) -> None:
+    post = tmp_path / "post.md"
+    waits = [f"http://127.0.0.1:{guarded.port}/wait/{i}" for i in range(8)]
+    rest = [f"http://127.0.0.1:{guarded.port}/p/{i}" for i in range(20)]
+    post.write_text("\n\n".join(f"- [Page {i}]({u})" for i, u in enumerate(waits + rest)) + "\n")
+    db = tmp_path / "h.sqlite"
+    verdicts = _verdicts(post, tmp_path / "r", db, "--retries", "1", "--host-interval", "0")
+    assert set(verdicts.values()) == {"ok"}
+    # The pace starts at two in flight and 28 clean answers grow it to 4 at most: had the
+    # /wait/ URLs held their places while asleep for their Retry-After, no other URL could
+    # have been asked while more than 3 of them waited.
+    limit, _ = _learned(db, guarded.port)
+    assert limit <= 4
+    assert guarded.most_waiting > 4
