@@ -57,7 +57,7 @@ HOST_SHARE = 4
 #: and goes back to the front of its host's queue. It is judged blocked when it is shown one
 #: again that the pace puts down to the URL (crawler/pace.py: Blame), or after COOL_DOWN_TRIES
 #: such waits.
-COOL_DOWN = 5.0
+COOL_DOWN = 3.0
 COOL_DOWN_TRIES = 3
 
 Clock = Callable[[], datetime]
@@ -215,21 +215,21 @@ class _PacedHost:
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self.pace = pace
-        self._clock = clock
+        self.clock = clock
         self._sleep = sleep
-        self._inflight = 0
+        self._places = 0  # places taken: at most the pace's limit
+        self.on_wire = 0  # of those, requests past the worker's limit on requests in flight
         self.verification_pages = 0  # met on this lease (crawler hosts)
         self._next_start = float("-inf")
         self._cond = asyncio.Condition()
 
-    async def start(self) -> tuple[float, int]:
-        """Wait for a free place and the interval; the start time (the pace's clock) and the
-        requests in flight, this one included."""
+    async def start(self) -> None:
+        """Wait for a free place and the interval."""
         async with self._cond:
-            await self._cond.wait_for(lambda: self._inflight < self.pace.limit)
-            self._inflight += 1
+            await self._cond.wait_for(lambda: self._places < self.pace.limit)
+            self._places += 1
         try:
-            now = self._clock()
+            now = self.clock()
             wait = self._next_start - now
             self._next_start = max(now, self._next_start) + self.pace.interval
             if wait > 0:
@@ -237,31 +237,44 @@ class _PacedHost:
         except BaseException:
             await self.done()
             raise
-        return self._clock(), self._inflight
 
     async def done(self) -> None:
         async with self._cond:
-            self._inflight -= 1
+            self._places -= 1
             self._cond.notify_all()
 
 
 class _Slot:
     """One URL's place among its host's requests in flight: taken to start, given back while
-    the Fetcher waits between retries (a request asleep is not on the wire)."""
+    the Fetcher waits between retries (a request asleep is not on the wire).
 
-    def __init__(self, host: _PacedHost) -> None:
+    The host's requests in flight that the pace hears of are those on the wire: past the
+    worker's own limit (`wire`, the size of the Fetcher's), which other hosts' requests may
+    hold; a request waiting there is not yet at the host."""
+
+    def __init__(self, host: _PacedHost, wire: asyncio.Semaphore) -> None:
         self.host = host
+        self.wire = wire
         self.held = False
         self.started = 0.0  # when its last request started (the pace's clock)
-        self.inflight = 0  # the host's requests in flight then, itself included
+        self.inflight = 0  # the host's requests on the wire then, itself included
 
     async def take(self) -> None:
-        self.started, self.inflight = await self.host.start()
+        await self.host.start()
+        try:
+            await self.wire.acquire()
+        except BaseException:
+            await self.host.done()
+            raise
+        self.host.on_wire += 1
         self.held = True
+        self.started, self.inflight = self.host.clock(), self.host.on_wire
 
     async def give_back(self) -> None:
         if self.held:
             self.held = False
+            self.host.on_wire -= 1
+            self.wire.release()
             await self.host.done()
 
 
@@ -497,6 +510,8 @@ class Worker:
         self.anchors_for = frozenset(plan.get("anchors_for", ()))
         self.deadline = deadline_of(plan)
         self.capacity = max(1, settings.max_concurrency)
+        # the Fetcher's limit on requests in flight, taken before it (see _Slot)
+        self._wire = asyncio.Semaphore(self.capacity)
         self._queue: list[Finished] = []
         self._queued_checks = 0
         self._held: dict[str, int] = {}  # leased host -> requests it may have in flight
@@ -641,6 +656,7 @@ class Worker:
         states = self.store.states(t.url for t in tasks) if self.history else {}
         accept = accept_for(self.settings, tasks[0].url)
         paced = _PacedHost(self._pace_for(host), self.monotonic, self.sleep)
+        wire = self._wire
         todo = list(reversed(tasks))  # popped from the end
         cooling: list[tuple[float, int, UrlTask]] = []  # heap of (ready at, order, task)
         order = itertools.count()
@@ -695,7 +711,7 @@ class Worker:
                 while cooling and cooling[0][0] <= now:
                     todo.append(heapq.heappop(cooling)[2])  # asked again first
                 if todo and not self._no_more():
-                    slot = _Slot(paced)
+                    slot = _Slot(paced, wire)
                     await slot.take()
                     if self._no_more():  # stopped, or the budget ran out, while it waited
                         await slot.give_back()

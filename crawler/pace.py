@@ -21,6 +21,8 @@ The rule (additive increase, multiplicative decrease, as TCP does):
     `known_max` is what it was before;
   - alone (or at the proven level, fewer than BURST): the URL's own, the pace holds (the URL
     is asked again later);
+  - from a URL asked again after a page: no news about the pace (such URLs come back together,
+    after their cool-down); the URL's own if shown at the proven level, else asked once more;
   - at the proven level, the BURST-th from distinct URLs within the last BURST_SPAN answers
     (or twice the limit, if more): the host's limit fell; half the requests in flight (at
     least 1), twice the interval (at least BACKOFF_INTERVAL, at most MAX_INTERVAL), the
@@ -97,6 +99,16 @@ class Pace:
     known_max: int | None = None  # the most in flight known to pass (None: never slowed down)
 
 
+@dataclass(slots=True)
+class _Slowdown:
+    """A slowdown put down to verification pages, until their URLs are asked again."""
+
+    urls: set[str]  # not yet asked again
+    before: Pace  # the pace before it
+    good: int  # the proven level before it
+    known_max: int  # what it set
+
+
 class PaceController:
     """One host's pace within a run."""
 
@@ -129,7 +141,8 @@ class PaceController:
         self._answers = 0  # answers counted
         # (answer number, URL, above the proven level) of the last pages
         self._pages: deque[tuple[int, str | None, bool]] = deque()
-        self._probes: dict[str, tuple[int | None, int]] = {}  # URL -> known_max before, after
+        self._suspects: dict[str, _Slowdown] = {}  # URL -> the slowdown its page was in
+        self._paged: set[str] = set()  # URLs shown a page in this run
         self._slowed_at = float("-inf")  # when the last slowdown happened
         self.slowdowns = 0  # in this run
 
@@ -165,13 +178,17 @@ class PaceController:
         if outcome is Outcome.NEUTRAL:
             return None
         if started < self._slowed_at:
-            return Blame.PACE if outcome is Outcome.SLOW_DOWN else None
+            if outcome is not Outcome.SLOW_DOWN:
+                return None
+            if url is not None:
+                self._paged.add(url)
+            return Blame.PACE
         now = self._clock()
         inflight = self.limit if inflight is None else max(1, inflight)
         self._answers += 1
         if outcome is Outcome.CLEAN:
             if url is not None:
-                self._probes.pop(url, None)  # it passes: it was the pace that slowed down
+                self._confirm(url)
             self._clean += 1
             self._filled = max(self._filled, inflight)
             if self.known_max is not None and self.limit >= self.known_max:
@@ -201,12 +218,13 @@ class PaceController:
 
     def _page(self, now: float, inflight: int, url: str | None) -> Blame:
         """A verification page or a 429 (see the module's rule)."""
-        if url is not None and url in self._probes:
-            before, after = self._probes.pop(url)
-            if inflight <= self.good:  # shown again at the proven level: the URL's own
-                if self.known_max == after:
-                    self.known_max = self._kept_max = before
-                return Blame.URL
+        if url is not None and url in self._paged:  # asked again
+            if inflight > self.good:
+                return Blame.PACE
+            self._blocked_again(url)
+            return Blame.URL
+        if url is not None:
+            self._paged.add(url)
         span = max(BURST_SPAN, 2 * self.limit)
         self._pages.append((self._answers, url, inflight > self.good))
         while self._pages and self._answers - self._pages[0][0] >= span:
@@ -214,22 +232,54 @@ class PaceController:
         distinct = {u if u is not None else i for i, u, _ in self._pages}
         above = {u if u is not None else i for i, u, a in self._pages if a}
         if len(distinct) >= BURST:
-            self._pages.clear()
-            self.known_max = self._kept_max = max(1, min(self.limit, inflight) - 1)
+            self._suspect(distinct, max(1, min(self.limit, inflight) - 1))
             self._halve(now)
             return Blame.PACE
         if inflight > self.good and len(above) >= PROBE_PAGES:  # a probe too far: back
-            self._pages.clear()
-            before = self._kept_max
-            self.known_max = self._kept_max = max(1, min(self.limit, inflight) - 1)
-            if url is not None:
-                self._probes[url] = (before, self.known_max)
+            self._suspect(above, max(1, min(self.limit, inflight) - 1))
             self._clean = self._filled = self._at_max = 0
             self.slowdowns += 1
             self._slowed_at = now
             self.limit = self._clamp(self.good)
             return Blame.PACE
         return Blame.URL  # the clean run goes on: one URL says nothing of the pace
+
+    def _suspect(self, urls: set[str | int], known_max: int) -> None:
+        """A slowdown for the pages of `urls`: the pace before it kept until they are asked
+        again (see _blocked_again); `known_max` becomes what is known to pass."""
+        self._pages.clear()
+        slowdown = _Slowdown(
+            {u for u in urls if isinstance(u, str)},
+            Pace(self.limit, self.interval, self._kept_max),
+            self.good,
+            known_max,
+        )
+        for u in slowdown.urls:
+            self._suspects[u] = slowdown
+        self.known_max = self._kept_max = known_max
+
+    def _confirm(self, url: str) -> None:
+        """A URL that was shown a page passed: the slowdown it was in was the pace's."""
+        slowdown = self._suspects.pop(url, None)
+        if slowdown is not None:
+            for u in slowdown.urls:
+                self._suspects.pop(u, None)
+
+    def _blocked_again(self, url: str) -> None:
+        """A URL shown a page again at the proven level: once every URL of the slowdown it
+        was in is, the slowdown was theirs, not the pace's: the pace goes back to before it
+        (unless it moved since)."""
+        slowdown = self._suspects.pop(url, None)
+        if slowdown is None:
+            return
+        slowdown.urls.discard(url)
+        if slowdown.urls or self.known_max != slowdown.known_max:
+            return
+        before = slowdown.before
+        self.known_max = self._kept_max = before.known_max
+        self.good = max(self.good, slowdown.good)
+        self.limit = self._clamp(max(self.limit, before.limit))
+        self.interval = self._clamp_interval(min(self.interval, before.interval))
 
     def _halve(self, now: float) -> None:
         self._clean = self._filled = self._at_max = 0

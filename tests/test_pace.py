@@ -120,6 +120,27 @@ def test_pages_far_apart_or_from_one_url_are_no_burst() -> None:
     assert c.slowdowns == 0 and c.known_max is None
 
 
+def test_urls_asked_again_together_after_their_cool_down_are_no_burst() -> None:
+    clock = Clock()
+    c = PaceController(4, clock=clock, start=Pace(4, 0.0))
+    urls = [f"https://h/blocked/{i}" for i in range(BURST + 2)]
+    for u in urls:  # each alone: the URL's own
+        assert page(c, clock, u, inflight=4) is Blame.URL
+        clean(c, clock, BURST_SPAN, inflight=4)
+    for u in urls:  # asked again one after another, each shown the page again
+        assert page(c, clock, u, inflight=3) is Blame.URL
+    assert (c.limit, c.known_max, c.slowdowns) == (4, None, 0)
+
+
+def test_a_url_asked_again_above_the_proven_level_is_asked_once_more_and_the_pace_holds() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(3, 0.0))
+    assert page(c, clock, "https://h/b", inflight=3) is Blame.URL
+    clean(c, clock, CLEAN_RUN, inflight=3)  # 3 proven, 4 allowed
+    assert page(c, clock, "https://h/b", inflight=4) is Blame.PACE  # may be the probe's
+    assert (c.limit, c.known_max, c.slowdowns) == (4, None, 0)
+
+
 def test_pages_above_the_proven_level_go_back_to_it() -> None:
     clock = Clock()
     c = PaceController(8, clock=clock, start=Pace(3, 0.0))
@@ -141,11 +162,11 @@ def test_a_probe_page_from_a_url_blocked_at_any_pace_is_undone_when_it_is_asked_
     page(c, clock, "https://h/also-blocked", inflight=4)
     page(c, clock, "https://h/always-blocked", inflight=4)  # two in a row: taken for a probe
     assert c.known_max == 3
-    # asked again after its cool-down, at the proven level, it is shown the page again
+    # asked again after their cool-down, at the proven level, both are shown the page again
     assert page(c, clock, "https://h/always-blocked", inflight=3) is Blame.URL
-    assert c.known_max is None
-    clean(c, clock, CLEAN_RUN)
-    assert c.limit == 4
+    assert c.known_max == 3  # one of them may still have been the pace's
+    assert page(c, clock, "https://h/also-blocked", inflight=3) is Blame.URL
+    assert (c.known_max, c.limit) == (None, 4)  # the probe goes on
 
 
 def test_a_probe_page_whose_url_then_passes_was_the_pace() -> None:
@@ -159,6 +180,33 @@ def test_a_probe_page_whose_url_then_passes_was_the_pace() -> None:
     assert c.known_max == 3
     page(c, clock, "https://h/p", inflight=3)  # a later page for it is a new one
     assert c.known_max == 3
+
+
+def test_a_burst_from_urls_blocked_at_any_pace_is_undone_when_they_are_asked_again() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(6, 0.0))
+    urls = [f"https://h/blocked/{i}" for i in range(BURST)]
+    for u in urls:  # three URLs blocked at any pace, by chance close together
+        page(c, clock, u, inflight=6)
+    assert (c.limit, c.known_max) == (3, 5)
+    clean(c, clock, CLEAN_RUN, inflight=3)
+    for u in urls:
+        assert page(c, clock, u, inflight=3) is Blame.URL
+    assert (c.limit, c.known_max, c.good) == (6, None, 6)
+    assert c.interval == 0.0
+
+
+def test_a_burst_is_kept_once_one_of_its_urls_passes_when_asked_again() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(6, 0.0))
+    urls = [f"https://h/{i}" for i in range(BURST)]
+    for u in urls:
+        page(c, clock, u, inflight=6)
+    clock.t += 0.01
+    c.record(Outcome.CLEAN, clock.t, 3, urls[0])
+    for u in urls[1:]:
+        page(c, clock, u, inflight=3)
+    assert (c.limit, c.known_max) == (3, 5)
 
 
 def test_answers_to_requests_started_before_a_slowdown_are_not_counted() -> None:
