@@ -220,6 +220,7 @@ class _PacedHost:
         self._places = 0  # places taken: at most the pace's limit
         self.on_wire = 0  # of those, requests past the worker's limit on requests in flight
         self.verification_pages = 0  # met on this lease (crawler hosts)
+        self.left: Callable[[], int] = lambda: 0  # URLs left to check (_Wire's order)
         self._next_start = float("-inf")
         self._cond = asyncio.Condition()
 
@@ -244,6 +245,39 @@ class _PacedHost:
             self._cond.notify_all()
 
 
+class _Wire:
+    """The worker's places for requests on the wire (as many as the Fetcher's own limit),
+    given first to the waiting request of the host with the most URLs left: a run lasts at
+    least as long as its biggest host takes at its pace, so that host never waits for a place
+    behind hosts that can wait."""
+
+    def __init__(self, places: int) -> None:
+        self.free = places
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # (-left, order, ...)
+        self._order = itertools.count()
+
+    async def acquire(self, left: int) -> None:
+        if self.free > 0 and not self._waiting:
+            self.free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (-left, next(self._order), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed over just as this waiter was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        while self._waiting:
+            fut = heapq.heappop(self._waiting)[2]
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.free += 1
+
+
 class _Slot:
     """One URL's place among its host's requests in flight: taken to start, given back while
     the Fetcher waits between retries (a request asleep is not on the wire).
@@ -252,7 +286,7 @@ class _Slot:
     worker's own limit (`wire`, the size of the Fetcher's), which other hosts' requests may
     hold; a request waiting there is not yet at the host."""
 
-    def __init__(self, host: _PacedHost, wire: asyncio.Semaphore) -> None:
+    def __init__(self, host: _PacedHost, wire: _Wire) -> None:
         self.host = host
         self.wire = wire
         self.held = False
@@ -262,7 +296,7 @@ class _Slot:
     async def take(self) -> None:
         await self.host.start()
         try:
-            await self.wire.acquire()
+            await self.wire.acquire(self.host.left())
         except BaseException:
             await self.host.done()
             raise
@@ -511,7 +545,7 @@ class Worker:
         self.deadline = deadline_of(plan)
         self.capacity = max(1, settings.max_concurrency)
         # the Fetcher's limit on requests in flight, taken before it (see _Slot)
-        self._wire = asyncio.Semaphore(self.capacity)
+        self._wire = _Wire(self.capacity)
         self._queue: list[Finished] = []
         self._queued_checks = 0
         self._held: dict[str, int] = {}  # leased host -> requests it may have in flight
@@ -662,6 +696,7 @@ class Worker:
         order = itertools.count()
         tries: dict[str, int] = {}
         running: set[asyncio.Task[None]] = set()
+        paced.left = lambda: len(todo) + len(cooling) + len(running)
 
         async def check(task: UrlTask, slot: _Slot) -> None:
             _SLOT.set(slot)
