@@ -58,6 +58,8 @@ HOST_SHARE = 4
 #: again that the pace puts down to the URL (crawler/pace.py: Blame), or after COOL_DOWN_TRIES
 #: such waits.
 COOL_DOWN = 3.0
+#: A wait shorter than this keeps its place: a hold that ends within it may no longer show.
+HELD_MARGIN = 0.05
 COOL_DOWN_TRIES = 3
 
 Clock = Callable[[], datetime]
@@ -210,10 +212,12 @@ class _PacedHost:
 
     def __init__(
         self,
+        name: str,
         pace: PaceController,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
+        self.name = name  # the host_key
         self.pace = pace
         self.clock = clock
         self._sleep = sleep
@@ -546,6 +550,7 @@ class Worker:
         self.capacity = max(1, settings.max_concurrency)
         # the Fetcher's limit on requests in flight, taken before it (see _Slot)
         self._wire = _Wire(self.capacity)
+        self._fetcher: Fetcher | None = None
         self._queue: list[Finished] = []
         self._queued_checks = 0
         self._held: dict[str, int] = {}  # leased host -> requests it may have in flight
@@ -573,6 +578,7 @@ class Worker:
         )
         unpaced = _unpaced(self.settings)
         async with Fetcher(unpaced, should_retry=once.should_retry, sleep=self._retry_sleep) as f:
+            self._fetcher = f
             keeper = asyncio.create_task(self._keep_leases())
             flusher = asyncio.create_task(self._flush_periodically())
             active: dict[asyncio.Task[None], str] = {}
@@ -673,9 +679,15 @@ class Worker:
         )
 
     async def _retry_sleep(self, seconds: float) -> None:
-        """The Fetcher's wait between retries: the URL's pace slot is given back meanwhile."""
+        """The Fetcher's wait between retries: the URL's pace slot is given back meanwhile.
+
+        Not while its host is held by a Retry-After: the Fetcher waits a hold in the host's
+        turn (HostGate), and a request in it that then waited for a place again could wait
+        for requests that wait for its turn."""
         slot = _SLOT.get()
-        if slot is None:
+        fetcher = self._fetcher
+        held = fetcher is not None and slot is not None and fetcher.quiet_until(slot.host.name)
+        if slot is None or held or seconds < HELD_MARGIN:
             await self.sleep(seconds)
             return
         await slot.give_back()
@@ -689,7 +701,7 @@ class Worker:
         host = tasks[0].host
         states = self.store.states(t.url for t in tasks) if self.history else {}
         accept = accept_for(self.settings, tasks[0].url)
-        paced = _PacedHost(self._pace_for(host), self.monotonic, self.sleep)
+        paced = _PacedHost(host, self._pace_for(host), self.monotonic, self.sleep)
         wire = self._wire
         todo = list(reversed(tasks))  # popped from the end
         cooling: list[tuple[float, int, UrlTask]] = []  # heap of (ready at, order, task)

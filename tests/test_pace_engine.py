@@ -22,7 +22,7 @@ from crawler.cli import cli
 LIMIT = 3  # the server's: more in flight than this and it shows its verification page
 HOLD = 0.2  # seconds each request takes (long next to the client's own time per request)
 URLS = 80
-RETRY_AFTER = 5  # seconds a /wait/ URL asks for at its first request (429)
+RETRY_AFTER = 5  # seconds a /wait/ URL asks for at its first request (503)
 CHALLENGE = (
     b"<!doctype html><html><head><title>Just a moment...</title></head>"
     b"<body>Checking your browser</body></html>"
@@ -45,7 +45,7 @@ class Guarded(ThreadingHTTPServer):
         self.at_limit = 0  # requests that came while LIMIT were in flight, themselves included
         self.always: frozenset[str] = frozenset()
         self.asked: Counter[str] = Counter()  # requests per path
-        self.waiting = 0  # /wait/ URLs answered 429 and not asked again yet
+        self.waiting = 0  # /wait/ URLs answered 503 and not asked again yet
         self.most_waiting = 0  # the most of those while another URL was asked
 
     @property
@@ -81,8 +81,11 @@ class _Handler(BaseHTTPRequestHandler):
         # client has in flight (else the client's next request could race this thread).
         with srv.lock:
             srv.inflight -= 1
-        if waits and srv.asked[self.path] == 1:
-            self.send_response(429)
+        held = self.path.startswith("/hold/") and srv.asked[self.path] == 1
+        if held or (waits and srv.asked[self.path] == 1):
+            # a 429 holds the whole host (the Fetcher waits it in the host's turn); a 503
+            # only its URL
+            self.send_response(429 if held else 503)
             self.send_header("Retry-After", str(RETRY_AFTER))
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -243,8 +246,22 @@ def test_a_url_waiting_to_retry_gives_its_place_in_flight_back(
     verdicts = _verdicts(post, tmp_path / "r", db, "--retries", "1", "--host-interval", "0")
     assert set(verdicts.values()) == {"ok"}
     # The pace starts at two in flight and 28 clean answers grow it to 4 at most: had the
-    # /wait/ URLs held their places while asleep for their Retry-After, no other URL could
-    # have been asked while more than 3 of them waited.
+    # /wait/ URLs (503, Retry-After) held their places while asleep for their Retry-After,
+    # no other URL could have been asked while more than 3 of them waited.
     limit, _ = _learned(db, guarded.port)
     assert limit <= 4
     assert guarded.most_waiting > 4
+
+
+def test_a_host_held_by_a_retry_after_goes_on_after_it(guarded: Guarded, tmp_path: Path) -> None:
+    # The Fetcher waits a 429's Retry-After in the host's turn for every URL of the host;
+    # those waits keep their places (given back, the requests let in meanwhile took every
+    # place and waited for the turn, held by requests waiting for a place: the run hung).
+    post = tmp_path / "post.md"
+    urls = [f"http://127.0.0.1:{guarded.port}/hold/0"]
+    urls += [f"http://127.0.0.1:{guarded.port}/p/{i}" for i in range(40)]
+    post.write_text("\n\n".join(f"- [Page {i}]({u})" for i, u in enumerate(urls)) + "\n")
+    db = tmp_path / "h.sqlite"
+    verdicts = _verdicts(post, tmp_path / "r", db, "--retries", "1", "--host-interval", "0")
+    assert set(verdicts.values()) == {"ok"}
+    assert guarded.asked["/hold/0"] == 2
