@@ -13,7 +13,7 @@ import dataclasses
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Self, TypeVar
@@ -75,6 +75,28 @@ def redirect_target(base: httpx.URL, location: str) -> httpx.URL:
         raise httpx.InvalidURL("no host")
     check_url(target, str(target))
     return target
+
+
+def _failure(
+    url: str,
+    final_url: str,
+    hops: Iterable[Hop],
+    kind: ErrorKind,
+    detail: str,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> FetchResult:
+    """A redirect chain that ended in a failure of the link: no answer (status None), or the
+    answer that could not be followed; the detail cut to 300 characters."""
+    return FetchResult(
+        url=url,
+        final_url=final_url,
+        status=status,
+        hops=tuple(hops),
+        headers=headers if headers is not None else {},
+        error=kind,
+        error_detail=detail[:300],
+    )
 
 
 def _port(u: httpx.URL) -> int:
@@ -336,14 +358,8 @@ class Fetcher:
             async with asyncio.timeout(self.settings.attempt_deadline):
                 return await self._follow(url, parsed, hops, alt)
         except TimeoutError:
-            return FetchResult(
-                url=url,
-                final_url=hops[-1].url if hops else current,
-                status=None,
-                hops=tuple(hops),
-                error=ErrorKind.TIMEOUT,
-                error_detail=f"no complete answer within {self.settings.attempt_deadline:g} s",
-            )
+            detail = f"no complete answer within {self.settings.attempt_deadline:g} s"
+            return _failure(url, hops[-1].url if hops else current, hops, ErrorKind.TIMEOUT, detail)
 
     async def _follow(
         self, url: str, parsed: httpx.URL, hops: list[Hop], alt: bool = False
@@ -371,14 +387,7 @@ class Fetcher:
                     current_url, alt, secrets
                 )
             except ForbiddenAddress as exc:
-                return FetchResult(
-                    url=url,
-                    final_url=current,
-                    status=None,
-                    hops=tuple(hops),
-                    error=ErrorKind.PRIVATE_ADDRESS,
-                    error_detail=str(exc)[:300],
-                )
+                return _failure(url, current, hops, ErrorKind.PRIVATE_ADDRESS, str(exc))
             except Exception as exc:
                 known = classify_exception(exc)
                 if known is None:
@@ -387,14 +396,7 @@ class Fetcher:
                 if kind is ErrorKind.TIMEOUT and isinstance(exc, httpx.TimeoutException):
                     # httpcore's messages name cancel scopes; say what happened instead.
                     detail = f"{type(exc).__name__}: nothing for {s.timeout:g} s"
-                return FetchResult(
-                    url=url,
-                    final_url=current,
-                    status=None,
-                    hops=tuple(hops),
-                    error=kind,
-                    error_detail=detail,
-                )
+                return _failure(url, current, hops, kind, detail)
             if status in REDIRECT_STATUSES and location is not None:
                 hops.append(Hop(status, current))
                 error: ErrorKind | None = None
@@ -416,15 +418,7 @@ class Fetcher:
                         error = ErrorKind.TOO_MANY_REDIRECTS
                         detail = f"more than {s.max_redirects} redirects"
                 if error is not None:
-                    return FetchResult(
-                        url=url,
-                        final_url=nxt,
-                        status=status,
-                        hops=tuple(hops),
-                        headers=headers,
-                        error=error,
-                        error_detail=detail[:300],
-                    )
+                    return _failure(url, nxt, hops, error, detail, status, headers)
                 seen.add(nxt)
                 current, current_url = nxt, nxt_url
                 continue
