@@ -16,8 +16,7 @@ import functools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -26,7 +25,6 @@ from psycopg.conninfo import conninfo_to_dict
 
 from crawler.db import PgUrl
 from crawler.errors import StoreError
-from crawler.frontier import UrlTask
 from crawler.store import MIGRATIONS, Store
 
 log = logging.getLogger(__name__)
@@ -277,6 +275,21 @@ def reconnecting(
 class PgStore(Store):
     """The history on PostgreSQL. Use `PgStore.open(url)`; close() when done."""
 
+    #: lease_host's claim of a queue on PostgreSQL: workers leasing at the same moment each get
+    #: a different host, none waits on another, and a host just leased by another is passed over.
+    CLAIM_LOCK = " FOR UPDATE SKIP LOCKED"
+    #: Store's steps retried once over a new connection when the old one is lost: the reads,
+    #: and the frontier's writes, each harmless twice (writing a URL's checks is idempotent per
+    #: run and URL). Not plan_run: a second try could plan the run twice. save_pace's first try
+    #: may have committed: a host's verification pages may be counted twice in `crawler hosts`,
+    #: which is better than a run lost for a statistic.
+    RETRIED = (
+        "states", "last_check", "runs", "run_info", "load_run", "enrichment_digests",
+        "url_history", "lease_host", "run_plan", "pending", "latest_checks", "renew_leases",
+        "release_host", "release_stale_leases", "write_finished", "open_hosts", "open_run",
+        "checked", "finish_run", "trend", "host_paces", "save_pace",
+    )  # fmt: skip
+
     def __init__(self, pg: psycopg.Connection[Any], url: PgUrl) -> None:
         self.url = url
         self.pgconn = PgConnection(pg, url)
@@ -320,15 +333,6 @@ class PgStore(Store):
                     (run_id,),
                 )
         log.warning("reconnected to the history database %s", self.url)
-
-    # Reads, retried once over a new connection when the old one is lost.
-    states = reconnecting(Store.states)
-    last_check = reconnecting(Store.last_check)
-    runs = reconnecting(Store.runs)
-    run_info = reconnecting(Store.run_info)
-    load_run = reconnecting(Store.load_run)
-    enrichment_digests = reconnecting(Store.enrichment_digests)
-    url_history = reconnecting(Store.url_history)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -408,58 +412,12 @@ class PgStore(Store):
     def _as_stored(text: str) -> str:
         return text.replace("\x00", "\ufffd")  # as _clean writes it
 
-    @reconnecting
-    def lease_host(self, run_id: int, owner: str, seconds: float, now: float) -> str | None:
-        """Lease the run's open host with the most URLs whose lease is free or expired, among
-        those with the most due URLs (the lowest `due`), as the SQLite store does.
-
-        The claim of a queue on PostgreSQL: the row is chosen `FOR UPDATE SKIP LOCKED`, so
-        workers leasing at the same moment each get a different host, none waits on another,
-        and a host just leased by another is seen with its lease and passed over.
-        """
-        free = "(lease_owner IS NULL OR lease_expires < ?)"
-        with self.transaction() as c:
-            r = c.execute(
-                "UPDATE run_hosts SET lease_owner = ?, lease_expires = ?, leases = leases + 1 "
-                "WHERE run_id = ? AND host = (SELECT host FROM run_hosts "
-                f"WHERE run_id = ? AND done = 0 AND {free} ORDER BY due, urls DESC, host LIMIT 1 "
-                "FOR UPDATE SKIP LOCKED) RETURNING host",
-                (owner, now + seconds, run_id, run_id, now),
-            ).fetchone()
-            return None if r is None else str(r[0])
-
-    # The frontier's other steps run the SQLite store's SQL. Each is a read or a write that is
-    # harmless twice (writing a URL's checks is idempotent per run and URL), so a lost
-    # connection is opened again and the step run once more. plan_run is not: a second try
-    # could plan the run twice.
-    run_plan = reconnecting(Store.run_plan)
-    pending = reconnecting(Store.pending)
-    latest_checks = reconnecting(Store.latest_checks)
-    renew_leases = reconnecting(Store.renew_leases)
-    release_host = reconnecting(Store.release_host)
-    release_stale_leases = reconnecting(Store.release_stale_leases)
-    write_finished = reconnecting(Store.write_finished)
-    open_hosts = reconnecting(Store.open_hosts)
-    open_run = reconnecting(Store.open_run)
-    checked = reconnecting(Store.checked)
-    finish_run = reconnecting(Store.finish_run)
-    trend = reconnecting(Store.trend)
-    host_paces = reconnecting(Store.host_paces)
-    # a lost connection may have committed the first try: its verification pages may be counted
-    # twice in `crawler hosts`, which is better than a run lost for a statistic
-    save_pace = reconnecting(Store.save_pace)
-
-    def plan_run(
-        self,
-        started_at: datetime,
-        sources: Sequence[str],
-        digests: Mapping[str, str],
-        plan: Mapping[str, Any],
-        tasks: Iterable[UrlTask],
-    ) -> int:
-        """Insert a run marked 'running' and its URLs, hold its advisory lock, return its id."""
-        run_id = super().plan_run(started_at, sources, digests, plan, tasks)
+    def _planned(self, run_id: int) -> None:
+        """Hold the new run's advisory lock for as long as this connection lives (lock())."""
         with self.pgconn.errors():
             self.pgconn.pg.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (RUN_LOCK, run_id))
         self._run_locks.add(run_id)
-        return run_id
+
+
+for _name in PgStore.RETRIED:
+    setattr(PgStore, _name, reconnecting(getattr(Store, _name)))

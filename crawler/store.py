@@ -302,6 +302,10 @@ def _use_wal(conn: sqlite3.Connection, wait: float = BUSY_TIMEOUT) -> None:
 class Store:
     """The history database. Use `Store.open(path)`; close() when done."""
 
+    #: How lease_host's choice of a host is locked: SQLite's BEGIN IMMEDIATE (transaction())
+    #: already holds the whole database's write lock, so nothing more.
+    CLAIM_LOCK = ""
+
     def __init__(self, conn: sqlite3.Connection, path: str) -> None:
         self.conn = conn
         self.path = path
@@ -439,7 +443,11 @@ class Store:
                 "INSERT INTO run_hosts (run_id, host, urls, due) VALUES (?, ?, ?, ?)",
                 ((run_id, h, n, due[h]) for h, n in hosts.items()),
             )
-            return run_id
+        self._planned(run_id)
+        return run_id
+
+    def _planned(self, run_id: int) -> None:
+        """Called once a run is planned (committed): SQLite's run lock is the file's."""
 
     def run_plan(self, run_id: int) -> dict[str, Any]:
         """The plan a run was made with (what its workers follow)."""
@@ -453,16 +461,16 @@ class Store:
         largest first: the run's tail is then made of small hosts), among those with the most
         due URLs (the lowest `due`: a budgeted run claims what is most due first).
 
-        One statement, so two workers never both get a host: on PostgreSQL the second finds
-        the row locked, then taken, and gets nothing this time.
+        One statement in a write transaction (CLAIM_LOCK), so two workers never both get a
+        host, and none waits on another where the database can pass a locked row over.
         """
         free = "(lease_owner IS NULL OR lease_expires < ?)"
         with self.transaction() as c:
             r = c.execute(
                 "UPDATE run_hosts SET lease_owner = ?, lease_expires = ?, leases = leases + 1 "
                 f"WHERE run_id = ? AND done = 0 AND {free} AND host = (SELECT host FROM run_hosts "
-                f"WHERE run_id = ? AND done = 0 AND {free} ORDER BY due, urls DESC, host LIMIT 1) "
-                "RETURNING host",
+                f"WHERE run_id = ? AND done = 0 AND {free} ORDER BY due, urls DESC, host LIMIT 1"
+                f"{self.CLAIM_LOCK}) RETURNING host",
                 (owner, now + seconds, run_id, now, run_id, now),
             ).fetchone()
             return None if r is None else str(r[0])
