@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from crawler.classify import classify
@@ -33,7 +33,6 @@ from crawler.frontier import (
     NOT_DUE,
     UNCHECKED,
     Finished,
-    FrontierStore,
     Recheck,
     UrlTask,
     due,
@@ -41,6 +40,9 @@ from crawler.frontier import (
 from crawler.history import ConfirmRule, UrlState, apply_history, next_state
 from crawler.pace import START_LIMIT, Blame, Outcome, Pace, PaceController
 from crawler.types import Check, ErrorKind, FetchResult, Link, PageKind, PageMeta, Verdict
+
+if TYPE_CHECKING:
+    from crawler.store import Store  # PgStore is one too
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +96,7 @@ def url_tasks(links: Sequence[Link]) -> list[UrlTask]:
 
 
 def plan_run(
-    store: FrontierStore,
+    store: Store,
     tasks: Sequence[UrlTask],
     *,
     started: datetime,
@@ -124,7 +126,7 @@ def deadline_of(plan: Mapping[str, Any]) -> datetime | None:
 
 
 def sort_due(
-    store: FrontierStore, tasks: Sequence[UrlTask], now: datetime, recheck: Recheck
+    store: Store, tasks: Sequence[UrlTask], now: datetime, recheck: Recheck
 ) -> tuple[list[UrlTask], list[UrlTask]]:
     """A budgeted run's URLs: (those due, each with how due it is; those whose last verdict
     still stands)."""
@@ -143,7 +145,7 @@ def sort_due(
 
 
 def write_known(
-    store: FrontierStore, run_id: int, tasks: Iterable[UrlTask], now: datetime
+    store: Store, run_id: int, tasks: Iterable[UrlTask], now: datetime
 ) -> int:
     """Write, for URLs this run does not fetch (not due, or left when its budget ran out), the
     last known check of each (as a cached check: its verdict and its age stand), or one that
@@ -412,7 +414,7 @@ def _unchanged_history(state: UrlState | None) -> Any:
 
 
 def reuse_stored(
-    store: FrontierStore,
+    store: Store,
     run_id: int,
     tasks: Sequence[UrlTask],
     settings: FetchSettings,
@@ -514,7 +516,7 @@ class Worker:
 
     def __init__(
         self,
-        store: FrontierStore,
+        store: Store,
         run_id: int,
         settings: FetchSettings,
         *,

@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,22 @@ from crawler.types import (
     RunTotals,
     Verdict,
 )
+
+#: A URL's remembered state (history.UrlState): the columns of url_state (migration 1) and of
+#: run_states (migration 3), which a run's states go through. Part of both migrations as they
+#: ran: a change is a new migration, never an edit here.
+_STATE_COLUMNS = (
+    ("last_verdict", "TEXT"),
+    ("last_title", "TEXT"),
+    ("last_checked_at", "TEXT"),
+    ("verdict_since", "TEXT"),
+    ("last_alive_title", "TEXT"),
+    ("fail_runs", "INTEGER NOT NULL DEFAULT 0"),
+    ("first_failed_at", "TEXT"),
+    ("recent", "TEXT NOT NULL DEFAULT '[]'"),  # JSON [[iso, verdict], ...]
+)
+_STATE_DDL = ",\n".join(f"        {name} {kind}" for name, kind in _STATE_COLUMNS)
+_STATE_NAMES = ", ".join(name for name, _ in _STATE_COLUMNS)
 
 #: Ordered migrations; user_version = how many have run. The pending ones run in one transaction.
 MIGRATIONS: tuple[str, ...] = (
@@ -91,14 +107,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX checks_run ON checks(run_id);
     CREATE TABLE url_state (
         url TEXT PRIMARY KEY,
-        last_verdict TEXT,
-        last_title TEXT,
-        last_checked_at TEXT,
-        verdict_since TEXT,
-        last_alive_title TEXT,
-        fail_runs INTEGER NOT NULL DEFAULT 0,
-        first_failed_at TEXT,
-        recent TEXT NOT NULL DEFAULT '[]'  -- JSON [[iso, verdict], ...]
+    """
+    + _STATE_DDL
+    + """
     );
     """,
     # 2: `crawler enrich` records the digest it wrote, so a second enrich of its own output
@@ -116,7 +127,7 @@ MIGRATIONS: tuple[str, ...] = (
     # 3: the store is the frontier (crawler/engine.py). A run's distinct URLs wait in run_urls
     # until a worker that leased their host (run_hosts) writes their checks; run_states holds
     # the URL states a run will remember once it ends; hosts will hold each host's pace.
-    """
+    f"""
     ALTER TABLE runs ADD COLUMN plan TEXT;       -- JSON: what every worker of the run follows
     ALTER TABLE checks ADD COLUMN position INTEGER;  -- the link's place among the run's links
     ALTER TABLE checks ADD COLUMN truncated INTEGER NOT NULL DEFAULT 0;  -- body hit the cap
@@ -150,14 +161,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE run_states (
         run_id INTEGER NOT NULL REFERENCES runs(id),
         url TEXT NOT NULL,
-        last_verdict TEXT,
-        last_title TEXT,
-        last_checked_at TEXT,
-        verdict_since TEXT,
-        last_alive_title TEXT,
-        fail_runs INTEGER NOT NULL DEFAULT 0,
-        first_failed_at TEXT,
-        recent TEXT NOT NULL DEFAULT '[]',
+{_STATE_DDL},
         PRIMARY KEY (run_id, url)
     );
     """,
@@ -264,23 +268,15 @@ class CheckRecord:
 
     @classmethod
     def from_row(cls, r: Any) -> CheckRecord:
-        """A record from a row of url_history's query."""
-        return cls(
+        """A record from a row of url_history's query (its columns are the fields' names)."""
+        values = {f.name: r[f.name] for f in fields(cls)}
+        values.update(
             run_id=int(r["run_id"]),
-            url=r["url"],
             checked_at=_when(r["checked_at"]),
-            verdict=r["verdict"],
-            raw_verdict=r["raw_verdict"],
-            reason=r["reason"],
-            detail=r["detail"],
-            http_status=r["http_status"],
-            final_url=r["final_url"],
-            title=r["title"],
-            listed_title=r["listed_title"],
             cached=bool(r["cached"]),
-            run_status=r["run_status"],
             network_down=bool(r["network_down"]),
         )
+        return cls(**values)
 
 
 def _use_wal(conn: sqlite3.Connection, wait: float = BUSY_TIMEOUT) -> None:
@@ -592,9 +588,8 @@ class Store:
                 (_check_row(run_id, k, raw, pos) for item in fresh for pos, k, raw in item.checks),
             )
             c.executemany(
-                "INSERT OR REPLACE INTO run_states (run_id, url, last_verdict, last_title, "
-                "last_checked_at, verdict_since, last_alive_title, fail_runs, "
-                "first_failed_at, recent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO run_states (run_id, url, {_STATE_NAMES}) "
+                f"VALUES (?, ?, {', '.join('?' * len(_STATE_COLUMNS))})",
                 (
                     (
                         run_id,
@@ -743,11 +738,8 @@ class Store:
             )
             if not network_down:
                 c.execute(
-                    "INSERT OR REPLACE INTO url_state (url, last_verdict, last_title, "
-                    "last_checked_at, verdict_since, last_alive_title, fail_runs, "
-                    "first_failed_at, recent) SELECT url, last_verdict, last_title, "
-                    "last_checked_at, verdict_since, last_alive_title, fail_runs, "
-                    "first_failed_at, recent FROM run_states WHERE run_id = ?",
+                    f"INSERT OR REPLACE INTO url_state (url, {_STATE_NAMES}) "
+                    f"SELECT url, {_STATE_NAMES} FROM run_states WHERE run_id = ?",
                     (run_id,),
                 )
             c.execute("DELETE FROM run_states WHERE run_id = ?", (run_id,))
