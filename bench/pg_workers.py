@@ -8,21 +8,26 @@ each answering after `delay` seconds), writes a post of `links` URLs spread over
 times `crawler check` on it: once on SQLite (in-process), then on PostgreSQL with each number of
 worker processes, then (`--joined N`) `check --workers 1` with N `crawler worker --once`
 processes started by hand once the run is planned, as on other machines. Prints one Markdown
-table: wall time, links a second, CPU of the crawler's processes, the largest resident size among
-them (with --joined: each process's), and the CPU of PostgreSQL's own processes; --joined also
-checks that every link was checked exactly once. Not a test: numbers depend on the machine and
-its load.
+table: wall time, links a second, CPU of the crawler's processes (all, and each worker's), the
+largest resident size among them and each worker's peak RSS (VmHWM, sampled from /proc), the
+CPU of PostgreSQL's own processes, and the load average (1 min) at the start and the end of the
+row; every row also checks that each link was checked exactly once. Not a test: numbers depend
+on the machine and its load.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,17 +57,64 @@ def _db_cpu(cluster: PgCluster) -> float:
     return total / tick
 
 
-def run(args: list[str], cluster: PgCluster | None) -> dict[str, float]:
+class Workers:
+    """Each `crawler worker` process below a check, sampled from /proc every `interval` s by a
+    thread: its peak RSS (VmHWM) and CPU seconds at the last sample before it ended (so up to
+    `interval` s of a worker's CPU may be missed; the row's total CPU comes from wait4)."""
+
+    def __init__(self, root: int, interval: float = 0.5) -> None:
+        self.root = root
+        self.interval = interval
+        self.seen: dict[int, tuple[int, float]] = {}  # pid: (peak RSS kB, CPU s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        while not self._stop.wait(self.interval):
+            for pid in self._children():
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                if b"worker" not in cmd:
+                    continue
+                hwm = next((int(ln.split()[1]) for ln in status.splitlines()
+                            if ln.startswith("VmHWM:")), 0)  # fmt: skip
+                self.seen[pid] = (hwm, (int(stat[11]) + int(stat[12])) / tick)
+
+    def _children(self) -> list[int]:
+        found = []
+        for task in Path(f"/proc/{self.root}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                found += [int(x) for x in task.read_text().split()]
+        return found
+
+    def stop(self) -> list[tuple[float, float]]:
+        """(peak RSS MB, CPU s) of each worker seen, in the order they started."""
+        self._stop.set()
+        self._thread.join()
+        return [(kb / 1024, cpu) for _, (kb, cpu) in sorted(self.seen.items())]
+
+
+def run(args: list[str], cluster: PgCluster | None) -> dict[str, Any]:
     """Run one check; its wall time, the CPU of it and its worker processes, the largest resident
-    size among them (wait4's rusage of the child covers the descendants it waited for), and the
-    CPU PostgreSQL's processes spent meanwhile."""
+    size among them (wait4's rusage of the child covers the descendants it waited for), each
+    worker process's peak RSS and CPU, the CPU PostgreSQL's processes spent meanwhile and the
+    load average before and after."""
+    load = os.getloadavg()[0]
     db_before = _db_cpu(cluster) if cluster is not None else 0.0
     start = time.monotonic()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers = Workers(proc.pid)
     assert proc.stderr is not None
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
+    per_worker = workers.stop()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in (0, 3):
         raise SystemExit(f"{' '.join(args)} failed ({proc.returncode}): {err[-2000:]!r}")
@@ -71,10 +123,16 @@ def run(args: list[str], cluster: PgCluster | None) -> dict[str, float]:
         "cpu": usage.ru_utime + usage.ru_stime,
         "maxrss_mb": usage.ru_maxrss / 1024,
         "db_cpu": (_db_cpu(cluster) - db_before) if cluster is not None else 0.0,
+        "workers": per_worker,
+        "load": (load, os.getloadavg()[0]),
     }
 
 
 def _count(url: str, sql: str) -> int:
+    """One number from the database at url (PostgreSQL) or path (SQLite)."""
+    if not url.startswith("postgresql://"):
+        with contextlib.closing(sqlite3.connect(url)) as db:
+            return int(db.execute(sql).fetchone()[0] or 0)
     import psycopg
 
     with psycopg.connect(url) as conn:
@@ -82,9 +140,16 @@ def _count(url: str, sql: str) -> int:
         return int(row[0]) if row else 0
 
 
+def _once(db: str, links: int) -> str:
+    """Whether the run in db checked each of its links exactly once."""
+    checks = _count(db, "SELECT count(*) FROM checks")
+    distinct = _count(db, "SELECT count(DISTINCT url) FROM checks")
+    return "yes" if checks == distinct == links else f"NO ({checks:,} checks, {distinct:,} URLs)"
+
+
 def run_joined(
     args: list[str], url: str, joined: int, cluster: PgCluster
-) -> tuple[dict[str, float], list[float]]:
+) -> tuple[dict[str, Any], list[float]]:
     """`check` (args) plus `joined` `crawler worker --once` processes on its run, started once
     it is planned. Its figures as run()'s, and each process's peak RSS in MB (check first)."""
     db_before = _db_cpu(cluster)
@@ -126,6 +191,8 @@ def run_joined(
         "cpu": cpu,
         "maxrss_mb": max(rss),
         "db_cpu": _db_cpu(cluster) - db_before,
+        "workers": [],
+        "load": (0.0, os.getloadavg()[0]),
     }, rss
 
 
@@ -159,14 +226,16 @@ def main() -> None:
             ]  # fmt: skip
             rows = []
             if not opts.no_sqlite:
-                r = run([*common, "--db", str(Path(tmp) / "h.sqlite"), "--workers", "1"], None)
-                rows.append(("SQLite", "1 (in-process)", r))
+                db = str(Path(tmp) / "h.sqlite")
+                r = run([*common, "--db", db, "--workers", "1"], None)
+                rows.append(("SQLite", "1 (in-process)", {**r, "once": _once(db, len(urls))}))
             notes = []
             if opts.joined:
                 url = cluster.url(cluster.new_database())
                 r, rss = run_joined(
                     [*common, "--db", url, "--workers", "1"], url, opts.joined, cluster
                 )
+                r["once"] = _once(url, len(urls))
                 rows.append(("PostgreSQL", f"check --workers 1 + {opts.joined} joined", r))
                 checks = _count(url, "SELECT count(*) FROM checks")
                 distinct = _count(url, "SELECT count(DISTINCT url) FROM checks")
@@ -181,19 +250,23 @@ def main() -> None:
             for n in (int(x) for x in opts.workers.split(",") if x):
                 url = cluster.url(cluster.new_database())
                 label = "1 (in-process)" if n == 1 else f"{n} processes"
-                rows.append(
-                    ("PostgreSQL", label, run([*common, "--db", url, "--workers", str(n)], cluster))
-                )
+                r = run([*common, "--db", url, "--workers", str(n)], cluster)
+                rows.append(("PostgreSQL", label, {**r, "once": _once(url, len(urls))}))
             print(f"{len(urls):,} links, {opts.hosts} hosts, {opts.delay * 1000:.0f} ms, "
                   f"max-concurrency {opts.max_concurrency}, {os.cpu_count()} cores, "
                   f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
             print(
-                "| database | workers | wall s | links/s | crawler CPU s | max RSS MB | db CPU s |"
+                "| database | workers | wall s | links/s | crawler CPU s | CPU s per worker "
+                "| max RSS MB | peak RSS MB per worker | db CPU s | load | each link once |"
             )
-            print("|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|---|---|")
             for db, label, r in rows:
+                cpus = ", ".join(f"{c:.0f}" for _, c in r["workers"]) or "—"
+                mbs = ", ".join(f"{m:.0f}" for m, _ in r["workers"]) or "—"
                 print(f"| {db} | {label} | {r['wall']:.1f} | {len(urls) / r['wall']:.0f} | "
-                      f"{r['cpu']:.1f} | {r['maxrss_mb']:.0f} | {r['db_cpu']:.1f} |")  # fmt: skip
+                      f"{r['cpu']:.1f} | {cpus} | {r['maxrss_mb']:.0f} | {mbs} | "
+                      f"{r['db_cpu']:.1f} | {r['load'][0]:.1f}–{r['load'][1]:.1f} | "
+                      f"{r['once']} |")  # fmt: skip
             for line in notes:
                 print(line)
     finally:
