@@ -140,9 +140,50 @@ def test_sarif_validates_against_the_schema_file_line_rule(
     assert got == [
         ("dead", "error", uri, 7),
         ("changed", "warning", uri, 11),
-        ("error", "error", uri, 15),
+        ("error", "warning", uri, 15),  # --fail-on dead (the default): an error link passes
     ]
     assert all(rules[r["ruleIndex"]] == r["ruleId"] for r in run["results"])
+
+
+def _sarif_levels(out: Path) -> tuple[list[tuple[int, str]], dict[str, str]]:
+    """(line, level) of each result of report.sarif, and each rule's default level."""
+    doc = json.loads((out / "report.sarif").read_text(encoding="utf-8"))
+    _validate(doc)
+    (run,) = doc["runs"]
+    results = [
+        (r["locations"][0]["physicalLocation"]["region"]["startLine"], r["level"])
+        for r in run["results"]
+    ]
+    rules = {r["id"]: r["defaultConfiguration"]["level"] for r in run["tool"]["driver"]["rules"]}
+    return results, rules
+
+
+def test_sarif_levels_follow_fail_on(tmp_path: Path, server: LocalServer) -> None:
+    """SARIF's errors are the --fail-on verdicts, as JUnit's failures and the ::error
+    annotations are: the others are warnings (or notes, for blocked)."""
+    _, out, _ = _check(tmp_path / "a", server, "--format", "sarif", "--fail-on", "changed,error")
+    results, rules = _sarif_levels(out)
+    assert results == [(7, "warning"), (11, "error"), (15, "error")]
+    assert rules == {
+        "dead": "warning", "error": "error", "changed": "error", "redirected": "warning",
+        "blocked": "note",
+    }  # fmt: skip
+    _, out, _ = _check(tmp_path / "b", server, "--format", "sarif", "--fail-on", "dead,blocked")
+    results, rules = _sarif_levels(out)
+    assert results == [(7, "error"), (11, "warning"), (15, "warning")]
+    assert (rules["dead"], rules["error"], rules["blocked"]) == ("error", "warning", "error")
+
+
+def test_report_renders_sarif_with_its_fail_on(tmp_path: Path, server: LocalServer) -> None:
+    post = _post(tmp_path, server)
+    db = ["--db", str(tmp_path / "h.sqlite")]
+    args = ["check", str(post), "--report-dir", str(tmp_path / "r"), *db, *FAST]
+    assert CliRunner().invoke(cli, args).exit_code == 3
+    out = tmp_path / "again"
+    args = ["report", "--format", "sarif", "--report-dir", str(out), *db, "--fail-on", "error"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert _sarif_levels(out)[0] == [(7, "warning"), (11, "warning"), (15, "error")]
 
 
 def test_sarif_schema_catches_a_broken_log() -> None:

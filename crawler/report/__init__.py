@@ -88,14 +88,16 @@ def write_reports(
     fail_on: Collection[str] = DEFAULT_FAIL_ON,
 ) -> list[Path]:
     """Render and write every requested format into report_dir; return the paths written.
-    `fail_on`: the verdicts that fail the run, JUnit's failures."""
+    `fail_on`: the verdicts that fail the run, JUnit's failures and SARIF's errors."""
     out: list[Path] = []
     directory = Path(report_dir)
     for fmt in formats:
         name, _ = FORMATS[fmt]
         path = directory / name
         try:
-            writer = partial(junit.write, fail_on=fail_on) if fmt == "junit" else WRITERS[fmt]
+            writer = WRITERS[fmt]
+            if fmt in ("junit", "sarif"):
+                writer = partial(writer, fail_on=fail_on)
             write_atomic(path, partial(writer, run))
         except OSError as exc:
             raise CrawlerError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -1,5 +1,7 @@
 """report.sarif: SARIF 2.1.0 for GitHub code scanning — one result per link that is not ok,
-located at its file and line, with the verdict as the rule.
+located at its file and line, with the verdict as the rule. A verdict that fails the run
+(--fail-on, default: dead) is an error; the others keep their rule's level, an error one
+becoming a warning (as JUnit's failures and the ::error annotations).
 
 tests/test_report_ci.py validates it against the published JSON schema.
 """
@@ -7,16 +9,19 @@ tests/test_report_ci.py validates it against the published JSON schema.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import PurePath
 from typing import Any, TextIO
 
 from crawler import __version__
+from crawler.config import DEFAULT_FAIL_ON
 from crawler.types import Check, Run, Verdict
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/link-crawler"
 
-#: verdict → (SARIF level, what the rule says). ok and skipped links give no result.
+#: verdict → (SARIF level when it fails the run, what the rule says). ok and skipped links
+#: give no result.
 RULES: dict[Verdict, tuple[str, str]] = {
     Verdict.DEAD: ("error", "The link is dead: 404/410, or the site's own removal notice."),
     Verdict.ERROR: ("error", "The link could not be checked: network failure or 5xx."),
@@ -25,6 +30,15 @@ RULES: dict[Verdict, tuple[str, str]] = {
     Verdict.BLOCKED: ("note", "The site refused the robot: liveness unknown."),
 }
 _RULE_IDS = list(RULES)
+
+
+def level(verdict: Verdict, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> str:
+    """The SARIF level of a verdict's results: error when it fails the run, else its rule's
+    level with error lowered to warning."""
+    if verdict.value in fail_on:
+        return "error"
+    default = RULES[verdict][0]
+    return "warning" if default == "error" else default
 
 
 def _location(check: Check) -> list[dict[str, Any]]:
@@ -42,13 +56,12 @@ def _location(check: Check) -> list[dict[str, Any]]:
     ]
 
 
-def _result(check: Check) -> dict[str, Any]:
-    level, _ = RULES[check.verdict]
+def _result(check: Check, levels: dict[Verdict, str]) -> dict[str, Any]:
     text = f"{check.verdict.value} link {check.url}: {check.detail or check.reason}"
     out: dict[str, Any] = {
         "ruleId": check.verdict.value,
         "ruleIndex": _RULE_IDS.index(check.verdict),
-        "level": level,
+        "level": levels[check.verdict],
         "message": {"text": text},
         "locations": _location(check),
         "partialFingerprints": {"crawlerLink/v1": f"{check.url}|{check.verdict.value}"},
@@ -64,17 +77,18 @@ def _result(check: Check) -> dict[str, Any]:
     return out
 
 
-def document(run: Run) -> dict[str, Any]:
-    """The SARIF log as a JSON-ready dict."""
+def document(run: Run, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> dict[str, Any]:
+    """The SARIF log as a JSON-ready dict; the verdicts in fail_on are errors."""
+    levels = {verdict: level(verdict, fail_on) for verdict in RULES}
     rules = [
         {
             "id": verdict.value,
             "name": f"{verdict.value}-link",
             "shortDescription": {"text": f"{verdict.value} link"},
             "fullDescription": {"text": text},
-            "defaultConfiguration": {"level": level},
+            "defaultConfiguration": {"level": levels[verdict]},
         }
-        for verdict, (level, text) in RULES.items()
+        for verdict, (_, text) in RULES.items()
     ]
     return {
         "$schema": SCHEMA_URI,
@@ -89,7 +103,7 @@ def document(run: Run) -> dict[str, Any]:
                         "rules": rules,
                     }
                 },
-                "results": [_result(c) for c in run.checks if c.verdict in RULES],
+                "results": [_result(c, levels) for c in run.checks if c.verdict in RULES],
                 "invocations": [
                     {
                         "executionSuccessful": not run.network_down,
@@ -102,11 +116,11 @@ def document(run: Run) -> dict[str, Any]:
     }
 
 
-def render(run: Run) -> str:
+def render(run: Run, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> str:
     """The whole log as JSON text."""
-    return json.dumps(document(run), ensure_ascii=False, indent=1) + "\n"
+    return json.dumps(document(run, fail_on), ensure_ascii=False, indent=1) + "\n"
 
 
-def write(run: Run, out: TextIO) -> None:
+def write(run: Run, out: TextIO, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> None:
     """Write the log to out."""
-    out.write(render(run))
+    out.write(render(run, fail_on))
