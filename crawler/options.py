@@ -66,103 +66,96 @@ class HeaderParam(st.NamesItsSource):
         return (name, val)
 
 
+def setting(
+    name: str, kind: click.ParamType[Any], default: Any, help: str, *decls: str, **attrs: Any
+) -> Callable[[F], F]:
+    """An option that the environment variable CRAWLER_ and its name may also set (--max-body:
+    CRAWLER_MAX_BODY), its default shown in --help."""
+    env = "CRAWLER_" + name.removeprefix("--").upper().replace("-", "_")
+    attrs.setdefault("show_default", True)
+    return click.option(name, *decls, envvar=env, type=kind, default=default, help=help, **attrs)
+
+
 def fetch_options(fn: F) -> F:
     """The fetcher's options, shared by every command that fetches (lychee's names)."""
-    opts = [
-        click.option(
+    return stack(
+        fn,
+        setting(
             "--max-concurrency",
-            envvar="CRAWLER_MAX_CONCURRENCY",
-            type=st.Int(1, 1024),
-            default=DEFAULT_MAX_CONCURRENCY,
-            show_default=True,
-            help="Requests in flight over all hosts.",
+            st.Int(1, 1024),
+            DEFAULT_MAX_CONCURRENCY,
+            "Requests in flight over all hosts.",
         ),
-        click.option(
+        setting(
             "--host-concurrency",
-            envvar="CRAWLER_HOST_CONCURRENCY",
-            type=st.Int(1, 256),
-            default=DEFAULT_HOST_CONCURRENCY,
-            show_default=True,
-            help="Requests in flight to one host.",
+            st.Int(1, 256),
+            DEFAULT_HOST_CONCURRENCY,
+            "Requests in flight to one host.",
         ),
-        click.option(
+        setting(
             "--host-interval",
-            envvar="CRAWLER_HOST_INTERVAL",
-            type=st.Number(0, 60, "seconds"),
-            default=DEFAULT_HOST_INTERVAL,
-            show_default=True,
-            help="Minimum seconds between request starts on one host.",
+            st.Number(0, 60, "seconds"),
+            DEFAULT_HOST_INTERVAL,
+            "Minimum seconds between request starts on one host.",
         ),
-        click.option(
+        setting(
             "--timeout",
-            envvar="CRAWLER_TIMEOUT",
-            type=st.Number(0.1, 600, "seconds"),
-            default=DEFAULT_TIMEOUT,
-            show_default=True,
-            help="Seconds for connecting and for each read; one attempt may take 3x this in all.",
+            st.Number(0.1, 600, "seconds"),
+            DEFAULT_TIMEOUT,
+            "Seconds for connecting and for each read; one attempt may take 3x this in all.",
         ),
-        click.option(
+        setting(
             "--retries",
-            envvar="CRAWLER_RETRIES",
-            type=st.Int(0, 10),
-            default=DEFAULT_RETRIES,
-            show_default=True,
-            help="Retries after the first attempt (timeouts, resets, 429, 5xx, anti-robot pages).",
+            st.Int(0, 10),
+            DEFAULT_RETRIES,
+            "Retries after the first attempt (timeouts, resets, 429, 5xx, anti-robot pages).",
         ),
-        click.option(
+        setting(
             "--backoff",
-            envvar="CRAWLER_BACKOFF",
-            type=st.Number(0, 300, "seconds"),
-            default=DEFAULT_BACKOFF_INITIAL,
-            show_default=True,
-            help="Base of the exponential backoff between retries, seconds (with full jitter).",
+            st.Number(0, 300, "seconds"),
+            DEFAULT_BACKOFF_INITIAL,
+            "Base of the exponential backoff between retries, seconds (with full jitter).",
         ),
-        click.option(
+        setting(
             "--user-agent",
-            envvar="CRAWLER_USER_AGENT",
-            type=st.Text(),
-            default=DEFAULT_USER_AGENT,
+            st.Text(),
+            DEFAULT_USER_AGENT,
+            "User-Agent header.",
             show_default=False,
-            help="User-Agent header.",
         ),
-        click.option(
+        setting(
             "--max-body",
-            envvar="CRAWLER_MAX_BODY",
-            type=st.Int(1024, 1 << 30),
-            default=DEFAULT_MAX_BODY,
-            show_default=True,
-            help="Bytes of a page read for its title and summary.",
+            st.Int(1024, 1 << 30),
+            DEFAULT_MAX_BODY,
+            "Bytes of a page read for its title and summary.",
         ),
-        click.option(
+        setting(
             "--accept",
-            envvar="CRAWLER_ACCEPT",
-            type=st.Statuses(),
-            default="",
-            help="Extra HTTP statuses that count as alive, comma-separated (e.g. 403,999).",
+            st.Statuses(),
+            "",
+            "Extra HTTP statuses that count as alive, comma-separated (e.g. 403,999).",
+            show_default=False,
         ),
-        click.option(
+        setting(
             "--cookie-jar",
-            envvar="CRAWLER_COOKIE_JAR",
-            type=st.FilePath(must_exist=True),
-            default=None,
-            help="A Netscape cookies.txt file; each cookie goes only to its own domain.",
+            st.FilePath(must_exist=True),
+            None,
+            "A Netscape cookies.txt file; each cookie goes only to its own domain.",
         ),
-        click.option(
+        setting(
             "--transport",
-            envvar="CRAWLER_TRANSPORT",
-            type=st.Choice("httpx", "aiohttp"),
-            default=DEFAULT_TRANSPORT,
-            show_default=True,
-            help="HTTP transport under the httpx API: aiohttp's pool (fast) or httpx's own.",
+            st.Choice("httpx", "aiohttp"),
+            DEFAULT_TRANSPORT,
+            "HTTP transport under the httpx API: aiohttp's pool (fast) or httpx's own.",
         ),
-        click.option(
+        setting(
             "--no-private",
-            envvar="CRAWLER_NO_PRIVATE",
-            type=st.Bool(),
-            is_flag=True,
-            default=False,
-            help="Exclude links to loopback, private, link-local or cloud metadata addresses "
+            st.Bool(),
+            False,
+            "Exclude links to loopback, private, link-local or cloud metadata addresses "
             "(as lychee's --exclude-private) and never connect to one, at any redirect.",
+            is_flag=True,
+            show_default=False,
         ),
         click.option(
             "--header",
@@ -172,26 +165,21 @@ def fetch_options(fn: F) -> F:
             help="A request header for every host, 'Name: value' (repeatable; a host's own "
             "headers go in [hosts] of the configuration file).",
         ),
-        click.option(
+        setting(
             "--max-redirects",
-            envvar="CRAWLER_MAX_REDIRECTS",
-            type=st.Int(0, 100),
-            default=DEFAULT_MAX_REDIRECTS,
-            show_default=True,
-            help="Redirects followed before a link counts as an error (too-many-redirects).",
+            st.Int(0, 100),
+            DEFAULT_MAX_REDIRECTS,
+            "Redirects followed before a link counts as an error (too-many-redirects).",
         ),
-        click.option(
+        setting(
             "--workers",
-            envvar="CRAWLER_WORKERS",
-            type=st.Workers(0, 64),
-            default=st.Workers.AUTO,
-            show_default=True,
-            help="Worker processes, each leasing hosts from the history: auto = one per core "
+            st.Workers(0, 64),
+            st.Workers.AUTO,
+            "Worker processes, each leasing hosts from the history: auto = one per core "
             "for lists of 1,000 URLs or more, in-process for shorter ones; 0 = none here, only "
             "`crawler worker` processes (any machine) check the run.",
         ),
-    ]
-    return stack(fn, *opts)
+    )
 
 
 def fetch_settings(kw: dict[str, Any]) -> FetchSettings:
@@ -323,13 +311,11 @@ class DbType(st.NamesItsSource):
 
 def db_option(fn: F) -> F:
     """--db, shared by every command that reads or writes the history."""
-    return click.option(
+    return setting(
         "--db",
-        type=DbType(),
-        default=DEFAULT_DB,
-        show_default=True,
-        envvar="CRAWLER_DB",
-        help="The history database: an SQLite file (a path or sqlite:///path) or "
+        DbType(),
+        DEFAULT_DB,
+        "The history database: an SQLite file (a path or sqlite:///path) or "
         "postgresql://user@host:port/dbname. Env: CRAWLER_DB.",
     )(fn)
 
@@ -421,13 +407,11 @@ class VerdictList(st.NamesItsSource):
 
 def fail_on_option(fn: F) -> F:
     """--fail-on: which verdicts make `crawler check` exit 3."""
-    return click.option(
+    return setting(
         "--fail-on",
-        envvar="CRAWLER_FAIL_ON",
-        type=VerdictList(),
-        default=",".join(DEFAULT_FAIL_ON),
-        show_default=True,
-        help="Verdicts that make the run exit 3, comma-separated: "
+        VerdictList(),
+        ",".join(DEFAULT_FAIL_ON),
+        "Verdicts that make the run exit 3, comma-separated: "
         f"{', '.join(FAIL_ON_CHOICES)}. An error that persists becomes dead "
         "(--confirm-runs).",
     )(fn)
@@ -510,14 +494,12 @@ def check_options(fn: F) -> F:
         common_options,
         input_options,
         report_dir_option,
-        click.option(
+        setting(
             "--format",
+            st.Words(*ALL_FORMATS),
+            ",".join(DEFAULT_FORMATS),
+            "Reports to write, comma-separated: json, md, html, junit, sarif, issue.",
             "formats",
-            envvar="CRAWLER_FORMAT",
-            type=st.Words(*ALL_FORMATS),
-            default=",".join(DEFAULT_FORMATS),
-            show_default=True,
-            help="Reports to write, comma-separated: json, md, html, junit, sarif, issue.",
         ),
         db_option,
         click.option(
@@ -551,13 +533,11 @@ def check_options(fn: F) -> F:
             show_default=True,
             help="Days those failing runs must span.",
         ),
-        click.option(
+        setting(
             "--budget",
-            envvar="CRAWLER_BUDGET",
-            type=st.Duration(positive=True),
-            default=None,
-            help="Time budget (e.g. 20m): check the most due links first, stop claiming when it "
-            "is up.",
+            st.Duration(positive=True),
+            None,
+            "Time budget (e.g. 20m): check the most due links first, stop claiming when it is up.",
         ),
         click.option(
             "--recheck-after",
@@ -603,12 +583,11 @@ def enrich_options(fn: F) -> F:
         click.option(
             "--archive", is_flag=True, help="Add an Internet Archive snapshot to dead entries."
         ),
-        click.option(
+        setting(
             "--archive-endpoint",
-            default=DEFAULT_ARCHIVE_ENDPOINT,
-            show_default=True,
-            envvar="CRAWLER_ARCHIVE_ENDPOINT",
-            help="The Wayback availability API.",
+            click.STRING,
+            DEFAULT_ARCHIVE_ENDPOINT,
+            "The Wayback availability API.",
         ),
         click.option(
             "--archive-before",
