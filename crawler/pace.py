@@ -13,14 +13,18 @@ The rule (additive increase, multiplicative decrease, as TCP does):
   may keep fewer requests in flight), the limit is proven and one more request is allowed;
 - a verification page (an anti-robot page) or a 429 is read by where it came from, since
   some URLs show one at any pace:
-  - above the proven level (a probe), the PROBE_PAGES-th from distinct URLs within the last
-    BURST_SPAN answers: the pace goes back to the proven level and the requests in flight then
-    are remembered as too much (`known_max` becomes one less), so the pace grows back to just
-    under it and no further: probing costs a few verification pages once, not at every cycle.
-    The URL is asked again later; blocked again at the proven level, the URL was the cause, and
-    `known_max` is what it was before;
-  - alone (or at the proven level, fewer than BURST): the URL's own, the pace holds (the URL
-    is asked again later);
+  - above the proven level (a probe), the first: the URL's own or the probe's, which only
+    asking the URL again tells; until then the level it came at is not asked again
+    (`known_max` becomes one under it; a host one under its limit shows the page to one
+    request in so many, which a run of clean answers would otherwise take for a proof);
+  - above the proven level, the PROBE_PAGES-th from distinct URLs within the last BURST_SPAN
+    answers: the pace goes back to the proven level and the lowest requests in flight that met
+    one of those pages are remembered as too much (`known_max` becomes one less), so the pace
+    grows back to just under it and no further: probing costs a few verification pages once,
+    not at every cycle. Such URLs are asked again later; all blocked again at the proven level,
+    they were the cause, and the pace is what it was before the first of them;
+  - at the proven level, fewer than BURST: the URL's own, the pace holds (the URL is asked
+    again later);
   - from a URL asked again after a page: no news about the pace (such URLs come back together,
     after their cool-down); the URL's own if shown at the proven level, else asked once more;
   - at the proven level, the BURST-th from distinct URLs within the last BURST_SPAN answers
@@ -139,8 +143,8 @@ class PaceController:
         self._at_max = 0  # clean answers in a row while at known_max
         self._timeouts: deque[float] = deque()
         self._answers = 0  # answers counted
-        # (answer number, URL, above the proven level) of the last pages
-        self._pages: deque[tuple[int, str | None, bool]] = deque()
+        # (answer number, URL, requests in flight, above the proven level) of the last pages
+        self._pages: deque[tuple[int, str | None, int, bool]] = deque()
         self._suspects: dict[str, _Slowdown] = {}  # URL -> the slowdown its page was in
         self._paged: set[str] = set()  # URLs shown a page in this run
         self._slowed_at = float("-inf")  # when the last slowdown happened
@@ -226,34 +230,49 @@ class PaceController:
         if url is not None:
             self._paged.add(url)
         span = max(BURST_SPAN, 2 * self.limit)
-        self._pages.append((self._answers, url, inflight > self.good))
+        probe = inflight > self.good
+        self._pages.append((self._answers, url, inflight, probe))
         while self._pages and self._answers - self._pages[0][0] >= span:
             self._pages.popleft()
-        distinct = {u if u is not None else i for i, u, _ in self._pages}
-        above = {u if u is not None else i for i, u, a in self._pages if a}
-        if len(distinct) >= BURST:
-            self._suspect(distinct, max(1, min(self.limit, inflight) - 1))
-            self._halve(now)
-            return Blame.PACE
-        if inflight > self.good and len(above) >= PROBE_PAGES:  # a probe too far: back
-            self._suspect(above, max(1, min(self.limit, inflight) - 1))
+        distinct = {u if u is not None else i for i, u, _, _ in self._pages}
+        above: dict[str | int, int] = {}  # the probe's pages: the fewest in flight each met
+        for i, u, n, a in self._pages:
+            if a:
+                key = u if u is not None else i
+                above[key] = min(n, above.get(key, n))
+        if probe and len(above) >= PROBE_PAGES:  # a probe too far: back (no burst: the
+            # proven level was not what met them)
+            self._suspect(set(above), max(1, min(above.values()) - 1))
             self._clean = self._filled = self._at_max = 0
             self.slowdowns += 1
             self._slowed_at = now
             self.limit = self._clamp(self.good)
             return Blame.PACE
-        return Blame.URL  # the clean run goes on: one URL says nothing of the pace
+        if len(distinct) >= BURST:
+            self._suspect(distinct, max(1, min(self.limit, inflight) - 1))
+            self._halve(now)
+            return Blame.PACE
+        if probe and url is not None:  # the first: that level waits for the URL's next answer
+            self._suspect({url}, inflight - 1, keep_pages=True)
+            self.limit = self._clamp(self.limit)
+        return Blame.URL  # the clean run goes on: one URL says nothing of the pace yet
 
-    def _suspect(self, urls: set[str | int], known_max: int) -> None:
+    def _suspect(self, urls: set[str | int], known_max: int, keep_pages: bool = False) -> None:
         """A slowdown for the pages of `urls`: the pace before it kept until they are asked
-        again (see _blocked_again); `known_max` becomes what is known to pass."""
-        self._pages.clear()
-        slowdown = _Slowdown(
-            {u for u in urls if isinstance(u, str)},
-            Pace(self.limit, self.interval, self._kept_max),
-            self.good,
-            known_max,
-        )
+        again (see _blocked_again); `known_max` becomes what is known to pass. A slowdown that
+        takes in the page of an earlier one undoes to the pace before that one."""
+        if not keep_pages:
+            self._pages.clear()
+        names = {u for u in urls if isinstance(u, str)}
+        earlier = {id(s): s for u in names if (s := self._suspects.get(u)) is not None}
+        if earlier:
+            first = max(earlier.values(), key=lambda s: s.known_max)
+            before, good = first.before, first.good
+            for s in earlier.values():
+                names |= s.urls
+        else:
+            before, good = Pace(self.limit, self.interval, self._kept_max), self.good
+        slowdown = _Slowdown(names, before, good, known_max)
         for u in slowdown.urls:
             self._suspects[u] = slowdown
         self.known_max = self._kept_max = known_max

@@ -147,8 +147,9 @@ def test_pages_above_the_proven_level_go_back_to_it() -> None:
     clean(c, clock, CLEAN_RUN)  # 3 proven, 4 allowed: a probe
     assert (c.good, c.limit) == (3, 4)
     assert page(c, clock, "https://h/o", inflight=4) is Blame.URL  # alone, it may be the URL
-    assert (c.limit, c.known_max) == (4, None)
-    assert page(c, clock, "https://h/p", inflight=4) is Blame.PACE
+    # ... or the probe's: 4 is not asked again until the URL's next answer says which
+    assert (c.limit, c.known_max, c.slowdowns) == (3, 3, 0)
+    assert page(c, clock, "https://h/p", inflight=4) is Blame.PACE  # sent before: a second
     assert (c.limit, c.known_max, c.slowdowns) == (3, 3, 1)
     assert c.interval == 0.0  # a probe that failed is no reason to space the starts
     clean(c, clock, CLEAN_RUN * 10)
@@ -339,3 +340,48 @@ def test_the_requests_in_flight_at_a_burst_are_what_is_too_much() -> None:
     burst(c, clock, inflight=4)
     assert c.known_max == 3
     assert c.limit == 3
+
+
+def test_a_probe_page_alone_keeps_its_level_unasked_until_its_url_answers_again() -> None:
+    # A host one under its limit shows the page to one request in so many (WeChat's 6: at 7 in
+    # flight, the 7th to arrive): a probe to 7 met one page, then a run of clean answers took 7
+    # for proven and probed 8, where two pages set known_max to 7, one above the host's limit
+    # (the post's simulated web: 8 in flight on day 2, 7 on day 3).
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(6, 0.0))
+    clean(c, clock, CLEAN_RUN, inflight=6)
+    assert (c.good, c.limit) == (6, 7)  # a probe
+    assert page(c, clock, "https://h/first", inflight=7) is Blame.URL  # asked again later
+    assert (c.limit, c.known_max) == (6, 6)
+    for _ in range(CLEAN_RUN * 3):
+        clean(c, clock, 1, inflight=c.limit)
+        assert c.limit <= 6
+    clock.t += 0.01  # asked again after its cool-down, it passes: the page was the probe's
+    c.record(Outcome.CLEAN, clock.t, 6, "https://h/first")
+    clean(c, clock, CLEAN_RUN * 3, inflight=6)
+    assert (c.limit, c.known_max) == (6, 6)
+    assert c.pace() == Pace(6, 0.0, known_max=6)  # the next run starts there
+
+
+def test_a_probe_page_alone_from_a_url_blocked_at_any_pace_lets_the_probe_go_on() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(6, 0.0))
+    clean(c, clock, CLEAN_RUN, inflight=6)
+    page(c, clock, "https://h/always-blocked", inflight=7)
+    assert (c.limit, c.known_max) == (6, 6)
+    clean(c, clock, 3, inflight=6)
+    # asked again at the proven level, shown the page again: the URL's own
+    assert page(c, clock, "https://h/always-blocked", inflight=6) is Blame.URL
+    assert (c.limit, c.known_max, c.good) == (7, None, 6)
+    clean(c, clock, CLEAN_RUN, inflight=7)
+    assert c.limit == 8
+
+
+def test_a_probe_too_far_remembers_the_fewest_in_flight_that_met_its_pages() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(6, 0.0))
+    clean(c, clock, CLEAN_RUN, inflight=6)
+    page(c, clock, "https://h/a", inflight=7)
+    # a request sent before at more in flight (its count was taken when it started)
+    assert page(c, clock, "https://h/b", inflight=8) is Blame.PACE
+    assert (c.limit, c.known_max, c.slowdowns) == (6, 6, 1)

@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from click.testing import CliRunner
 
 import crawler.engine as engine
 from crawler.cli import cli
+from crawler.pace import Pace
+from crawler.store import Store
 
 LIMIT = 3  # the server's: more in flight than this and it shows its verification page
 HOLD = 0.2  # seconds each request takes (long next to the client's own time per request)
@@ -265,3 +268,75 @@ def test_a_host_held_by_a_retry_after_goes_on_after_it(guarded: Guarded, tmp_pat
     verdicts = _verdicts(post, tmp_path / "r", db, "--retries", "1", "--host-interval", "0")
     assert set(verdicts.values()) == {"ok"}
     assert guarded.asked["/hold/0"] == 2
+
+
+def _mixed_post(guarded: Guarded, tmp_path: Path) -> tuple[Path, set[str]]:
+    """A post for the server with every way a URL is asked more than once: a 429 that holds the
+    host (/hold/), 503s retried after their Retry-After (/wait/), URLs blocked at any pace
+    (asked again after their cool-down); the URLs expected blocked."""
+    base = f"http://127.0.0.1:{guarded.port}"
+    always = {"/p/3", "/p/19", "/p/33"}
+    guarded.always = frozenset(always)
+    urls = [f"{base}/hold/0"] + [f"{base}/wait/{i}" for i in range(2)]
+    urls += [f"{base}/p/{i}" for i in range(45)]
+    post = tmp_path / "post.md"
+    post.write_text("\n\n".join(f"- [Page {i}]({u})" for i, u in enumerate(urls)) + "\n")
+    return post, {base + p for p in always}
+
+
+def _keep_pace(db: Path, port: int, pace: Pace) -> None:
+    """What a run before left on `hosts` for the server."""
+    store = Store.open(db)
+    try:
+        store.save_pace(f"127.0.0.1:{port}", pace, datetime.now(UTC))
+    finally:
+        store.close()
+
+
+def _check_mixed(post: Path, out: Path, db: Path, blocked: set[str], ceiling: int) -> None:
+    verdicts = _verdicts(
+        post, out, db, "--retries", "1", "--host-interval", "0",
+        "--host-concurrency", str(ceiling),
+    )  # fmt: skip
+    assert {u for u, v in verdicts.items() if v == "blocked"} == blocked
+    assert all(v == "ok" for u, v in verdicts.items() if u not in blocked)
+
+
+@pytest.mark.parametrize("ceiling", [8, 2])
+def test_the_server_never_has_more_in_flight_than_the_kept_pace_or_the_ceiling(
+    guarded: Guarded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ceiling: int
+) -> None:
+    # `crawler hosts` says "3x <=3": retries, a host held by a 429, URLs asked again after
+    # their cool-down and the Fetcher's own per-host gate (at the ceiling) never let a fourth
+    # request reach the server; a ceiling under the kept pace is never crossed either.
+    monkeypatch.setattr(engine, "COOL_DOWN", 0.2)
+    monkeypatch.setitem(globals(), "RETRY_AFTER", 1)
+    post, blocked = _mixed_post(guarded, tmp_path)
+    db = tmp_path / "h.sqlite"
+    _keep_pace(db, guarded.port, Pace(LIMIT, 0.0, known_max=LIMIT))
+    _check_mixed(post, tmp_path / "r", db, blocked, ceiling)
+    assert guarded.asked["/hold/0"] == 2 and guarded.asked["/wait/0"] == 2  # retried
+    assert all(guarded.asked[p] >= 2 for p in guarded.always)  # asked again
+    assert guarded.peak <= min(LIMIT, ceiling)
+    assert guarded.over == 0
+
+
+def test_a_probe_above_a_kept_pace_learns_no_more_than_the_server_allows(
+    guarded: Guarded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The post's day 2: the day before ended at the server's limit without meeting it (no
+    # known maximum), so the run probes above it; what it keeps is not above the limit, and
+    # the next run stays under it.
+    monkeypatch.setattr(engine, "COOL_DOWN", 0.2)
+    monkeypatch.setitem(globals(), "RETRY_AFTER", 1)
+    post, blocked = _mixed_post(guarded, tmp_path)
+    db = tmp_path / "h.sqlite"
+    _keep_pace(db, guarded.port, Pace(LIMIT, 0.0))
+    _check_mixed(post, tmp_path / "r1", db, blocked, 8)
+    limit, known = _learned(db, guarded.port)
+    assert known is not None and known <= LIMIT
+    assert limit <= known
+    guarded.over = guarded.peak = 0
+    _check_mixed(post, tmp_path / "r2", db, blocked, 8)
+    assert guarded.peak <= LIMIT
+    assert guarded.over == 0
