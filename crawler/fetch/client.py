@@ -9,10 +9,13 @@ fetcher, which follows redirects itself, hop by hop.
 from __future__ import annotations
 
 import base64
+import contextvars
+import functools
 import http.cookiejar
 import ipaddress
 import urllib.request
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -20,6 +23,10 @@ from crawler.config import FetchSettings
 from crawler.errors import ConfigError
 from crawler.fetch.body import ACCEPT_ENCODING, read_headers
 from crawler.fetch.guard import Forbidden, forbidden_address, guarded_resolver
+
+if TYPE_CHECKING:
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -79,7 +86,6 @@ def aiohttp_transport(
     inflates them with a cap.
     """
     import aiohttp
-    from httpx_aiohttp import AiohttpTransport
 
     # trust_env: SSL_CERT_FILE and SSL_CERT_DIR, as for httpx's own transport
     ssl_context = httpx.create_ssl_context(trust_env=True)
@@ -92,18 +98,62 @@ def aiohttp_transport(
             resolver=None if guard is None else guarded_resolver(guard),
         )
         return aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            middlewares=(_send_as_written,),
         )
 
+    transport = _written_transport()
     if proxy is None or proxy.auth is None:
-        return AiohttpTransport(client=session, proxy=proxy, limits=limits)
+        return transport(client=session, proxy=proxy, limits=limits)
     # Credentials go as a header of our own: httpx-aiohttp would hand them to aiohttp's
     # deprecated BasicAuth. aiohttp sends proxy headers with the CONNECT of an https URL; an http
     # URL carries them itself (_ProxyCredentials).
     token = base64.b64encode(f"{proxy.auth[0]}:{proxy.auth[1]}".encode()).decode("ascii")
     value = f"Basic {token}"
     bare = httpx.Proxy(proxy.url, headers={**proxy.headers, "Proxy-Authorization": value})
-    return _ProxyCredentials(AiohttpTransport(client=session, proxy=bare, limits=limits), value)
+    return _ProxyCredentials(transport(client=session, proxy=bare, limits=limits), value)
+
+
+#: The URL of the request the transport is sending, as httpx wrote it.
+_WRITTEN: contextvars.ContextVar[str | None] = contextvars.ContextVar("written", default=None)
+
+
+@functools.cache
+def _written_transport() -> type[AiohttpTransport]:
+    """httpx-aiohttp's transport, saying which URL it sends (_send_as_written reads it)."""
+    from httpx_aiohttp import AiohttpTransport
+
+    class Written(AiohttpTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            token = _WRITTEN.set(str(request.url))
+            try:
+                return await super().handle_async_request(request)
+            finally:
+                _WRITTEN.reset(token)
+
+    return Written
+
+
+async def _send_as_written(
+    req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """An aiohttp client middleware: the request goes out with its URL as httpx wrote it.
+
+    httpx-aiohttp hands aiohttp the URL as a string, which yarl quotes again: `%7E` went out as
+    `~`, `%2E` as `.`, `%27` as `'`, `%2f` as `%2F`, `%2F` in a query as `/`, and a signed URL
+    (its signature computed over the bytes as written) no longer matched. httpx has already
+    made the URL valid, so aiohttp takes it as encoded (yarl's `encoded=True`), as httpx's own
+    transport sends it."""
+    written = _WRITTEN.get()
+    if written is not None:
+        import yarl
+
+        url = yarl.URL(written, encoded=True).with_fragment(None)
+        if url != req.url and url.origin() == req.url.origin():
+            req.url = url
+    return await handler(req)
 
 
 class _ProxyCredentials(httpx.AsyncBaseTransport):
