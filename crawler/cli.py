@@ -21,6 +21,7 @@ import click
 from crawler import __version__
 from crawler.configfile import FileConfig
 from crawler.errors import CrawlerError, NetworkDownError
+from crawler.extract.command import extract_options
 from crawler.options import (
     CONFIG_HELP,
     CONFIG_PATH,
@@ -41,26 +42,12 @@ from crawler.options import (
     worker_options,
 )
 from crawler.sanitize import terminal as safe
+from crawler.start import EXIT_INTERRUPTED, EXIT_OK, ToolError, finish
 from crawler.terminal import Progress, check_lines, summary_lines, use_colour
 from crawler.types import Run
 
-EXIT_OK = 0
-EXIT_TOOL = 1
 EXIT_BROKEN = 3
 EXIT_NETWORK_DOWN = 4
-EXIT_INTERRUPTED = 130
-
-
-class _ToolError(click.ClickException):
-    """A CrawlerError as Click shows it: one line, the error's own exit code."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-    @property
-    def exit_code(self) -> int:  # type: ignore[override]
-        return self.code
 
 
 class _Group(click.Group):
@@ -71,7 +58,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except CrawlerError as exc:
-            raise _ToolError(str(exc), exc.exit_code) from exc
+            raise ToolError(str(exc), exc.exit_code) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -405,16 +392,7 @@ def config_cmd(ctx: click.Context) -> None:
 
 @cli.command()
 @common_options
-@click.argument("pages", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--url", default=None, help="The URL the page was saved from (selects site rules).")
-@click.option(
-    "-j",
-    "--jobs",
-    type=click.IntRange(0, 64),
-    default=0,
-    show_default=True,
-    help="Processes reading pages at once; 0 = one per core from 32 pages on.",
-)
+@extract_options
 def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
     """Print what the crawler reads from saved HTML pages, one JSON object per line.
 
@@ -422,16 +400,9 @@ def extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
 
     Example: crawler extract saved/article.html
     """
-    from crawler.config import can_fork, usable_cpus
-    from crawler.extract.batch import extract_lines, processes_for
+    from crawler.extract.command import run
 
-    processes = processes_for(len(pages), jobs, usable_cpus(), can_fork())
-    failed = False
-    for line, ok in extract_lines(pages, url, processes):
-        failed |= not ok
-        sys.stdout.write(line + "\n")
-    if failed:
-        sys.exit(EXIT_TOOL)
+    sys.exit(run(pages, url, jobs))
 
 
 @cli.command()
@@ -462,22 +433,4 @@ def worker(
 
 def main() -> None:
     """Entry point: run the CLI, turning tool errors into one line and an exit code."""
-    try:
-        rv = cli.main(standalone_mode=False)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except click.ClickException as exc:  # CrawlerError too: _Group made it one
-        exc.show()
-        sys.exit(exc.exit_code)
-    except BrokenPipeError:
-        sys.exit(EXIT_TOOL)
-    except Exception as exc:  # a bug (never a link's failure): one line, the traceback under -v
-        import logging
-        import traceback
-
-        if logging.getLogger("crawler").isEnabledFor(logging.INFO):
-            traceback.print_exc()
-        click.echo(f"error: a bug: {type(exc).__name__}: {exc} (-v shows where)", err=True)
-        sys.exit(EXIT_TOOL)
-    sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+    finish(lambda: cli.main(standalone_mode=False))

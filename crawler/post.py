@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from crawler.errors import InputError
-from crawler.extract.decode import detect_encoding
-from crawler.inputs import is_binary
+from crawler.extract.decode import detect_encoding, is_binary
 from crawler.types import Link
 
 if TYPE_CHECKING:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,16 +52,101 @@ def test_a_reading_process_that_dies_is_a_failure_of_the_tool(
     assert printed == pages[: len(printed)] and pages[30] not in printed
 
 
+MB = 1024 * 1024
+
+
 @pytest.mark.parametrize(
-    ("pages", "jobs", "cpus", "fork", "expected"),
+    ("pages", "size", "jobs", "cpus", "fork", "expected"),
     [
-        (100, 0, 4, True, 4),  # one per core
-        (20, 0, 4, True, 1),  # too few pages for more than one
-        (40, 8, 4, True, 2),  # at most one per 16 pages
-        (100, 3, 4, False, 1),  # no fork here
+        (100, 40 * MB, 0, 4, True, 4),  # one per core
+        (100, 9 * MB, 0, 4, True, 2),  # but one per 4 MB: a process must pay for its start
+        (100, 3 * MB, 0, 4, True, 1),
+        (20, 40 * MB, 0, 4, True, 1),  # too few pages for more than one
+        (40, 0, 8, 4, True, 2),  # asked for: at most one per 16 pages, whatever their size
+        (100, 40 * MB, 3, 4, False, 1),  # no fork here
     ],
 )
 def test_how_many_processes_read(
-    pages: int, jobs: int, cpus: int, fork: bool, expected: int
+    pages: int, size: int, jobs: int, cpus: int, fork: bool, expected: int
 ) -> None:
-    assert batch.processes_for(pages, jobs, cpus, fork) == expected
+    assert batch.processes_for(pages, size, jobs, cpus, fork) == expected
+
+
+def test_the_pages_are_shared_by_bytes_in_runs_of_consecutive_pages() -> None:
+    cost = batch.weights([1 * MB, 1 * MB, 2 * MB, 10, 10, 10, 4 * MB])
+    two = batch.shares(cost, 2)
+    assert two == [range(0, 4), range(4, 7)]  # 4 MB and a bit, 4 MB and a bit
+    assert batch.shares(cost, 3) == [range(0, 3), range(3, 7)]  # fewer: 4 MB in one page
+    assert batch.shares(cost, 4, start=6) == [range(6, 7)]  # never an empty run
+    many = batch.shares(batch.weights([100] * 50), 7)
+    assert [i for r in many for i in r] == list(range(50)) and len(many) == 7
+    assert max(map(len, many)) - min(map(len, many)) <= 1
+
+
+# What `crawler extract` must not import: the rest of the command line, the engine, the stores,
+# the HTTP clients, the report templates, the post reader.
+HEAVY = (
+    "crawler.cli",
+    "crawler.options",
+    "crawler.configfile",
+    "crawler.engine",
+    "crawler.store",
+    "crawler.pipeline",
+    "httpx",
+    "aiohttp",
+    "jinja2",
+    "markdown_it",
+)
+
+ENTRY = """
+import atexit, json, sys
+def heavy(): return sorted(m for m in {heavy} if m in sys.modules)
+atexit.register(lambda: sys.stderr.write(json.dumps(heavy())))
+sys.argv = ["crawler", *{args}]
+from crawler.start import main
+main()
+"""
+
+
+def _entry(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """`crawler ARGS` through the entry point, in a new process; stderr ends with the heavy
+    modules it imported."""
+    code = ENTRY.format(heavy=HEAVY, args=args)
+    env = {k: v for k, v in os.environ.items() if k != "CRAWLER_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+
+
+def test_crawler_extract_starts_without_the_rest_of_the_command_line(tmp_path: Path) -> None:
+    pages = _pages(tmp_path, 3)
+    quick = _entry(["extract", "-j", "1", "--url", "https://example.org/", *pages])
+    assert quick.returncode == 0, quick.stderr
+    assert json.loads(quick.stderr) == []
+    # -v is the whole command line's: the same lines, with crawler.cli imported
+    full = _entry(["extract", "-v", "-j", "1", "--url", "https://example.org/", *pages])
+    assert full.returncode == 0, full.stderr
+    assert full.stdout == quick.stdout
+    assert "crawler.cli" in json.loads(full.stderr)
+    assert [json.loads(x)["title"] for x in quick.stdout.splitlines()] == ["t0", "t1", "t2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["extract"], 2, "Error: Missing argument 'PAGES...'."),
+        (["extract", "-j", "x", "p.html"], 2, "Error: Invalid value for '-j' / '--jobs'"),
+        (["extract", "missing.html"], 1, None),  # the page's own error line, exit 1
+    ],
+)
+def test_crawler_extract_fails_as_the_whole_command_line_does(
+    tmp_path: Path, args: list[str], code: int, message: str | None
+) -> None:
+    quick = _entry(args)
+    full = _entry(["-v", *args])  # -v before the command: crawler.cli reads it all
+    assert quick.returncode == full.returncode == code
+    assert quick.stdout == full.stdout
+    assert "Traceback" not in quick.stderr
+    if message is not None:
+        assert message in quick.stderr
+        assert quick.stderr.rsplit("\n", 1)[0] == full.stderr.rsplit("\n", 1)[0]

@@ -53,6 +53,16 @@ def _codec_name(label: str | None) -> str | None:
     return name
 
 
+#: Byte-order marks of the encodings in which NUL bytes are ordinary text.
+_WIDE_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def is_binary(data: bytes) -> bool:
+    """Whether data is no text file: it has NUL bytes and no UTF-16/32 byte-order mark (the
+    one test for posts and saved pages alike)."""
+    return b"\x00" in data and not data.startswith(_WIDE_BOMS)
+
+
 def _strict(body: bytes, codec: str) -> str | None:
     """`body` decoded with `codec`, or None when it does not fit."""
     try:
