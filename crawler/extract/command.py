@@ -33,7 +33,7 @@ def extract_options(fn: F) -> F:
         type=click.IntRange(0, 64),
         default=0,
         show_default=True,
-        help="Processes reading pages at once; 0 = one per core, for many pages (4 MB each).",
+        help="Processes reading pages at once; 0 = one per core (one per 4 MB and 16 pages).",
     )(fn)
     fn = click.option(
         "--url", default=None, help="The URL the page was saved from (selects site rules)."
