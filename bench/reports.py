@@ -26,8 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,95 +40,16 @@ T0 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 GENERATOR = 1  # bump when the history drawn changes: a cached one is made again
 
 
-def _draw(url: str, run: int) -> int:
-    """0..999 for the URL's answer at run `run`: one draw for most runs, a tenth drawn again."""
-    base = zlib.crc32(url.encode())
-    if zlib.crc32(f"{run}:{url}".encode()) % 10 == 0:
-        return zlib.crc32(f"again {run}:{url}".encode()) % 1000
-    return base % 1000
-
-
-def answer(url: str, listed: str | None, run: int, at: datetime) -> tuple[Any, Any]:
-    """(FetchResult, PageMeta | None) for one URL at run `run`, as a site might answer."""
-    from crawler.types import ErrorKind, FetchResult, Hop, PageKind, PageMeta
-
-    d = _draw(url, run)
-    n = zlib.crc32(url.encode())
-    title = listed or f"Page {n % 9973}"
-    summary = f"{title}: a summary of the page as its meta description gives it, " * 2
-    meta = PageMeta(title=title, summary=summary[:160], kind=PageKind.ARTICLE)
-
-    def result(status: int | None, **kw: Any) -> FetchResult:
-        return FetchResult(
-            url=url,
-            final_url=kw.pop("final_url", url),
-            status=status,
-            elapsed_ms=20 + n % 400,
-            fetched_at=at,
-            **kw,
-        )
-
-    if d < 60:  # the page's title moved
-        return result(200), PageMeta(title=f"{title} (new edition {d})", kind=PageKind.ARTICLE)
-    if d < 100:
-        return result(404), PageMeta(title="404 Not Found", kind=PageKind.NOT_FOUND)
-    if d < 140:
-        return result(503, attempts=3), None
-    if d < 150:
-        timeout = result(None, error=ErrorKind.TIMEOUT, error_detail="read timed out", attempts=3)
-        return timeout, None
-    if d < 190:
-        final = url.rstrip("/") + "/moved"
-        return result(200, final_url=final, hops=(Hop(301, url),)), meta
-    if d < 230:
-        return result(403), PageMeta(title="Forbidden", kind=PageKind.OTHER)
-    return result(200), meta
-
-
 def build_history(db: Path, inputs: list[str], runs: int) -> dict[str, Any]:
     """Write `runs` runs of the inputs' web links into a new history at db, a day apart."""
-    from crawler.engine import RunOptions, judge, plan_run, url_tasks
-    from crawler.frontier import Finished
-    from crawler.history import ConfirmRule
     from crawler.inputs import load_links
     from crawler.local import split
-    from crawler.store import BATCH, Store
+    from tests.factories import write_history
 
     found = load_links(inputs, every=True)
     links, _ = split(found.links)
-    tasks = url_tasks(links)
-    store = Store.open(db)
-    store.lock()
-    try:
-        for run in range(runs):
-            now = T0 + timedelta(days=run)
-            run_id = plan_run(
-                store, tasks, started=now, sources=found.sources, digests={}, history=True,
-                options=RunOptions(),
-            )  # fmt: skip
-            for i in range(0, len(tasks), BATCH):
-                part = tasks[i : i + BATCH]
-                states = store.states(t.url for t in part)
-                done: list[Finished] = []
-                for t in part:
-                    res, meta = answer(t.url, t.links[0][1].listed_title, run, now)
-                    done.append(
-                        judge(
-                            t,
-                            res,
-                            meta,
-                            states.get(t.url),
-                            accept=frozenset(),
-                            now=now,
-                            history=True,
-                            confirm=ConfirmRule(),
-                        )  # fmt: skip
-                    )
-                store.write_finished(run_id, done)
-            store.finish_run(run_id, now + timedelta(minutes=20), "complete")
-    finally:
-        store.close()
-    return {"links": len(links), "urls": len(tasks), "sources": len(found.sources)}
+    write_history(db, links, found.sources, runs, T0)
+    return {"links": len(links), "urls": len({k.url for k in links}), "sources": len(found.sources)}
 
 
 def _rss_mb() -> float:

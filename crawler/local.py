@@ -193,5 +193,10 @@ def merge(
 
     if isinstance(checks, LazyChecks):
         local = sorted(extra, key=key)
-        return LazyChecks(lambda: heapq.merge(checks, local, key=key), len(checks) + len(local))
+        lazy, n = checks, len(checks) + len(local)
+        return LazyChecks(
+            lambda: heapq.merge(lazy, local, key=key),
+            n,
+            lambda: heapq.merge(lazy.lean(), local, key=key),
+        )
     return tuple(sorted([*checks, *extra], key=key))

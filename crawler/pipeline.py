@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -195,12 +195,16 @@ async def check_links(
 def _with_links(checks: Sequence[Check], links: Sequence[Link]) -> Sequence[Check]:
     """The checks, each with the caller's Link of its place (as lazily as they come)."""
 
-    def paired() -> Iterator[Check]:
+    def paired(checks: Iterable[Check]) -> Iterator[Check]:
         return (replace(c, link=k) for c, k in zip(checks, links, strict=True))
 
+    def picked(indices: Sequence[int]) -> Iterator[Check]:
+        return (replace(c, link=links[i]) for i, c in zip(indices, lazy.pick(indices), strict=True))
+
     if isinstance(checks, LazyChecks):
-        return LazyChecks(paired, len(checks))
-    return tuple(paired())
+        lazy = checks
+        return LazyChecks(lambda: paired(lazy), len(lazy), lambda: paired(lazy.lean()), picked)
+    return tuple(paired(checks))
 
 
 def _worker_command(store: Store, run_id: int) -> list[str]:

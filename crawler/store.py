@@ -15,9 +15,11 @@ import os
 import socket
 import sqlite3
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -220,11 +222,22 @@ def _ts(d: datetime | None) -> str | None:
     return d.isoformat() if d is not None else None
 
 
+@lru_cache(maxsize=4096)  # a run's checks share their moments (since, first failed, runs)
 def _dt(s: str | None) -> datetime | None:
     if not s:
         return None
     d = datetime.fromisoformat(s)
     return d if d.tzinfo else d.replace(tzinfo=UTC)
+
+
+@lru_cache(maxsize=4096)  # a post's links share a few sections
+def _section(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+_VERDICT = {v.value: v for v in Verdict}
+_KIND = {k.value: k for k in PageKind}
+_ERROR = {e.value: e for e in ErrorKind}
 
 
 @dataclass(frozen=True, slots=True)
@@ -507,7 +520,7 @@ class Store:
             part = wanted[i : i + _IN_CHUNK]
             marks = ", ".join("?" * len(part))
             for r in self.conn.execute(
-                "SELECT c.* FROM checks c JOIN runs r ON r.id = c.run_id "
+                f"SELECT {_READ_C} FROM checks c JOIN runs r ON r.id = c.run_id "
                 f"WHERE c.url IN ({marks}) AND r.network_down = 0 AND c.reason != ? "
                 "ORDER BY c.checked_at, c.id",
                 (*part, UNCHECKED),
@@ -784,7 +797,7 @@ class Store:
     def last_check(self, url: str) -> tuple[FetchResult, PageMeta, datetime] | None:
         """The latest stored fetch of url from a run whose network was up."""
         r = self.conn.execute(
-            "SELECT c.* FROM checks c JOIN runs r ON r.id = c.run_id "
+            f"SELECT {_READ_C} FROM checks c JOIN runs r ON r.id = c.run_id "
             "WHERE c.url = ? AND r.network_down = 0 ORDER BY c.checked_at DESC, c.id DESC LIMIT 1",
             (url,),
         ).fetchone()
@@ -866,7 +879,7 @@ class Store:
                 status=info.status,
             )
         rows = self.conn.execute(
-            "SELECT * FROM checks WHERE run_id = ? ORDER BY id", (info.id,)
+            f"SELECT {_READ} FROM checks WHERE run_id = ? ORDER BY id", (info.id,)
         ).fetchall()
         if rows and all(r["position"] is not None for r in rows):
             rows.sort(key=lambda r: (r["position"], r["id"]))
@@ -898,47 +911,73 @@ class Store:
 
     def _stream(self, run_id: int, text_hash: bool, history: bool) -> LazyChecks:
         """The run's checks, read a batch at a time at each pass, each batch on a connection
-        opened and closed for it (a pass given up half-way holds no connection)."""
+        opened and closed for it (a pass given up half-way holds no connection). The order of
+        the checks (their ids) is read once, at the first pass. A `lean` pass leaves out the
+        strips of recent runs (report.html alone shows them; they cost the most to read)."""
         n = self.checked(run_id)
         location: Any = getattr(self, "url", None) or Path(self.path)
+        order: list[array[int]] = []
 
-        def checks() -> Iterator[Check]:
+        def ids() -> array[int]:
             from crawler.db import open_store
 
-            after = (-1, -1)
-            while True:
+            if not order:
                 store = open_store(location)
                 try:
-                    batch, after = store.check_batch(run_id, after, text_hash, history)
+                    order.append(store.check_ids(run_id))
                 finally:
                     store.close()
-                if not batch:
-                    return
+            return order[0]
+
+        def read(wanted: Sequence[int], strips: bool) -> Iterator[Check]:
+            from crawler.db import open_store
+
+            for i in range(0, len(wanted), BATCH):
+                store = open_store(location)
+                try:
+                    batch = store.checks_by_id(
+                        run_id, wanted[i : i + BATCH], text_hash, history, strips=strips
+                    )
+                finally:
+                    store.close()
                 yield from batch
 
-        return LazyChecks(checks, n)
+        def picked(indices: Sequence[int]) -> Iterator[Check]:
+            every = ids()
+            return read([every[i] for i in indices], True)
 
-    def check_batch(
+        return LazyChecks(lambda: read(ids(), True), n, lambda: read(ids(), False), picked)
+
+    def check_ids(self, run_id: int) -> array[int]:
+        """The ids of the run's checks in the links' order."""
+        rows = self.conn.execute(
+            "SELECT id FROM checks WHERE run_id = ? ORDER BY position, id", (run_id,)
+        )
+        return array("q", (int(r[0]) for r in rows))
+
+    def checks_by_id(
         self,
         run_id: int,
-        after: tuple[int, int],
+        ids: Sequence[int],
         text_hash: bool = True,
         history: bool = True,
-        size: int = BATCH,
-    ) -> tuple[list[Check], tuple[int, int]]:
-        """The run's next `size` checks in the links' order after (position, id) `after`,
-        with their strips of recent runs; and where the next batch starts."""
-        pos, last = after
-        rows = self.conn.execute(
-            "SELECT * FROM checks WHERE run_id = ? AND (position > ? OR "
-            "(position = ? AND id > ?)) ORDER BY position, id LIMIT ?",
-            (run_id, pos, pos, last, size),
-        ).fetchall()
-        if not rows:
-            return [], after
-        recent = self._recent_before(run_id, {r["url"] for r in rows}) if history else {}
-        batch = [_row_check(r, text_hash=text_hash, history=history, recent=recent) for r in rows]
-        return batch, (int(rows[-1]["position"]), int(rows[-1]["id"]))
+        strips: bool = True,
+    ) -> list[Check]:
+        """The checks of run_id with these ids, in this order; with `strips`, each with its
+        strip of recent runs."""
+        rows: dict[int, Any] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            part = tuple(ids[i : i + _IN_CHUNK])
+            for r in self.conn.execute(
+                f"SELECT {_READ} FROM checks WHERE id IN ({', '.join('?' * len(part))})", part
+            ):
+                rows[int(r["id"])] = r
+        recent = None
+        if history and strips:
+            recent = self._recent_before(run_id, {r["url"] for r in rows.values()})
+        return [
+            _row_check(rows[i], text_hash=text_hash, history=history, recent=recent) for i in ids
+        ]
 
     def _recent_before(self, run_id: int, urls: set[str]) -> dict[str, list[Recent]]:
         out: dict[str, list[Recent]] = {}
@@ -1106,6 +1145,18 @@ def _links_from_json(text: str) -> tuple[tuple[int, Link], ...]:
     )
 
 
+#: The columns _row_check reads, in its order.
+_READ_COLUMNS = (
+    "url", "source", "line", "section", "listed_title", "verdict", "reason", "detail",
+    "http_status", "final_url", "redirects", "error", "title", "summary", "page_kind", "notice",
+    "text_hash", "checked_at", "attempts", "elapsed_ms", "cached", "previous_verdict",
+    "previous_title", "since", "first_failed_at", "consecutive_failures", "truncated", "anchors",
+    "id", "position",
+)  # fmt: skip
+_READ = ", ".join(_READ_COLUMNS)
+_READ_C = ", ".join(f"c.{c}" for c in _READ_COLUMNS)
+
+
 def _row_check(
     r: sqlite3.Row,
     *,
@@ -1113,62 +1164,70 @@ def _row_check(
     history: bool = True,
     recent: Mapping[str, list[Recent]] | None = None,
 ) -> Check:
-    """A check from its row; with `recent` (a run's report), the URL's strip of recent runs."""
-    checked_at = _dt(r["checked_at"]) or datetime.now(UTC)
+    """A check from its row (the _READ_COLUMNS); with `recent` (a run's report), the URL's
+    strip of recent runs. The values many rows share are decoded once (_dt, _section)."""
+    (
+        url, source, line, section, listed_title, verdict, reason, detail,
+        http_status, final_url, redirects, error, title, summary, page_kind, notice,
+        hashed, checked, attempts, elapsed_ms, cached, previous_verdict,
+        previous_title, since, first_failed_at, consecutive_failures, truncated, anchors,
+        *_,
+    ) = r  # fmt: skip
+    checked_at = _dt(checked) or datetime.now(UTC)
     fetch = FetchResult(
-        url=r["url"],
-        final_url=r["final_url"] or r["url"],
-        status=r["http_status"],
-        hops=tuple(Hop(int(s), str(u)) for s, u in json.loads(r["redirects"])),
-        attempts=int(r["attempts"]),
-        elapsed_ms=int(r["elapsed_ms"]),
-        error=ErrorKind(r["error"]) if r["error"] else None,
+        url=url,
+        final_url=final_url or url,
+        status=http_status,
+        hops=()
+        if redirects == "[]"
+        else tuple(Hop(int(s), str(u)) for s, u in json.loads(redirects)),
+        attempts=int(attempts),
+        elapsed_ms=int(elapsed_ms),
+        error=_ERROR[error] if error else None,
         fetched_at=checked_at,
-        truncated=bool(r["truncated"]),
+        truncated=bool(truncated),
     )
     # A page was read exactly when its kind was stored; a failure without a body has no meta.
-    meta = (
-        PageMeta(
-            title=r["title"],
-            summary=r["summary"],
-            kind=PageKind(r["page_kind"]),
-            notice=r["notice"],
-            text_hash=r["text_hash"] if text_hash else None,
-            anchors=frozenset(json.loads(r["anchors"])) if r["anchors"] is not None else None,
+    meta = None
+    if page_kind:
+        meta = PageMeta(
+            title=title,
+            summary=summary,
+            kind=_KIND[page_kind],
+            notice=notice,
+            text_hash=hashed if text_hash else None,
+            anchors=frozenset(json.loads(anchors)) if anchors is not None else None,
         )
-        if r["page_kind"]
-        else None
-    )
-    verdict = Verdict(r["verdict"])
+    final = _VERDICT[verdict]
     hist = None
     if history:
         strip: tuple[Recent, ...] = ()
         if recent is not None:
-            strip = (*recent.get(r["url"], ()), (checked_at, verdict))[-RECENT_RUNS:]
+            strip = (*recent.get(url, ()), (checked_at, final))[-RECENT_RUNS:]
         hist = LinkHistory(
-            previous_verdict=Verdict(r["previous_verdict"]) if r["previous_verdict"] else None,
-            previous_title=r["previous_title"],
-            since=_dt(r["since"]),
-            first_failed_at=_dt(r["first_failed_at"]),
-            consecutive_failures=int(r["consecutive_failures"]),
+            previous_verdict=_VERDICT[previous_verdict] if previous_verdict else None,
+            previous_title=previous_title,
+            since=_dt(since),
+            first_failed_at=_dt(first_failed_at),
+            consecutive_failures=int(consecutive_failures),
             recent=strip,
         )
     return Check(
         link=Link(
-            url=r["url"],
-            line=int(r["line"]),
-            listed_title=r["listed_title"],
-            section=tuple(json.loads(r["section"])),
-            source=r["source"],
+            url=url,
+            line=int(line),
+            listed_title=listed_title,
+            section=_section(section),
+            source=source,
         ),
         fetch=fetch,
         meta=meta,
-        verdict=verdict,
-        reason=r["reason"],
-        detail=r["detail"],
+        verdict=final,
+        reason=reason,
+        detail=detail,
         checked_at=checked_at,
         history=hist,
-        cached=bool(r["cached"]),
+        cached=bool(cached),
     )
 
 

@@ -222,24 +222,48 @@ class Check:
 
 class LazyChecks(Sequence["Check"]):
     """A run's checks, read again (from the history) at every pass and never all in memory at
-    once: what the reports and enrich go through at any size."""
+    once: what the reports and enrich go through at any size.
 
-    __slots__ = ("_make", "_n", "_memo")
+    `lean()` is a cheaper pass for what does not show a link's strip of recent runs: its
+    checks' histories may lack `recent` (by default it is the full pass). `pick(indices)`
+    reads only the checks at those places (by default a pass that keeps them)."""
 
-    def __init__(self, make: Callable[[], Iterator[Check]], n: int) -> None:
+    __slots__ = ("_make", "_n", "_memo", "_lean", "_pick")
+
+    def __init__(
+        self,
+        make: Callable[[], Iterator[Check]],
+        n: int,
+        lean: Callable[[], Iterator[Check]] | None = None,
+        pick: Callable[[Sequence[int]], Iterator[Check]] | None = None,
+    ) -> None:
         self._make = make
         self._n = n
         self._memo: dict[str, Any] = {}
+        self._lean = lean or make
+        self._pick = pick or self._pass_picking
 
     def once(self, name: str, fn: Callable[[Iterable[Check]], T]) -> T:
-        """fn over the checks, computed in one pass the first time it is asked for (each pass
-        reads the whole run again: the reports ask for their counts several times)."""
+        """fn over the checks (a lean pass), computed the first time it is asked for (each
+        pass reads the whole run again: the reports ask for their counts several times)."""
         if name not in self._memo:
-            self._memo[name] = fn(self)
+            self._memo[name] = fn(_Pass(self._lean))
         return self._memo[name]  # type: ignore[no-any-return]
 
     def __iter__(self) -> Iterator[Check]:
         return self._make()
+
+    def lean(self) -> Iterator[Check]:
+        """A pass whose checks may lack their strips of recent runs (`history.recent`)."""
+        return self._lean()
+
+    def pick(self, indices: Sequence[int]) -> Iterator[Check]:
+        """The checks at these places (ascending), in full."""
+        return self._pick(indices)
+
+    def _pass_picking(self, indices: Sequence[int]) -> Iterator[Check]:
+        wanted = set(indices)
+        return (c for i, c in enumerate(self._make()) if i in wanted)
 
     def __len__(self) -> int:
         return self._n
@@ -256,7 +280,31 @@ class LazyChecks(Sequence["Check"]):
 
     def map(self, fn: Callable[[Check], Check]) -> LazyChecks:
         """These checks, each through fn, as lazily."""
-        return LazyChecks(lambda: map(fn, self._make()), self._n)
+        make, lean, pick = self._make, self._lean, self._pick
+        return LazyChecks(
+            lambda: map(fn, make()),
+            self._n,
+            lambda: map(fn, lean()),
+            lambda indices: map(fn, pick(indices)),
+        )
+
+
+class _Pass:
+    """One lean pass of LazyChecks as an iterable."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Iterator[Check]]) -> None:
+        self.make = make
+
+    def __iter__(self) -> Iterator[Check]:
+        return self.make()
+
+
+def lean(checks: Iterable[Check]) -> Iterable[Check]:
+    """The checks for a pass that does not show their strips of recent runs (cheaper when
+    they stream from the history)."""
+    return _Pass(checks.lean) if isinstance(checks, LazyChecks) else checks
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,13 +331,43 @@ class Run:
 
     def counts(self) -> dict[str, int]:
         """Number of checked URLs per verdict, every verdict present."""
+        return dict(self.tally().counts)
+
+    def tally(self) -> Tally:
+        """What the reports say of the run as a whole, counted in one pass (once, when the
+        checks stream from the history)."""
         if isinstance(self.checks, LazyChecks):
-            return dict(self.checks.once("counts", _counts))
-        return _counts(self.checks)
+            return self.checks.once("tally", Tally.of)
+        return Tally.of(self.checks)
 
 
-def _counts(checks: Iterable[Check]) -> dict[str, int]:
-    out = {v.value: 0 for v in Verdict if v is not Verdict.SKIPPED}
-    for c in checks:
-        out[c.verdict.value] = out.get(c.verdict.value, 0) + 1
-    return out
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """A run's checks counted: per verdict, by where their verdicts come from, by input."""
+
+    counts: Mapping[str, int]  # every verdict but skipped present, skipped when there is one
+    fetched: int  # checked this run
+    earlier: int  # verdicts that stand from an earlier run
+    never: int  # never checked (a budget ran out)
+    oldest: datetime | None  # the oldest of the earlier verdicts
+    sources: tuple[str, ...]  # the checks' inputs, each once, in order of appearance
+
+    @classmethod
+    def of(cls, checks: Iterable[Check]) -> Tally:
+        """The tally of checks."""
+        counts = {v.value: 0 for v in Verdict if v is not Verdict.SKIPPED}
+        fetched = earlier = never = 0
+        oldest = None
+        sources: dict[str, None] = {}
+        for c in checks:
+            v = c.verdict.value
+            counts[v] = counts.get(v, 0) + 1
+            sources[c.link.source] = None
+            if c.checked_this_run:
+                fetched += 1
+            elif c.never_checked:
+                never += 1
+            else:
+                earlier += 1
+                oldest = c.checked_at if oldest is None else min(oldest, c.checked_at)
+        return cls(counts, fetched, earlier, never, oldest, tuple(sources))

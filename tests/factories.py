@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from crawler.types import (
@@ -125,3 +128,78 @@ def make_totals(days_ago: float, network_down: bool = False, **counts: int) -> R
 def with_trend(run: Run, *totals: RunTotals) -> Run:
     """The run with earlier runs' totals, oldest first."""
     return replace(run, trend=tuple(totals))
+
+
+def _draw(url: str, run: int) -> int:
+    """0..999 for the URL's answer at run `run`: one draw for most runs, a tenth drawn again."""
+    if zlib.crc32(f"{run}:{url}".encode()) % 10 == 0:
+        return zlib.crc32(f"again {run}:{url}".encode()) % 1000
+    return zlib.crc32(url.encode()) % 1000
+
+
+def answer(
+    url: str, listed: str | None, run: int, at: datetime
+) -> tuple[FetchResult, PageMeta | None]:
+    """What a site might answer for url at run `run`, drawn from the URL's hash: mostly alive
+    with the listed title; a changed title, 404, 503, a timeout, a permanent redirect, 403."""
+    d = _draw(url, run)
+    n = zlib.crc32(url.encode())
+    title = listed or f"Page {n % 9973}"
+    summary = f"{title}: a summary of the page as its meta description gives it, " * 2
+    meta = PageMeta(title=title, summary=summary[:160], kind=PageKind.ARTICLE)
+
+    def result(status: int | None, **kw: Any) -> FetchResult:
+        final = kw.pop("final_url", url)
+        return FetchResult(url, final, status, elapsed_ms=20 + n % 400, fetched_at=at, **kw)
+
+    if d < 60:  # the page's title moved
+        return result(200), PageMeta(title=f"{title} (new edition {d})", kind=PageKind.ARTICLE)
+    if d < 100:
+        return result(404), PageMeta(title="404 Not Found", kind=PageKind.NOT_FOUND)
+    if d < 140:
+        return result(503, attempts=3), None
+    if d < 150:
+        return result(
+            None, error=ErrorKind.TIMEOUT, error_detail="read timed out", attempts=3
+        ), None
+    if d < 190:
+        moved = url.rstrip("/") + "/moved"
+        return result(200, final_url=moved, hops=(Hop(301, url),)), meta
+    if d < 230:
+        return result(403), PageMeta(title="Forbidden", kind=PageKind.OTHER)
+    return result(200), meta
+
+
+def write_history(
+    db: Path, links: Sequence[Link], sources: Sequence[str], runs: int, start: datetime = T0
+) -> None:
+    """`runs` runs of links, a day apart, written into a new history at db without the
+    network (answers drawn by `answer`), judged and written by the engine's own code."""
+    from crawler.engine import RunOptions, judge, plan_run, url_tasks
+    from crawler.history import ConfirmRule
+    from crawler.store import BATCH, Store
+
+    tasks = url_tasks(links)
+    store = Store.open(db)
+    try:
+        for run in range(runs):
+            now = start + timedelta(days=run)
+            run_id = plan_run(
+                store, tasks, started=now, sources=sources, digests={}, history=True,
+                options=RunOptions(),
+            )  # fmt: skip
+            for i in range(0, len(tasks), BATCH):
+                part = tasks[i : i + BATCH]
+                states = store.states(t.url for t in part)
+                done = []
+                for t in part:
+                    res, meta = answer(t.url, t.links[0][1].listed_title, run, now)
+                    state = states.get(t.url)
+                    done.append(
+                        judge(t, res, meta, state, accept=frozenset(), now=now, history=True,
+                              confirm=ConfirmRule())
+                    )  # fmt: skip
+                store.write_finished(run_id, done)
+            store.finish_run(run_id, now + timedelta(minutes=20), "complete")
+    finally:
+        store.close()

@@ -10,7 +10,7 @@ import pytest
 
 from crawler.config import FetchSettings
 from crawler.pipeline import check_links
-from crawler.report import FORMATS, render
+from crawler.report import FORMATS, junit, render, sarif
 from crawler.store import Store
 from crawler.types import Check, LazyChecks, Link, Run, Verdict
 from tests.factories import make_check, make_run, with_history
@@ -62,3 +62,38 @@ async def test_a_run_from_the_history_is_streamed_and_read_again_each_pass(
     assert [c.url for c in run.checks] == [k.url for k in links]
     assert [c.link for c in run.checks] == links  # the caller's own Link objects
     assert run.counts()["ok"] == 5 and len(run.checks) == 5
+
+
+def _sizeable_links() -> tuple[list[Link], list[str]]:
+    """1,500 links in three posts, sections that come back after others, URLs listed twice."""
+    links = []
+    sources = ["a.md", "b.md", "c.md"]
+    for i in range(1500):
+        source = sources[i * 3 // 1500]
+        section = (f"Part {i % 7 // 3}",) if i % 50 else ("Part 0", "aside")
+        url = f"https://h{i % 40}.example/p/{i % 1400}"  # the last 100 repeat earlier URLs
+        title = f"标题 {i % 1400}" if i % 9 == 0 else f"Title {i % 1400}"
+        links.append(Link(url, i + 1, title, section, source))
+    return links, sources
+
+
+def test_a_run_streamed_from_the_history_renders_as_read_into_memory(tmp_path: Path) -> None:
+    """Every format of a sizeable stored run (three runs of history: newly broken, recovered,
+    streaks, a trend; more checks than a batch) is the same streamed as read whole."""
+    from tests.factories import write_history
+
+    links, sources = _sizeable_links()
+    write_history(tmp_path / "h.sqlite", links, sources, runs=3)
+    store = Store.open(tmp_path / "h.sqlite")
+    whole = store.load_run()
+    streamed = store.load_run(stream=True)
+    store.close()
+    assert isinstance(streamed.checks, LazyChecks) and not isinstance(whole.checks, LazyChecks)
+    assert len(whole.checks) == 1500
+    assert any(c.newly_broken for c in whole.checks) and any(c.recovered for c in whole.checks)
+    assert len(whole.counts()) >= 6 and whole.trend
+    for fmt in sorted(FORMATS):
+        assert render(streamed, fmt) == render(whole, fmt), fmt
+    for fail_on in (("dead", "error"), ("changed",)):
+        for module in (junit, sarif):
+            assert module.render(streamed, fail_on) == module.render(whole, fail_on)

@@ -96,8 +96,10 @@ def write_reports(
         path = directory / name
         try:
             writer = WRITERS[fmt]
-            if fmt in ("junit", "sarif"):
-                writer = partial(writer, fail_on=fail_on)
+            if fmt == "junit":
+                writer = partial(junit.write, fail_on=fail_on)
+            elif fmt == "sarif":
+                writer = partial(sarif.write, fail_on=fail_on)
             write_atomic(path, partial(writer, run))
         except OSError as exc:
             raise CrawlerError(f"cannot write {path}: {exc.strerror or exc}") from exc

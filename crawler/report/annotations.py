@@ -11,7 +11,7 @@ import re
 from collections.abc import Collection, Iterator
 
 from crawler.config import DEFAULT_FAIL_ON
-from crawler.types import BROKEN, Run, Verdict
+from crawler.types import BROKEN, Run, Verdict, lean
 
 # Controls other than CR and LF (which are escaped): fetched text must not drive the log viewer.
 _CONTROLS = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -32,7 +32,7 @@ def lines(run: Run, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> Iterator[str]
     """The annotation lines of a run, in the order of its checks: an error for each link with
     a `fail_on` verdict (what fails the run), a warning for the other dead, error or changed
     links."""
-    for c in run.checks:
+    for c in lean(run.checks):
         if c.verdict.value in fail_on:
             command = "error"
         elif c.verdict in BROKEN or c.verdict is Verdict.CHANGED:

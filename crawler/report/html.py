@@ -26,7 +26,7 @@ from crawler import __version__
 from crawler.config import RECENT_RUNS, TREND_RUNS
 from crawler.report.notes import coverage_note, partial_note
 from crawler.sanitize import html_text, visible
-from crawler.types import BROKEN, Check, Run, Verdict
+from crawler.types import BROKEN, Check, LazyChecks, Run, Verdict, lean
 
 #: Verdicts worst first: the order of the legend, the filter and the verdict column's sort.
 SEVERITY: tuple[Verdict, ...] = (
@@ -454,9 +454,7 @@ class _Window:
         yield from self.strays
 
 
-def _sections(
-    run: Run, multi_source: bool
-) -> tuple[tuple[Section, ...], list[Check], list[Check]]:
+def _sections(run: Run, multi_source: bool) -> tuple[tuple[Section, ...], list[Check], list[Check]]:
     """The section tables, in the order the sections first appear, and the newly broken and
     recovered checks in the order their rows come in them. The run's checks are read in a
     pass or two and streamed into the tables as the template writes them: only the flagged
@@ -465,10 +463,10 @@ def _sections(
     stretch: dict[Key, tuple[int, int]] = {}  # key -> (start in the stream, checks in a row)
     stray_at: dict[int, Key] = {}
     counts: dict[Key, dict[Verdict, int]] = {}
-    flagged: dict[Key, list[Check]] = {}
+    flagged_at: dict[int, Key] = {}
     current: Key | None = None
     taken = 0
-    for i, c in enumerate(run.checks):
+    for i, c in enumerate(lean(run.checks)):
         key = (c.link.source if multi_source else "", c.link.section)
         if key == current:
             start, n = stretch[key]
@@ -485,12 +483,18 @@ def _sections(
         vc = counts.setdefault(key, {})
         vc[c.verdict] = vc.get(c.verdict, 0) + 1
         if c.newly_broken or c.recovered:
-            flagged.setdefault(key, []).append(c)
+            flagged_at[i] = key
+    # the few checks held, read again in full (their rows show their strips of recent runs)
     strays: dict[Key, list[Check]] = {}
-    if stray_at:
-        for i, c in enumerate(run.checks):
+    flagged: dict[Key, list[Check]] = {}
+    held = sorted(stray_at.keys() | flagged_at.keys())
+    if held:
+        picked = run.checks.pick(held) if isinstance(run.checks, LazyChecks) else None
+        for i, c in zip(held, picked or (run.checks[i] for i in held), strict=True):
             if i in stray_at:
                 strays.setdefault(stray_at[i], []).append(c)
+            if i in flagged_at:
+                flagged.setdefault(flagged_at[i], []).append(c)
     stream = _Stream(run.checks, set(stray_at))
     labels = {key: _section_label(key, multi_source) for key in order}
     sections = []
@@ -645,7 +649,7 @@ class Page:
 
 def page(run: Run) -> Page:
     """The view model of a run: cleaned, capped, grouped, ordered."""
-    multi = len(set(c.link.source for c in run.checks)) > 1
+    multi = len(run.tally().sources) > 1
     sections, newly, recovered = _sections(run, multi)
     labels = sections[0].rows.labels if sections else {}
     counts = run.counts()

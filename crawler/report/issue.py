@@ -9,7 +9,7 @@ from typing import TextIO
 from crawler.report.markdown import url_cell
 from crawler.report.notes import coverage_note, partial_note
 from crawler.sanitize import table_cell, visible
-from crawler.types import BROKEN, Check, Run, Verdict
+from crawler.types import BROKEN, Check, Run, Verdict, lean
 
 #: The verdicts listed, worst first (the others are counted in the summary line only).
 LISTED = (Verdict.DEAD, Verdict.ERROR)
@@ -39,7 +39,7 @@ def render(run: Run) -> str:
     counts = run.counts()
     by_post: dict[str, list[Check]] = {}
     total = 0
-    for c in run.checks:
+    for c in lean(run.checks):
         total += 1
         if c.verdict in BROKEN:
             by_post.setdefault(c.link.source or "-", []).append(c)

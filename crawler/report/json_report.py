@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import Any, TextIO
 
-from crawler.types import Check, Run
+from crawler.types import Check, Run, lean
 
 SCHEMA = 1
 
@@ -103,7 +103,7 @@ def write(run: Run, out: TextIO) -> None:
     paths: dict[tuple[str, ...], str] = {}  # the posts' sections are few: encode each once
     encode = _FLAT_ENCODER.encode
     buf: list[str] = []
-    for n, check in enumerate(run.checks):
+    for n, check in enumerate(lean(run.checks)):
         values = _values(check)
         flat = encode([values[i] for i in _FLAT])[1:-1].split("\x00")
         section = check.link.section

@@ -13,7 +13,7 @@ from collections.abc import Collection
 from typing import TextIO
 
 from crawler.config import DEFAULT_FAIL_ON
-from crawler.types import Check, Run, Verdict
+from crawler.types import Check, Run, Verdict, lean
 
 # Not allowed anywhere in an XML 1.0 document, not even as character references.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
@@ -50,7 +50,7 @@ def _case(suite: ET.Element, check: Check, fail_on: Collection[str]) -> None:
 def document(run: Run, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> ET.Element:
     """The report as an element tree; the verdicts in fail_on are failures."""
     by_source: dict[str, list[Check]] = {}
-    for c in run.checks:
+    for c in lean(run.checks):
         by_source.setdefault(c.link.source or "-", []).append(c)
     root = ET.Element("testsuites", name="link-crawler")
     totals = [0, 0, 0]

@@ -9,7 +9,7 @@ from typing import TextIO
 from crawler.advice import advice
 from crawler.report.notes import coverage_note, partial_note
 from crawler.sanitize import table_cell
-from crawler.types import Check, Run, Verdict
+from crawler.types import Check, Run, Verdict, lean
 
 #: Sections of the report, in the order a reader needs them.
 ORDER = (Verdict.DEAD, Verdict.CHANGED, Verdict.BLOCKED, Verdict.ERROR, Verdict.REDIRECTED)
@@ -75,7 +75,9 @@ def render(run: Run) -> str:
     out.append("")
     # one pass: the links that need attention (few), then the sections from them
     listed = frozenset(ORDER)
-    attention = [c for c in run.checks if c.verdict in listed or c.newly_broken or c.recovered]
+    attention = [
+        c for c in lean(run.checks) if c.verdict in listed or c.newly_broken or c.recovered
+    ]
     for title, picked in (
         ("Newly broken since the last run", [c for c in attention if c.newly_broken]),
         ("Recovered since the last run", [c for c in attention if c.recovered]),

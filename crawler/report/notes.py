@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from crawler.types import Check, LazyChecks, Run
+from crawler.types import Run
 
 
 def partial_note(run: Run) -> str | None:
@@ -27,22 +25,8 @@ def coverage_note(run: Run) -> str | None:
     """How much of the run's verdicts this run fetched, when not all (a budgeted run, or
     --max-age): how many come from earlier runs, from when, and how many links were never
     checked. None when this run fetched every link."""
-    if isinstance(run.checks, LazyChecks):
-        return run.checks.once("coverage", _coverage)
-    return _coverage(run.checks)
-
-
-def _coverage(checks: Iterable[Check]) -> str | None:
-    fetched = earlier = never = 0
-    oldest = None
-    for c in checks:
-        if c.checked_this_run:
-            fetched += 1
-        elif c.never_checked:
-            never += 1
-        else:
-            earlier += 1
-            oldest = c.checked_at if oldest is None else min(oldest, c.checked_at)
+    t = run.tally()
+    fetched, earlier, never, oldest = t.fetched, t.earlier, t.never, t.oldest
     if not earlier and not never:
         return None
     if not fetched and not never:
@@ -68,9 +52,8 @@ def _n(n: int, one: str, many: str) -> str:
 
 def budget_line(run: Run) -> str:
     """The terminal's line after a budgeted run: what it fetched, or that nothing was due."""
-    fetched = sum(c.checked_this_run for c in run.checks)
-    never = sum(c.never_checked for c in run.checks)
-    earlier = len(run.checks) - fetched - never
+    t = run.tally()
+    fetched, never, earlier = t.fetched, t.never, t.earlier
     if not fetched and not never:
         return (
             f"nothing is due: all {earlier} references were checked within recheck_after; "

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from crawler import __version__
 from crawler.config import DEFAULT_FAIL_ON
-from crawler.types import Check, Run, Verdict
+from crawler.types import Check, Run, Verdict, lean
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/link-crawler"
@@ -103,7 +103,7 @@ def document(run: Run, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> dict[str, 
                         "rules": rules,
                     }
                 },
-                "results": [_result(c, levels) for c in run.checks if c.verdict in RULES],
+                "results": [_result(c, levels) for c in lean(run.checks) if c.verdict in RULES],
                 "invocations": [
                     {
                         "executionSuccessful": not run.network_down,
