@@ -106,14 +106,16 @@ def aiohttp_transport(
 
     transport = _written_transport()
     if proxy is None or proxy.auth is None:
-        return transport(client=session, proxy=proxy, limits=limits)
+        # verify: the context made above (the transport would load the CA bundle again)
+        return transport(client=session, proxy=proxy, limits=limits, verify=ssl_context)
     # Credentials go as a header of our own: httpx-aiohttp would hand them to aiohttp's
     # deprecated BasicAuth. aiohttp sends proxy headers with the CONNECT of an https URL; an http
     # URL carries them itself (_ProxyCredentials).
     token = base64.b64encode(f"{proxy.auth[0]}:{proxy.auth[1]}".encode()).decode("ascii")
     value = f"Basic {token}"
     bare = httpx.Proxy(proxy.url, headers={**proxy.headers, "Proxy-Authorization": value})
-    return _ProxyCredentials(transport(client=session, proxy=bare, limits=limits), value)
+    inner = transport(client=session, proxy=bare, limits=limits, verify=ssl_context)
+    return _ProxyCredentials(inner, value)
 
 
 #: The URL of the request the transport is sending, as httpx wrote it.
