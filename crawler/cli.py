@@ -1,9 +1,9 @@
 """Command line: the only module that prints or exits. Each command reads its options (declared
 in crawler.options) and calls one function of the stage that does the work.
 
-Exit codes: 0 no broken link, 1 the tool failed, 2 usage error (click), 3 links with a
---fail-on verdict found (default: dead), 4 the network was down (nothing judged), 130
-interrupted.
+Exit codes: 0 no broken link, 1 the tool failed (a bad value too, from any source), 2 usage
+error (the command line does not parse), 3 links with a --fail-on verdict found (default: dead),
+4 the network was down (nothing judged), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from crawler.options import (
     worker_options,
 )
 from crawler.sanitize import terminal as safe
+from crawler.settings import refusals
 from crawler.start import EXIT_INTERRUPTED, EXIT_OK, ToolError, finish
 from crawler.terminal import Progress, check_lines, summary_lines, use_colour
 from crawler.types import Run
@@ -51,12 +52,21 @@ EXIT_NETWORK_DOWN = 4
 
 
 class _Group(click.Group):
-    """Turns the tool's own errors into one line and their exit code, never a traceback: the
-    one place a CrawlerError becomes an exit code."""
+    """Turns the tool's own errors and the values click refused into one line and their exit
+    code, never a traceback: the one place a CrawlerError becomes an exit code."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        ctx: click.Context = self._one_line(super().make_context, *args, **kwargs)
+        return ctx  # (the options given before the command)
 
     def invoke(self, ctx: click.Context) -> Any:
+        return self._one_line(super().invoke, ctx)
+
+    @staticmethod
+    def _one_line(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            with refusals():
+                return call(*args, **kwargs)
         except CrawlerError as exc:
             raise ToolError(str(exc), exc.exit_code) from exc
 

@@ -2,7 +2,8 @@
 
 One validator per kind of value, used for every source: a value is accepted or refused, with
 the same words, wherever it comes from, and a refusal is one line naming the source (the flag,
-the environment variable, or the file and its key) with exit code 1. A TOML value must have the
+the environment variable, or the file and its key) with exit code 1; `refusals` makes such a
+line of a value refused by a type of click's own too. A TOML value must have the
 right type (`retries = 2.5` and `workers = true` are refused, not rounded); a flag or an
 environment variable is text and is parsed.
 """
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
@@ -43,26 +45,33 @@ def source_label(param: click.Parameter | None, ctx: click.Context | None) -> st
         return f"{fc.path if fc else 'configuration file'}: {file_key(param.name)}"
     if source is click.core.ParameterSource.DEFAULT:
         return f"default of {file_key(param.name)}"
-    opts = getattr(param, "opts", None) or [param.name]
-    return str(max(opts, key=len))
+    if isinstance(param, click.Argument):
+        return param.human_readable_name
+    return str(max(param.opts, key=len))
 
 
-class NamesItsSource(click.ParamType):  # type: ignore[type-arg]
-    """A value type written for click: a bad flag stays click's usage error (exit 2), but a bad
-    value from an environment variable or the configuration file is refused as Setting refuses
-    one, one line naming that source (exit 1): the user typed no flag."""
+def refused(exc: click.BadParameter) -> ConfigError:
+    """A value click refused (by a type or a check of click's own, or one written for click),
+    refused as Setting refuses one: one line naming where the value came from."""
+    if exc.param is not None:
+        where = source_label(exc.param, exc.ctx)
+    elif isinstance(exc.param_hint, str):
+        where = exc.param_hint
+    else:
+        where = " / ".join(exc.param_hint or ["setting"])
+    return ConfigError(f"{where}: {exc.message}")
 
-    def fail(
-        self, message: str, param: click.Parameter | None = None, ctx: click.Context | None = None
-    ) -> NoReturn:
-        if param is not None and ctx is not None and param.name is not None:
-            source = ctx.get_parameter_source(param.name)
-            if source in (
-                click.core.ParameterSource.ENVIRONMENT,
-                click.core.ParameterSource.DEFAULT_MAP,
-            ):
-                raise ConfigError(f"{source_label(param, ctx)}: {message}")
-        super().fail(message, param, ctx)
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Within: a value click refused raises `refused` of it; a missing value stays click's
+    usage error (exit 2)."""
+    try:
+        yield
+    except click.MissingParameter:
+        raise
+    except click.BadParameter as exc:
+        raise refused(exc) from None
 
 
 class Setting(click.ParamType):  # type: ignore[type-arg]

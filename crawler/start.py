@@ -56,6 +56,10 @@ def finish(invoke: Callable[[], Any]) -> NoReturn:
         ToolError(str(exc), exc.exit_code).show()
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
+        if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+            from crawler.settings import refused  # a value: one line, as crawler.cli says it
+
+            exc = ToolError(str(refused(exc)), EXIT_TOOL)
         exc.show()
         sys.exit(exc.exit_code)
     except BrokenPipeError:

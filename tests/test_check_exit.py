@@ -76,9 +76,9 @@ def test_fail_on_dead_only_ignores_changed(tmp_path: Path, server: LocalServer) 
     assert code == 0, out
 
 
-def test_an_unknown_verdict_is_a_usage_error(tmp_path: Path, server: LocalServer) -> None:
+def test_an_unknown_verdict_is_one_line(tmp_path: Path, server: LocalServer) -> None:
     code, out = check(tmp_path, entry(server, "/status/404"), "--fail-on", "dead,gone")
-    assert code == 2
+    assert code == 1
     assert "'gone' is not a verdict that can fail a run" in out
 
 

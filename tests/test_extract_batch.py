@@ -135,7 +135,7 @@ def test_crawler_extract_starts_without_the_rest_of_the_command_line(tmp_path: P
     ("args", "code", "message"),
     [
         (["extract"], 2, "Error: Missing argument 'PAGES...'."),
-        (["extract", "-j", "x", "p.html"], 2, "Error: Invalid value for '-j' / '--jobs'"),
+        (["extract", "-j", "x", "p.html"], 1, "Error: --jobs: 'x' is not a valid integer range"),
         (["extract", "missing.html"], 1, None),  # the page's own error line, exit 1
     ],
 )

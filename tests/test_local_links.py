@@ -181,7 +181,7 @@ def test_remap_from_the_config_file_and_bad_rules(
     assert "remap" in r.output and "Traceback" not in r.output
     (tmp_path / "crawler.toml").unlink()
     r = CliRunner().invoke(cli, ["links", str(post), "--remap", "lonely"])
-    assert r.exit_code == 2 and "REGEX REPLACEMENT" in r.output
+    assert r.exit_code == 1 and "REGEX REPLACEMENT" in r.output
 
 
 def test_header_goes_to_every_host_and_host_rules_win(
@@ -207,7 +207,7 @@ def test_header_goes_to_every_host_and_host_rules_win(
     assert seen["/echo?b"]["x-token"] == "host-own"
     assert seen["/echo?b"]["authorization"] == "Bearer abc"
     bad = CliRunner().invoke(cli, ["check", str(post), "--header", "no colon"])
-    assert bad.exit_code == 2 and "Name: value" in bad.output
+    assert bad.exit_code == 1 and "Name: value" in bad.output
 
 
 def test_max_redirects(tmp_path: Path, server: LocalServer) -> None:

@@ -107,7 +107,7 @@ def test_report_run_0_and_a_missing_run(tmp_path: Path, server: LocalServer) -> 
     post = one_link_post(tmp_path, server)
     assert invoke("check", str(post), "--report-dir", str(tmp_path / "r"), *FAST).exit_code == 0
     r = invoke("report", "--run", "0", "--report-dir", str(tmp_path / "r0"))
-    assert r.exit_code == 2
+    assert r.exit_code == 1
     assert "no runs" not in r.output and "--run" in r.output
     r = invoke("report", "--run", "7", "--report-dir", str(tmp_path / "r7"))
     assert r.exit_code == 1
@@ -136,4 +136,4 @@ def test_report_format(tmp_path: Path, server: LocalServer) -> None:
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "some").iterdir()) == ["report.json", "report.md"]
     r = invoke("report", "--format", "pdf", "--report-dir", str(tmp_path / "bad"))
-    assert r.exit_code == 2 and "pdf" in r.output
+    assert r.exit_code == 1 and "pdf" in r.output
