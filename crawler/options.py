@@ -626,18 +626,17 @@ def effective_config(ctx: click.Context, command: click.Command) -> str:
     return render_config(entries, fc, secret=("header",))
 
 
+def run_option(help: str) -> Callable[[F], F]:
+    """--run: a run of the history by its id (report's and worker's)."""
+    return click.option("--run", "run_id", type=click.IntRange(min=1), default=None, help=help)
+
+
 def report_options(fn: F) -> F:
     """Every option of `crawler report`, in --help's order."""
     return stack(
         fn,
         common_options,
-        click.option(
-            "--run",
-            "run_id",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Run id, from 1 (default: the latest).",
-        ),
+        run_option("Run id, from 1 (default: the latest)."),
         report_dir_option,
         format_option,
         db_option,
@@ -667,13 +666,7 @@ def worker_options(fn: F) -> F:
     return stack(
         fn,
         common_options,
-        click.option(
-            "--run",
-            "run_id",
-            type=int,
-            default=None,
-            help="The run to work on (default: every open run).",
-        ),
+        run_option("The run to work on (default: every open run)."),
         click.option(
             "--once", is_flag=True, help="Without --run: stop when no run is left open (else wait)."
         ),

@@ -50,6 +50,7 @@ def _one_line(r: Result, code: int, start: str, words: str) -> None:
         (["runs", "--limit", "0"], "--limit", "not in the range"),
         (["extract", "-j", "99", "saved.html"], "--jobs", "not in the range"),
         (["worker", "--run", "x"], "--run", "'x' is not a valid integer"),
+        (["worker", "--run", "0"], "--run", "not in the range"),  # report's --run, shared
         (["enrich", "p.md", "--archive-before", "May"], "--archive-before", "'May'"),
         (["enrich", "."], "POST", "is a directory"),
         # the settings' own types (one line, exit 1 already)
