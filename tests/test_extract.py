@@ -628,3 +628,31 @@ def test_json_ld_nested_deeper_than_the_json_parser_goes_is_skipped() -> None:
     meta = extract_meta(page)
     assert meta.title == "Deep data"
     assert meta.summary and meta.summary.startswith("A paragraph long enough")
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"),
+    [
+        ('<main id="m">m</main><article id="a">a</article>', "a"),  # by selector, not by place
+        ('<main><article id="a"><div itemprop="articleBody" id="b">x</div></article></main>', "b"),
+        ('<div role="main" id="r">r</div><main id="m">m</main>', "m"),
+        ('<div role="main" id="r">r</div><div role="main" id="s">s</div>', "r"),
+        ('<div itemprop="articlebody" id="x">no</div><div role="MAIN" id="y">no</div>', None),
+        ("<p>nothing of the kind</p>", None),
+    ],
+)
+def test_the_main_container_is_the_first_match_of_the_first_selector_that_matches(
+    page: str, expected: str | None
+) -> None:
+    """main_container finds CONTAINERS in one walk of the tree; it picks what one css_first
+    per selector, in order, picks."""
+    from crawler.extract.page import Page
+    from crawler.extract.summary import CONTAINERS, main_container
+
+    parsed = Page(page, page.encode(), None)
+    node = main_container(parsed, None)
+    assert (node.attributes.get("id") if node is not None else None) == expected
+    one_by_one = next(
+        (n for n in (parsed.tree.css_first(sel) for sel in CONTAINERS) if n is not None), None
+    )
+    assert (one_by_one.attributes.get("id") if one_by_one is not None else None) == expected
