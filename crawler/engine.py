@@ -476,36 +476,6 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
-class _ReadOnce:
-    """Reads each response once: in the retry predicate, kept for the caller."""
-
-    def __init__(
-        self,
-        with_hash: bool,
-        anchors_for: frozenset[str] = frozenset(),
-        retry_anti_robot: bool = True,
-    ) -> None:
-        self.with_hash = with_hash
-        self.anchors_for = anchors_for
-        self.retry_anti_robot = retry_anti_robot
-        self.kept: dict[int, tuple[bytes, PageMeta | None]] = {}
-
-    def should_retry(self, r: FetchResult) -> bool:
-        meta = read_page(r, self.with_hash, self.anchors_for)
-        if self.retry_anti_robot and reads_as_anti_robot(r, meta):
-            return True
-        if r.body is not None:
-            self.kept[id(r.body)] = (r.body, meta)
-        return False
-
-    def take(self, r: FetchResult) -> PageMeta | None:
-        if r.body is not None:
-            hit = self.kept.pop(id(r.body), None)
-            if hit is not None and hit[0] is r.body:
-                return hit[1]
-        return read_page(r, self.with_hash, self.anchors_for)
-
-
 class Worker:
     """One asyncio loop working one run: leases hosts, checks their URLs, writes, releases.
 
@@ -574,19 +544,17 @@ class Worker:
         given back, and CancelledError goes on to the caller. A second cancellation stops the
         wait at once.
         """
-        # A verification page is asked again by the pace after a cool-down, not retried at once.
-        once = _ReadOnce(
-            with_hash=self.history, anchors_for=self.anchors_for, retry_anti_robot=False
-        )
+        # A verification page is asked again by the pace after a cool-down, not retried at once:
+        # the Fetcher needs no reading of the page, which is read once the host's place is back.
         unpaced = _unpaced(self.settings)
-        async with Fetcher(unpaced, should_retry=once.should_retry, sleep=self._retry_sleep) as f:
+        async with Fetcher(unpaced, sleep=self._retry_sleep) as f:
             self._fetcher = f
             keeper = asyncio.create_task(self._keep_leases())
             flusher = asyncio.create_task(self._flush_periodically())
             active: dict[asyncio.Task[None], str] = {}
             try:
                 while True:
-                    self._lease_more(active, f, once)
+                    self._lease_more(active, f)
                     if not active:
                         if (
                             self.store.open_hosts(self.run_id) == 0
@@ -641,9 +609,7 @@ class Worker:
         for task in done:
             self._host_done(active, task)
 
-    def _lease_more(
-        self, active: dict[asyncio.Task[None], str], fetcher: Fetcher, once: _ReadOnce
-    ) -> None:
+    def _lease_more(self, active: dict[asyncio.Task[None], str], fetcher: Fetcher) -> None:
         # Hosts held up to the worker's capacity by their limits; then a few more per call
         # while fewer than half its slots are on the wire: hosts that wait out their interval
         # leave slots idle (a politeness-bound list), and a worker that is busy leaves the
@@ -668,7 +634,7 @@ class Worker:
             # time at a high limit would reopen them all at every host) and a slow host does
             # not hold the whole worker.
             self._held[host] = min(self._host_limit(host), len(tasks), HOST_SHARE)
-            work = asyncio.create_task(self._work_host(tasks, fetcher, once))
+            work = asyncio.create_task(self._work_host(tasks, fetcher))
             active[work] = host
 
     def _pace_for(self, host: str) -> PaceController:
@@ -696,7 +662,7 @@ class Worker:
         await self.sleep(seconds)
         await slot.take()
 
-    async def _work_host(self, tasks: list[UrlTask], fetcher: Fetcher, once: _ReadOnce) -> None:
+    async def _work_host(self, tasks: list[UrlTask], fetcher: Fetcher) -> None:
         """Check a host's URLs at its learned pace: each URL starts when the pace lets one more
         request be in flight; a URL answered by a verification page goes back to the front of
         the queue after a cool-down, and is judged blocked only if it stays so."""
@@ -718,7 +684,7 @@ class Worker:
                 result = await fetcher.fetch(task.url)
             finally:
                 await slot.give_back()  # before reading the page: the request is over
-            meta = once.take(result)
+            meta = read_page(result, self.history, self.anchors_for)
             outcome = pace_outcome(result, meta)
             blame = paced.pace.record(outcome, slot.started, slot.inflight, task.url)
             if outcome is not Outcome.CLEAN:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -340,3 +341,29 @@ def test_a_probe_above_a_kept_pace_learns_no_more_than_the_server_allows(
     _check_mixed(post, tmp_path / "r2", db, blocked, 8)
     assert guarded.peak <= LIMIT
     assert guarded.over == 0
+
+
+def test_a_page_is_read_after_its_request_gave_its_host_place_back(
+    guarded: Guarded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reading a page is the worker's CPU, not the host's time: done while the request held its
+    # place, a busy worker kept the host under its pace (the Fetcher's retry predicate read
+    # every page, to keep what it read, though the engine never retries a page for what it says).
+    held: list[bool] = []
+    read_page = engine.read_page
+
+    def watched(*args: Any, **kw: Any) -> Any:
+        slot = engine._SLOT.get()  # noqa: SLF001 - the engine's own record of the place
+        held.append(slot is not None and slot.held)
+        return read_page(*args, **kw)
+
+    monkeypatch.setattr(engine, "read_page", watched)
+    post = tmp_path / "post.md"
+    urls = [f"http://127.0.0.1:{guarded.port}/p/{i}" for i in range(6)]
+    post.write_text("\n\n".join(f"- [Page {i}]({u})" for i, u in enumerate(urls)) + "\n")
+    verdicts = _verdicts(
+        post, tmp_path / "r", tmp_path / "h.sqlite", "--host-interval", "0", "--retries", "2"
+    )
+    assert set(verdicts.values()) == {"ok"}
+    assert len(held) == len(urls)  # each page read once
+    assert not any(held)
