@@ -35,14 +35,25 @@ from farm import page_meta, render_page  # noqa: E402
 from run import write_post  # noqa: E402
 
 
-def _rss_mb() -> tuple[float, float]:
-    """(current, peak) resident set size of this process, MB."""
-    now = 0.0
+def _rss_mb() -> tuple[float, float, float]:
+    """(current, peak, peak since the last _reset_peak) resident set size of this process, MB."""
+    now = hwm = 0.0
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 now = int(line.split()[1]) / 1024
-    return now, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) / 1024
+    return now, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, hwm
+
+
+def _reset_peak() -> None:
+    """Start VmHWM (the peak RSS /proc reports) again from the current RSS (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 def fake_fetcher(extract: bool) -> type[Any]:
@@ -105,17 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extract", action="store_true", help="extract the farm's pages for real")
     ap.add_argument("--no-history", action="store_true", help="run without the SQLite history")
     ap.add_argument("--trace", action="store_true", help="tracemalloc: what is live at the end")
+    ap.add_argument("--formats", default="json,md,html,issue", help="the reports written")
     a = ap.parse_args(argv)
 
     if a.trace:
         import tracemalloc
 
         tracemalloc.start(1)
-    stages: list[tuple[str, float, float, float]] = []
+    stages: list[tuple[str, float, float, float, float]] = []
 
     def stage(name: str, since: float) -> float:
         now = time.process_time()
         stages.append((name, now - since, *_rss_mb()))
+        _reset_peak()  # the next stage's own peak
         return now
 
     t = time.process_time()
@@ -150,13 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.trace:
         gc.collect()
         snap = tracemalloc.take_snapshot()
-    write_reports(run, work, ["json", "md", "html", "issue"])
+    write_reports(run, work, a.formats.split(","))
     stage("reports", t)
 
     print(f"{a.links:,} links over {a.hosts} hosts ({work})")
-    print(f"{'stage':<26} {'cpu s':>7} {'rss MB':>8} {'peak MB':>8}")
-    for name, cpu, now, peak in stages:
-        print(f"{name:<26} {cpu:7.3f} {now:8.1f} {peak:8.1f}")
+    print(f"{'stage':<26} {'cpu s':>7} {'rss MB':>8} {'stage peak':>10} {'peak MB':>8}")
+    for name, cpu, now, peak, own in stages:
+        print(f"{name:<26} {cpu:7.3f} {now:8.1f} {own:10.1f} {peak:8.1f}")
     if a.trace:
         stats = snap.statistics("lineno")
         total = sum(s.size for s in stats)

@@ -11,9 +11,11 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -108,9 +110,10 @@ async def check_links(
     """Check every distinct URL once, judge each occurrence, record it; return the Run as the
     store has it.
 
-    Without a `store` the run is kept in a scratch store (in memory, or a temporary file for
-    worker processes) and no history is read or written. `settings.workers` asks for worker
-    processes (plan_workers); `sleep` and `clock` reach only the in-process worker.
+    Without a `store` the run is kept in a scratch store (a temporary file, which the run's
+    checks keep as long as they are read) and no history is read or written.
+    `settings.workers` asks for worker processes (plan_workers); `sleep` and `clock` reach
+    only the in-process worker.
     """
     from crawler.engine import _utcnow
 
@@ -138,12 +141,12 @@ async def check_links(
         )
     with contextlib.ExitStack() as stack:
         history = store is not None
+        scratch = None
         if store is None:
-            path = ":memory:"
-            if n > 1:
-                scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="crawler-run-"))
-                path = str(Path(scratch) / "run.sqlite")
-            store = Store.open(path)
+            # A file, not memory: worker processes share it, and the reports stream from it
+            # (the directory goes when the run's checks do).
+            scratch = _Scratch()
+            store = Store.open(Path(scratch.name) / "run.sqlite")
             stack.callback(store.close)
         run_id = plan_run(
             store,
@@ -179,9 +182,11 @@ async def check_links(
             cancelled = True  # the caller gets what was checked, to report it as partial
         finally:
             store.finish_run(run_id, clock(), status)
-        # A history's run is read back as the reports go (flat memory); a scratch store's
-        # now, before it is closed.
-        run = store.load_run(run_id, text_hash=False, stream=history)
+        # The run is read back as the reports go (flat memory), from the history or the
+        # scratch store, which its checks keep.
+        run = store.load_run(run_id, text_hash=False, stream=True)
+        if scratch is not None and isinstance(run.checks, LazyChecks):
+            run = replace(run, checks=run.checks.keeping(scratch))
         if len(run.checks) == len(links):
             # The checks carry the caller's own Link objects (fragments.apply matches by id).
             run = replace(run, checks=_with_links(run.checks, links))
@@ -190,6 +195,14 @@ async def check_links(
         if cancelled:
             raise RunStopped(run)
         return run
+
+
+class _Scratch:
+    """A temporary directory, removed when this object goes (a run's checks hold it)."""
+
+    def __init__(self) -> None:
+        self.name = tempfile.mkdtemp(prefix="crawler-run-")
+        weakref.finalize(self, shutil.rmtree, self.name, ignore_errors=True)
 
 
 def _with_links(checks: Sequence[Check], links: Sequence[Link]) -> Sequence[Check]:

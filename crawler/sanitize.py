@@ -14,6 +14,10 @@ surrogates (undecodable bytes) made U+FFFD. Then each destination adds what it n
   lands (a line of its own, after a bare URL, or a link's text);
 - `html_text`: report.html, whose Jinja template autoescapes every value (markup is escaped there,
   not here).
+
+Two destinations keep the text's lines, escaped as their readers unescape them:
+- `workflow_message`, `workflow_property`: a GitHub Actions workflow command (`::error …`);
+- `xml_text`: report.junit.xml, whose ElementTree escapes markup.
 """
 
 from __future__ import annotations
@@ -135,3 +139,29 @@ def markdown_text(
         if m is not None:
             s = s[: m.end()] + "\\" + s[m.end() :] if m.group()[0].isdigit() else "\\" + s
     return s
+
+
+# Controls other than CR and LF (which are escaped): fetched text must not drive the log viewer.
+_COMMAND_CONTROLS = re.compile("[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def workflow_message(text: str) -> str:
+    """Text for a workflow command's message, escaped as GitHub's runner unescapes it: `%`, CR
+    and LF; other controls dropped."""
+    s = _COMMAND_CONTROLS.sub("", text)
+    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def workflow_property(text: str) -> str:
+    """Text for a workflow command's property value: as a message, and `:` and `,`."""
+    return workflow_message(text).replace(":", "%3A").replace(",", "%2C")
+
+
+# Not allowed anywhere in an XML 1.0 document, not even as character references.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def xml_text(text: str | None) -> str:
+    """Text for an XML 1.0 document (its markup is the serialiser's to escape): the characters
+    XML cannot carry dropped."""
+    return _NOT_XML.sub("", text or "")

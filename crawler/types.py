@@ -226,9 +226,10 @@ class LazyChecks(Sequence["Check"]):
 
     `lean()` is a cheaper pass for what does not show a link's strip of recent runs: its
     checks' histories may lack `recent` (by default it is the full pass). `pick(indices)`
-    reads only the checks at those places (by default a pass that keeps them)."""
+    reads only the checks at those places (by default a pass that keeps them). `keep` is
+    what must live as long as they do (a scratch store's temporary directory)."""
 
-    __slots__ = ("_make", "_n", "_memo", "_lean", "_pick")
+    __slots__ = ("_make", "_n", "_memo", "_lean", "_pick", "_keep")
 
     def __init__(
         self,
@@ -236,7 +237,9 @@ class LazyChecks(Sequence["Check"]):
         n: int,
         lean: Callable[[], Iterator[Check]] | None = None,
         pick: Callable[[Sequence[int]], Iterator[Check]] | None = None,
+        keep: object = None,
     ) -> None:
+        self._keep = keep
         self._make = make
         self._n = n
         self._memo: dict[str, Any] = {}
@@ -278,6 +281,10 @@ class LazyChecks(Sequence["Check"]):
     def __getitem__(self, i: int | slice) -> Check | Sequence[Check]:
         return tuple(self)[i]  # a whole pass: for the odd caller that indexes
 
+    def keeping(self, keep: object) -> LazyChecks:
+        """These checks, keeping `keep` alive as long as they are."""
+        return LazyChecks(self._make, self._n, self._lean, self._pick, keep=(self._keep, keep))
+
     def map(self, fn: Callable[[Check], Check]) -> LazyChecks:
         """These checks, each through fn, as lazily."""
         make, lean, pick = self._make, self._lean, self._pick
@@ -286,6 +293,7 @@ class LazyChecks(Sequence["Check"]):
             self._n,
             lambda: map(fn, lean()),
             lambda indices: map(fn, pick(indices)),
+            keep=self,
         )
 
 
@@ -351,6 +359,8 @@ class Tally:
     never: int  # never checked (a budget ran out)
     oldest: datetime | None  # the oldest of the earlier verdicts
     sources: tuple[str, ...]  # the checks' inputs, each once, in order of appearance
+    by_source: Mapping[str, Mapping[str, int]]  # input -> verdict -> checks (those present)
+    grouped: bool  # each input's checks come in one stretch
 
     @classmethod
     def of(cls, checks: Iterable[Check]) -> Tally:
@@ -358,11 +368,19 @@ class Tally:
         counts = {v.value: 0 for v in Verdict if v is not Verdict.SKIPPED}
         fetched = earlier = never = 0
         oldest = None
-        sources: dict[str, None] = {}
+        by_source: dict[str, dict[str, int]] = {}
+        grouped = True
+        source: str | None = None
+        here: dict[str, int] = {}
         for c in checks:
             v = c.verdict.value
             counts[v] = counts.get(v, 0) + 1
-            sources[c.link.source] = None
+            if c.link.source != source:
+                source = c.link.source
+                if source in by_source:
+                    grouped = False
+                here = by_source.setdefault(source, {})
+            here[v] = here.get(v, 0) + 1
             if c.checked_this_run:
                 fetched += 1
             elif c.never_checked:
@@ -370,4 +388,4 @@ class Tally:
             else:
                 earlier += 1
                 oldest = c.checked_at if oldest is None else min(oldest, c.checked_at)
-        return cls(counts, fetched, earlier, never, oldest, tuple(sources))
+        return cls(counts, fetched, earlier, never, oldest, tuple(by_source), by_source, grouped)

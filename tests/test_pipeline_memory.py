@@ -115,22 +115,23 @@ async def test_a_run_is_what_the_stages_and_the_history_rules_give(
     store.close()
 
 
-def _peak_mb(links: int) -> float:
+def _peak_mb(links: int, *args: str, reports: bool = False) -> float:
     """Peak RSS (MB) of bench/stages.py checking `links` links (no network: its fake fetcher)
-    and writing the json, md, html and issue reports, in a process of its own."""
+    and writing the json, md, html and issue reports (or those `args` say), in a process of
+    its own; with `reports`, the peak while the reports were written."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run(
         [sys.executable, str(root / "bench" / "stages.py"), "--links", str(links)]
-        + ["--hosts", "500"],
+        + ["--hosts", "500", *args],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     [line] = [ln for ln in out.splitlines() if ln.startswith("reports")]
-    return float(line.split()[-1])
+    return float(line.split()[-2 if reports else -1])
 
 
 @pytest.mark.slow
@@ -139,4 +140,13 @@ def test_memory_stays_flat_as_the_run_grows() -> None:
     (the links of the post itself, ~0.5 KB each), where holding the run's checks cost ~3.5 KB
     a link (133 MB at 25,000 links, 412 MB at 100,000, before)."""
     small, big = _peak_mb(5_000), _peak_mb(40_000)
+    assert big - small < 35_000 * 1.2 / 1024, (small, big)
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_without_the_history_in_every_format() -> None:
+    """--no-history keeps the run in a scratch file the reports stream from, and report.junit.xml
+    is written a testcase at a time: no format holds every check."""
+    args = ("--no-history", "--formats", "json,md,html,junit,sarif,issue")
+    small, big = _peak_mb(5_000, *args, reports=True), _peak_mb(40_000, *args, reports=True)
     assert big - small < 35_000 * 1.2 / 1024, (small, big)

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 from crawler.cli import cli
 from crawler.report import junit, sarif
-from crawler.report.annotations import escape_data, escape_property, lines
+from crawler.report.annotations import lines
+from crawler.sanitize import workflow_message, workflow_property
 from crawler.types import Verdict
 from tests.conftest import FIXTURES
 from tests.factories import make_check, make_run
@@ -210,7 +211,7 @@ def _annotations(output: str) -> list[str]:
 def test_annotations_in_github_actions(tmp_path: Path, server: LocalServer) -> None:
     post, _, result = _check(tmp_path, server, "--format", "json", env={"GITHUB_ACTIONS": "true"})
     got = _annotations(result.stdout)
-    f = escape_property(str(post))
+    f = workflow_property(str(post))
     heads = [a.split("::")[1] for a in got]
     assert heads[:2] == [
         f"error file={f},line=7,title=dead link (http-404)",
@@ -250,8 +251,8 @@ def test_annotations_forced_and_stopped(tmp_path: Path, server: LocalServer) -> 
 
 
 def test_annotation_escaping() -> None:
-    assert escape_data("50% done\r\nnext") == "50%25 done%0D%0Anext"
-    assert escape_property("a,b:c%\n") == "a%2Cb%3Ac%25%0A"
+    assert workflow_message("50% done\r\nnext") == "50%25 done%0D%0Anext"
+    assert workflow_property("a,b:c%\n") == "a%2Cb%3Ac%25%0A"
     check = make_check(
         url="https://example.com/x", verdict=Verdict.DEAD, detail="title\n::error::injected"
     )

@@ -97,3 +97,26 @@ def test_a_run_streamed_from_the_history_renders_as_read_into_memory(tmp_path: P
     for fail_on in (("dead", "error"), ("changed",)):
         for module in (junit, sarif):
             assert module.render(streamed, fail_on) == module.render(whole, fail_on)
+
+
+@pytest.mark.anyio
+async def test_a_run_without_a_history_streams_from_a_scratch_file_that_goes_with_it(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--no-history: the run's checks stream from a temporary SQLite file (no format holds them
+    all), which is removed once the run's checks are gone."""
+    import gc
+    import os
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    links = [Link(server.url(f"/titled/s{i}"), i + 1) for i in range(5)]
+    settings = FetchSettings(host_interval=0, retries=0, timeout=5)
+    run = await check_links(links, settings)
+    assert isinstance(run.checks, LazyChecks) and run.run_id is None
+    assert [name[:12] for name in os.listdir(tmp_path)] == ["crawler-run-"]
+    assert render(run, "junit").count("<testcase ") == 5
+    assert run.counts()["ok"] == 5
+    del run
+    gc.collect()
+    assert os.listdir(tmp_path) == []

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
 from itertools import islice
-from typing import TextIO
+from typing import Any, NamedTuple, TextIO
 from urllib.parse import quote, urlsplit
 
 import jinja2
+from markupsafe import Markup
 
 from crawler import __version__
 from crawler.config import RECENT_RUNS, TREND_RUNS
@@ -172,8 +173,7 @@ class Square:
     label: str  # tooltip
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+class Segment(NamedTuple):
     """One verdict's part of a trend column; y and height in percent of the chart."""
 
     verdict: str
@@ -238,6 +238,7 @@ class Row:
     hops: str  # "301 → 302"
     recent: tuple[Square, ...]
     recent_label: str
+    strip: Markup | str  # the strip of recent runs, rendered, or ""
     flag: str  # "newly-broken", "recovered" or ""
 
 
@@ -335,6 +336,18 @@ def _recent_label(recent: tuple[Square, ...]) -> str:
     return "last runs: " + ", ".join(s.verdict for s in recent)
 
 
+@cache
+def _macros() -> Any:
+    """The template's shared pieces (macros.html.j2), to render each distinct one once."""
+    return environment().get_template("macros.html.j2").module
+
+
+@lru_cache(maxsize=4096)
+def _strip(recent: tuple[Square, ...]) -> Markup:
+    """A row's strip of recent runs, rendered by its macro (autoescaped)."""
+    return Markup(_macros().strip(recent, _recent_label(recent)))
+
+
 def _row(check: Check, run: Run, multi_source: bool, section: str | None = None) -> Row:
     link, f, m, h = check.link, check.fetch, check.meta, check.history
     verdict = _VALUE[check.verdict]
@@ -414,6 +427,7 @@ def _row(check: Check, run: Run, multi_source: bool, section: str | None = None)
         hops=hops,
         recent=recent,
         recent_label=_recent_label(recent) if recent else "",
+        strip=_strip(recent) if recent else "",
         flag=flag,
     )
 
@@ -631,6 +645,7 @@ class Page:
     sections: tuple[Section, ...]
     verdicts: tuple[tuple[str, str], ...]  # (value, meaning) for the legend and filter
     version: str
+    badges: Mapping[str, Markup]  # verdict -> its badge, rendered by its macro
 
     @property
     def tables(self) -> tuple[Table, ...]:
@@ -675,6 +690,7 @@ def page(run: Run) -> Page:
         sections=sections,
         verdicts=tuple((v.value, MEANING[v]) for v in SEVERITY if v.value in counts),
         version=__version__,
+        badges={v.value: Markup(_macros().badge(v.value)) for v in Verdict},
     )
 
 
@@ -696,16 +712,9 @@ def environment() -> jinja2.Environment:
 
 def write(run: Run, out: TextIO) -> None:
     """Write the whole HTML report to out, a piece at a time (rows are made as they go)."""
-    buf: list[str] = []
-    size = 0
-    for piece in environment().get_template("report.html.j2").generate(p=page(run)):
-        buf.append(piece)
-        size += len(piece)
-        if size >= 1 << 16:
-            out.write("".join(buf))
-            buf.clear()
-            size = 0
-    out.write("".join(buf))
+    pieces = environment().get_template("report.html.j2").generate(p=page(run))
+    while chunk := list(islice(pieces, 4096)):  # the template yields many small pieces
+        out.write("".join(chunk))
 
 
 def render(run: Run) -> str:

@@ -2,88 +2,112 @@
 run (--fail-on, default: dead).
 
 The layout CI servers read (Jenkins, GitLab, Azure): <testsuites> with one <testsuite> per
-input file. Characters that XML 1.0 cannot carry are dropped from fetched text.
+input file. Characters that XML 1.0 cannot carry are dropped from fetched text
+(crawler.sanitize.xml_text).
 """
 
 from __future__ import annotations
 
-import re
+import io
+import itertools
 import xml.etree.ElementTree as ET
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import TextIO
 
 from crawler.config import DEFAULT_FAIL_ON
+from crawler.sanitize import xml_text
 from crawler.types import Check, Run, Verdict, lean
 
-# Not allowed anywhere in an XML 1.0 document, not even as character references.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
-
-def _text(s: str | None) -> str:
-    return _NOT_XML.sub("", s or "")
-
-
-def _case(suite: ET.Element, check: Check, fail_on: Collection[str]) -> None:
+def _case(check: Check, fail_on: Collection[str]) -> ET.Element:
     link = check.link
-    case = ET.SubElement(
-        suite,
+    case = ET.Element(
         "testcase",
-        name=_text(link.url),
-        classname=_text(link.source or "-"),
-        file=_text(link.source or "-"),
+        name=xml_text(link.url),
+        classname=xml_text(link.source or "-"),
+        file=xml_text(link.source or "-"),
         line=str(link.line),
         time=f"{(check.fetch.elapsed_ms if check.fetch else 0) / 1000:.3f}",
     )
     message = f"{check.verdict.value}: {check.reason}"
     if check.verdict.value in fail_on:
-        failure = ET.SubElement(case, "failure", message=_text(message), type=check.verdict.value)
-        failure.text = _text(f"{link.url}\n{check.detail}\nline {link.line} of {link.source}")
+        failure = ET.SubElement(
+            case, "failure", message=xml_text(message), type=check.verdict.value
+        )
+        failure.text = xml_text(f"{link.url}\n{check.detail}\nline {link.line} of {link.source}")
         if not check.checked_this_run:  # a verdict that stands from an earlier run
             failure.text += f"\nlast checked {check.checked_at:%Y-%m-%d %H:%M} UTC"
     elif check.verdict is Verdict.SKIPPED:
-        ET.SubElement(case, "skipped", message=_text(f"{check.reason}: {check.detail}"))
+        ET.SubElement(case, "skipped", message=xml_text(f"{check.reason}: {check.detail}"))
     else:
         out = ET.SubElement(case, "system-out")
-        out.text = _text(f"{message}: {check.detail}")
+        out.text = xml_text(f"{message}: {check.detail}")
+    return case
 
 
-def document(run: Run, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> ET.Element:
-    """The report as an element tree; the verdicts in fail_on are failures."""
-    by_source: dict[str, list[Check]] = {}
-    for c in lean(run.checks):
-        by_source.setdefault(c.link.source or "-", []).append(c)
-    root = ET.Element("testsuites", name="link-crawler")
-    totals = [0, 0, 0]
-    for source, checks in by_source.items():
-        failures = sum(c.verdict.value in fail_on for c in checks)
-        skipped = sum(c.verdict is Verdict.SKIPPED for c in checks)
-        suite = ET.SubElement(
-            root,
-            "testsuite",
-            name=_text(source),
-            tests=str(len(checks)),
-            failures=str(failures),
-            errors="0",
-            skipped=str(skipped),
-            timestamp=run.started_at.isoformat(timespec="seconds"),
-        )
-        for c in checks:
-            _case(suite, c, fail_on)
-        totals = [totals[0] + len(checks), totals[1] + failures, totals[2] + skipped]
-    root.set("tests", str(totals[0]))
-    root.set("failures", str(totals[1]))
-    root.set("errors", "0")
-    root.set("skipped", str(totals[2]))
-    root.set("time", f"{(run.finished_at - run.started_at).total_seconds():.3f}")
-    return root
+def _start(tag: str, attrs: dict[str, str]) -> str:
+    """An element's start tag as ElementTree writes it (an empty element ends in " />")."""
+    return ET.tostring(ET.Element(tag, attrs), "unicode")[:-3] + ">"
+
+
+def _suites(run: Run) -> tuple[dict[str, dict[str, int]], bool]:
+    """Each testsuite's (input file's) checks per verdict, in order, and whether each one's
+    checks come in one stretch (then one pass writes them all)."""
+    t = run.tally()
+    suites: dict[str, dict[str, int]] = {}
+    for source, counts in t.by_source.items():
+        into = suites.setdefault(source or "-", {})
+        for v, n in counts.items():
+            into[v] = into.get(v, 0) + n
+    return suites, t.grouped and len(suites) == len(t.by_source)
+
+
+def write(run: Run, out: TextIO, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> None:
+    """Write the report to out a testcase at a time, laid out as ElementTree indents the whole
+    document (one space a level); the verdicts in fail_on are failures."""
+    suites, grouped = _suites(run)
+    tally = {
+        s: (sum(c.values()), sum(c.get(v, 0) for v in fail_on), c.get(Verdict.SKIPPED.value, 0))
+        for s, c in suites.items()
+    }
+    root = {
+        "name": "link-crawler",
+        "tests": str(sum(t[0] for t in tally.values())),
+        "failures": str(sum(t[1] for t in tally.values())),
+        "errors": "0",
+        "skipped": str(sum(t[2] for t in tally.values())),
+        "time": f"{(run.finished_at - run.started_at).total_seconds():.3f}",
+    }
+    out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
+    if not suites:
+        out.write(ET.tostring(ET.Element("testsuites", root), "unicode") + "\n")
+        return
+    out.write(_start("testsuites", root))
+    started = run.started_at.isoformat(timespec="seconds")
+    checks = iter(lean(run.checks))
+    for source, (tests, failures, skipped) in tally.items():
+        attrs = {
+            "name": xml_text(source), "tests": str(tests), "failures": str(failures),
+            "errors": "0", "skipped": str(skipped), "timestamp": started,
+        }  # fmt: skip
+        out.write("\n " + _start("testsuite", attrs))
+        mine: Iterable[Check] = itertools.islice(checks, tests)  # the next `tests` checks
+        if not grouped:  # a pass of its own (an input whose checks are not in one stretch)
+            mine = (c for c in lean(run.checks) if (c.link.source or "-") == source)
+        buf: list[str] = []
+        for c in mine:
+            case = _case(c, fail_on)
+            ET.indent(case, space=" ", level=2)
+            buf.append("\n  " + ET.tostring(case, "unicode"))
+            if len(buf) >= 256:
+                out.write("".join(buf))
+                buf.clear()
+        out.write("".join(buf) + "\n </testsuite>")
+    out.write("\n</testsuites>\n")
 
 
 def render(run: Run, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> str:
     """The whole report as XML text."""
-    ET.indent(root := document(run, fail_on), space=" ")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, "unicode") + "\n"
-
-
-def write(run: Run, out: TextIO, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> None:
-    """Write the report to out."""
-    out.write(render(run, fail_on))
+    out = io.StringIO()
+    write(run, out, fail_on)
+    return out.getvalue()
