@@ -2,17 +2,19 @@
 
     .venv/bin/python bench/pg_workers.py [--links 100000] [--hosts 500] [--delay 0.02]
                                           [--workers 1,2,4] [--joined 2] [--no-sqlite]
+                                          [--check-workers 1] [--sessions]
 
 Starts a throwaway PostgreSQL cluster (tests/pg.py) and a farm of local hosts (tests/hostfarm.py,
 each answering after `delay` seconds), writes a post of `links` URLs spread over the hosts, then
 times `crawler check` on it: once on SQLite (in-process), then on PostgreSQL with each number of
 worker processes, then (`--joined N`) `check --workers 1` with N `crawler worker --once`
 processes started by hand once the run is planned, as on other machines. Prints one Markdown
-table: wall time, links a second, CPU of the crawler's processes (all, and each worker's), the
-largest resident size among them and each worker's peak RSS (VmHWM, sampled from /proc), the
-CPU of PostgreSQL's own processes, and the load average (1 min) at the start and the end of the
-row; every row also checks that each link was checked exactly once. Not a test: numbers depend
-on the machine and its load.
+table: the run's time from its plan to its end (runs.started_at → finished_at) and links a
+second over it, the whole command's wall time (the reports included), CPU of the crawler's
+processes (all, and each worker's), the largest resident size among them and each worker's peak
+RSS (VmHWM, sampled from /proc), the CPU of PostgreSQL's own processes, and the load average
+(1 min) at the start and the end of the row; every row also checks that each link was checked
+exactly once. Not a test: numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,30 +131,41 @@ def run(args: list[str], cluster: PgCluster | None) -> dict[str, Any]:
     }
 
 
-def _count(url: str, sql: str) -> int:
-    """One number from the database at url (PostgreSQL) or path (SQLite)."""
+def _row(url: str, sql: str) -> Any:
+    """The first row of a query on the database at url (PostgreSQL) or path (SQLite)."""
     if not url.startswith("postgresql://"):
         with contextlib.closing(sqlite3.connect(url)) as db:
-            return int(db.execute(sql).fetchone()[0] or 0)
+            return db.execute(sql).fetchone()
     import psycopg
 
     with psycopg.connect(url) as conn:
-        row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
-        return int(row[0]) if row else 0
+        return conn.execute(sql).fetchone()  # type: ignore[arg-type]
 
 
-def _once(db: str, links: int) -> str:
-    """Whether the run in db checked each of its links exactly once."""
+def _count(url: str, sql: str) -> int:
+    row = _row(url, sql)
+    return int(row[0] or 0) if row else 0
+
+
+def _after_run(db: str, links: int) -> dict[str, Any]:
+    """Whether the run in db checked each of its links exactly once, and how long the run took
+    from its plan to its end (the reports that check writes after are not in it)."""
     checks = _count(db, "SELECT count(*) FROM checks")
     distinct = _count(db, "SELECT count(DISTINCT url) FROM checks")
-    return "yes" if checks == distinct == links else f"NO ({checks:,} checks, {distinct:,} URLs)"
+    once = checks == distinct == links
+    start, end = _row(db, "SELECT started_at, finished_at FROM runs ORDER BY id DESC LIMIT 1")
+    return {
+        "once": "yes" if once else f"NO ({checks:,} checks, {distinct:,} URLs)",
+        "run": (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(),
+    }
 
 
 def run_joined(
-    args: list[str], url: str, joined: int, cluster: PgCluster
+    args: list[str], url: str, joined: int, cluster: PgCluster, sessions: bool = False
 ) -> tuple[dict[str, Any], list[float]]:
     """`check` (args) plus `joined` `crawler worker --once` processes on its run, started once
-    it is planned. Its figures as run()'s, and each process's peak RSS in MB (check first)."""
+    it is planned (with `sessions`, each in a session of its own). Its figures as run()'s, and
+    each process's peak RSS in MB (check first)."""
     db_before = _db_cpu(cluster)
     start = time.monotonic()
     check = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -170,6 +184,7 @@ def run_joined(
             [sys.executable, "-m", "crawler", "worker", "--db", url, "--once", *opts],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            start_new_session=sessions,
         )
         for _ in range(joined)
     ]
@@ -204,6 +219,13 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--max-concurrency", type=int, default=64)
     ap.add_argument("--joined", type=int, default=0, help="crawler worker processes joining")
+    ap.add_argument("--check-workers", type=int, default=1, help="check's own, with --joined")
+    ap.add_argument(
+        "--sessions",
+        action="store_true",
+        help="each joined worker in a session of its own (Linux's autogroup scheduling then "
+        "gives each its own share of a busy machine's CPU, as a machine of its own would)",
+    )
     ap.add_argument("--no-sqlite", action="store_true", help="skip the SQLite row")
     opts = ap.parse_args()
     bindir = find_bindir()
@@ -228,15 +250,22 @@ def main() -> None:
             if not opts.no_sqlite:
                 db = str(Path(tmp) / "h.sqlite")
                 r = run([*common, "--db", db, "--workers", "1"], None)
-                rows.append(("SQLite", "1 (in-process)", {**r, "once": _once(db, len(urls))}))
+                rows.append(("SQLite", "1 (in-process)", {**r, **_after_run(db, len(urls))}))
             notes = []
             if opts.joined:
                 url = cluster.url(cluster.new_database())
+                own = str(opts.check_workers)
                 r, rss = run_joined(
-                    [*common, "--db", url, "--workers", "1"], url, opts.joined, cluster
+                    [*common, "--db", url, "--workers", own],
+                    url,
+                    opts.joined,
+                    cluster,
+                    opts.sessions,
                 )
-                r["once"] = _once(url, len(urls))
-                rows.append(("PostgreSQL", f"check --workers 1 + {opts.joined} joined", r))
+                r.update(_after_run(url, len(urls)))
+                how = " (own sessions)" if opts.sessions else ""
+                label = f"check --workers {own} + {opts.joined} joined{how}"
+                rows.append(("PostgreSQL", label, r))
                 checks = _count(url, "SELECT count(*) FROM checks")
                 distinct = _count(url, "SELECT count(DISTINCT url) FROM checks")
                 leases = _count(url, "SELECT sum(leases) FROM run_hosts")
@@ -251,20 +280,21 @@ def main() -> None:
                 url = cluster.url(cluster.new_database())
                 label = "1 (in-process)" if n == 1 else f"{n} processes"
                 r = run([*common, "--db", url, "--workers", str(n)], cluster)
-                rows.append(("PostgreSQL", label, {**r, "once": _once(url, len(urls))}))
+                rows.append(("PostgreSQL", label, {**r, **_after_run(url, len(urls))}))
             print(f"{len(urls):,} links, {opts.hosts} hosts, {opts.delay * 1000:.0f} ms, "
                   f"max-concurrency {opts.max_concurrency}, {os.cpu_count()} cores, "
                   f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
             print(
-                "| database | workers | wall s | links/s | crawler CPU s | CPU s per worker "
-                "| max RSS MB | peak RSS MB per worker | db CPU s | load | each link once |"
+                "| database | workers | run s | links/s | wall s | crawler CPU s "
+                "| CPU s per worker | max RSS MB | peak RSS MB per worker | db CPU s | load "
+                "| each link once |"
             )
-            print("|---|---|---|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|")
             for db, label, r in rows:
                 cpus = ", ".join(f"{c:.0f}" for _, c in r["workers"]) or "—"
                 mbs = ", ".join(f"{m:.0f}" for m, _ in r["workers"]) or "—"
-                print(f"| {db} | {label} | {r['wall']:.1f} | {len(urls) / r['wall']:.0f} | "
-                      f"{r['cpu']:.1f} | {cpus} | {r['maxrss_mb']:.0f} | {mbs} | "
+                print(f"| {db} | {label} | {r['run']:.1f} | {len(urls) / r['run']:.0f} | "
+                      f"{r['wall']:.1f} | {r['cpu']:.1f} | {cpus} | {r['maxrss_mb']:.0f} | {mbs} | "
                       f"{r['db_cpu']:.1f} | {r['load'][0]:.1f}–{r['load'][1]:.1f} | "
                       f"{r['once']} |")  # fmt: skip
             for line in notes:
