@@ -120,3 +120,39 @@ async def test_a_run_without_a_history_streams_from_a_scratch_file_that_goes_wit
     del run
     gc.collect()
     assert os.listdir(tmp_path) == []
+
+
+def test_strips_of_recent_runs_are_the_last_runs_the_network_was_up(tmp_path: Path) -> None:
+    """A streamed check's strip: its first check in each of the last runs before it (at most
+    RECENT_RUNS - 1 of them, those whose network was up), oldest first, then this run's."""
+    from datetime import datetime
+
+    from crawler.config import RECENT_RUNS
+    from tests.factories import write_history
+
+    links = [Link(f"https://h{i % 3}.example/{i % 20}", i + 1, f"T {i}") for i in range(25)]
+    write_history(tmp_path / "h.sqlite", links, ["post.md"], runs=RECENT_RUNS + 3)
+    store = Store.open(tmp_path / "h.sqlite")
+    store.conn.execute("UPDATE runs SET network_down = 1 WHERE id IN (4, 11)")
+    last = store.run_info()
+    assert last is not None
+    want: dict[str, list[tuple[datetime, Verdict]]] = {}
+    seen = set()
+    for r in store.conn.execute(  # the query the strips were read with before the index
+        "SELECT c.url, c.run_id, c.checked_at, c.verdict FROM checks c JOIN runs r "
+        "ON r.id = c.run_id WHERE c.run_id < ? AND r.network_down = 0 AND c.run_id IN "
+        "(SELECT id FROM runs WHERE id < ? ORDER BY id DESC LIMIT ?) ORDER BY c.run_id, c.id",
+        (last.id, last.id, RECENT_RUNS),
+    ):
+        if (r[0], r[1]) not in seen:
+            seen.add((r[0], r[1]))
+            at = datetime.fromisoformat(r[2])
+            want.setdefault(r[0], []).append((at, Verdict(r[3])))
+    run = store.load_run(stream=True)
+    store.close()
+    got = 0
+    for c in run.checks:
+        assert c.history is not None
+        assert c.history.recent == (*want[c.url], (c.checked_at, c.verdict))[-RECENT_RUNS:]
+        got += len(c.history.recent) == RECENT_RUNS - 1  # ten runs back, less the one down
+    assert got == len(links)
