@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from crawler.classify import classify
 from crawler.extract import decode_html, extract_meta, normalize_space
 from crawler.extract import page as extract_mod
-from crawler.extract.decode import decode, own_utf8
 from crawler.extract.meta import FINGERPRINT_WINDOW
 from crawler.sites import site_for_content
 from crawler.types import PageKind, PageMeta, Verdict
@@ -342,44 +341,6 @@ def test_decode_late_declaration() -> None:
 
 def test_decode_never_raises_on_garbage() -> None:
     assert isinstance(decode_html(bytes(range(256)) * 10, "text/html; charset=utf-16"), str)
-
-
-_CHARSET_CASES = [
-    (b"<p>plain</p>", None),
-    (b"<p>plain</p>", "text/html; charset=windows-1252"),  # ASCII declared cp1252: decode says
-    (b'<meta charset="utf-16"><p>plain</p>', None),
-    (b'<meta charset="x-nonsense"><p>plain</p>', None),
-    ("<p>café</p>".encode(), "text/html; charset=iso-8859-1"),
-    ('<meta charset="gbk"><p>中文内容</p>'.encode(), None),
-    ('<meta charset="gbk"><p>中文内容</p>'.encode("gbk"), None),
-    ("<p>café</p>".encode("cp1252"), None),
-    (b"\xef\xbb\xbf<p>bom</p>", None),
-    ("<p>\u00e9</p>".encode("utf-16"), None),
-    (("<p>" + "é" * 40000 + "</p>").encode(), None),  # a character cut by a 64 KB chunk
-    (("<p>" + "é" * 40000 + "</p>").encode()[:-6] + b"\xc3", None),  # invalid at the end
-    (b"", None),
-]
-
-
-@pytest.mark.parametrize(("body", "content_type"), _CHARSET_CASES)
-def test_a_page_left_undecoded_is_its_own_utf8(body: bytes, content_type: str | None) -> None:
-    """own_utf8 lets extract_meta parse the bytes and decode them only if a rule reads the
-    text: only where decode() would give those bytes' UTF-8 text."""
-    if own_utf8(body, content_type):
-        assert decode(body, content_type) == (body.decode("utf-8"), "utf-8")
-
-
-def test_pages_left_undecoded_read_as_decoded_ones() -> None:
-    assert own_utf8("<title>标题</title><p>中文内容</p>".encode(), None)
-    assert not own_utf8(b"<p>plain</p>", "text/html; charset=windows-1252")
-    assert not own_utf8("<p>é</p>".encode("cp1252"), None)
-    assert own_utf8(_CHARSET_CASES[10][0], None)  # valid across the chunks it is checked in
-    assert not own_utf8(_CHARSET_CASES[11][0], None)
-    for body, content_type in _CHARSET_CASES:
-        from_bytes = extract_meta(body, content_type=content_type, with_hash=False)
-        text, _ = decode(body, content_type)
-        from_text = extract_meta(text, content_type=content_type, with_hash=False)
-        assert from_bytes == from_text
 
 
 # ------------------------------------------------------------------------------ nesting guard

@@ -122,8 +122,13 @@ def _detect(body: bytes) -> tuple[str, str]:
     return body.decode("utf-8", errors="replace"), "utf-8"
 
 
-def _declared(body: bytes, content_type: str | None) -> list[str]:
-    """The charset labels of the HTTP header and of a <meta> in the first PRESCAN bytes."""
+def decode(body: bytes, content_type: str | None) -> tuple[str, str]:
+    """The text of `body` and the codec that produced it."""
+    if not body:
+        return "", "utf-8"
+    for bom, codec in _BOMS:
+        if body.startswith(bom):
+            return body[len(bom) :].decode(codec, errors="replace"), codec
     declared: list[str] = []
     if content_type:
         m = _CT_CHARSET.search(content_type)
@@ -132,51 +137,6 @@ def _declared(body: bytes, content_type: str | None) -> list[str]:
     m2 = _META_CHARSET.search(body, 0, PRESCAN)
     if m2:
         declared.append(m2.group(1).decode("ascii", "replace"))
-    return declared
-
-
-_VALIDATE_CHUNK = 64 * 1024  # bytes checked at a time by _valid_utf8
-
-
-def _valid_utf8(body: bytes) -> bool:
-    """Whether body is UTF-8, checked without making its text: a chunk at a time, so no
-    megabyte str is built (and its memory faulted in) only to be dropped."""
-    if body.isascii():
-        return True
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    view = memoryview(body)
-    try:
-        for lo in range(0, len(body), _VALIDATE_CHUNK):
-            decoder.decode(view[lo : lo + _VALIDATE_CHUNK])
-        decoder.decode(b"", True)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def own_utf8(body: bytes, content_type: str | None) -> bool:
-    """Whether decode(body, content_type) is body's own UTF-8 text (no BOM): then whoever
-    needs the text can make it when, if ever, it is read. False when unsure (an ASCII page
-    declaring another charset): decode() then says."""
-    if body.startswith(tuple(bom for bom, _ in _BOMS)) or not _valid_utf8(body):
-        return False
-    if not body.isascii():
-        return True  # UTF-8 bytes are read as UTF-8 whatever is declared (see decode)
-    for label in _declared(body, content_type):
-        want = _codec_name(label)
-        if want is not None and want != "utf-8" and want not in _UTF16_FAMILY:
-            return False
-    return True
-
-
-def decode(body: bytes, content_type: str | None) -> tuple[str, str]:
-    """The text of `body` and the codec that produced it."""
-    if not body:
-        return "", "utf-8"
-    for bom, codec in _BOMS:
-        if body.startswith(bom):
-            return body[len(bom) :].decode(codec, errors="replace"), codec
-    declared = _declared(body, content_type)
     utf8: str | None = None
     utf8_tried = False
     for label in declared:

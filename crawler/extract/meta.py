@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 
-from crawler.extract.decode import decode, own_utf8
+from crawler.extract.decode import decode
 from crawler.extract.kind import page_kind
 from crawler.extract.page import PARSE_ERRORS, Page, host_of, path_of
 from crawler.extract.summary import content_hash, find_summary
@@ -29,18 +29,15 @@ def _extract(
     with_hash: bool = True,
 ) -> PageMeta:
     """extract_meta without the safety net."""
-    text: str | None
     if isinstance(body, str):
         text = body[:MAX_INPUT]
         data = text.encode("utf-8", errors="replace")
     else:
-        data = bytes(body[:MAX_INPUT])
-        if own_utf8(data, content_type):
-            text = None  # made from data if a rule reads it: most pages are never read as text
-        else:
-            text, codec = decode(data, content_type)
-            if codec != "utf-8" or data.startswith(codecs.BOM_UTF8):
-                data = text.encode("utf-8", errors="replace")
+        raw = bytes(body[:MAX_INPUT])
+        text, codec = decode(raw, content_type)
+        data = raw if codec == "utf-8" and not raw.startswith(codecs.BOM_UTF8) else b""
+        if not data:
+            data = text.encode("utf-8", errors="replace")
     page = Page(text, data, url)
     canonical = page.canonical_url()
     host = host_of(url)

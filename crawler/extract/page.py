@@ -134,8 +134,8 @@ PARSE_ERRORS = (SelectolaxError,)
 class Page:
     """One parsed page and what has been read from it so far."""
 
-    def __init__(self, text: str | None, data: bytes, url: str | None) -> None:
-        self._text = text  # None: data is the page's valid UTF-8, decoded when first read
+    def __init__(self, text: str, data: bytes, url: str | None) -> None:
+        self.text = text
         self.data = data
         self.url = url
         self.tree = LexborHTMLParser(
@@ -165,13 +165,6 @@ class Page:
                 self._jsonld_texts.append(raw)
         self._jsonld: list[dict[str, Any]] | None = None
         self._visible: str | None = None
-
-    @property
-    def text(self) -> str:
-        """The page's text (the source, not what a browser shows)."""
-        if self._text is None:
-            self._text = self.data.decode("utf-8")
-        return self._text
 
     def _add_meta(self, attrs: dict[str, str | None]) -> None:
         """Record one <meta> tag's value under each of its names (the first value wins)."""
