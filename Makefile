@@ -73,7 +73,8 @@ eval-kfold: $(TEST_STAMP)
 
 lint: $(TEST_STAMP)
 	$(BIN)/python -m pip install -q ruff mypy
-	$(BIN)/ruff check crawler tests
+	$(BIN)/ruff check crawler tests bench
+	$(BIN)/ruff format --check crawler tests bench
 	$(BIN)/mypy
 
 clean:

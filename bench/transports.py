@@ -7,10 +7,10 @@ figure is the process's CPU (user + sys) per request, the median of the reps.
   .venv/bin/python bench/transports.py                  # starts its own farm (port 18470)
   .venv/bin/python bench/transports.py --requests 5000 --reps 5
 
-Transports: `httpx-aiohttp` (the public package's AiohttpTransport, the crawler's default), `fetcher`
-(crawler.fetch.make_client: that transport over the session the fetcher sets up), `httpx` (httpcore), `curl-cffi` (httpx-curl-cffi's
-AsyncCurlTransport), `pyreqwest` (pyreqwest's httpx HttpxTransport). A transport whose package
-is missing is reported as such.
+Transports: `httpx-aiohttp` (the public package's AiohttpTransport, the crawler's default),
+`fetcher` (crawler.fetch.make_client: that transport over the session the fetcher sets up),
+`httpx` (httpcore), `curl-cffi` (httpx-curl-cffi's AsyncCurlTransport), `pyreqwest` (pyreqwest's
+httpx HttpxTransport). A transport whose package is missing is reported as such.
 """
 
 from __future__ import annotations

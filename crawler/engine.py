@@ -144,9 +144,7 @@ def sort_due(
     return todo, stands
 
 
-def write_known(
-    store: Store, run_id: int, tasks: Iterable[UrlTask], now: datetime
-) -> int:
+def write_known(store: Store, run_id: int, tasks: Iterable[UrlTask], now: datetime) -> int:
     """Write, for URLs this run does not fetch (not due, or left when its budget ran out), the
     last known check of each (as a cached check: its verdict and its age stand), or one that
     says it was never checked; the number of checks written."""

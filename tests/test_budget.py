@@ -199,9 +199,7 @@ async def test_budget_claims_most_due_first_and_stops_when_the_time_is_up(
     await history(["gone"], 1 / 12)
     # The history says the failing one failed (as after a 500); it answers now.
     with store.transaction() as c:
-        c.execute(
-            "UPDATE url_state SET last_verdict = 'error' WHERE url = ?", (url["failing"],)
-        )
+        c.execute("UPDATE url_state SET last_verdict = 'error' WHERE url = ?", (url["failing"],))
     server.reset()
 
     clock = ServerClock(server, start)
