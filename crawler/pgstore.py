@@ -25,7 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from crawler.db import PgUrl
 from crawler.errors import StoreError
-from crawler.store import MIGRATIONS, Store
+from crawler.store import MIGRATIONS, Store, statements
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,10 @@ def _row_factory(cursor: Any) -> Any:
 
 
 def pg_ddl(script: str) -> list[str]:
-    """The statements of a migration (SQLite DDL) as PostgreSQL DDL."""
+    """The statements of a migration (SQLite DDL) as PostgreSQL DDL, delimited as SQLite
+    delimits them (a `;` in a comment or a string does not end a statement)."""
     out = []
-    for stmt in script.split(";"):
+    for stmt in statements(script):
         if not re.sub(r"--[^\n]*", "", stmt).strip():
             continue
         stmt = re.sub(
