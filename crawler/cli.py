@@ -42,8 +42,8 @@ from crawler.options import (
     worker_options,
 )
 from crawler.sanitize import terminal as safe
-from crawler.settings import refusals
-from crawler.start import EXIT_INTERRUPTED, EXIT_OK, ToolError, finish
+from crawler.settings import ToolError, refusals
+from crawler.start import EXIT_INTERRUPTED, EXIT_OK, finish
 from crawler.terminal import Progress, check_lines, summary_lines, use_colour
 from crawler.types import Run
 

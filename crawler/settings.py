@@ -50,6 +50,18 @@ def source_label(param: click.Parameter | None, ctx: click.Context | None) -> st
     return str(max(param.opts, key=len))
 
 
+class ToolError(click.ClickException):
+    """A CrawlerError as Click shows it: one line, the error's own exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return self.code
+
+
 def refused(exc: click.BadParameter) -> ConfigError:
     """A value click refused (by a type or a check of click's own, or one written for click),
     refused as Setting refuses one: one line naming where the value came from."""

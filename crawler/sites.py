@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class SiteRule:
-    """How to read one site's pages and recognise its notice pages."""
+class SiteRule(NamedTuple):
+    """How to read one site's pages and recognise its notice pages (a NamedTuple: a dataclass
+    would import the dataclasses machinery into `crawler extract`'s start-up)."""
 
     name: str
     hosts: tuple[str, ...]  # host suffixes: "zhihu.com" matches www.zhihu.com and zhihu.com

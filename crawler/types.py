@@ -11,6 +11,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar, overload
 
+from crawler.pagekind import PageKind as PageKind
+
 T = TypeVar("T")
 
 
@@ -63,16 +65,6 @@ NETWORK_ERRORS = frozenset(
         ErrorKind.NETWORK_DOWN,
     }
 )
-
-
-class PageKind(StrEnum):
-    """What a fetched or saved page is, judged from its content alone."""
-
-    ARTICLE = "article"
-    REMOVED = "removed"  # the site's own "this content cannot be shown" page
-    ANTI_ROBOT = "anti-robot"  # a verification / challenge page
-    NOT_FOUND = "not-found"  # a soft 404 page
-    OTHER = "other"
 
 
 @dataclass(frozen=True, slots=True)

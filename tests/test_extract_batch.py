@@ -8,11 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crawler.cli import cli
 from crawler.extract import batch
+from crawler.extract.command import extract_options, short_command_line
 
 
 def _pages(tmp_path: Path, n: int) -> list[str]:
@@ -86,6 +90,9 @@ def test_the_pages_are_shared_by_bytes_in_runs_of_consecutive_pages() -> None:
 # What `crawler extract` must not import: the rest of the command line, the engine, the stores,
 # the HTTP clients, the report templates, the post reader.
 HEAVY = (
+    "click",  # the short command line reads its arguments itself
+    "crawler.types",  # dataclasses: PageKind comes from crawler.pagekind
+    "dataclasses",
     "crawler.cli",
     "crawler.options",
     "crawler.configfile",
@@ -150,3 +157,51 @@ def test_crawler_extract_fails_as_the_whole_command_line_does(
     if message is not None:
         assert message in quick.stderr
         assert quick.stderr.rsplit("\n", 1)[0] == full.stderr.rsplit("\n", 1)[0]
+
+
+@click.command()
+@extract_options
+def _click_extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
+    """The options of `crawler extract` as click reads them."""
+
+
+def _as_click_reads(args: list[str]) -> tuple[list[str], str | None, int] | None:
+    try:
+        ctx = _click_extract.make_context("extract", list(args))
+    except click.ClickException:
+        return None
+    p = ctx.params
+    return [str(x) for x in p["pages"]], p["url"], p["jobs"]
+
+
+_ARGS = st.lists(
+    st.sampled_from(
+        ["-j", "--jobs", "--url", "--", "-", "2", "64", "65", "x", "-j0", "-j2", "-jx", "-j=2",
+         "--jobs=3", "--jobs=", "--url=u", "--jo", "-v", "-h", "--config", "a.html",
+         "./b.html", "d//c.html", "dir/", ".", "..", "", "-1", "０"]
+    ),
+    max_size=6,
+)  # fmt: skip
+
+
+@given(_ARGS)
+def test_the_short_command_line_reads_arguments_as_click_does_or_leaves_them(
+    args: list[str],
+) -> None:
+    """What the short command line reads, click reads the same; a command line click refuses
+    goes to crawler.cli (None), whose message it is."""
+    short = short_command_line(args)
+    clicks = _as_click_reads(args)
+    if short is not None:
+        assert short == clicks
+    if clicks is None:
+        assert short is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["a.html"], ["-j", "2", "a.html", "b.html"], ["--jobs=0", "--url", "u", "--", "-v"],
+     ["-j2", "./a.html", "d//c.html"]],
+)  # fmt: skip
+def test_the_short_command_line_reads_the_usual_ones(args: list[str]) -> None:
+    assert short_command_line(args) == _as_click_reads(args)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from crawler.errors import CrawlerError
+
+TYPE_CHECKING = False  # typing and pathlib are not imported at run time: start-up time counts
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
 
 #: Fewer pages than this per process are read in one process: starting one costs more.
 PAGES_PER_JOB = 16
@@ -31,30 +34,31 @@ CHUNK_BYTES = 1024 * 1024
 _dumps = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for every line
 
 
-def page_line(page: Path, url: str | None) -> tuple[str, bool]:
+def page_line(page: str | Path, url: str | None) -> tuple[str, bool]:
     """The JSON line for one saved page, and whether it was read."""
     from crawler.extract.decode import is_binary
-    from crawler.extract.meta import extract_meta
+    from crawler.extract.meta import extract_fields
 
     try:
-        body = page.read_bytes()
+        with open(page, "rb") as f:
+            body = f.read()
     except OSError as exc:
         return _dumps({"file": str(page), "error": exc.strerror or str(exc)}), False
     if is_binary(body):  # as `check` refuses a binary post
         error = "is a binary file (contains NUL bytes), not an HTML page"
         return _dumps({"file": str(page), "error": error}), False
-    meta = extract_meta(body, url=url, with_hash=False)
+    meta = extract_fields(body, url=url, with_hash=False)
     line = _dumps(
         {
             "file": str(page),
-            "title": meta.title,
-            "summary": meta.summary,
-            "page_kind": meta.kind.value,
-            "notice": meta.notice,
-            "site": meta.site,
-            "site_name": meta.site_name,
-            "canonical_url": meta.canonical_url,
-            "lang": meta.lang,
+            "title": meta["title"],
+            "summary": meta["summary"],
+            "page_kind": meta["kind"].value,
+            "notice": meta["notice"],
+            "site": meta["site"],
+            "site_name": meta["site_name"],
+            "canonical_url": meta["canonical_url"],
+            "lang": meta["lang"],
         }
     )
     return line, True
@@ -71,7 +75,7 @@ def processes_for(pages: int, size: int, jobs: int, cpus: int, can_fork: bool) -
     return max(1, min(jobs, pages // PAGES_PER_JOB))
 
 
-def page_sizes(pages: Sequence[Path]) -> list[int]:
+def page_sizes(pages: Sequence[str | Path]) -> list[int]:
     """The size of each page's file (0 for one that cannot be read: its error line is cheap)."""
     sizes = []
     for page in pages:
@@ -106,13 +110,13 @@ def shares(weights: Sequence[int], parts: int, start: int = 0) -> list[range]:
     return out
 
 
-def _chunk_lines(pages: Sequence[Path], url: str | None) -> list[tuple[str, bool]]:
+def _chunk_lines(pages: Sequence[str | Path], url: str | None) -> list[tuple[str, bool]]:
     """page_line of each page: what a forked reading process runs, a chunk at a time."""
     return [page_line(page, url) for page in pages]
 
 
 def extract_lines(
-    pages: Sequence[Path], url: str | None, processes: int
+    pages: Sequence[str | Path], url: str | None, processes: int
 ) -> Iterator[tuple[str, bool]]:
     """page_line of each page, in the order of `pages`, read by `processes` processes.
 

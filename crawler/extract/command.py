@@ -1,24 +1,29 @@
 """`crawler extract`: saved pages → one JSON line each on stdout, started with little more
 than the extract stage itself.
 
-crawler.start sends `crawler extract PAGES [-j N] [--url URL]` here, where only click and the
-extract stage are imported: not crawler.cli, whose other commands' options, configuration file
-and settings were a third of the command's start-up. Arguments this short command line does
-not know (-v, --config, -h, a CRAWLER_CONFIG in the environment) go to crawler.cli, whose
-`extract` is the same command with the common options.
+crawler.start sends `crawler extract PAGES [-j N] [--url URL]` here, where only the extract
+stage is imported: not crawler.cli, whose other commands' options, configuration file and
+settings were a third of the command's start-up, nor click, another fifth: the arguments are
+read here as click reads them. Anything else (-v, --config, -h, a value out of range, a
+CRAWLER_CONFIG in the environment) goes to crawler.cli, whose `extract` is the same command
+with the common options, and whose click says what is wrong.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
 
-import click
+TYPE_CHECKING = False  # typing and pathlib are not imported at run time: start-up time counts
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+    from typing import Any, TypeVar
 
-F = TypeVar("F", bound=Callable[..., Any])
+    F = TypeVar("F", bound=Callable[..., Any])
+
+#: The values -j takes (click.IntRange of `extract_options`; the short command line's too).
+MAX_JOBS = 64
 
 #: Lines written to stdout at a time: one write per line would be one system call per page
 #: where stdout is unbuffered (PYTHONUNBUFFERED).
@@ -27,10 +32,14 @@ LINES_PER_WRITE = 64
 
 def extract_options(fn: F) -> F:
     """PAGES, --url and -j: the options of `crawler extract` (crawler.cli adds -v and --config)."""
+    from pathlib import Path
+
+    import click  # here: the short command line reads these options without click
+
     fn = click.option(
         "-j",
         "--jobs",
-        type=click.IntRange(0, 64),
+        type=click.IntRange(0, MAX_JOBS),
         default=0,
         show_default=True,
         help="Processes reading pages at once; 0 = one per core (one per 4 MB and 16 pages).",
@@ -41,7 +50,7 @@ def extract_options(fn: F) -> F:
     return click.argument("pages", nargs=-1, required=True, type=click.Path(path_type=Path))(fn)
 
 
-def run(pages: Sequence[Path], url: str | None, jobs: int) -> int:
+def run(pages: Sequence[str | Path], url: str | None, jobs: int) -> int:
     """Print the line of every page, in the order given; 1 when a page could not be read."""
     from crawler.extract.batch import extract_lines, page_sizes, processes_for
 
@@ -66,40 +75,59 @@ def run(pages: Sequence[Path], url: str | None, jobs: int) -> int:
     return 1 if failed else 0
 
 
-#: The options of the short command line, and whether each takes a value.
-_OPTIONS = {"-j": True, "--jobs": True, "--url": True}
+def _page_name(arg: str) -> str:
+    """The page argument as str(pathlib.Path(arg)) writes it, which the whole command line
+    prints (click.Path(path_type=Path)); pathlib is imported only for an argument it would
+    change ("./a.html", "a//b.html", "dir/")."""
+    if arg and "//" not in arg and not arg.endswith("/") and "." not in arg.split("/"):
+        return arg
+    from pathlib import Path
+
+    return str(Path(arg))
 
 
-def _short_enough(args: Sequence[str]) -> bool:
-    """Whether args hold only PAGES, -j/--jobs and --url (the whole CLI reads anything else)."""
+def short_command_line(args: Sequence[str]) -> tuple[list[str], str | None, int] | None:
+    """PAGES, --url and --jobs of `crawler extract ARGS` when ARGS hold only these, each as
+    click reads it, and every value is good; None for anything else (crawler.cli reads it, and
+    says what is wrong with it)."""
     if "CRAWLER_CONFIG" in os.environ:  # a configuration file could set options: crawler.cli
-        return False
-    takes_value = False
-    for arg in args:
-        if takes_value:
-            takes_value = False
-        elif arg == "--":
-            return True
-        elif arg.startswith("-") and arg != "-":
-            name, eq, _ = arg.partition("=")
-            if name in _OPTIONS:
-                takes_value = not eq
-            elif not (arg.startswith("-j") and arg[2:].isdigit()):  # -j2
-                return False
-    return True
-
-
-@click.command("extract", context_settings={"help_option_names": ["-h", "--help"]})
-@extract_options
-def _extract(pages: tuple[Path, ...], url: str | None, jobs: int) -> None:
-    """Print what the crawler reads from saved HTML pages, one JSON object per line."""
-    sys.exit(run(pages, url, jobs))
+        return None
+    pages: list[str] = []
+    url: str | None = None
+    jobs = "0"
+    rest = iter(args)
+    for arg in rest:
+        if arg == "--":
+            pages.extend(rest)
+            break
+        if not arg.startswith("-") or arg == "-":
+            pages.append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        if eq and name in ("--jobs", "--url"):
+            pass  # --jobs=2
+        elif arg in ("-j", "--jobs", "--url"):
+            name, value = arg, next(rest, "\0")  # click takes the next argument, whatever it is
+            if value == "\0":
+                return None
+        elif arg.startswith("-j") and not eq:
+            name, value = "-j", arg[2:]  # -j2
+        else:
+            return None
+        if name == "--url":
+            url = value
+        else:
+            jobs = value
+    if not pages or not (jobs.isascii() and jobs.isdigit() and int(jobs) <= MAX_JOBS):
+        return None
+    return [_page_name(p) for p in pages], url, int(jobs)
 
 
 def quick(args: list[str]) -> None:
     """Run `crawler extract ARGS` and exit, unless ARGS need the whole command line (returns)."""
-    if not _short_enough(args):
+    parsed = short_command_line(args)
+    if parsed is None:
         return
     from crawler.start import finish
 
-    finish(lambda: _extract.main(args, prog_name="crawler extract", standalone_mode=False))
+    finish(lambda: run(*parsed))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from crawler.extract.page import STORY_TYPES, Page
 from crawler.extract.text import js_var, normalize_space, weighted_length
+from crawler.pagekind import PageKind
 from crawler.sites import (
     CAPTCHA_WIDGETS,
     CHALLENGE_PAGE_MAX,
@@ -18,7 +19,6 @@ from crawler.sites import (
     SITES,
     SiteRule,
 )
-from crawler.types import PageKind
 
 
 def challenge(page: Page, cleaned_title: str | None) -> str | None:

@@ -10,8 +10,28 @@ from crawler.extract.page import PARSE_ERRORS, Page, host_of, path_of
 from crawler.extract.summary import content_hash, find_summary
 from crawler.extract.text import cap, shared
 from crawler.extract.title import find_title
+from crawler.pagekind import PageKind
 from crawler.sites import site_for_content, site_for_host
-from crawler.types import PageKind, PageMeta
+
+TYPE_CHECKING = False  # crawler.types (dataclasses) and typing are not imported at run time
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from crawler.types import PageMeta
+
+    class Fields(TypedDict):
+        """PageMeta's fields, as `crawler extract` prints them without building a PageMeta."""
+
+        title: str | None
+        summary: str | None
+        site_name: str | None
+        canonical_url: str | None
+        lang: str | None
+        kind: PageKind
+        notice: str | None
+        site: str | None
+        text_hash: str | None
+
 
 TITLE_MAX = 1000  # characters of a title kept: a 5 MB <title> must not reach the reports
 MAX_INPUT = 8 * 1024 * 1024  # bytes of a page looked at; the rest is dropped
@@ -27,8 +47,8 @@ def _extract(
     content_type: str | None,
     status: int | None,
     with_hash: bool = True,
-) -> PageMeta:
-    """extract_meta without the safety net."""
+) -> Fields:
+    """extract_fields without the safety net."""
     if isinstance(body, str):
         text = body[:MAX_INPUT]
         data = text.encode("utf-8", errors="replace")
@@ -62,17 +82,43 @@ def _extract(
     if kind not in (PageKind.ARTICLE, PageKind.OTHER):
         summary = None
     text_hash = content_hash(page, rule) if with_hash and kind is PageKind.ARTICLE else None
-    return PageMeta(
-        title=cap(title, TITLE_MAX) or None,
-        summary=summary or None,
-        site_name=site_name or None,
-        canonical_url=canonical or None,
-        lang=lang,
-        kind=kind,
-        notice=notice,
-        site=rule.name if rule is not None else None,
-        text_hash=text_hash,
-    )
+    return {
+        "title": cap(title, TITLE_MAX) or None,
+        "summary": summary or None,
+        "site_name": site_name or None,
+        "canonical_url": canonical or None,
+        "lang": lang,
+        "kind": kind,
+        "notice": notice,
+        "site": rule.name if rule is not None else None,
+        "text_hash": text_hash,
+    }
+
+
+def extract_fields(
+    body: bytes | str,
+    url: str | None = None,
+    content_type: str | None = None,
+    status: int | None = None,
+    *,
+    with_hash: bool = True,
+) -> Fields:
+    """extract_meta's fields as a dict (what `crawler extract` prints: no PageMeta built)."""
+    try:
+        return _extract(body, url, content_type, status, with_hash)
+    except PARSE_ERRORS:
+        kind = PageKind.NOT_FOUND if status in (404, 410) else PageKind.OTHER
+        return {
+            "title": None,
+            "summary": None,
+            "site_name": None,
+            "canonical_url": None,
+            "lang": None,
+            "kind": kind,
+            "notice": None,
+            "site": None,
+            "text_hash": None,
+        }
 
 
 def extract_meta(
@@ -89,8 +135,6 @@ def extract_meta(
     is a bug of the extractor and propagates. `with_hash=False` skips the main-text hash
     (`text_hash`), which only the history needs.
     """
-    try:
-        return _extract(body, url, content_type, status, with_hash)
-    except PARSE_ERRORS:
-        kind = PageKind.NOT_FOUND if status in (404, 410) else PageKind.OTHER
-        return PageMeta(kind=kind)
+    from crawler.types import PageMeta
+
+    return PageMeta(**extract_fields(body, url, content_type, status, with_hash=with_hash))
