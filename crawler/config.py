@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from crawler import __version__
+from crawler.cpus import can_fork as can_fork
+from crawler.cpus import usable_cpus as usable_cpus
 
 DEFAULT_MAX_CONCURRENCY = 16  # requests in flight over all hosts
 # The most requests in flight to one host (a ceiling: crawler/pace.py starts a host at 2 and
@@ -114,18 +114,3 @@ DEFAULT_ARCHIVE_ENDPOINT = "https://archive.org/wayback/available"
 DEFAULT_FAIL_ON = ("dead",)
 #: The verdicts --fail-on accepts (ok never fails a run).
 FAIL_ON_CHOICES = ("dead", "error", "changed", "blocked", "redirected")
-
-
-# The machine.
-def usable_cpus() -> int:
-    """Cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def can_fork() -> bool:
-    """Whether work may be split among forked processes here: POSIX fork, and not macOS,
-    whose system frameworks are not safe to use in a forked child."""
-    return hasattr(os, "fork") and sys.platform != "darwin"

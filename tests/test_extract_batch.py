@@ -56,6 +56,36 @@ def test_a_reading_process_that_dies_is_a_failure_of_the_tool(
     assert printed == pages[: len(printed)] and pages[30] not in printed
 
 
+def test_a_bug_in_a_reading_process_is_a_bug_not_a_death(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pages = _pages(tmp_path, 40)
+    real = batch.page_line
+
+    def fails_on_page_30(page: str, url: str | None) -> tuple[str, bool]:
+        if page.endswith("p30.html"):
+            raise KeyError("no such rule")
+        return real(page, url)
+
+    monkeypatch.setattr(batch, "page_line", fails_on_page_30)
+    with pytest.raises(RuntimeError, match="in a reading process: KeyError: 'no such rule'"):
+        list(batch.extract_lines(pages, None, 2))
+
+
+def test_a_reading_process_sends_more_than_a_pipe_holds(tmp_path: Path) -> None:
+    """Its lines are taken as they come: it never waits on a full pipe for this process."""
+    pages = []
+    for i in range(400):  # lines of ~1 KB: 200 KB from the reading process, a pipe holds 64 KB
+        p = tmp_path / f"p{i:03}.html"
+        p.write_text(f"<title>{i} {'y' * 900}</title>", encoding="utf-8")
+        pages.append(str(p))
+    lines = list(batch.extract_lines(pages, None, 2))
+    assert [json.loads(line)["title"].split()[0] for line, _ in lines] == [
+        str(i) for i in range(400)
+    ]
+    assert all(ok for _, ok in lines)
+
+
 MB = 1024 * 1024
 
 

@@ -27,8 +27,8 @@ BYTES_PER_JOB = 4 * 1024 * 1024
 PAGE_COST = 4096
 
 
-#: Bytes of pages given to a forked reading process at a time.
-CHUNK_BYTES = 1024 * 1024
+#: Characters of lines a reading process writes into its pipe at a time.
+CHUNK_CHARS = 64 * 1024
 
 
 _dumps = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for every line
@@ -110,64 +110,162 @@ def shares(weights: Sequence[int], parts: int, start: int = 0) -> list[range]:
     return out
 
 
-def _chunk_lines(pages: Sequence[str | Path], url: str | None) -> list[tuple[str, bool]]:
-    """page_line of each page: what a forked reading process runs, a chunk at a time."""
-    return [page_line(page, url) for page in pages]
-
-
 def extract_lines(
     pages: Sequence[str | Path], url: str | None, processes: int
 ) -> Iterator[tuple[str, bool]]:
     """page_line of each page, in the order of `pages`, read by `processes` processes.
 
-    With more than one, this process reads the first 1/processes of the pages' bytes (its
-    lines come as they are read) while forked processes read the rest, given CHUNK_BYTES of
-    pages at a time: a message each way per chunk, not per page, and a Ctrl-C waits for no
-    more than the chunks being read. A reading process
-    that dies (killed, out of memory) is a failure of the tool, raised as CrawlerError after
-    the lines before its pages; a page that cannot be read is a line of its own.
+    With more than one, the pages are cut in runs of about the same bytes: this process
+    reads the first (its lines come as they are read), a forked process each other one, and
+    sends its lines back through a pipe, read as they come so that it never waits for us.
+    No pool and no pickling: a fork and a pipe each, and the parser (imported before the
+    fork) is shared. A reading process that dies (killed, out of memory) is a failure of the
+    tool, raised as CrawlerError after the lines before its pages; a page that cannot be
+    read is a line of its own.
     """
     import crawler.extract.meta  # noqa: F401 - imported once, before the fork, and shared
 
-    cost = weights(page_sizes(pages)) if processes > 1 else []
-    own = shares(cost, processes)[0] if cost else range(len(pages))
-    if len(own) == len(pages):
+    runs = shares(weights(page_sizes(pages)), processes) if processes > 1 else []
+    if len(runs) <= 1:
         for page in pages:
             yield page_line(page, url)
         return
-    rest = sum(cost[own.stop :])
-    chunks = shares(cost, max(processes - 1, -(-rest // CHUNK_BYTES)), own.stop)
-    import gc
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    context = multiprocessing.get_context("fork")  # the parser, imported above, is shared
-    pool = ProcessPoolExecutor(processes - 1, mp_context=context, initializer=_ignore_sigint)
+    children = _fork_readers([[pages[i] for i in r] for r in runs[1:]], url)
     try:
-        # Objects the collector never visits stay shared with the forked processes instead
-        # of being copied page by page when a collection in them touches every object.
-        gc.freeze()
-        try:
-            futures = [pool.submit(_chunk_lines, [pages[i] for i in r], url) for r in chunks]
-        except OSError as exc:  # the first submit starts the processes
-            raise CrawlerError(f"cannot start a reading process: {exc.strerror or exc}") from exc
-        finally:
-            gc.unfreeze()
-        for i in own:
+        for i in runs[0]:
             yield page_line(pages[i], url)
-        for future in futures:
-            try:
-                lines = future.result()
-            except BrokenProcessPool as exc:
-                raise CrawlerError("a page-reading process died before it finished") from exc
-            yield from lines
+            for child in children:
+                child.drain()
+        for child in children:
+            yield from child.lines()
     finally:
-        pool.shutdown(cancel_futures=True)
+        for child in children:
+            child.stop()
 
 
-def _ignore_sigint() -> None:
-    """In a reading process: leave Ctrl-C to the parent, which stops the pool."""
+class _Reader:
+    """A forked process reading a run of pages, as its parent sees it."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid = pid
+        self.fd = fd
+        self.received: list[bytes] = []
+        self.done = False  # the pipe is at its end
+        self.status: int | None = None  # the wait status, once reaped
+
+    def drain(self) -> None:
+        """Take what the process has written so far, without waiting."""
+        while not self.done:
+            try:
+                data = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return
+            if data:
+                self.received.append(data)
+            else:
+                self.done = True
+
+    def lines(self) -> Iterator[tuple[str, bool]]:
+        """Every line the process sends, then whether it finished (CrawlerError if it died)."""
+        os.set_blocking(self.fd, True)
+        tail = b""
+        while True:
+            self.drain()
+            data = tail + b"".join(self.received)
+            self.received.clear()
+            *whole, tail = data.split(b"\n")
+            for line in whole:
+                if line[:1] == b"!":
+                    raise RuntimeError(f"in a reading process: {line[1:].decode('utf-8')}")
+                yield line[1:].decode("utf-8"), line[:1] == b"+"
+            if self.done:
+                break
+        os.close(self.fd)
+        self.fd = -1
+        _, self.status = os.waitpid(self.pid, 0)
+        if self.status != 0:  # died: killed, out of memory, or a bug of its own
+            raise CrawlerError("a page-reading process died before it finished")
+
+    def stop(self) -> None:
+        """Stop the process if it still runs (the lines were not all wanted), and reap it."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.status is None:
+            import contextlib
+            import signal
+
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.status = -1
+
+
+#: The exit code of a reading process that met a bug (it sends its line first).
+BUG = 70
+
+
+def _fork_readers(runs: list[list[str | Path]], url: str | None) -> list[_Reader]:
+    """A forked process for each run of pages, each writing its lines into a pipe."""
+    import contextlib
+    import gc
+
+    children: list[_Reader] = []
+    # Objects the collector never visits stay shared with the forked processes instead of
+    # being copied page by page when a collection in them touches every object.
+    gc.freeze()
+    try:
+        for run in runs:
+            r, w = os.pipe()
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                os.close(r)
+                os.close(w)
+                for child in children:
+                    child.stop()
+                error = f"cannot start a reading process: {exc.strerror or exc}"
+                raise CrawlerError(error) from exc
+            if pid == 0:  # the reading process: its lines into the pipe, then exit
+                code = BUG
+                try:
+                    os.close(r)
+                    for child in children:
+                        os.close(child.fd)
+                    code = _read_run(run, url, w)
+                except Exception as exc:  # a bug: the parent says so, as of one of its own
+                    with contextlib.suppress(OSError):
+                        _write_all(w, [f"!{type(exc).__name__}: {exc}"])
+                finally:
+                    os._exit(code)
+            os.close(w)
+            os.set_blocking(r, False)
+            children.append(_Reader(pid, r))
+    finally:
+        gc.unfreeze()
+    return children
+
+
+def _read_run(pages: Sequence[str | Path], url: str | None, fd: int) -> int:
+    """In a reading process: each page's line into fd, "+" or "-" before it (read or not),
+    written some 64 KB at a time; 0 once all are written."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us
+    out: list[str] = []
+    size = 0
+    for page in pages:
+        line, ok = page_line(page, url)
+        out.append(("+" if ok else "-") + line)
+        size += len(line)
+        if size >= CHUNK_CHARS:
+            _write_all(fd, out)
+            out, size = [], 0
+    _write_all(fd, out)
+    return 0
+
+
+def _write_all(fd: int, lines: list[str]) -> None:
+    data = memoryview(("\n".join(lines) + "\n").encode("utf-8")) if lines else memoryview(b"")
+    while data:
+        data = data[os.write(fd, data) :]

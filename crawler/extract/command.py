@@ -56,7 +56,7 @@ def run(pages: Sequence[str | Path], url: str | None, jobs: int) -> int:
 
     processes = 1
     if jobs != 1 and len(pages) > 1:
-        from crawler.config import can_fork, usable_cpus
+        from crawler.cpus import can_fork, usable_cpus
 
         size = sum(page_sizes(pages)) if jobs == 0 else 0
         processes = processes_for(len(pages), size, jobs, usable_cpus(), can_fork())
