@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,28 @@ def test_a_reading_process_sends_more_than_a_pipe_holds(tmp_path: Path) -> None:
         str(i) for i in range(400)
     ]
     assert all(ok for _, ok in lines)
+
+
+def test_lines_no_longer_wanted_stop_the_reading_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader stops (Ctrl-C, a closed stdout): its reading processes are killed and reaped,
+    not left reading."""
+    pages = _pages(tmp_path, 40)
+    real = batch.page_line
+    parent = os.getpid()
+
+    def never_ends_in_a_reading_process(page: str, url: str | None) -> tuple[str, bool]:
+        if os.getpid() != parent:
+            signal.pause()  # until killed
+        return real(page, url)
+
+    monkeypatch.setattr(batch, "page_line", never_ends_in_a_reading_process)
+    lines = batch.extract_lines(pages, None, 2)
+    assert json.loads(next(lines)[0])["title"] == "t0"
+    lines.close()
+    with pytest.raises(ChildProcessError):  # no child left, running or not reaped
+        os.waitpid(-1, os.WNOHANG)
 
 
 MB = 1024 * 1024
