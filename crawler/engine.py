@@ -523,6 +523,7 @@ class Worker:
         self._fetcher: Fetcher | None = None
         self._queue: list[Finished] = []
         self._queued_checks = 0
+        self._writing = asyncio.Lock()  # one write of finished URLs at a time
         self._held: dict[str, int] = {}  # leased host -> requests it may have in flight
         self._stopping = False  # cancelled: start no new host or URL
 
@@ -552,10 +553,10 @@ class Worker:
             active: dict[asyncio.Task[None], str] = {}
             try:
                 while True:
-                    self._lease_more(active, f)
+                    await self._lease_more(active, f)
                     if not active:
                         if (
-                            self.store.open_hosts(self.run_id) == 0
+                            await self.store.off_loop(self.store.open_hosts, self.run_id) == 0
                             or not self.alive()
                             or self.out_of_time()
                         ):
@@ -566,7 +567,7 @@ class Worker:
                         active, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED
                     )
                     for task in done:
-                        self._host_done(active, task)
+                        await self._host_done(active, task)
             except asyncio.CancelledError:
                 await self._finish_in_flight(active, f)
                 raise
@@ -577,18 +578,23 @@ class Worker:
                 for t in (keeper, flusher):
                     t.cancel()
                 await asyncio.gather(keeper, flusher, return_exceptions=True)
-                self.flush()  # every finished check is kept, whatever ended the loop
+                # Every finished check is kept, whatever ended the loop; on the loop's thread,
+                # as nothing else is left to wait for (no step handed off is still going:
+                # off_loop waits for its step even when cancelled).
+                self._write(self._take())
                 for host in list(self._held) + list(active.values()):
                     with contextlib.suppress(Exception):
                         self.store.release_host(self.run_id, host, self.owner)
                 self._held.clear()
 
-    def _host_done(self, active: dict[asyncio.Task[None], str], task: asyncio.Task[None]) -> None:
+    async def _host_done(
+        self, active: dict[asyncio.Task[None], str], task: asyncio.Task[None]
+    ) -> None:
         host = active.pop(task)
-        self._held.pop(host, None)
         task.result()  # a bug in the worker surfaces here
-        self.flush()  # before the host is given back: nothing is fetched twice
-        self.store.release_host(self.run_id, host, self.owner)
+        await self.flush()  # before the host is given back: nothing is fetched twice
+        await self.store.off_loop(self.store.release_host, self.run_id, host, self.owner)
+        self._held.pop(host, None)  # only now: stopped before, run's cleanup gives it back
 
     async def _finish_in_flight(
         self, active: dict[asyncio.Task[None], str], fetcher: Fetcher
@@ -605,9 +611,9 @@ class Worker:
         )
         done, _ = await asyncio.wait(active, timeout=self.settings.timeout)
         for task in done:
-            self._host_done(active, task)
+            await self._host_done(active, task)
 
-    def _lease_more(self, active: dict[asyncio.Task[None], str], fetcher: Fetcher) -> None:
+    async def _lease_more(self, active: dict[asyncio.Task[None], str], fetcher: Fetcher) -> None:
         # Hosts held up to the worker's capacity by their limits; then a few more per call
         # while fewer than half its slots are on the wire: hosts that wait out their interval
         # leave slots idle (a politeness-bound list), and a worker that is busy leaves the
@@ -620,12 +626,15 @@ class Worker:
         while (sum(self._held.values()) < self.capacity or extra) and not self._stopping:
             if sum(self._held.values()) >= self.capacity:
                 extra -= 1
-            host = self.store.lease_host(self.run_id, self.owner, self.lease_seconds, time.time())
+            db = self.store
+            host = await db.off_loop(
+                db.lease_host, self.run_id, self.owner, self.lease_seconds, time.time()
+            )
             if host is None:
                 return
-            tasks = self.store.pending(self.run_id, host)
+            tasks = await db.off_loop(db.pending, self.run_id, host)
             if not tasks:
-                self.store.release_host(self.run_id, host, self.owner)
+                await db.off_loop(db.release_host, self.run_id, host, self.owner)
                 continue
             # A host counts for at most HOST_SHARE of the worker's requests in flight, so a
             # worker spreads them over several hosts: its connections stay warm (one host at a
@@ -635,11 +644,12 @@ class Worker:
             work = asyncio.create_task(self._work_host(tasks, fetcher))
             active[work] = host
 
-    def _pace_for(self, host: str) -> PaceController:
+    async def _pace_for(self, host: str) -> PaceController:
         s = self.settings
         rule = host_rule(s.hosts, host.rsplit(":", 1)[0]) if s.hosts else None
         floor = rule.interval if rule is not None and rule.interval is not None else 0.0
-        start = self.store.host_paces([host]).get(host) or Pace(START_LIMIT, s.host_interval)
+        known = await self.store.off_loop(self.store.host_paces, [host])
+        start = known.get(host) or Pace(START_LIMIT, s.host_interval)
         return PaceController(
             self._host_limit(host), start=start, min_interval=floor, clock=self.monotonic
         )
@@ -665,9 +675,10 @@ class Worker:
         request be in flight; a URL answered by a verification page goes back to the front of
         the queue after a cool-down, and is judged blocked only if it stays so."""
         host = tasks[0].host
-        states = self.store.states(t.url for t in tasks) if self.history else {}
+        db = self.store
+        states = await db.off_loop(db.states, [t.url for t in tasks]) if self.history else {}
         accept = accept_for(self.settings, tasks[0].url)
-        paced = _PacedHost(host, self._pace_for(host), self.monotonic, self.sleep)
+        paced = _PacedHost(host, await self._pace_for(host), self.monotonic, self.sleep)
         wire = self._wire
         todo = list(reversed(tasks))  # popped from the end
         cooling: list[tuple[float, int, UrlTask]] = []  # heap of (ready at, order, task)
@@ -703,7 +714,7 @@ class Worker:
                     ready = self.monotonic() + self.cool_down * (n + 1)
                     heapq.heappush(cooling, (ready, next(order), task))
                     return
-            self._finished(
+            await self._finished(
                 judge(
                     task,
                     result,
@@ -744,7 +755,9 @@ class Worker:
                 t.cancel()
             await asyncio.gather(*running, return_exceptions=True)
         # where the next run starts
-        self.store.save_pace(host, paced.pace.pace(), self.clock(), paced.verification_pages)
+        await db.off_loop(
+            db.save_pace, host, paced.pace.pace(), self.clock(), paced.verification_pages
+        )
 
     def _no_more(self) -> bool:
         """Whether no URL is to be started any more: stopping, or out of time."""
@@ -754,31 +767,42 @@ class Worker:
         """Whether the run's budget is spent (on the worker's clock)."""
         return self.deadline is not None and self.clock() >= self.deadline
 
-    def _finished(self, item: Finished) -> None:
+    async def _finished(self, item: Finished) -> None:
         self._queue.append(item)
         self._queued_checks += len(item.checks)
         if self.progress is not None:
             self.progress(len(item.checks))
         if self._queued_checks >= BATCH:
-            self.flush()
+            await self.flush()
 
-    def flush(self) -> None:
-        """Write the finished URLs."""
-        if not self._queue:
-            return
+    def _take(self) -> list[Finished]:
         items, self._queue = self._queue, []
         self._queued_checks = 0
-        self.store.write_finished(self.run_id, items)
+        return items
+
+    def _write(self, items: list[Finished]) -> None:
+        if items:
+            self.store.write_finished(self.run_id, items)
+
+    async def flush(self) -> None:
+        """Write the finished URLs, after any write already going (one at a time: when a
+        flush returns, every check finished before it is written)."""
+        async with self._writing:
+            items = self._take()
+            if items:
+                await self.store.off_loop(self.store.write_finished, self.run_id, items)
 
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
-            self.flush()
+            await self.flush()
 
     async def _keep_leases(self) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            self.store.renew_leases(self.owner, self.lease_seconds, time.time())
+            await self.store.off_loop(
+                self.store.renew_leases, self.owner, self.lease_seconds, time.time()
+            )
 
 
 # ----------------------------------------------------------------------------- worker count

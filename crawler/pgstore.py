@@ -11,17 +11,21 @@ the version lives in the table `crawler_schema`. Only what the dialects do diffe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from crawler.db import PgUrl
 from crawler.errors import StoreError
@@ -35,6 +39,9 @@ CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
 RECONNECT_SECONDS = 60.0
 MIGRATION_LOCK = 0x6372_6177  # pg_advisory_xact_lock key taken while migrating ('craw')
 RUN_LOCK = 0x6372  # first key of the advisory lock a live run's process holds (second: run id)
+#: Connections (and threads) for the steps a worker's event loop hands off (PgStore.off_loop):
+#: its lease keeper, its writer and its hosts' reads may each wait on the server at once.
+POOL_SIZE = 4
 _ID_TABLES = ("runs", "checks", "enrichments")  # tables whose INSERT returns the new id
 
 
@@ -127,12 +134,15 @@ def _clean(params: Sequence[Any]) -> Sequence[Any]:
 class PgConnection:
     """sqlite3.Connection's execute/executemany, with the SQLite store's SQL, over psycopg."""
 
-    def __init__(self, pg: psycopg.Connection[Any], url: PgUrl) -> None:
+    def __init__(
+        self, pg: psycopg.Connection[Any], url: PgUrl, like: PgConnection | None = None
+    ) -> None:
         self.pg = pg
         self.url = url
         self.name = str(url)
-        self._keys: dict[str, tuple[str, ...]] = {}
-        self._sql: dict[str, str] = {}
+        # the statements' translations, shared with the connection `like` (same database)
+        self._keys: dict[str, tuple[str, ...]] = {} if like is None else like._keys
+        self._sql: dict[str, str] = {} if like is None else like._sql
 
     def lost(self) -> bool:
         """Whether the connection is gone (the server restarted, the network broke)."""
@@ -224,17 +234,25 @@ def _first_line(exc: BaseException) -> str:
     return line.removeprefix("connection failed: ")
 
 
-def connect(url: PgUrl) -> psycopg.Connection[Any]:
-    """An autocommit connection to url; StoreError (one line, no password) when that fails."""
+def _options(url: PgUrl) -> dict[str, Any]:
+    """What every connection of the store is opened with, besides url's conninfo."""
     try:
         params = conninfo_to_dict(url.conninfo)
     except psycopg.Error as exc:
         raise StoreError(f"bad PostgreSQL URL {url}: {_scrub(_first_line(exc), url)}") from None
-    extra: dict[str, Any] = {"application_name": "crawler"}
+    extra: dict[str, Any] = {
+        "autocommit": True, "row_factory": _row_factory, "application_name": "crawler"
+    }  # fmt: skip
     if "connect_timeout" not in params:
         extra["connect_timeout"] = CONNECT_TIMEOUT
+    return extra
+
+
+def connect(url: PgUrl) -> psycopg.Connection[Any]:
+    """An autocommit connection to url; StoreError (one line, no password) when that fails."""
+    extra = _options(url)
     try:
-        return psycopg.connect(url.conninfo, autocommit=True, row_factory=_row_factory, **extra)
+        return psycopg.connect(url.conninfo, **extra)
     except psycopg.Error as exc:
         msg = _scrub(_first_line(exc), url)
         raise StoreError(f"cannot connect to the history database {url}: {msg}") from None
@@ -264,7 +282,7 @@ def reconnecting(
         try:
             return method(store, *args, **kwargs)
         except StoreError:
-            if not store.pgconn.lost():
+            if not store.conn.lost():
                 raise
         log.warning("lost the history database %s; reconnecting", store.url)
         store.reconnect()
@@ -293,10 +311,100 @@ class PgStore(Store):
 
     def __init__(self, pg: psycopg.Connection[Any], url: PgUrl) -> None:
         self.url = url
+        #: The store's own connection: migrations, the runs' advisory locks, and every step
+        #: not handed off (off_loop) to a pooled connection in a thread.
         self.pgconn = PgConnection(pg, url)
+        self._step = threading.local()  # .conn: the pooled connection of this thread's step
+        self._pool: ConnectionPool[Any] | None = None  # opened by the first off_loop
+        self._threads: ThreadPoolExecutor | None = None
+        self._opening = threading.Lock()
         # Store's queries need only execute/executemany: PgConnection speaks them.
         super().__init__(self.pgconn, str(url))  # type: ignore[arg-type]
         self._run_locks: set[int] = set()
+
+    @property  # type: ignore[override]
+    def conn(self) -> PgConnection:
+        """The connection Store's steps use: a pooled one in a step handed off (off_loop),
+        the store's own otherwise."""
+        conn: PgConnection | None = getattr(self._step, "conn", None)
+        return self.pgconn if conn is None else conn
+
+    @conn.setter
+    def conn(self, value: Any) -> None:
+        pass  # Store.__init__ sets it: it is always pgconn or the step's
+
+    async def off_loop(self, step: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """step(*args, **kwargs) in a thread on a pooled connection (psycopg_pool), so the
+        event loop goes on while PostgreSQL answers. Cancelled, the caller still waits for
+        the step to end (a write is never overtaken by the caller's next step)."""
+        threads = self._threads or self._open_pool()
+        fut = threads.submit(self._pooled, functools.partial(step, *args, **kwargs))
+        try:
+            return await asyncio.wrap_future(fut)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                fut.result()
+            raise
+
+    def _open_pool(self) -> ThreadPoolExecutor:
+        with self._opening:
+            if self._threads is None:
+                self._pool = ConnectionPool(
+                    self.url.conninfo,
+                    kwargs=_options(self.url),
+                    min_size=1,
+                    max_size=POOL_SIZE,
+                    open=False,
+                    name="crawler",
+                    reconnect_timeout=RECONNECT_SECONDS,
+                )
+                # The store says itself, in one line, when the server is lost; the pool's
+                # own attempts meanwhile would only repeat it on stderr.
+                logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
+                self._pool.open(wait=False)
+                self._threads = ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="pgstore")
+            return self._threads
+
+    def _pooled(self, step: Callable[[], T]) -> T:
+        """step() with this thread's steps on a connection of the pool."""
+        conn = PgConnection(self._getconn(RECONNECT_SECONDS), self.url, self.pgconn)
+        self._step.conn = conn
+        try:
+            return step()
+        finally:
+            self._step.conn = None
+            if conn.pg is not None:
+                self._putconn(conn.pg)
+
+    def _getconn(self, within: float) -> psycopg.Connection[Any]:
+        assert self._pool is not None
+        try:
+            pg: psycopg.Connection[Any] = self._pool.getconn(timeout=max(within, 0.001))
+            return pg
+        except PoolTimeout:
+            connect(self.url).close()  # the server's own reason, as one line (StoreError)
+            raise StoreError(f"cannot connect to the history database {self.url}") from None
+
+    def _putconn(self, pg: psycopg.Connection[Any]) -> None:
+        assert self._pool is not None
+        self._pool.putconn(pg)  # a broken or closed one is thrown away and replaced
+
+    def _renew_step_connection(self, conn: PgConnection) -> None:
+        """A working pooled connection for this thread's step, after its own was found lost
+        (the pool may hold others from before a restart: each is tried and thrown away)."""
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        while True:
+            self._putconn(conn.pg)
+            conn.pg = None  # type: ignore[assignment]
+            conn.pg = self._getconn(deadline - time.monotonic())
+            try:
+                conn.pg.execute("SELECT 1")
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"lost the history database {self.url}: no working connection"
+                    ) from None
 
     @classmethod
     def open(cls, path: Any) -> PgStore:
@@ -317,12 +425,34 @@ class PgStore(Store):
         return store
 
     def close(self) -> None:
-        """Close the connection (a run's advisory lock goes with it)."""
+        """Close the connections (a run's advisory lock goes with the store's own)."""
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.close()
         self.pgconn.close()
 
     def reconnect(self) -> None:
         """A new connection after a lost one, holding again the locks of this process's runs
-        (and setting them back to running if another process took them for dead meanwhile)."""
+        (and setting them back to running if another process took them for dead meanwhile).
+
+        In a step handed off (off_loop), the step gets a new pooled connection, and the
+        store's own is tried: what broke one (a restart) broke it too, and its run locks
+        with it."""
+        conn: PgConnection | None = getattr(self._step, "conn", None)
+        if conn is not None:
+            self._renew_step_connection(conn)
+            with self._opening:  # one thread at a time renews the store's own
+                try:
+                    self.pgconn.pg.execute("SELECT 1")
+                    return
+                except psycopg.Error:
+                    pass
+                self._reconnect_own()
+            return
+        self._reconnect_own()
+
+    def _reconnect_own(self) -> None:
         self.pgconn.reconnect()
         pg = self.pgconn.pg
         with self.pgconn.errors():
@@ -338,8 +468,9 @@ class PgStore(Store):
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
         """One transaction, rolled back on any exception."""
-        with self.pgconn.errors(), self.pgconn.pg.transaction():
-            yield self.conn
+        conn = self.conn
+        with conn.errors(), conn.pg.transaction():
+            yield conn
 
     def schema_version(self) -> int:
         """How many migrations this database has seen (0: none)."""

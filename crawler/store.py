@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from crawler.config import RECENT_RUNS, TREND_RUNS
 from crawler.errors import StoreError
@@ -204,6 +204,9 @@ def statements(script: str) -> Iterator[str]:
         yield buf  # a last statement without its `;`
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 BUSY_TIMEOUT = 30.0  # seconds a statement waits for another process's lock
 BATCH = 1000  # checks per write transaction (and at least every second: engine.FLUSH_SECONDS)
 _IN_CHUNK = 500  # values per `IN (...)`: under SQLite's limit on bound parameters
@@ -324,6 +327,13 @@ class Store:
         self.conn = conn
         self.path = path
         self._lock_fd: int | None = None
+
+    async def off_loop(self, step: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """step(*args, **kwargs) for a caller on an event loop: one of this store's steps.
+
+        SQLite's run right here, on the caller's thread: a local file (sqlite3's connection
+        belongs to its thread). PgStore's wait for the server in a thread (see there)."""
+        return step(*args, **kwargs)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Store:
