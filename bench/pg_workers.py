@@ -166,6 +166,7 @@ def run_joined(
     """`check` (args) plus `joined` `crawler worker --once` processes on its run, started once
     it is planned (with `sessions`, each in a session of its own). Its figures as run()'s, and
     each process's peak RSS in MB (check first)."""
+    load = os.getloadavg()[0]
     db_before = _db_cpu(cluster)
     start = time.monotonic()
     check = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -207,7 +208,7 @@ def run_joined(
         "maxrss_mb": max(rss),
         "db_cpu": _db_cpu(cluster) - db_before,
         "workers": [],
-        "load": (0.0, os.getloadavg()[0]),
+        "load": (load, os.getloadavg()[0]),
     }, rss
 
 
