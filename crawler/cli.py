@@ -117,7 +117,9 @@ def check(**kw: Any) -> None:
     quiet = kw["quiet"]
     done = check_inputs(job, lambda total: Progress(total, quiet))
     colour = use_colour()
-    shown = check_lines(done.run, done.reports, done.excluded, quiet, kw["confirm_runs"])
+    shown = check_lines(
+        done.run, done.reports, done.excluded, quiet, kw["confirm_runs"], done.noted
+    )
     click.echo(shown[0], color=colour)
     if kw["budget"] is not None:  # what the budget reached, or that nothing was due (even -q)
         from crawler.report.notes import budget_line
@@ -147,7 +149,8 @@ def _exit_code(run: Run, fail_on: Sequence[str]) -> int:
         why = "the network looks down (no host answered); no link was judged dead."
         click.echo(f"error: {why}", err=True)
         return EXIT_NETWORK_DOWN
-    return EXIT_BROKEN if any(c.verdict.value in fail_on for c in run.checks) else EXIT_OK
+    counts = run.counts()  # the tally the reports counted
+    return EXIT_BROKEN if any(counts.get(v) for v in fail_on) else EXIT_OK
 
 
 @cli.command()

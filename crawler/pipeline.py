@@ -559,12 +559,14 @@ class CheckJob:
 
 @dataclass(frozen=True, slots=True)
 class CheckDone:
-    """A finished (or stopped) `crawler check`: the run, its report files and how many links
-    were excluded (filters, ignore comments, --no-private, --offline)."""
+    """A finished (or stopped) `crawler check`: the run, its report files, how many links
+    were excluded (filters, ignore comments, --no-private, --offline) and the checks the
+    terminal lists, picked in the reports' pass."""
 
     run: Run
     reports: list[Path]
     excluded: int
+    noted: Sequence[Check] | None = None  # the checks the terminal lists (terminal.noted)
 
 
 def check_inputs(job: CheckJob, progress: Callable[[int], Progress]) -> CheckDone:
@@ -606,14 +608,25 @@ def check_inputs(job: CheckJob, progress: Callable[[int], Progress]) -> CheckDon
             run = replace(run, checks=local.merge(run.checks, extra, found.sources))
         # Imported once the run is over: the first request need not wait for the templates.
         from crawler.report import write_reports
+        from crawler.terminal import noted
 
-        paths = write_reports(run, job.report_dir, list(job.formats), job.fail_on)
-    # and the links --no-private refused when their host name resolved to a private address
-    # (web links only: local links and other schemes that are skipped are counted as skipped)
-    excluded += sum(
-        c.verdict is Verdict.SKIPPED and local.kind_of(c.url) is local.Kind.WEB for c in run.checks
-    )
-    return CheckDone(run, paths, excluded)
+        # the reports' pass also picks what the terminal lists and counts the links
+        # --no-private refused when their host name resolved to a private address (web links
+        # only: local links and other schemes that are skipped are counted as skipped)
+        listed: list[Check] = []
+        refused = 0
+
+        def seen(c: Check) -> None:
+            nonlocal refused
+            if c.verdict is Verdict.SKIPPED and local.kind_of(c.url) is local.Kind.WEB:
+                refused += 1
+            if noted(c):
+                listed.append(c)
+
+        formats = list(job.formats)
+        paths = write_reports(run, job.report_dir, formats, job.fail_on, also=[seen])
+    excluded += refused
+    return CheckDone(run, paths, excluded, listed)
 
 
 def rerender(

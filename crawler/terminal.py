@@ -44,27 +44,42 @@ def link_line(check: Check, confirm_runs: int | None = None) -> str:
 
 
 def summary_line(run: Run) -> str:
-    """References, URLs, time and the count of each verdict; how many came from the cache."""
-    counts = ", ".join(f"{n} {v}" for v, n in run.counts().items() if n)
+    """References, URLs, time and the count of each verdict; how many came from the cache
+    (all of it the run's tally)."""
+    t = run.tally()
+    counts = ", ".join(f"{n} {v}" for v, n in t.counts.items() if n)
     seconds = (run.finished_at - run.started_at).total_seconds()
-    line = (
-        f"{len(run.checks)} references, {len({c.url for c in run.checks})} URLs in {seconds:.1f} s"
-    )
+    line = f"{len(run.checks)} references, {t.urls} URLs in {seconds:.1f} s"
     line += f": {counts}" if counts else ""
-    cached = sum(1 for c in run.checks if c.cached)
-    return line + (f" ({cached} reused from the history)" if cached else "")
+    return line + (f" ({t.cached} reused from the history)" if t.cached else "")
 
 
-def summary_lines(run: Run, paths: Sequence[Path], confirm_runs: int | None = None) -> list[str]:
+def noted(check: Check) -> bool:
+    """Whether the terminal lists the check (a line of its own)."""
+    return check.verdict in _LISTED or check.recovered
+
+
+_LISTED = frozenset(LISTED)
+
+
+def summary_lines(
+    run: Run,
+    paths: Sequence[Path],
+    confirm_runs: int | None = None,
+    listed: Sequence[Check] | None = None,
+) -> list[str]:
     """The summary line; each dead, changed, error and blocked link, each group followed by
-    what to do (`→ …`); the links that recovered; the report files."""
+    what to do (`→ …`); the links that recovered; the report files. `listed`: the run's checks
+    that are `noted`, in order, when already picked (by default a pass of its own)."""
     lines = [summary_line(run)]
+    if listed is None:
+        listed = [c for c in run.checks if noted(c)]
     for verdict in LISTED:
-        group = [c for c in run.checks if c.verdict is verdict]
+        group = [c for c in listed if c.verdict is verdict]
         lines += [link_line(c, confirm_runs) for c in group]
         if group:
             lines.append(f"  → {advice(verdict, group, confirm_runs)}")
-    lines += [link_line(c) for c in run.checks if c.recovered and c.verdict not in LISTED]
+    lines += [link_line(c) for c in listed if c.recovered and c.verdict not in LISTED]
     lines += [f"report: {p}" for p in paths]
     return lines
 
@@ -137,11 +152,16 @@ class Progress:
 
 
 def check_lines(
-    run: Run, reports: Sequence[Path], excluded: int, quiet: bool, confirm_runs: int | None
+    run: Run,
+    reports: Sequence[Path],
+    excluded: int,
+    quiet: bool,
+    confirm_runs: int | None,
+    listed: Sequence[Check] | None = None,
 ) -> list[str]:
     """What `crawler check` prints on stdout, coloured: the summary line, then (unless quiet)
-    a line per link that needs attention and one per report file."""
-    lines = summary_lines(run, reports, confirm_runs)
+    a line per link that needs attention and one per report file (`listed`: summary_lines')."""
+    lines = summary_lines(run, reports, confirm_runs, listed)
     if excluded:
         lines[0] += f" ({excluded} excluded)"
     out = [paint(lines[0], summary=True)]

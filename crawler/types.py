@@ -341,9 +341,31 @@ class Run:
         return Tally.of(self.checks)
 
 
+#: A table's key in the reports that group the checks: (input, section heading path).
+Key = tuple[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where each (input, section) of a run's checks comes, for the tables that group them.
+
+    `keys` in the order they first appear; `stretch`: each key's first run of checks in a row
+    (its start among the checks that are not strays, its length); `strays`: the place of each
+    check of a key that comes back after another key's (rare), with its key; `verdicts`: each
+    key's checks per verdict; `flagged`: the place and key of each newly broken or recovered
+    check."""
+
+    keys: tuple[Key, ...]
+    stretch: Mapping[Key, tuple[int, int]]
+    strays: Mapping[int, Key]
+    verdicts: Mapping[Key, Mapping[Verdict, int]]
+    flagged: Mapping[int, Key]
+
+
 @dataclass(frozen=True, slots=True)
 class Tally:
-    """A run's checks counted: per verdict, by where their verdicts come from, by input."""
+    """A run's checks counted: per verdict, by where their verdicts come from, by input, and
+    laid out by section (what every report and the terminal say of the run as a whole)."""
 
     counts: Mapping[str, int]  # every verdict but skipped present, skipped when there is one
     fetched: int  # checked this run
@@ -353,26 +375,42 @@ class Tally:
     sources: tuple[str, ...]  # the checks' inputs, each once, in order of appearance
     by_source: Mapping[str, Mapping[str, int]]  # input -> verdict -> checks (those present)
     grouped: bool  # each input's checks come in one stretch
+    urls: int = 0  # distinct URLs
+    cached: int = 0  # reused from the history (--max-age)
+    layout: Layout = Layout((), {}, {}, {}, {})
 
     @classmethod
     def of(cls, checks: Iterable[Check]) -> Tally:
         """The tally of checks."""
         counts = {v.value: 0 for v in Verdict if v is not Verdict.SKIPPED}
-        fetched = earlier = never = 0
+        fetched = earlier = never = cached = 0
         oldest = None
         by_source: dict[str, dict[str, int]] = {}
         grouped = True
         source: str | None = None
         here: dict[str, int] = {}
-        for c in checks:
-            v = c.verdict.value
+        urls: set[str] = set()
+        keys: list[Key] = []
+        stretch: dict[Key, tuple[int, int]] = {}
+        strays: dict[int, Key] = {}
+        verdicts: dict[Key, dict[Verdict, int]] = {}
+        flagged: dict[int, Key] = {}
+        current: Key | None = None
+        in_key: dict[Verdict, int] = {}
+        taken = 0
+        for i, c in enumerate(checks):
+            link, verdict = c.link, c.verdict
+            v = verdict.value
             counts[v] = counts.get(v, 0) + 1
-            if c.link.source != source:
-                source = c.link.source
+            if link.source != source:
+                source = link.source
                 if source in by_source:
                     grouped = False
                 here = by_source.setdefault(source, {})
             here[v] = here.get(v, 0) + 1
+            urls.add(link.url)
+            if c.cached:
+                cached += 1
             if c.checked_this_run:
                 fetched += 1
             elif c.never_checked:
@@ -380,4 +418,35 @@ class Tally:
             else:
                 earlier += 1
                 oldest = c.checked_at if oldest is None else min(oldest, c.checked_at)
-        return cls(counts, fetched, earlier, never, oldest, tuple(by_source), by_source, grouped)
+            key = (link.source, link.section)
+            if key == current:
+                start, n = stretch[key]
+                stretch[key] = (start, n + 1)
+                taken += 1
+            else:
+                if key not in stretch:
+                    keys.append(key)
+                    stretch[key] = (taken, 1)
+                    current = key
+                    taken += 1
+                else:
+                    strays[i] = key
+                    current = None
+                in_key = verdicts.setdefault(key, {})
+            in_key[verdict] = in_key.get(verdict, 0) + 1
+            if c.newly_broken or c.recovered:
+                flagged[i] = key
+        layout = Layout(tuple(keys), stretch, strays, verdicts, flagged)
+        return cls(
+            counts,
+            fetched,
+            earlier,
+            never,
+            oldest,
+            tuple(by_source),
+            by_source,
+            grouped,
+            len(urls),
+            cached,
+            layout,
+        )

@@ -1,24 +1,27 @@
 """Report stage: Run → text. One pure renderer per format behind `render`; `write_reports` saves.
 
-The JSON and HTML reports are written to their file a piece at a time (never the whole text in
-memory), each into a temporary file renamed over the old one when complete.
+`write_reports` writes every format from one pass over the run's checks: report.html's template
+takes its rows from the pass and each other format is a Feed given every check as it goes by
+(what a report says of the run as a whole is its tally, counted before). The JSON, JUnit and
+HTML reports are written a piece at a time (never the whole text in memory), each into a
+temporary file renamed over the old one when complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Collection, Iterable
-from functools import partial
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO, cast
 
 from crawler.config import DEFAULT_FAIL_ON
 from crawler.config import DEFAULT_FORMATS as DEFAULT_FORMATS
 from crawler.errors import CrawlerError
 from crawler.report import html, issue, json_report, junit, markdown, sarif
 from crawler.report.notes import partial_note as partial_note
-from crawler.types import Run
+from crawler.types import Check, Run, lean
 
 #: format name → (file name, renderer)
 FORMATS: dict[str, tuple[str, Callable[[Run], str]]] = {
@@ -30,7 +33,7 @@ FORMATS: dict[str, tuple[str, Callable[[Run], str]]] = {
     "issue": ("issue.md", issue.render),
 }
 
-#: format name → a writer of the same text to an open file, a piece at a time
+#: format name → a writer of the same text to an open file, a piece at a time (alone)
 WRITERS: dict[str, Callable[[Run, TextIO], None]] = {
     "json": json_report.write,
     "md": markdown.write,
@@ -60,25 +63,92 @@ def new_file_mode() -> int:
     return 0o666 & ~mask
 
 
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[TextIO]:
+    """A file open for writing at path that readers see whole or not at all: the text goes to
+    a temporary file in the same directory, renamed over path when the block ends without an
+    exception (and removed if it does not). The file gets the mode a new file gets (the umask
+    applies), not mkstemp's 0o600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, new_file_mode())
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 18) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_atomic(path: Path, text: str | Callable[[TextIO], object]) -> None:
     """Write a file so that readers see the old or the new version, never half of one.
 
     `text` is the content, or a function that writes it to the open file. The file gets the
     mode a new file gets (the umask applies), not mkstemp's 0o600.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with atomic_file(path) as f:
+        if isinstance(text, str):
+            f.write(text)
+        else:
+            text(f)
+
+
+class _Out:
+    """A report's file as its writer sees it: a failed write names the file (CrawlerError)."""
+
+    __slots__ = ("f", "path")
+
+    def __init__(self, f: TextIO, path: Path) -> None:
+        self.f, self.path = f, path
+
+    def write(self, text: str) -> int:
+        try:
+            return self.f.write(text)
+        except OSError as exc:
+            raise _cannot(self.path, exc) from exc
+
+
+def _cannot(path: Path, exc: OSError) -> CrawlerError:
+    return CrawlerError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+@contextlib.contextmanager
+def _report_file(path: Path) -> Iterator[TextIO]:
+    """atomic_file(path), a failure to write it a CrawlerError naming it."""
     try:
-        os.fchmod(fd, new_file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 18) as f:
-            if isinstance(text, str):
-                f.write(text)
-            else:
-                text(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_file(path) as f:
+            yield cast(TextIO, _Out(f, path))
+    except OSError as exc:
+        raise _cannot(path, exc) from exc
+
+
+class Feed(Protocol):
+    """A report written as the run's checks are fed to it, one at a time, in order."""
+
+    def __call__(self, check: Check) -> None: ...
+
+    def close(self) -> None:
+        """Write what is left (the reports that list a few checks write them all here)."""
+
+
+#: format name → the report's Feed on (run, file, fail_on); html is written by its template,
+#: which pulls the checks itself.
+FEEDS: dict[str, Callable[[Run, TextIO, Collection[str]], Feed]] = {
+    "json": lambda run, out, fail_on: json_report.Feed(run, out),
+    "md": lambda run, out, fail_on: markdown.Feed(run, out),
+    "junit": junit.Feed,
+    "sarif": sarif.Feed,
+    "issue": lambda run, out, fail_on: issue.Feed(run, out),
+}
+
+
+def _fed(checks: Iterable[Check], feeds: Sequence[Callable[[Check], object]]) -> Iterator[Check]:
+    """The checks, each given to every feed as it is taken."""
+    for c in checks:
+        for feed in feeds:
+            feed(c)
+        yield c
 
 
 def write_reports(
@@ -86,22 +156,31 @@ def write_reports(
     report_dir: str | os.PathLike[str],
     formats: Iterable[str],
     fail_on: Collection[str] = DEFAULT_FAIL_ON,
+    also: Sequence[Callable[[Check], object]] = (),
 ) -> list[Path]:
-    """Render and write every requested format into report_dir; return the paths written.
-    `fail_on`: the verdicts that fail the run, JUnit's failures and SARIF's errors."""
-    out: list[Path] = []
+    """Write every requested format into report_dir from one pass over the run's checks;
+    return the paths written. `fail_on`: the verdicts that fail the run, JUnit's failures and
+    SARIF's errors. `also`: more consumers of the same pass (each called with every check, in
+    order). The files are renamed into place when every one is complete."""
     directory = Path(report_dir)
-    for fmt in formats:
-        name, _ = FORMATS[fmt]
-        path = directory / name
-        try:
-            writer = WRITERS[fmt]
-            if fmt == "junit":
-                writer = partial(junit.write, fail_on=fail_on)
-            elif fmt == "sarif":
-                writer = partial(sarif.write, fail_on=fail_on)
-            write_atomic(path, partial(writer, run))
-        except OSError as exc:
-            raise CrawlerError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        out.append(path)
-    return out
+    paths: list[Path] = []
+    with contextlib.ExitStack() as stack:
+        feeds: list[Feed] = []
+        page: TextIO | None = None
+        for fmt in formats:
+            path = directory / FORMATS[fmt][0]
+            out = stack.enter_context(_report_file(path))
+            paths.append(path)
+            if fmt == "html":
+                page = out
+            else:
+                feeds.append(FEEDS[fmt](run, out, fail_on))
+        # one pass: in full when report.html shows the strips of recent runs, else lean
+        checks = _fed(run.checks if page is not None else lean(run.checks), [*feeds, *also])
+        if page is not None:
+            html.write(run, page, checks)  # its rows are taken from the pass
+        for _ in checks:  # the rest of the pass (all of it without report.html)
+            pass
+        for feed in feeds:
+            feed.close()
+    return paths  # each file flushed and renamed into place as the stack closed

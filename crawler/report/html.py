@@ -27,7 +27,7 @@ from crawler import __version__
 from crawler.config import RECENT_RUNS, TREND_RUNS
 from crawler.report.notes import coverage_note, partial_note
 from crawler.sanitize import html_text, visible
-from crawler.types import BROKEN, Check, LazyChecks, Run, Verdict, lean
+from crawler.types import BROKEN, Check, Key, LazyChecks, Run, Verdict
 
 #: Verdicts worst first: the order of the legend, the filter and the verdict column's sort.
 SEVERITY: tuple[Verdict, ...] = (
@@ -432,9 +432,6 @@ def _row(check: Check, run: Run, multi_source: bool, section: str | None = None)
     )
 
 
-Key = tuple[str, tuple[str, ...]]
-
-
 class _Stream:
     """One pass over a run's checks shared by the section tables in page order: each table
     takes its stretch as the template writes it; the checks of a section that come after other
@@ -468,36 +465,24 @@ class _Window:
         yield from self.strays
 
 
-def _sections(run: Run, multi_source: bool) -> tuple[tuple[Section, ...], list[Check], list[Check]]:
+def _sections(
+    run: Run, multi_source: bool, checks: Iterable[Check] | None = None
+) -> tuple[tuple[Section, ...], list[Check], list[Check]]:
     """The section tables, in the order the sections first appear, and the newly broken and
-    recovered checks in the order their rows come in them. The run's checks are read in a
-    pass or two and streamed into the tables as the template writes them: only the flagged
-    checks and the few of a section that comes back after another are held."""
-    order: list[Key] = []
-    stretch: dict[Key, tuple[int, int]] = {}  # key -> (start in the stream, checks in a row)
-    stray_at: dict[int, Key] = {}
-    counts: dict[Key, dict[Verdict, int]] = {}
-    flagged_at: dict[int, Key] = {}
-    current: Key | None = None
-    taken = 0
-    for i, c in enumerate(lean(run.checks)):
-        key = (c.link.source if multi_source else "", c.link.section)
-        if key == current:
-            start, n = stretch[key]
-            stretch[key] = (start, n + 1)
-            taken += 1
-        elif key not in stretch:
-            order.append(key)
-            stretch[key] = (taken, 1)
-            current = key
-            taken += 1
-        else:
-            stray_at[i] = key
-            current = None
-        vc = counts.setdefault(key, {})
-        vc[c.verdict] = vc.get(c.verdict, 0) + 1
-        if c.newly_broken or c.recovered:
-            flagged_at[i] = key
+    recovered checks in the order their rows come in them. Where each section's checks come is
+    the run's tally (its layout); the checks are streamed into the tables as the template writes
+    them, from `checks` (a pass over the run's checks: by default one of its own): only the
+    flagged checks and the few of a section that comes back after another are held."""
+    layout = run.tally().layout
+
+    def mine(key: Key) -> Key:  # one input: its sections alone are the tables
+        return key if multi_source else ("", key[1])
+
+    order = [mine(key) for key in layout.keys]
+    stretch = {mine(key): span for key, span in layout.stretch.items()}
+    counts = {mine(key): n for key, n in layout.verdicts.items()}
+    stray_at = {i: mine(key) for i, key in layout.strays.items()}
+    flagged_at = {i: mine(key) for i, key in layout.flagged.items()}
     # the few checks held, read again in full (their rows show their strips of recent runs)
     strays: dict[Key, list[Check]] = {}
     flagged: dict[Key, list[Check]] = {}
@@ -509,7 +494,7 @@ def _sections(run: Run, multi_source: bool) -> tuple[tuple[Section, ...], list[C
                 strays.setdefault(stray_at[i], []).append(c)
             if i in flagged_at:
                 flagged.setdefault(flagged_at[i], []).append(c)
-    stream = _Stream(run.checks, set(stray_at))
+    stream = _Stream(run.checks if checks is None else checks, set(stray_at))
     labels = {key: _section_label(key, multi_source) for key in order}
     sections = []
     for i, key in enumerate(order, start=1):
@@ -662,10 +647,11 @@ class Page:
         return tuple(out)
 
 
-def page(run: Run) -> Page:
-    """The view model of a run: cleaned, capped, grouped, ordered."""
+def page(run: Run, checks: Iterable[Check] | None = None) -> Page:
+    """The view model of a run: cleaned, capped, grouped, ordered; the section tables' rows
+    come from `checks` (a pass over the run's checks: by default one of its own)."""
     multi = len(run.tally().sources) > 1
-    sections, newly, recovered = _sections(run, multi)
+    sections, newly, recovered = _sections(run, multi, checks)
     labels = sections[0].rows.labels if sections else {}
     counts = run.counts()
     trend, note = _trend(run)
@@ -710,9 +696,10 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def write(run: Run, out: TextIO) -> None:
-    """Write the whole HTML report to out, a piece at a time (rows are made as they go)."""
-    pieces = environment().get_template("report.html.j2").generate(p=page(run))
+def write(run: Run, out: TextIO, checks: Iterable[Check] | None = None) -> None:
+    """Write the whole HTML report to out, a piece at a time (rows are made as they go);
+    `checks`: the pass over the run's checks to take the rows from (by default its own)."""
+    pieces = environment().get_template("report.html.j2").generate(p=page(run, checks))
     while chunk := list(islice(pieces, 4096)):  # the template yields many small pieces
         out.write("".join(chunk))
 

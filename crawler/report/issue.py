@@ -34,15 +34,15 @@ def _row(c: Check) -> str:
     )
 
 
-def render(run: Run) -> str:
-    """The issue body: counts, then one section per post with a broken link, worst first."""
+def render(run: Run, feed: Feed | None = None) -> str:
+    """The issue body: counts, then one section per post with a broken link, worst first;
+    `feed`: the run's checks already fed to one (by default a pass of its own)."""
     counts = run.counts()
-    by_post: dict[str, list[Check]] = {}
-    total = 0
-    for c in lean(run.checks):
-        total += 1
-        if c.verdict in BROKEN:
-            by_post.setdefault(c.link.source or "-", []).append(c)
+    if feed is None:
+        feed = Feed(run, None)
+        for c in lean(run.checks):
+            feed(c)
+    by_post, total = feed.by_post, feed.total
     broken = sum(len(v) for v in by_post.values())
     out = [f"# Broken links: {broken} in {len(by_post)} of {len(run.sources)} posts", ""]
     summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
@@ -80,3 +80,24 @@ def render(run: Run) -> str:
 def write(run: Run, out: TextIO) -> None:
     """Write the issue body to out."""
     out.write(render(run))
+
+
+class Feed:
+    """The issue body, written at close() from the checks fed to it (it holds the broken)."""
+
+    __slots__ = ("run", "out", "by_post", "total")
+
+    def __init__(self, run: Run, out: TextIO | None) -> None:
+        self.run, self.out = run, out
+        self.by_post: dict[str, list[Check]] = {}
+        self.total = 0
+
+    def __call__(self, check: Check) -> None:
+        self.total += 1
+        if check.verdict in BROKEN:
+            self.by_post.setdefault(check.link.source or "-", []).append(check)
+
+    def close(self) -> None:
+        """Write the body."""
+        if self.out is not None:
+            self.out.write(render(self.run, self))

@@ -96,28 +96,49 @@ def _nested(value: list[Any]) -> str:
     return json.dumps(value, ensure_ascii=False, indent=1).replace("\n", "\n   ")
 
 
-def write(run: Run, out: TextIO) -> None:
-    """Write the whole report as JSON text to out, one record at a time."""
-    head = json.dumps(_header(run), ensure_ascii=False, indent=1)
-    out.write(head[:-2] + ',\n "links": [')
-    paths: dict[tuple[str, ...], str] = {}  # the posts' sections are few: encode each once
-    encode = _FLAT_ENCODER.encode
-    buf: list[str] = []
-    for n, check in enumerate(lean(run.checks)):
+class Feed:
+    """The report written to out as the run's checks are fed to it, one record at a time:
+    the head at once (the counts are the run's tally), the end at close()."""
+
+    __slots__ = ("out", "n", "paths", "buf", "empty")
+
+    def __init__(self, run: Run, out: TextIO) -> None:
+        head = json.dumps(_header(run), ensure_ascii=False, indent=1)
+        out.write(head[:-2] + ',\n "links": [')
+        self.out = out
+        self.n = 0
+        self.paths: dict[tuple[str, ...], str] = {}  # the posts' sections are few: each once
+        self.buf: list[str] = []
+        self.empty = not run.checks
+
+    def __call__(self, check: Check) -> None:
         values = _values(check)
-        flat = encode([values[i] for i in _FLAT])[1:-1].split("\x00")
+        flat = _FLAT_ENCODER.encode([values[i] for i in _FLAT])[1:-1].split("\x00")
         section = check.link.section
-        path = paths.get(section)
+        path = self.paths.get(section)
         if path is None:
-            path = paths[section] = _nested(values[_SECTION_PATH])
+            path = self.paths[section] = _nested(values[_SECTION_PATH])
         flat.insert(_SECTION_PATH, path)
         flat.insert(_REDIRECTS, _nested(values[_REDIRECTS]))
-        buf.append(("\n" if n == 0 else ",\n") + _RECORD % tuple(flat))
-        if len(buf) >= 256:
-            out.write("".join(buf))
-            buf.clear()
-    out.write("".join(buf))
-    out.write("\n ]\n}\n" if run.checks else "]\n}\n")
+        self.buf.append(("\n" if self.n == 0 else ",\n") + _RECORD % tuple(flat))
+        self.n += 1
+        if len(self.buf) >= 256:
+            self.out.write("".join(self.buf))
+            self.buf.clear()
+
+    def close(self) -> None:
+        """Write the rest."""
+        self.out.write("".join(self.buf))
+        self.buf.clear()
+        self.out.write("\n ]\n}\n" if not self.empty else "]\n}\n")
+
+
+def write(run: Run, out: TextIO) -> None:
+    """Write the whole report as JSON text to out, one record at a time."""
+    feed = Feed(run, out)
+    for check in lean(run.checks):
+        feed(check)
+    feed.close()
 
 
 def render(run: Run) -> str:

@@ -9,9 +9,8 @@ input file. Characters that XML 1.0 cannot carry are dropped from fetched text
 from __future__ import annotations
 
 import io
-import itertools
 import xml.etree.ElementTree as ET
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from typing import TextIO
 
 from crawler.config import DEFAULT_FAIL_ON
@@ -62,48 +61,98 @@ def _suites(run: Run) -> tuple[dict[str, dict[str, int]], bool]:
     return suites, t.grouped and len(suites) == len(t.by_source)
 
 
+class Feed:
+    """The report written to out as the run's checks are fed to it, a testcase at a time, laid
+    out as ElementTree indents the whole document (one space a level); the verdicts in fail_on
+    are failures. The suites' counts are the run's tally. When an input's checks do not come
+    in one stretch, the cases are written at close(), a pass over the checks per input."""
+
+    def __init__(self, run: Run, out: TextIO, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> None:
+        self.run, self.out, self.fail_on = run, out, fail_on
+        suites, self.grouped = _suites(run)
+        self.tally = {
+            s: (sum(c.values()), sum(c.get(v, 0) for v in fail_on), c.get(SKIPPED, 0))
+            for s, c in suites.items()
+        }
+        root = {
+            "name": "link-crawler",
+            "tests": str(sum(t[0] for t in self.tally.values())),
+            "failures": str(sum(t[1] for t in self.tally.values())),
+            "errors": "0",
+            "skipped": str(sum(t[2] for t in self.tally.values())),
+            "time": f"{(run.finished_at - run.started_at).total_seconds():.3f}",
+        }
+        out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
+        self.empty = not suites
+        if self.empty:
+            out.write(ET.tostring(ET.Element("testsuites", root), "unicode") + "\n")
+            return
+        out.write(_start("testsuites", root))
+        self.started = run.started_at.isoformat(timespec="seconds")
+        self.suites = iter(self.tally.items())
+        self.left = 0  # cases still to come in the open suite
+        self.open = False
+        self.buf: list[str] = []
+
+    def _next_suite(self) -> str | None:
+        """Close the open suite, open the next one; its input, or None when none is left."""
+        if self.open:
+            self.out.write("".join(self.buf) + "\n </testsuite>")
+            self.buf.clear()
+            self.open = False
+        item = next(self.suites, None)
+        if item is None:
+            return None
+        source, (tests, failures, skipped) = item
+        attrs = {
+            "name": xml_text(source), "tests": str(tests), "failures": str(failures),
+            "errors": "0", "skipped": str(skipped), "timestamp": self.started,
+        }  # fmt: skip
+        self.out.write("\n " + _start("testsuite", attrs))
+        self.open = True
+        self.left = tests
+        return source
+
+    def _case(self, c: Check) -> None:
+        case = _case(c, self.fail_on)
+        ET.indent(case, space=" ", level=2)
+        self.buf.append("\n  " + ET.tostring(case, "unicode"))
+        if len(self.buf) >= 256:
+            self.out.write("".join(self.buf))
+            self.buf.clear()
+
+    def __call__(self, check: Check) -> None:
+        if self.empty or not self.grouped:
+            return
+        while not self.left:  # the next `tests` checks are the next suite's
+            if self._next_suite() is None:
+                return
+        self._case(check)
+        self.left -= 1
+
+    def close(self) -> None:
+        """Write the rest (an input whose checks are not in one stretch: a pass each)."""
+        if self.empty:
+            return
+        while (source := self._next_suite()) is not None:
+            if not self.grouped:
+                for c in lean(self.run.checks):
+                    if (c.link.source or "-") == source:
+                        self._case(c)
+        self.out.write("\n</testsuites>\n")
+
+
+SKIPPED = Verdict.SKIPPED.value
+
+
 def write(run: Run, out: TextIO, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> None:
     """Write the report to out a testcase at a time, laid out as ElementTree indents the whole
     document (one space a level); the verdicts in fail_on are failures."""
-    suites, grouped = _suites(run)
-    tally = {
-        s: (sum(c.values()), sum(c.get(v, 0) for v in fail_on), c.get(Verdict.SKIPPED.value, 0))
-        for s, c in suites.items()
-    }
-    root = {
-        "name": "link-crawler",
-        "tests": str(sum(t[0] for t in tally.values())),
-        "failures": str(sum(t[1] for t in tally.values())),
-        "errors": "0",
-        "skipped": str(sum(t[2] for t in tally.values())),
-        "time": f"{(run.finished_at - run.started_at).total_seconds():.3f}",
-    }
-    out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
-    if not suites:
-        out.write(ET.tostring(ET.Element("testsuites", root), "unicode") + "\n")
-        return
-    out.write(_start("testsuites", root))
-    started = run.started_at.isoformat(timespec="seconds")
-    checks = iter(lean(run.checks))
-    for source, (tests, failures, skipped) in tally.items():
-        attrs = {
-            "name": xml_text(source), "tests": str(tests), "failures": str(failures),
-            "errors": "0", "skipped": str(skipped), "timestamp": started,
-        }  # fmt: skip
-        out.write("\n " + _start("testsuite", attrs))
-        mine: Iterable[Check] = itertools.islice(checks, tests)  # the next `tests` checks
-        if not grouped:  # a pass of its own (an input whose checks are not in one stretch)
-            mine = (c for c in lean(run.checks) if (c.link.source or "-") == source)
-        buf: list[str] = []
-        for c in mine:
-            case = _case(c, fail_on)
-            ET.indent(case, space=" ", level=2)
-            buf.append("\n  " + ET.tostring(case, "unicode"))
-            if len(buf) >= 256:
-                out.write("".join(buf))
-                buf.clear()
-        out.write("".join(buf) + "\n </testsuite>")
-    out.write("\n</testsuites>\n")
+    feed = Feed(run, out, fail_on)
+    if feed.grouped:
+        for c in lean(run.checks):
+            feed(c)
+    feed.close()
 
 
 def render(run: Run, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from crawler.advice import advice
@@ -52,8 +52,17 @@ def _table(checks: Iterable[Check], with_verdict: bool = False) -> list[str]:
     return rows
 
 
-def render(run: Run) -> str:
-    """The whole Markdown report."""
+def wanted(check: Check) -> bool:
+    """Whether the report lists the check: one that needs attention."""
+    return check.verdict in _LISTED or check.newly_broken or check.recovered
+
+
+_LISTED = frozenset(ORDER)
+
+
+def render(run: Run, attention: Sequence[Check] | None = None) -> str:
+    """The whole Markdown report; `attention`: the run's checks that need it (`wanted`), in
+    order, when already picked (by default a pass of its own)."""
     counts = run.counts()
     src = ", ".join(run.sources) or "input"
     out = [f"# Link report for {table_cell(src)}", ""]
@@ -74,10 +83,8 @@ def render(run: Run) -> str:
     out += [f"| {name} | {n} |" for name, n in counts.items()]
     out.append("")
     # one pass: the links that need attention (few), then the sections from them
-    listed = frozenset(ORDER)
-    attention = [
-        c for c in lean(run.checks) if c.verdict in listed or c.newly_broken or c.recovered
-    ]
+    if attention is None:
+        attention = [c for c in lean(run.checks) if wanted(c)]
     for title, picked in (
         ("Newly broken since the last run", [c for c in attention if c.newly_broken]),
         ("Recovered since the last run", [c for c in attention if c.recovered]),
@@ -109,3 +116,21 @@ def render(run: Run) -> str:
 def write(run: Run, out: TextIO) -> None:
     """Write the Markdown report to out (it lists only the links that need attention: small)."""
     out.write(render(run))
+
+
+class Feed:
+    """The report, written at close() from the checks fed to it (it holds those it lists)."""
+
+    __slots__ = ("run", "out", "attention")
+
+    def __init__(self, run: Run, out: TextIO) -> None:
+        self.run, self.out = run, out
+        self.attention: list[Check] = []
+
+    def __call__(self, check: Check) -> None:
+        if wanted(check):
+            self.attention.append(check)
+
+    def close(self) -> None:
+        """Write the report."""
+        self.out.write(render(self.run, self.attention))

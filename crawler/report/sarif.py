@@ -77,9 +77,20 @@ def _result(check: Check, levels: dict[Verdict, str]) -> dict[str, Any]:
     return out
 
 
-def document(run: Run, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> dict[str, Any]:
-    """The SARIF log as a JSON-ready dict; the verdicts in fail_on are errors."""
-    levels = {verdict: level(verdict, fail_on) for verdict in RULES}
+def _levels(fail_on: Collection[str]) -> dict[Verdict, str]:
+    return {verdict: level(verdict, fail_on) for verdict in RULES}
+
+
+def document(
+    run: Run,
+    fail_on: Collection[str] = DEFAULT_FAIL_ON,
+    results: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The SARIF log as a JSON-ready dict; the verdicts in fail_on are errors. `results`:
+    the run's results when already made (by default from a pass of its own)."""
+    levels = _levels(fail_on)
+    if results is None:
+        results = [_result(c, levels) for c in lean(run.checks) if c.verdict in RULES]
     rules = [
         {
             "id": verdict.value,
@@ -103,7 +114,7 @@ def document(run: Run, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> dict[str, 
                         "rules": rules,
                     }
                 },
-                "results": [_result(c, levels) for c in lean(run.checks) if c.verdict in RULES],
+                "results": results,
                 "invocations": [
                     {
                         "executionSuccessful": not run.network_down,
@@ -124,3 +135,23 @@ def render(run: Run, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> str:
 def write(run: Run, out: TextIO, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> None:
     """Write the log to out."""
     out.write(render(run, fail_on))
+
+
+class Feed:
+    """The log, written at close() from the checks fed to it (it holds their results)."""
+
+    __slots__ = ("run", "out", "fail_on", "levels", "results")
+
+    def __init__(self, run: Run, out: TextIO, fail_on: Collection[str] = DEFAULT_FAIL_ON) -> None:
+        self.run, self.out, self.fail_on = run, out, fail_on
+        self.levels = _levels(fail_on)
+        self.results: list[dict[str, Any]] = []
+
+    def __call__(self, check: Check) -> None:
+        if check.verdict in RULES:
+            self.results.append(_result(check, self.levels))
+
+    def close(self) -> None:
+        """Write the log."""
+        doc = document(self.run, self.fail_on, self.results)
+        self.out.write(json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
