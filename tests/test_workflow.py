@@ -7,8 +7,8 @@ in a fresh copy of the repository against the local test server, with a stand-in
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import socket
