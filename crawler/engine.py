@@ -546,7 +546,7 @@ class Worker:
         # A verification page is asked again by the pace after a cool-down, not retried at once:
         # the Fetcher needs no reading of the page, which is read once the host's place is back.
         unpaced = _unpaced(self.settings)
-        async with Fetcher(unpaced, sleep=self._retry_sleep) as f:
+        async with Fetcher(unpaced, sleep=self._retry_sleep, holds=self._holds) as f:
             self._fetcher = f
             keeper = asyncio.create_task(self._keep_leases())
             flusher = asyncio.create_task(self._flush_periodically())
@@ -653,6 +653,12 @@ class Worker:
         return PaceController(
             self._host_limit(host), start=start, min_interval=floor, clock=self.monotonic
         )
+
+    def _holds(self, url: str) -> bool:
+        """The Fetcher's question at a 429 (within the cap): does the whole host wait its
+        Retry-After, or only the URL (crawler/pace.py: PaceController.rate_limited)?"""
+        slot = _SLOT.get()
+        return slot is None or slot.host.pace.rate_limited(url)
 
     async def _retry_sleep(self, seconds: float) -> None:
         """The Fetcher's wait between retries: the URL's pace slot is given back meanwhile.

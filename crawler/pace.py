@@ -38,6 +38,10 @@ The rule (additive increase, multiplicative decrease, as TCP does):
   old pace) and are not counted, neither as clean nor as trouble;
 - after REPROBE clean answers in a row at `known_max`, it is raised by one (the real limits
   change), so a host that got more generous is found again;
+- a 429's Retry-After (as it comes, before its retry) is waited by the whole host when
+  another URL of the host got one within the last BURST_SPAN answers (RATE_LIMITED: the host
+  limits the rate), else by its URL alone (one URL's 429 among clean answers says no more
+  about the pace than one verification page does);
 - a ceiling is never crossed: the `concurrency` the user sets for a host, else
   `--host-concurrency`; an `interval` the user sets for a host is a floor never crossed.
 """
@@ -74,6 +78,9 @@ BURST_SPAN = 8
 #: Above the proven level, pages from this many distinct URLs within BURST_SPAN answers say
 #: the probe went too far (one alone is as likely a URL shown the page at any pace).
 PROBE_PAGES = 2
+#: 429s from this many distinct URLs within BURST_SPAN answers: the host limits the rate, and
+#: each such 429's Retry-After is waited by the whole host.
+RATE_LIMITED = 2
 #: Clean answers in a row at the learned maximum before it is probed one higher.
 REPROBE = 2000
 
@@ -147,6 +154,7 @@ class PaceController:
         self._pages: deque[tuple[int, str | None, int, bool]] = deque()
         self._suspects: dict[str, _Slowdown] = {}  # URL -> the slowdown its page was in
         self._paged: set[str] = set()  # URLs shown a page in this run
+        self._429s: deque[tuple[int, str]] = deque()  # (answer number, URL) of the last 429s
         self._slowed_at = float("-inf")  # when the last slowdown happened
         self.slowdowns = 0  # in this run
 
@@ -219,6 +227,14 @@ class PaceController:
                 self._halve(now)
             return None
         return self._page(now, inflight, url)
+
+    def rate_limited(self, url: str) -> bool:
+        """A 429 as it comes (before its retry, which waits its Retry-After): whether the whole
+        host waits it too (the module's rule). Its answer is recorded when the URL is done."""
+        self._429s.append((self._answers, url))
+        while self._answers - self._429s[0][0] >= BURST_SPAN:
+            self._429s.popleft()
+        return len({u for _, u in self._429s}) >= RATE_LIMITED
 
     def _page(self, now: float, inflight: int, url: str | None) -> Blame:
         """A verification page or a 429 (see the module's rule)."""

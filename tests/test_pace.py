@@ -7,6 +7,7 @@ from crawler.pace import (
     BURST,
     BURST_SPAN,
     CLEAN_RUN,
+    RATE_LIMITED,
     START_INTERVAL,
     START_LIMIT,
     TIMEOUT_BURST,
@@ -385,3 +386,16 @@ def test_a_probe_too_far_remembers_the_fewest_in_flight_that_met_its_pages() -> 
     # a request sent before at more in flight (its count was taken when it started)
     assert page(c, clock, "https://h/b", inflight=8) is Blame.PACE
     assert (c.limit, c.known_max, c.slowdowns) == (6, 6, 1)
+
+
+def test_a_lone_429_holds_its_url_and_a_second_url_s_holds_the_host() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock)
+    clean(c, clock, 20)
+    assert not c.rate_limited("https://h/a")  # one URL's: it waits its Retry-After alone
+    assert not c.rate_limited("https://h/a")  # the same URL's retry: still one URL
+    assert RATE_LIMITED == 2
+    assert c.rate_limited("https://h/b")  # another URL's within BURST_SPAN answers: the host
+    clean(c, clock, BURST_SPAN)
+    assert not c.rate_limited("https://h/c")  # the others are BURST_SPAN answers back
+    assert (c.limit, c.slowdowns) == (START_LIMIT + 2, 0)  # the pace hears the answers alone

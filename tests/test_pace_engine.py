@@ -51,6 +51,21 @@ class Guarded(ThreadingHTTPServer):
         self.asked: Counter[str] = Counter()  # requests per path
         self.waiting = 0  # /wait/ URLs answered 503 and not asked again yet
         self.most_waiting = 0  # the most of those while another URL was asked
+        self.arrivals: list[tuple[float, str]] = []  # (server's clock, path) of every request
+        self.refused: dict[str, float] = {}  # /hold/ path -> when its 429 was sent
+
+    def asked_between(self, path: str) -> int:
+        """Requests for other paths that arrived after `path`'s 429 was sent and before
+        `path` was asked again."""
+        sent = self.refused[path]
+        again = [t for t, p in self.arrivals if p == path and t > sent]
+        end = again[0] if again else float("inf")
+        return sum(1 for t, p in self.arrivals if p != path and sent < t < end)
+
+    def asked_within(self, path: str, seconds: float) -> int:
+        """Requests for other paths that arrived within `seconds` after `path`'s 429."""
+        sent = self.refused[path]
+        return sum(1 for t, p in self.arrivals if p != path and sent < t < sent + seconds)
 
     @property
     def port(self) -> int:
@@ -70,6 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
             srv.inflight += 1
             srv.requests += 1
             srv.asked[self.path] += 1
+            srv.arrivals.append((time.monotonic(), self.path))
             srv.peak = max(srv.peak, srv.inflight)
             over = srv.inflight > LIMIT
             if over:
@@ -87,12 +103,15 @@ class _Handler(BaseHTTPRequestHandler):
             srv.inflight -= 1
         held = self.path.startswith("/hold/") and srv.asked[self.path] == 1
         if held or (waits and srv.asked[self.path] == 1):
-            # a 429 holds the whole host (the Fetcher waits it in the host's turn); a 503
-            # only its URL
+            # a 429 the pace puts down to the pace holds the whole host (the Fetcher waits it
+            # in the host's turn); a 503, and a lone 429, only its URL
             self.send_response(429 if held else 503)
             self.send_header("Retry-After", str(RETRY_AFTER))
             self.send_header("Content-Length", "0")
             self.end_headers()
+            if held:
+                with srv.lock:
+                    srv.refused[self.path] = time.monotonic()
             return
         name = self.path.rsplit("/", 1)[-1]
         blocked = over or self.path in srv.always
@@ -260,22 +279,47 @@ def test_a_url_waiting_to_retry_gives_its_place_in_flight_back(
 
 
 def test_a_host_held_by_a_retry_after_goes_on_after_it(guarded: Guarded, tmp_path: Path) -> None:
-    # The Fetcher waits a 429's Retry-After in the host's turn for every URL of the host;
-    # those waits keep their places (given back, the requests let in meanwhile took every
-    # place and waited for the turn, held by requests waiting for a place: the run hung).
+    # 429s from several URLs within a few answers (a host that limits the rate) hold the host:
+    # the Fetcher waits the Retry-After in the host's turn for every URL of the host; those
+    # waits keep
+    # their places (given back, the requests let in meanwhile took every place and waited for
+    # the turn, held by requests waiting for a place: the run hung).
     post = tmp_path / "post.md"
-    urls = [f"http://127.0.0.1:{guarded.port}/hold/0"]
+    holds = [f"/hold/{i}" for i in range(3)]
+    urls = [f"http://127.0.0.1:{guarded.port}{p}" for p in holds]
     urls += [f"http://127.0.0.1:{guarded.port}/p/{i}" for i in range(40)]
     post.write_text("\n\n".join(f"- [Page {i}]({u})" for i, u in enumerate(urls)) + "\n")
     db = tmp_path / "h.sqlite"
     verdicts = _verdicts(post, tmp_path / "r", db, "--retries", "1", "--host-interval", "0")
     assert set(verdicts.values()) == {"ok"}
-    assert guarded.asked["/hold/0"] == 2
+    assert all(guarded.asked[p] == 2 for p in holds)
+    # held: after the last 429, nothing but requests already on their way (at most the pace's
+    # two places) arrived within its Retry-After
+    last = max(holds, key=guarded.refused.__getitem__)
+    assert guarded.asked_within(last, RETRY_AFTER * 0.9) <= 2
+
+
+def test_a_lone_429_holds_its_url_not_its_host(guarded: Guarded, tmp_path: Path) -> None:
+    # One URL's 429 among clean answers says no more about the host than one verification
+    # page does (crawler/pace.py): it waits its Retry-After in its retry, and the host's other
+    # URLs go on meanwhile (a whole-blog run spent a second of WeChat's time on each of its
+    # 132 such URLs).
+    post = tmp_path / "post.md"
+    urls = [f"http://127.0.0.1:{guarded.port}/p/{i}" for i in range(4)]
+    urls += [f"http://127.0.0.1:{guarded.port}/hold/0"]
+    urls += [f"http://127.0.0.1:{guarded.port}/p/{i}" for i in range(4, 40)]
+    post.write_text("\n\n".join(f"- [Page {i}]({u})" for i, u in enumerate(urls)) + "\n")
+    db = tmp_path / "h.sqlite"
+    verdicts = _verdicts(post, tmp_path / "r", db, "--retries", "1", "--host-interval", "0")
+    assert set(verdicts.values()) == {"ok"}
+    assert guarded.asked["/hold/0"] == 2  # it waited its Retry-After and passed
+    # held, only requests already on their way (at most the pace's places) would have come
+    assert guarded.asked_between("/hold/0") >= 8
 
 
 def _mixed_post(guarded: Guarded, tmp_path: Path) -> tuple[Path, set[str]]:
-    """A post for the server with every way a URL is asked more than once: a 429 that holds the
-    host (/hold/), 503s retried after their Retry-After (/wait/), URLs blocked at any pace
+    """A post for the server with every way a URL is asked more than once: a 429 retried after
+    its Retry-After (/hold/), 503s retried after theirs (/wait/), URLs blocked at any pace
     (asked again after their cool-down); the URLs expected blocked."""
     base = f"http://127.0.0.1:{guarded.port}"
     always = {"/p/3", "/p/19", "/p/33"}
@@ -309,7 +353,7 @@ def _check_mixed(post: Path, out: Path, db: Path, blocked: set[str], ceiling: in
 def test_the_server_never_has_more_in_flight_than_the_kept_pace_or_the_ceiling(
     guarded: Guarded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ceiling: int
 ) -> None:
-    # `crawler hosts` says "3x <=3": retries, a host held by a 429, URLs asked again after
+    # `crawler hosts` says "3x <=3": retries, a 429 waited, URLs asked again after
     # their cool-down and the Fetcher's own per-host gate (at the ceiling) never let a fourth
     # request reach the server; a ceiling under the kept pace is never crossed either.
     monkeypatch.setattr(engine, "COOL_DOWN", 0.2)

@@ -121,8 +121,12 @@ class Fetcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         client: httpx.AsyncClient | None = None,
         forbidden: Forbidden | None = None,
+        holds: Callable[[str], bool] | None = None,
     ) -> None:
         self.settings = settings
+        # Asked, with its URL, at a 429 whose Retry-After is within the cap: whether every URL
+        # of its host waits it (None: always), or only the URL that got it, in its retry.
+        self._holds = holds
         self._should_retry = should_retry
         # --no-private: which resolved addresses are refused (tests treat one loopback as public)
         self._forbidden = forbidden or guard.forbidden_address
@@ -282,7 +286,9 @@ class Fetcher:
                 )
             elif r.status == 429:
                 wait = retry_after(r)
-                if wait is not None:  # within the cap: the whole host waits it, not this URL
+                # within the cap: the whole host waits it, unless `holds` says the URL alone does
+                # (it waits in its retry either way)
+                if wait is not None and (self._holds is None or self._holds(url)):
                     gate.hold(wait, url)
             return r
 
