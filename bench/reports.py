@@ -14,6 +14,7 @@ report alone; the in-memory load is shown apart), and the child's peak RSS.
   .venv/bin/python bench/reports.py                       # the whole blog, every format
   .venv/bin/python bench/reports.py --links 5000 --hosts 200 --formats html
   .venv/bin/python bench/reports.py --profile html        # cProfile of the streamed html report
+  .venv/bin/python bench/reports.py --links 10000 --end   # crawler check's end after its workers
 """
 
 from __future__ import annotations
@@ -80,9 +81,39 @@ def child(db: str, mode: str, fmt: str, out: str) -> None:
     print(json.dumps({"load": load, "cpu": cpu, "peak": peak, "before": before}))
 
 
-def measure(db: Path, mode: str, fmt: str, out: Path) -> dict[str, float]:
+def end_of_run(db: str, inputs: list[str], formats: list[str], out: str) -> None:
+    """One measurement of `crawler check`'s end after the workers: the run read back from the
+    history with the caller's links, the reports from one pass, the terminal's lines, the exit
+    code (what pipeline.check_inputs and cli.check do once the last check is written)."""
+    from dataclasses import replace
+
+    from crawler.cli import _exit_code
+    from crawler.inputs import load_links
+    from crawler.local import split
+    from crawler.pipeline import _with_links, report_run
+    from crawler.store import Store
+    from crawler.terminal import check_lines
+
+    links, _ = split(load_links(inputs, every=True).links)
+    before = _rss_mb()
+    t = time.process_time()
+    store = Store.open(db)
+    run = store.load_run(text_hash=False, stream=True)
+    store.close()
+    run = replace(run, checks=_with_links(run.checks, links))
+    paths, listed, refused = report_run(run, Path(out), formats, ("dead",))
+    check_lines(run, paths, refused, True, None, listed)
+    _exit_code(run, ("dead",))
+    cpu = time.process_time() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"load": 0.0, "cpu": cpu, "peak": peak, "before": before}))
+
+
+def measure(
+    db: Path, mode: str, fmt: str, out: Path, inputs: list[str] | None = None
+) -> dict[str, float]:
     """Run one child; its figures."""
-    cmd = [sys.executable, __file__, "--child", str(db), mode, fmt, str(out)]
+    cmd = [sys.executable, __file__, "--child", str(db), mode, fmt, str(out), *(inputs or [])]
     text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(text.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -107,7 +138,11 @@ def profile(db: Path, fmt: str, out: Path, mode: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--child":
-        child(*sys.argv[2:6])
+        db, mode, fmt, out, *inputs = sys.argv[2:]
+        if mode == "end":
+            end_of_run(db, inputs, fmt.split("+"), out)
+        else:
+            child(db, mode, fmt, out)
         return 0
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -119,6 +154,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--formats", default="json,md,html,junit,sarif,issue,all")
     ap.add_argument("--modes", default="memory,stream")
     ap.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "crawler-bench-reports"))
+    ap.add_argument(
+        "--end",
+        metavar="FORMATS",
+        nargs="?",
+        const="json,md,html",
+        help="crawler check's end after its workers (reports, terminal lines, exit code) with "
+        "these formats (default: check's, json,md,html), --reps times, then stop",
+    )
+    ap.add_argument("--reps", type=int, default=1, help="--end's measurements")
     ap.add_argument("--profile", metavar="FORMAT", help="cProfile one format, then stop")
     ap.add_argument("--profile-mode", default="stream", choices=("memory", "stream"))
     a = ap.parse_args(argv)
@@ -153,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
 
     load = os.getloadavg()
     print(f"{db.name}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if a.end:
+        for _ in range(a.reps):
+            r = measure(db, "end", a.end.replace(",", "+"), reports, inputs)
+            print(f"end of run ({a.end}): {r['cpu']:.2f} s CPU, peak {r['peak']:.1f} MB")
+        return 0
     modes = a.modes.split(",")
     head = f"{'format':<7}" + "".join(f" {m + ' cpu s':>16} {'peak MB':>8}" for m in modes)
     if modes == ["memory", "stream"]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import logging
 import os
@@ -46,7 +47,16 @@ from crawler.frontier import UrlTask
 from crawler.inputs import Inputs
 from crawler.local import Remap
 from crawler.store import Store
-from crawler.types import NETWORK_ERRORS, Check, FetchResult, LazyChecks, Link, Run, Verdict
+from crawler.types import (
+    NETWORK_ERRORS,
+    Check,
+    FetchResult,
+    LazyChecks,
+    Link,
+    Run,
+    Survey,
+    Verdict,
+)
 
 __all__ = [
     "RunOptions",
@@ -208,15 +218,27 @@ class _Scratch:
 def _with_links(checks: Sequence[Check], links: Sequence[Link]) -> Sequence[Check]:
     """The checks, each with the caller's Link of its place (as lazily as they come)."""
 
+    def one(c: Check, k: Link) -> Check:  # dataclasses.replace costs several times more
+        return Check(
+            k, c.fetch, c.meta, c.verdict, c.reason, c.detail, c.checked_at, c.history, c.cached
+        )
+
     def paired(checks: Iterable[Check]) -> Iterator[Check]:
-        return (replace(c, link=k) for c, k in zip(checks, links, strict=True))
+        return itertools.starmap(one, zip(checks, links, strict=True))
 
     def picked(indices: Sequence[int]) -> Iterator[Check]:
-        return (replace(c, link=links[i]) for i, c in zip(indices, lazy.pick(indices), strict=True))
+        return (one(c, links[i]) for i, c in zip(indices, lazy.pick(indices), strict=True))
+
+    def survey() -> Iterator[Survey]:  # the link's own URL, input and section
+        return (
+            (k.url, k.source, k.section, *s[3:]) for s, k in zip(lazy.survey(), links, strict=True)
+        )
 
     if isinstance(checks, LazyChecks):
         lazy = checks
-        return LazyChecks(lambda: paired(lazy), len(lazy), lambda: paired(lazy.lean()), picked)
+        return LazyChecks(
+            lambda: paired(lazy), len(lazy), lambda: paired(lazy.lean()), picked, survey=survey
+        )
     return tuple(paired(checks))
 
 
@@ -606,27 +628,36 @@ def check_inputs(job: CheckJob, progress: Callable[[int], Progress]) -> CheckDon
         if others:
             extra = local.check_local(others, job.root_dir, job.include_fragments)
             run = replace(run, checks=local.merge(run.checks, extra, found.sources))
-        # Imported once the run is over: the first request need not wait for the templates.
-        from crawler.report import write_reports
-        from crawler.terminal import noted
-
-        # the reports' pass also picks what the terminal lists and counts the links
-        # --no-private refused when their host name resolved to a private address (web links
-        # only: local links and other schemes that are skipped are counted as skipped)
-        listed: list[Check] = []
-        refused = 0
-
-        def seen(c: Check) -> None:
-            nonlocal refused
-            if c.verdict is Verdict.SKIPPED and local.kind_of(c.url) is local.Kind.WEB:
-                refused += 1
-            if noted(c):
-                listed.append(c)
-
-        formats = list(job.formats)
-        paths = write_reports(run, job.report_dir, formats, job.fail_on, also=[seen])
+        paths, listed, refused = report_run(run, job.report_dir, job.formats, job.fail_on)
     excluded += refused
     return CheckDone(run, paths, excluded, listed)
+
+
+def report_run(
+    run: Run, report_dir: Path, formats: Sequence[str], fail_on: Sequence[str]
+) -> tuple[list[Path], list[Check], int]:
+    """`crawler check`'s end: the reports written from one pass over the run's checks, which
+    also picks the checks the terminal lists (terminal.noted) and counts the links
+    --no-private refused when their host name resolved to a private address (skipped web
+    links: local links and other schemes that are skipped are counted as skipped). Returns
+    the report files, the listed checks and that count."""
+    # Imported once the run is over: the first request need not wait for the templates.
+    from crawler import local
+    from crawler.report import write_reports
+    from crawler.terminal import noted
+
+    listed: list[Check] = []
+    refused = 0
+
+    def seen(c: Check) -> None:
+        nonlocal refused
+        if c.verdict is Verdict.SKIPPED and local.kind_of(c.url) is local.Kind.WEB:
+            refused += 1
+        if noted(c):
+            listed.append(c)
+
+    paths = write_reports(run, report_dir, list(formats), fail_on, also=[seen])
+    return paths, listed, refused
 
 
 def rerender(

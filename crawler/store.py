@@ -41,6 +41,7 @@ from crawler.types import (
     PageMeta,
     Run,
     RunTotals,
+    Survey,
     Verdict,
 )
 
@@ -961,7 +962,21 @@ class Store:
             every = ids()
             return read([every[i] for i in indices], True)
 
-        return LazyChecks(lambda: read(ids(), True), n, lambda: read(ids(), False), picked)
+        def survey() -> Iterator[Survey]:
+            from crawler.db import open_store
+
+            wanted = ids()
+            for i in range(0, len(wanted), BATCH):
+                store = open_store(location)
+                try:
+                    batch = store.surveys_by_id(wanted[i : i + BATCH], history)
+                finally:
+                    store.close()
+                yield from batch
+
+        return LazyChecks(
+            lambda: read(ids(), True), n, lambda: read(ids(), False), picked, survey=survey
+        )
 
     def check_ids(self, run_id: int) -> array[int]:
         """The ids of the run's checks in the links' order."""
@@ -993,6 +1008,35 @@ class Store:
         return [
             _row_check(rows[i], text_hash=text_hash, history=history, recent=recent) for i in ids
         ]
+
+    def surveys_by_id(self, ids: Sequence[int], history: bool = True) -> list[Survey]:
+        """The Check.survey() of the checks with these ids, in this order, read from their
+        few columns (no check made)."""
+        rows: dict[int, Any] = {}
+        for i in range(0, len(ids), _IN_CHUNK):
+            part = tuple(ids[i : i + _IN_CHUNK])
+            for r in self.conn.execute(
+                "SELECT id, url, source, section, verdict, reason, cached, checked_at, "
+                f"previous_verdict FROM checks WHERE id IN ({', '.join('?' * len(part))})",
+                part,
+            ):
+                rows[int(r[0])] = r
+        out: list[Survey] = []
+        for i in ids:
+            _, url, source, section, verdict, reason, cached, checked, prev = rows[i]
+            out.append(
+                (
+                    url,
+                    source,
+                    _section(section),
+                    _VERDICT[verdict],
+                    reason,
+                    bool(cached),
+                    _dt(checked) or datetime.now(UTC),
+                    _VERDICT[prev] if history and prev else None,
+                )
+            )
+        return out
 
     def _recent_before(self, run_id: int, urls: set[str]) -> dict[str, list[Recent]]:
         out: dict[str, list[Recent]] = {}

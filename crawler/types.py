@@ -203,13 +203,37 @@ class Check:
     def newly_broken(self) -> bool:
         """Dead or error now, and not broken at the previous check of this URL."""
         prev = self.history.previous_verdict if self.history else None
-        return self.verdict in BROKEN and prev is not None and prev not in BROKEN
+        return newly_broken(self.verdict, prev)
 
     @property
     def recovered(self) -> bool:
         """Broken at the previous check, alive now."""
         prev = self.history.previous_verdict if self.history else None
-        return prev in BROKEN and self.verdict in ALIVE
+        return recovered(self.verdict, prev)
+
+    def survey(self) -> Survey:
+        """What the run's tally reads of this check."""
+        prev = self.history.previous_verdict if self.history else None
+        link = self.link
+        return (
+            link.url, link.source, link.section, self.verdict, self.reason, self.cached,
+            self.checked_at, prev,
+        )  # fmt: skip
+
+
+def newly_broken(verdict: Verdict, previous: Verdict | None) -> bool:
+    """Check.newly_broken of a verdict and the previous one."""
+    return verdict in BROKEN and previous is not None and previous not in BROKEN
+
+
+def recovered(verdict: Verdict, previous: Verdict | None) -> bool:
+    """Check.recovered of a verdict and the previous one."""
+    return previous in BROKEN and verdict in ALIVE
+
+
+#: What a run's tally reads of a check (Check.survey): url, source, section, verdict, reason,
+#: cached, checked_at, previous verdict. The history reads it without making the checks.
+Survey = tuple[str, str, tuple[str, ...], Verdict, str, bool, datetime, Verdict | None]
 
 
 class LazyChecks(Sequence["Check"]):
@@ -218,10 +242,12 @@ class LazyChecks(Sequence["Check"]):
 
     `lean()` is a cheaper pass for what does not show a link's strip of recent runs: its
     checks' histories may lack `recent` (by default it is the full pass). `pick(indices)`
-    reads only the checks at those places (by default a pass that keeps them). `keep` is
-    what must live as long as they do (a scratch store's temporary directory)."""
+    reads only the checks at those places (by default a pass that keeps them). `survey()`
+    reads each check's Check.survey() in order (by default from a lean pass; the history
+    reads it from a few columns). `keep` is what must live as long as they do (a scratch
+    store's temporary directory)."""
 
-    __slots__ = ("_make", "_n", "_memo", "_lean", "_pick", "_keep")
+    __slots__ = ("_make", "_n", "_memo", "_lean", "_pick", "_keep", "_survey")
 
     def __init__(
         self,
@@ -230,6 +256,7 @@ class LazyChecks(Sequence["Check"]):
         lean: Callable[[], Iterator[Check]] | None = None,
         pick: Callable[[Sequence[int]], Iterator[Check]] | None = None,
         keep: object = None,
+        survey: Callable[[], Iterator[Survey]] | None = None,
     ) -> None:
         self._keep = keep
         self._make = make
@@ -237,6 +264,7 @@ class LazyChecks(Sequence["Check"]):
         self._memo: dict[str, Any] = {}
         self._lean = lean or make
         self._pick = pick or self._pass_picking
+        self._survey = survey or (lambda: (c.survey() for c in self._lean()))
 
     def once(self, name: str, fn: Callable[[Iterable[Check]], T]) -> T:
         """fn over the checks (a lean pass), computed the first time it is asked for (each
@@ -247,6 +275,16 @@ class LazyChecks(Sequence["Check"]):
 
     def __iter__(self) -> Iterator[Check]:
         return self._make()
+
+    def tally(self) -> Tally:
+        """The checks' tally, counted from their surveys the first time it is asked for."""
+        if "tally" not in self._memo:
+            self._memo["tally"] = Tally.of_surveys(self._survey())
+        return self._memo["tally"]  # type: ignore[no-any-return]
+
+    def survey(self) -> Iterator[Survey]:
+        """Each check's Check.survey(), in order."""
+        return self._survey()
 
     def lean(self) -> Iterator[Check]:
         """A pass whose checks may lack their strips of recent runs (`history.recent`)."""
@@ -275,7 +313,9 @@ class LazyChecks(Sequence["Check"]):
 
     def keeping(self, keep: object) -> LazyChecks:
         """These checks, keeping `keep` alive as long as they are."""
-        return LazyChecks(self._make, self._n, self._lean, self._pick, keep=(self._keep, keep))
+        return LazyChecks(
+            self._make, self._n, self._lean, self._pick, (self._keep, keep), self._survey
+        )
 
     def map(self, fn: Callable[[Check], Check]) -> LazyChecks:
         """These checks, each through fn, as lazily."""
@@ -337,7 +377,7 @@ class Run:
         """What the reports say of the run as a whole, counted in one pass (once, when the
         checks stream from the history)."""
         if isinstance(self.checks, LazyChecks):
-            return self.checks.once("tally", Tally.of)
+            return self.checks.tally()
         return Tally.of(self.checks)
 
 
@@ -382,6 +422,11 @@ class Tally:
     @classmethod
     def of(cls, checks: Iterable[Check]) -> Tally:
         """The tally of checks."""
+        return cls.of_surveys(c.survey() for c in checks)
+
+    @classmethod
+    def of_surveys(cls, surveys: Iterable[Survey]) -> Tally:
+        """The tally of the checks with these surveys (Check.survey), in order."""
         counts = {v.value: 0 for v in Verdict if v is not Verdict.SKIPPED}
         fetched = earlier = never = cached = 0
         oldest = None
@@ -398,27 +443,28 @@ class Tally:
         current: Key | None = None
         in_key: dict[Verdict, int] = {}
         taken = 0
-        for i, c in enumerate(checks):
-            link, verdict = c.link, c.verdict
+        skipped = Verdict.SKIPPED
+        for i, (url, src, section, verdict, reason, was_cached, at, prev) in enumerate(surveys):
             v = verdict.value
             counts[v] = counts.get(v, 0) + 1
-            if link.source != source:
-                source = link.source
+            if src != source:
+                source = src
                 if source in by_source:
                     grouped = False
                 here = by_source.setdefault(source, {})
             here[v] = here.get(v, 0) + 1
-            urls.add(link.url)
-            if c.cached:
+            urls.add(url)
+            unchecked = reason == "unchecked"
+            if was_cached:
                 cached += 1
-            if c.checked_this_run:
+            if not was_cached and not unchecked:  # Check.checked_this_run
                 fetched += 1
-            elif c.never_checked:
+            elif unchecked and verdict is skipped:  # Check.never_checked
                 never += 1
             else:
                 earlier += 1
-                oldest = c.checked_at if oldest is None else min(oldest, c.checked_at)
-            key = (link.source, link.section)
+                oldest = at if oldest is None else min(oldest, at)
+            key = (src, section)
             if key == current:
                 start, n = stretch[key]
                 stretch[key] = (start, n + 1)
@@ -434,7 +480,7 @@ class Tally:
                     current = None
                 in_key = verdicts.setdefault(key, {})
             in_key[verdict] = in_key.get(verdict, 0) + 1
-            if c.newly_broken or c.recovered:
+            if prev is not None and (newly_broken(verdict, prev) or recovered(verdict, prev)):
                 flagged[i] = key
         layout = Layout(tuple(keys), stretch, strays, verdicts, flagged)
         return cls(

@@ -3,6 +3,7 @@ same checks held in memory, sections that come back after another included."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from crawler.config import FetchSettings
 from crawler.pipeline import check_links
 from crawler.report import FORMATS, junit, render, sarif
 from crawler.store import Store
-from crawler.types import Check, LazyChecks, Link, Run, Verdict
+from crawler.types import Check, LazyChecks, Link, Run, Survey, Tally, Verdict
 from tests.factories import make_check, make_run, with_history
 from tests.server import LocalServer
 
@@ -156,3 +157,93 @@ def test_strips_of_recent_runs_are_the_last_runs_the_network_was_up(tmp_path: Pa
         assert c.history.recent == (*want[c.url], (c.checked_at, c.verdict))[-RECENT_RUNS:]
         got += len(c.history.recent) == RECENT_RUNS - 1  # ten runs back, less the one down
     assert got == len(links)
+
+
+class _Counted:
+    """A run's LazyChecks whose passes are counted: full and lean passes, surveys, picks."""
+
+    def __init__(self, checks: LazyChecks) -> None:
+        self.passes = self.surveys = self.picks = 0
+
+        def full() -> Iterator[Check]:
+            self.passes += 1
+            return iter(checks)
+
+        def lean() -> Iterator[Check]:
+            self.passes += 1
+            return checks.lean()
+
+        def pick(indices: Sequence[int]) -> Iterator[Check]:
+            self.picks += 1
+            return checks.pick(indices)
+
+        def survey() -> Iterator[Survey]:
+            self.surveys += 1
+            return checks.survey()
+
+        self.checks = LazyChecks(full, len(checks), lean, pick, survey=survey)
+
+
+def test_every_format_is_written_from_one_pass_over_the_checks(tmp_path: Path) -> None:
+    """write_reports reads the run's checks once for every format together (and for what the
+    terminal needs: `also`); what a report says of the whole run is the tally, read once from a
+    few columns; the terminal's lines and the exit code need no pass of their own. Each file is
+    the format rendered alone from the run held in memory."""
+    from crawler.cli import _exit_code
+    from crawler.report import write_reports
+    from crawler.terminal import check_lines, noted
+    from tests.factories import write_history
+
+    links, sources = _sizeable_links()
+    write_history(tmp_path / "h.sqlite", links, sources, runs=3)
+    store = Store.open(tmp_path / "h.sqlite")
+    whole = store.load_run()
+    streamed = store.load_run(stream=True)
+    store.close()
+    assert isinstance(streamed.checks, LazyChecks)
+    counted = _Counted(streamed.checks)
+    run = replace(streamed, checks=counted.checks)
+    fail_on = ("dead", "error")
+    seen: list[str] = []
+    listed: list[Check] = []
+    paths = write_reports(
+        run, tmp_path / "r", sorted(FORMATS), fail_on, also=[lambda c: seen.append(c.url)]
+    )
+    assert (counted.passes, counted.surveys) == (1, 1)
+    assert counted.picks <= 1  # report.html's few flagged and stray checks, in full
+    assert seen == [c.url for c in whole.checks]
+    for fmt, path in zip(sorted(FORMATS), paths, strict=True):
+        module = {"junit": junit, "sarif": sarif}.get(fmt)
+        alone = module.render(whole, fail_on) if module else render(whole, fmt)
+        assert path.read_text(encoding="utf-8") == alone, fmt
+
+    write_reports(
+        run, tmp_path / "r", ["md"], fail_on, also=[lambda c: noted(c) and listed.append(c)]
+    )
+    assert (counted.passes, counted.surveys) == (2, 1)
+    assert check_lines(run, paths, 2, False, 3, listed) == check_lines(whole, paths, 2, False, 3)
+    assert _exit_code(run, fail_on) == _exit_code(whole, fail_on) == 3
+    assert _exit_code(run, ("skipped",)) == _exit_code(whole, ("skipped",))
+    assert counted.passes == 2  # the lines and the exit code: no pass of their own
+
+
+def test_the_tally_read_from_the_history_is_the_tally_of_its_checks(tmp_path: Path) -> None:
+    """The tally read from the checks' columns (LazyChecks.survey) is Tally.of the checks, the
+    caller's links in place of the stored ones included (their input named another way)."""
+    from crawler.pipeline import _with_links
+    from tests.factories import write_history
+
+    links, sources = _sizeable_links()
+    write_history(tmp_path / "h.sqlite", links, sources, runs=3)
+    store = Store.open(tmp_path / "h.sqlite")
+    streamed = store.load_run(stream=True)
+    store.close()
+    assert isinstance(streamed.checks, LazyChecks)
+    t = streamed.checks.tally()
+    assert t == Tally.of(list(streamed.checks))
+    assert t.layout.strays and t.layout.flagged and t.earlier == 0 and t.urls == 1400
+    named = [replace(k, source=f"./{k.source}") for k in links]
+    mine = _with_links(streamed.checks, named)
+    assert isinstance(mine, LazyChecks)
+    assert mine.tally() == Tally.of(list(mine)) != t
+    assert mine.tally().sources == ("./a.md", "./b.md", "./c.md")
