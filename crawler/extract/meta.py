@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 
+from crawler.extract.bounded import PREFIX, holds
 from crawler.extract.decode import decode
 from crawler.extract.kind import page_kind
 from crawler.extract.page import PARSE_ERRORS, Page, host_of, path_of
@@ -58,7 +59,22 @@ def _extract(
         data = raw if codec == "utf-8" and not raw.startswith(codecs.BOM_UTF8) else b""
         if not data:
             data = text.encode("utf-8", errors="replace")
-    page = Page(text, data, url)
+    if not with_hash and len(data) > PREFIX:
+        # A big page is read from its first PREFIX bytes when they surely give what the
+        # whole page does (crawler/extract/bounded.py); the main text's hash needs it all.
+        try:
+            fields = _read(Page(text, data, url, PREFIX), url, status, with_hash)
+        except PARSE_ERRORS:
+            fields = None  # the whole page decides
+        if fields is not None:
+            return fields
+    fields = _read(Page(text, data, url), url, status, with_hash)
+    assert fields is not None  # a whole page always stands
+    return fields
+
+
+def _read(page: Page, url: str | None, status: int | None, with_hash: bool) -> Fields | None:
+    """The fields read from page; None when it is a prefix that does not surely give them."""
     canonical = page.canonical_url()
     host = host_of(url)
     rule = site_for_host(host)
@@ -70,14 +86,19 @@ def _extract(
         if rule is not None:
             host = host or canonical_host
         else:
-            rule = site_for_content(data, FINGERPRINT_WINDOW)
+            rule = site_for_content(page.data, FINGERPRINT_WINDOW)
     # Few distinct values across a run of many pages: one string each, not one per page.
     site_name = shared(page.site_name() or (rule.site_name if rule is not None else None))
     lang = shared(page.lang())
 
     # A saved page without its address: its canonical URL names the host whose brand it wears.
-    title = find_title(page, rule, site_name, host or host_of(canonical))
+    title_host = host or host_of(canonical)
+    title = find_title(page, rule, site_name, title_host)
     summary = find_summary(page, rule)
+    if page.prefix and not holds(
+        page, rule, title, summary, lambda: find_title(page, rule, site_name, title_host)
+    ):
+        return None
     kind, notice = page_kind(page, rule, title, summary, path_of(url), status)
     if kind not in (PageKind.ARTICLE, PageKind.OTHER):
         summary = None

@@ -8,7 +8,12 @@ import re
 from collections.abc import Iterator
 from urllib.parse import urljoin, urlsplit
 
-from selectolax.lexbor import LexborDocumentOptions, LexborHTMLParser, SelectolaxError
+from selectolax.lexbor import (
+    LexborDocumentOptions,
+    LexborHTMLParser,
+    LexborNode,
+    SelectolaxError,
+)
 
 from crawler.extract.text import normalize_space
 
@@ -134,17 +139,30 @@ PARSE_ERRORS = (SelectolaxError,)
 class Page:
     """One parsed page and what has been read from it so far."""
 
-    def __init__(self, text: str, data: bytes, url: str | None) -> None:
+    def __init__(self, text: str, data: bytes, url: str | None, prefix: int = 0) -> None:
+        """`prefix` > 0 parses only that many bytes of data (text and data stay whole: what
+        is read of them unparsed is read in full); crawler.extract.bounded says whether what
+        was read from them is what the whole page gives."""
         self.text = text
         self.data = data
         self.url = url
-        self.tree = LexborHTMLParser(
-            cut_deep_nesting(data), options=LexborDocumentOptions.WO_EVENTS
-        )
+        self.prefix = prefix
+        parsed = data[:prefix] if prefix else data
+        cut = cut_deep_nesting(parsed)
+        self.cut_short = len(cut) < len(parsed)
+        self.tree = LexborHTMLParser(cut, options=LexborDocumentOptions.WO_EVENTS)
+        #: Where the first paragraph came from (summary.first_paragraph): the container, the
+        #: element, and whether it was a <p> found among the container's paragraphs.
+        self.paragraph_from: tuple[LexborNode | None, LexborNode | None, bool] | None = None
+        #: Which main container was taken (summary.main_container): the index in CONTAINERS,
+        #: -1 for a site's selector, -2 for the parser's pick, None for no container.
+        self.container_kind: int | None = None
+        self.main: LexborNode | None = None
         self.meta: dict[str, str] = {}
         self.title_tag = ""
         self._canonical: str | None = None
         self._h1: list[str] = []
+        self.h1_read = False  # whether anything read the <h1>s (bounded.py)
         self._jsonld_texts: list[str] = []
         # One walk of the tree for everything read from every page (a selector list, matched
         # in document order); texts are taken now, since visible_text() drops nodes later.
@@ -203,9 +221,19 @@ class Page:
         return self._visible
 
     @property
+    def canonical_link(self) -> str | None:
+        """The href of the page's first canonical link."""
+        return self._canonical
+
+    @property
     def h1(self) -> list[str]:
         """Texts of the page's non-empty <h1> elements."""
+        self.h1_read = True
         return self._h1
+
+    def set_h1(self, texts: list[str]) -> None:
+        """Make the page's <h1>s these (crawler.extract.bounded asks what more would do)."""
+        self._h1 = texts
 
     @property
     def jsonld(self) -> list[dict[str, Any]]:

@@ -170,20 +170,24 @@ def main_container(page: Page, rule: SiteRule | None) -> LexborNode | None:
     matches nothing walks the whole tree: 2 ms on a megabyte page), then told apart in order.
     """
     tree = page.tree
+    page.container_kind = -1
     for sel in rule.summary_selectors if rule is not None else ():
         node = tree.css_first(sel)
         if node is not None:
             return node
     found = tree.css(_ANY_CONTAINER)
-    for sel, test in zip(CONTAINERS, _CONTAINER_TESTS, strict=True):
+    for kind, (sel, test) in enumerate(zip(CONTAINERS, _CONTAINER_TESTS, strict=True)):
         for node in found:
             # the test, then the parser's word on it (at once: the node itself comes first)
             if test(node):
                 first = node.css_first(sel)
                 if first is not None and first.mem_id == node.mem_id:
+                    page.container_kind = kind
                     return node
+    page.container_kind = None
     if not found:
         return None
+    page.container_kind = -2
     for sel in CONTAINERS:  # found elements none of the tests describes: the parser decides
         node = tree.css_first(sel)
         if node is not None:
@@ -243,7 +247,7 @@ def first_paragraph(page: Page, rule: SiteRule | None) -> str | None:
     """The first substantial paragraph of the main content."""
     tree = page.tree
     containers: list[LexborNode] = []
-    main = main_container(page, rule)
+    main = page.main = main_container(page, rule)
     if main is not None:
         containers.append(main)
     body = tree.body
@@ -257,6 +261,7 @@ def first_paragraph(page: Page, rule: SiteRule | None) -> str | None:
             if not text:
                 continue
             if (substantial(text) or (explicit and _prose(text))) and not _mostly_links(node, text):
+                page.paragraph_from = (container, node, True)
                 return trim(text)
         # no paragraph: text straight inside a block (div soup, WeChat sections)
         for node in _candidates(container, _BLOCKS, PARAGRAPHS_LOOKED_AT * 2, para=False):
@@ -264,10 +269,12 @@ def first_paragraph(page: Page, rule: SiteRule | None) -> str | None:
             if substantial(own):
                 text = normalize_space(node.text(separator=""))
                 if not _mostly_links(node, text):
+                    page.paragraph_from = (container, node, False)
                     return trim(text)
         if explicit and rule is not None and container.css_first("p") is None:
             text = normalize_space(container.text(separator=" "))
             if substantial(text):
+                page.paragraph_from = (container, None, False)
                 return trim(text)
     return None
 

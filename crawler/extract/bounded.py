@@ -1,0 +1,200 @@
+"""Reading a big page from its first bytes: when what they give is what the whole page gives.
+
+A page over PREFIX bytes is parsed up to PREFIX first (the parser's time is most of a
+megabyte page's extraction). What was read from that tree stands only when nothing past the
+cut could change it, decided from the tree and from cheap byte searches of the rest of the
+page; otherwise the whole page is parsed after all. The HTML parser builds its tree as the
+bytes come: an element that closed before the cut is the same element, with the same text
+and ancestors, in the tree of the whole page. What is open at the cut (the last node's
+ancestors) may still grow, and the rest of the page may add meta tags, <h1>s, JSON-LD,
+a canonical link, attributes of <html> or a main container the chain would take first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+from crawler.extract.page import Page
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from crawler.sites import SiteRule
+
+#: Bytes of a big page parsed first. Above CHALLENGE_PAGE_MAX (crawler.sites): no page read
+#: from its prefix can be a challenge page, whose test looks at every byte.
+PREFIX = 128 * 1024
+
+
+#: Bytes before the cut searched again with the rest: a tag that straddles the cut (its "<"
+#: before it) is dropped by the parser of the prefix.
+OVERLAP = 4096
+
+
+#: Every meta tag name read anywhere in the extractor (Page.meta's keys). A meta tag past the
+#: cut matters only when it gives one of these that the prefix did not.
+READ_META = frozenset(
+    {
+        "og:url",
+        "og:site_name",
+        "application-name",
+        "http-equiv:content-language",
+        "og:locale",
+        "og:type",
+        "og:title",
+        "twitter:title",
+        "dc:title",
+        "dc.title",
+        "dcterm:title",
+        "dcterms.title",
+        "parsely-title",
+        "dc:description",
+        "dc.description",
+        "dcterm:description",
+        "dcterms.description",
+        "og:description",
+        "twitter:description",
+        "description",
+    }
+)
+
+
+#: Elements that must not be open at the cut: their text is read whole (<title>, <h1>,
+#: JSON-LD is a script), or content after the cut is moved before them (a table's misplaced
+#: content is put before the table: "foster parenting").
+_OPEN_BLOCKERS = frozenset(
+    {"title", "h1", "table", "tbody", "thead", "tfoot", "tr", "td", "th", "caption", "select"}
+)
+_OPEN_BLOCKERS |= {"colgroup", "template", "plaintext"}
+
+
+#: In the rest of the page (lower-cased): the main containers, in CONTAINERS' order.
+_CONTAINER_MARKS = (b"articlebody", b"<article", b"<main")
+_ROLE_MAIN = re.compile(rb"role\s*=\s*[\"']?\s*main")
+
+
+#: A meta tag as the tokenizer reads it: quoted values may hold ">".
+_META_TAG = re.compile(rb"<meta(?:[^>\"']|\"[^\"]*\"|'[^']*')*>?")
+
+
+def _open_path(page: Page) -> list[LexborNode]:
+    """The elements open where the prefix ends: the last node and its ancestors."""
+    path: list[LexborNode] = []
+    node = page.tree.root
+    while node is not None:
+        path.append(node)
+        node = node.last_child
+    return path
+
+
+def _meta_keys(tags: list[bytes]) -> set[str]:
+    """Keys Page._add_meta would record for these <meta> tags."""
+    scratch = Page.__new__(Page)
+    scratch.meta = {}
+    tree = LexborHTMLParser(b"<head>" + b"".join(tags))
+    for node in tree.css("meta"):
+        Page._add_meta(scratch, node.attributes)
+    return set(scratch.meta)
+
+
+def _tag_in(rest: bytes, opening: bytes) -> bool:
+    """Whether lower-cased bytes hold a start tag `opening` (b"<h1": not b"<h10" or b"<h1-x")."""
+    at = rest.find(opening)
+    while at >= 0:
+        after = rest[at + len(opening) : at + len(opening) + 1]
+        if not (after.isalnum() or after == b"-"):
+            return True
+        at = rest.find(opening, at + 1)
+    return False
+
+
+def _meta_tags(rest: bytes) -> Iterator[re.Match[bytes]]:
+    """The <meta> tags in lower-cased bytes."""
+    at = rest.find(b"<meta")
+    while at >= 0:
+        m = _META_TAG.match(rest, at)
+        if m is not None:
+            yield m
+        at = rest.find(b"<meta", at + 1)
+
+
+def _h1_moot(page: Page, title: str | None, retitle: Callable[[], str | None]) -> bool:
+    """Whether more <h1>s after the cut leave the title as it is.
+
+    Only the title reads them here (an article of no known site is no challenge page): when the
+    prefix has one, the chain reads only the first and whether there is more than one, so
+    the title is found again as if there were a second; with none, it cannot be known.
+    """
+    if len(page.h1) != 1:
+        return False
+    first = page.h1
+    page.set_h1([first[0], "\x00"])
+    try:
+        return retitle() == title
+    finally:
+        page.set_h1(first)
+
+
+def holds(
+    page: Page,
+    rule: SiteRule | None,
+    title: str | None,
+    summary: str | None,
+    retitle: Callable[[], str | None],
+) -> bool:
+    """Whether the title, summary and kind read from page's prefix are the whole page's.
+
+    Only an article of no known site is decided on its prefix (a site's rules read elements
+    by their own selectors, and notices look at the page's visible text): its kind follows
+    from its title and summary.
+    """
+    if not page.prefix or page.cut_short or rule is not None or not (title and summary):
+        return False
+    path = _open_path(page)
+    for element in path:
+        if element.tag in _OPEN_BLOCKERS:
+            return False
+        if element.tag == "script" and "ld+json" in (element.attributes.get("type") or "").lower():
+            return False
+    open_ids = {element.mem_id for element in path}
+    start = max(0, page.prefix - OVERLAP)
+    rest = page.data[start:].lower()  # then bytes.find: a regex with re.I is 60 times slower
+    if b"ld+json" in rest or _tag_in(rest, b"<html"):
+        return False
+    if not page.title_tag and _tag_in(rest, b"<title"):
+        return False
+    if page.canonical_link is None and b"canonical" in rest:
+        return False
+    if (
+        page.h1_read
+        and len(page.h1) < 2
+        and _tag_in(rest, b"<h1")
+        and not _h1_moot(page, title, retitle)
+    ):
+        return False
+    metas = [m.group() for m in _meta_tags(rest)]
+    # the indexes in CONTAINERS of the containers in the rest
+    containers = {k for k, mark in enumerate(_CONTAINER_MARKS) if mark in rest}
+    if _ROLE_MAIN.search(rest):
+        containers.add(3)
+    if metas and not (_meta_keys(metas) & READ_META) <= set(page.meta):
+        return False
+    if page.paragraph_from is None:  # the summary is the page's description
+        return True
+    container, node, paragraph = page.paragraph_from
+    kind, main = page.container_kind, page.main
+    if kind is None:  # no main container in the prefix: none may come after it
+        if containers:
+            return False
+    elif kind < 0 or any(k < kind for k in containers):  # one the chain takes first comes later
+        return False
+    if main is None or container is None or container.mem_id != main.mem_id:
+        # the body's paragraph: the main container, if any, gave none and is read whole
+        if main is not None and main.mem_id in open_ids:
+            return False
+        return paragraph and node is not None and node.mem_id not in open_ids
+    if paragraph:  # a <p> of the main container: its text and everything before it are read
+        return node is not None and node.mem_id not in open_ids
+    return main.mem_id not in open_ids  # a block or the container's text: all of it is read

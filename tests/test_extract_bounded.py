@@ -1,0 +1,248 @@
+"""A big page read from its first bytes gives what the whole page gives, or is read whole."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from crawler.extract import bounded
+from crawler.extract.meta import extract_fields
+from crawler.extract.page import Page
+
+if TYPE_CHECKING:
+    from crawler.extract.meta import Fields
+
+FILLER = (
+    "<div class='nav'><ul>"
+    + "<li><a href='/wiki/Other'>Other page of the site</a></li>" * 40
+    + "</ul></div>\n"
+)
+ARTICLE = (
+    "<p>The first paragraph of this article is long enough to stand for the whole page, "
+    "and it says what the article is about.</p>"
+)
+
+
+def _pad(n: int) -> str:
+    """Markup of about n bytes that changes no field: navigation lists."""
+    return FILLER * (n // len(FILLER) + 1)
+
+
+def _whole(html: str) -> Fields:
+    """What the whole page gives: the main text's hash is read from a whole parse."""
+    fields = extract_fields(html.encode(), with_hash=True)
+    fields["text_hash"] = None
+    return fields
+
+
+def _bounded(html: str) -> Fields:
+    return extract_fields(html.encode(), with_hash=False)
+
+
+def _read_from_prefix(html: str) -> bool:
+    """Whether the page's prefix is judged to give the whole page's fields."""
+    from crawler.extract.meta import _read
+
+    data = html.encode()
+    assert len(data) > bounded.PREFIX
+    return _read(Page(html, data, None, bounded.PREFIX), None, None, False) is not None
+
+
+def test_the_prefix_is_above_the_challenge_pages_size() -> None:
+    # a page read from its prefix is never a challenge page: that test reads every byte
+    from crawler.sites import CHALLENGE_PAGE_MAX
+
+    assert bounded.PREFIX > CHALLENGE_PAGE_MAX
+
+
+def test_a_plain_big_article_is_read_from_its_prefix() -> None:
+    html = (
+        "<html lang=en><head><title>Plain article - Example</title>"
+        "<meta name=description content='What the page says of itself.'></head>"
+        f"<body><h1>Plain article</h1><main>{ARTICLE}{_pad(400_000)}</main></body></html>"
+    )
+    assert _read_from_prefix(html)
+    assert _bounded(html) == _whole(html)
+    assert _bounded(html)["title"] == "Plain article"
+
+
+def test_a_json_ld_headline_after_the_prefix_is_read() -> None:
+    html = (
+        "<html><head><title>Tab title | Example</title></head>"
+        f"<body><main>{ARTICLE}{_pad(300_000)}</main>"
+        '<script type="application/ld+json">{"@type": "NewsArticle", '
+        '"headline": "The headline from JSON-LD"}</script></body></html>'
+    )
+    assert not _read_from_prefix(html)
+    assert _bounded(html)["title"] == "The headline from JSON-LD"
+    assert _bounded(html) == _whole(html)
+
+
+@pytest.mark.parametrize(
+    "late",
+    [
+        "<meta property='og:title' content='Title from a late og:title'>",
+        "<meta name='description' content='A description given late in the page.'>",
+        "<meta property='og:site_name' content='Late Site'>",
+        "<link rel='canonical' href='https://example.org/late'>",
+    ],
+)
+def test_a_meta_tag_or_canonical_link_after_the_prefix_is_read(late: str) -> None:
+    html = (
+        "<html><head><title>Tab title | Example</title></head>"
+        f"<body><main>{ARTICLE}{_pad(300_000)}</main>{late}</body></html>"
+    )
+    assert not _read_from_prefix(html)
+    assert _bounded(html) == _whole(html)
+
+
+def test_a_late_meta_tag_the_chain_never_reads_keeps_the_prefix() -> None:
+    html = (
+        "<html><head><title>Tab title | Example</title></head>"
+        f"<body><main>{ARTICLE}{_pad(300_000)}</main>"
+        "<meta name='generator' content='Something'></body></html>"
+    )
+    assert _read_from_prefix(html)
+    assert _bounded(html) == _whole(html)
+
+
+def test_a_late_h1_where_the_prefix_has_none_is_read() -> None:
+    # the <title>'s segments are judged against the page's heading: it decides the title
+    html = (
+        "<html><head><title>Box2D---一个游戏物理引擎</title></head>"
+        f"<body>{ARTICLE}{_pad(300_000)}<h1>Box2D---一个游戏物理引擎</h1></body></html>"
+    )
+    assert not _read_from_prefix(html)
+    assert _bounded(html) == _whole(html)
+
+
+def test_a_second_h1_after_the_prefix_where_the_title_is_the_first() -> None:
+    # one <h1> in the prefix: the title is cut at it whether or not more come (kept), but
+    # with two the <title> is cut by its segments: the title differs, the whole page decides
+    html = (
+        "<html><head><title>Heading - Some Words Here</title></head>"
+        f"<body><h1>Heading</h1><main>{ARTICLE}{_pad(300_000)}</main><h1>Other</h1>"
+        "</body></html>"
+    )
+    assert _bounded(html) == _whole(html)
+
+
+def test_the_main_container_after_the_prefix_is_taken_before_the_body() -> None:
+    html = (
+        "<html><head><title>Page - Example</title></head><body>"
+        f"<div>{ARTICLE}</div>{_pad(300_000)}"
+        "<article><p>The article's own first paragraph, which the main container holds and "
+        "which the chain takes before any paragraph of the body.</p></article></body></html>"
+    )
+    assert not _read_from_prefix(html)
+    assert _bounded(html)["summary"] is not None
+    assert _bounded(html)["summary"].startswith("The article's own first paragraph")  # type: ignore[union-attr]
+    assert _bounded(html) == _whole(html)
+
+
+def test_an_earlier_kind_of_container_after_the_prefix_is_taken() -> None:
+    html = (
+        "<html><head><title>Page - Example</title></head><body>"
+        f"<main>{ARTICLE}</main>{_pad(300_000)}"
+        "<div itemprop=articleBody><p>The article body's first paragraph, which the chain "
+        "takes before the main element's.</p></div></body></html>"
+    )
+    assert not _read_from_prefix(html)
+    assert _bounded(html) == _whole(html)
+
+
+def test_a_paragraph_open_at_the_cut_is_read_whole() -> None:
+    head = "<html><head><title>Page - Example</title></head><body><main>"
+    words = "A very long first paragraph that goes on and on past the cut of the prefix. "
+    html = head + _pad(bounded.PREFIX - 2000) + "<p>" + words * 100 + "</p></main></body></html>"
+    assert not _read_from_prefix(html)
+    assert _bounded(html) == _whole(html)
+
+
+def test_a_main_container_with_no_paragraph_in_the_prefix_is_read_whole() -> None:
+    html = (
+        "<html><head><title>Page - Example</title></head><body><p>A paragraph of the body, "
+        "outside the main text, long enough to stand for the page.</p><main>"
+        f"{_pad(300_000)}<p>The main text's first paragraph comes after the cut and is the "
+        "summary of the whole page.</p></main></body></html>"
+    )
+    assert not _read_from_prefix(html)
+    assert _bounded(html) == _whole(html)
+
+
+def test_a_table_open_at_the_cut_is_read_whole() -> None:
+    # a paragraph misplaced in a table is moved before it: after the cut in the bytes, before
+    # the cell's paragraph in the tree
+    html = (
+        "<html><head><title>Page - Example</title></head><body><main><table><tr><td>"
+        f"<p>The paragraph inside the table's cell, long enough to be the summary.</p>"
+        f"{_pad(300_000)}</td></tr><p>The paragraph the parser puts before the table, which "
+        "the whole page's summary is.</p></table></main></body></html>"
+    )
+    assert not _read_from_prefix(html)
+    assert _bounded(html)["summary"].startswith("The paragraph the parser puts")  # type: ignore[union-attr]
+    assert _bounded(html) == _whole(html)
+
+
+def test_a_late_html_tag_gives_the_language() -> None:
+    html = (
+        "<html><head><title>Page - Example</title></head>"
+        f"<body><main>{ARTICLE}{_pad(300_000)}</main><html lang=de></body></html>"
+    )
+    assert not _read_from_prefix(html)
+    assert _bounded(html)["lang"] == _whole(html)["lang"] == "de"
+
+
+def test_a_known_sites_big_page_is_read_whole() -> None:
+    html = (
+        '<html><head><title>Post - CSDN博客</title><link rel="canonical" '
+        'href="https://blog.csdn.net/u/article/details/1"></head><body>'
+        f"{_pad(300_000)}<h1 class='title-article' id='articleContentId'>The post</h1>"
+        f"<div id='content_views'>{ARTICLE}</div></body></html>"
+    )
+    assert not _read_from_prefix(html)
+    assert _bounded(html) == _whole(html)
+
+
+def test_deep_nesting_after_the_prefix_is_still_cut() -> None:
+    html = (
+        "<html><head><title>Deep</title></head><body><p>A paragraph before the nesting, long "
+        "enough to be the summary of the page.</p>"
+        + _pad(200_000)
+        + "<div>" * 10_000
+        + "deep"
+        + "</div>" * 10_000
+    )
+    fields = _bounded(html)
+    assert fields["title"] == "Deep"
+    assert fields == _whole(html)
+
+
+def test_deep_nesting_inside_the_prefix_is_cut() -> None:
+    html = (
+        "<html><head><title>Deep</title></head><body><p>A paragraph before the nesting, long "
+        "enough to be the summary of the page.</p>"
+        + "<div>" * 10_000
+        + "deep"
+        + _pad(200_000)
+        + "</div>" * 10_000
+    )
+    fields = _bounded(html)
+    assert fields["summary"] and fields["summary"].startswith("A paragraph before the nesting")
+    assert fields == _whole(html)
+
+
+def test_every_meta_key_the_extractor_reads_is_watched_after_the_cut() -> None:
+    # a new meta.get("…") in the extractor must be added to bounded.READ_META
+    import re
+
+    from crawler.extract import summary, title
+
+    package = Path(bounded.__file__).parent
+    read = set()
+    for path in package.glob("*.py"):
+        read |= set(re.findall(r'meta\.get\("([^"]+)"\)', path.read_text()))
+    read |= set(title._TITLE_KEYS) | set(summary._DESCRIPTION_KEYS)
+    assert read and read <= bounded.READ_META
