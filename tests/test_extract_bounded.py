@@ -47,7 +47,10 @@ def _read_from_prefix(html: str) -> bool:
 
     data = html.encode()
     assert len(data) > bounded.PREFIX
-    return _read(Page(html, data, None, bounded.PREFIX), None, None, False) is not None
+    rest = bounded.rest_of(data)
+    if rest is None:  # JSON-LD in the rest: not even tried
+        return False
+    return _read(Page(html, data, None, bounded.PREFIX, rest), None, None, False) is not None
 
 
 def test_the_prefix_is_above_the_challenge_pages_size() -> None:

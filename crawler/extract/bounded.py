@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from crawler.extract.page import Page
+from crawler.extract.summary import CONTAINERS
+from crawler.extract.text import normalize_space
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,7 +72,8 @@ _OPEN_BLOCKERS = frozenset(
 _OPEN_BLOCKERS |= {"colgroup", "template", "plaintext"}
 
 
-#: In the rest of the page (lower-cased): the main containers, in CONTAINERS' order.
+#: In the rest of the page (lower-cased): the main containers, in CONTAINERS' order (role=main
+#: is the fourth).
 _CONTAINER_MARKS = (b"articlebody", b"<article", b"<main")
 _ROLE_MAIN = re.compile(rb"role\s*=\s*[\"']?\s*main")
 
@@ -99,6 +102,13 @@ def _meta_keys(tags: list[bytes]) -> set[str]:
     return set(scratch.meta)
 
 
+def rest_of(data: bytes) -> bytes | None:
+    """What is past the prefix of data, lower-cased (from OVERLAP bytes before the cut); None
+    when it holds JSON-LD, which the chain reads first (the whole page is parsed at once)."""
+    rest = data[PREFIX - OVERLAP :].lower()
+    return None if b"ld+json" in rest else rest
+
+
 def _tag_in(rest: bytes, opening: bytes) -> bool:
     """Whether lower-cased bytes hold a start tag `opening` (b"<h1": not b"<h10" or b"<h1-x")."""
     at = rest.find(opening)
@@ -118,6 +128,22 @@ def _meta_tags(rest: bytes) -> Iterator[re.Match[bytes]]:
         if m is not None:
             yield m
         at = rest.find(b"<meta", at + 1)
+
+
+def _has_lang(page: Page) -> bool:
+    """Whether the page's <html> has its language (a later <html> tag cannot change it)."""
+    root = page.tree.root
+    if root is None:
+        return False
+    attrs = root.attributes
+    return bool(normalize_space(attrs.get("lang") or attrs.get("xml:lang") or ""))
+
+
+def _container_in(rest: bytes, kinds: int) -> bool:
+    """Whether lower-cased bytes may hold a main container of one of the first `kinds`
+    kinds of CONTAINERS."""
+    marks = _CONTAINER_MARKS[:kinds]
+    return any(mark in rest for mark in marks) or (kinds > 3 and bool(_ROLE_MAIN.search(rest)))
 
 
 def _h1_moot(page: Page, title: str | None, retitle: Callable[[], str | None]) -> bool:
@@ -150,7 +176,7 @@ def holds(
     by their own selectors, and notices look at the page's visible text): its kind follows
     from its title and summary.
     """
-    if not page.prefix or page.cut_short or rule is not None or not (title and summary):
+    if not page.rest or page.cut_short or rule is not None or not (title and summary):
         return False
     path = _open_path(page)
     for element in path:
@@ -159,9 +185,11 @@ def holds(
         if element.tag == "script" and "ld+json" in (element.attributes.get("type") or "").lower():
             return False
     open_ids = {element.mem_id for element in path}
-    start = max(0, page.prefix - OVERLAP)
-    rest = page.data[start:].lower()  # then bytes.find: a regex with re.I is 60 times slower
-    if b"ld+json" in rest or _tag_in(rest, b"<html"):
+    # In the rest, one bytes.find per mark (a regex with re.I is 60 times slower than one
+    # find); each is about a tenth of the parse of the same bytes, so only the marks that
+    # could change what the prefix gave are looked for.
+    rest = page.rest
+    if not _has_lang(page) and _tag_in(rest, b"<html"):
         return False
     if not page.title_tag and _tag_in(rest, b"<title"):
         return False
@@ -175,20 +203,16 @@ def holds(
     ):
         return False
     metas = [m.group() for m in _meta_tags(rest)]
-    # the indexes in CONTAINERS of the containers in the rest
-    containers = {k for k, mark in enumerate(_CONTAINER_MARKS) if mark in rest}
-    if _ROLE_MAIN.search(rest):
-        containers.add(3)
     if metas and not (_meta_keys(metas) & READ_META) <= set(page.meta):
         return False
     if page.paragraph_from is None:  # the summary is the page's description
         return True
     container, node, paragraph = page.paragraph_from
     kind, main = page.container_kind, page.main
-    if kind is None:  # no main container in the prefix: none may come after it
-        if containers:
-            return False
-    elif kind < 0 or any(k < kind for k in containers):  # one the chain takes first comes later
+    if kind is not None and kind < 0:
+        return False
+    # no main container of a kind the chain takes first (any kind, when the prefix has none)
+    if _container_in(rest, len(CONTAINERS) if kind is None else kind):
         return False
     if main is None or container is None or container.mem_id != main.mem_id:
         # the body's paragraph: the main container, if any, gave none and is read whole

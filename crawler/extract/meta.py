@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 
-from crawler.extract.bounded import PREFIX, holds
+from crawler.extract.bounded import PREFIX, holds, rest_of
 from crawler.extract.decode import decode
 from crawler.extract.kind import page_kind
 from crawler.extract.page import PARSE_ERRORS, Page, host_of, path_of
@@ -59,11 +59,12 @@ def _extract(
         data = raw if codec == "utf-8" and not raw.startswith(codecs.BOM_UTF8) else b""
         if not data:
             data = text.encode("utf-8", errors="replace")
-    if not with_hash and len(data) > PREFIX:
+    rest = rest_of(data) if not with_hash and len(data) > PREFIX else None
+    if rest is not None:
         # A big page is read from its first PREFIX bytes when they surely give what the
         # whole page does (crawler/extract/bounded.py); the main text's hash needs it all.
         try:
-            fields = _read(Page(text, data, url, PREFIX), url, status, with_hash)
+            fields = _read(Page(text, data, url, PREFIX, rest), url, status, with_hash)
         except PARSE_ERRORS:
             fields = None  # the whole page decides
         if fields is not None:

@@ -139,14 +139,18 @@ PARSE_ERRORS = (SelectolaxError,)
 class Page:
     """One parsed page and what has been read from it so far."""
 
-    def __init__(self, text: str, data: bytes, url: str | None, prefix: int = 0) -> None:
+    def __init__(
+        self, text: str, data: bytes, url: str | None, prefix: int = 0, rest: bytes = b""
+    ) -> None:
         """`prefix` > 0 parses only that many bytes of data (text and data stay whole: what
-        is read of them unparsed is read in full); crawler.extract.bounded says whether what
-        was read from them is what the whole page gives."""
+        is read of them unparsed is read in full), `rest` being the rest lower-cased (from a
+        little before the cut); crawler.extract.bounded says whether what was read from them
+        is what the whole page gives."""
         self.text = text
         self.data = data
         self.url = url
         self.prefix = prefix
+        self.rest = rest
         parsed = data[:prefix] if prefix else data
         cut = cut_deep_nesting(parsed)
         self.cut_short = len(cut) < len(parsed)
