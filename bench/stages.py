@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import crawler.engine as engine
 
-    engine.Fetcher = fake_fetcher(a.extract)  # type: ignore[misc]
+    engine.fetch.Fetcher = fake_fetcher(a.extract)  # type: ignore[misc]
     store = None
     if not a.no_history:
         store = Store.open(work / "history.sqlite")

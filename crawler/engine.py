@@ -25,10 +25,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from crawler import extract, fetch
 from crawler.classify import classify
 from crawler.config import FetchSettings, HostRule, host_rule
-from crawler.extract import extract_meta
-from crawler.fetch import Fetcher, host_key
+from crawler.fetch import host_key
 from crawler.frontier import (
     NOT_DUE,
     UNCHECKED,
@@ -327,7 +327,7 @@ def read_page(
     `anchors_for` (crawler/fragments.py)."""
     if result.body is None:
         return None
-    meta = extract_meta(
+    meta = extract.extract_meta(  # (the parser loads in a worker, not in a parent that plans)
         result.body,
         url=result.final_url,
         content_type=result.headers.get("content-type"),
@@ -520,7 +520,7 @@ class Worker:
         self.capacity = max(1, settings.max_concurrency)
         # the Fetcher's limit on requests in flight, taken before it (see _Slot)
         self._wire = _Wire(self.capacity)
-        self._fetcher: Fetcher | None = None
+        self._fetcher: fetch.Fetcher | None = None
         self._queue: list[Finished] = []
         self._queued_checks = 0
         self._writing = asyncio.Lock()  # one write of finished URLs at a time
@@ -546,7 +546,7 @@ class Worker:
         # A verification page is asked again by the pace after a cool-down, not retried at once:
         # the Fetcher needs no reading of the page, which is read once the host's place is back.
         unpaced = _unpaced(self.settings)
-        async with Fetcher(unpaced, sleep=self._retry_sleep, holds=self._holds) as f:
+        async with fetch.Fetcher(unpaced, sleep=self._retry_sleep, holds=self._holds) as f:
             self._fetcher = f
             keeper = asyncio.create_task(self._keep_leases())
             flusher = asyncio.create_task(self._flush_periodically())
@@ -597,7 +597,7 @@ class Worker:
         self._held.pop(host, None)  # only now: stopped before, run's cleanup gives it back
 
     async def _finish_in_flight(
-        self, active: dict[asyncio.Task[None], str], fetcher: Fetcher
+        self, active: dict[asyncio.Task[None], str], fetcher: fetch.Fetcher
     ) -> None:
         """On a stop: start nothing more, and give the requests in flight up to the fetch
         timeout to finish (what they find is written by run's cleanup)."""
@@ -613,7 +613,9 @@ class Worker:
         for task in done:
             await self._host_done(active, task)
 
-    async def _lease_more(self, active: dict[asyncio.Task[None], str], fetcher: Fetcher) -> None:
+    async def _lease_more(
+        self, active: dict[asyncio.Task[None], str], fetcher: fetch.Fetcher
+    ) -> None:
         # Hosts held up to the worker's capacity by their limits; then a few more per call
         # while fewer than half its slots are on the wire: hosts that wait out their interval
         # leave slots idle (a politeness-bound list), and a worker that is busy leaves the
@@ -676,7 +678,7 @@ class Worker:
         await self.sleep(seconds)
         await slot.take()
 
-    async def _work_host(self, tasks: list[UrlTask], fetcher: Fetcher) -> None:
+    async def _work_host(self, tasks: list[UrlTask], fetcher: fetch.Fetcher) -> None:
         """Check a host's URLs at its learned pace: each URL starts when the pace lets one more
         request be in flight; a URL answered by a verification page goes back to the front of
         the queue after a cool-down, and is judged blocked only if it stays so."""

@@ -243,12 +243,10 @@ def _with_links(checks: Sequence[Check], links: Sequence[Link]) -> Sequence[Chec
 
 
 def _worker_command(store: Store, run_id: int) -> list[str]:
-    """The command line of a worker process (the database goes in its environment: a
-    PostgreSQL URL may hold a password, which must not show in the process list)."""
-    return [
-        sys.executable, "-m", "crawler", "worker", "--run", str(run_id),
-        "--settings", "-", "--parent", str(os.getpid()),
-    ]  # fmt: skip
+    """The command line of a worker process (crawler/workproc.py: only what a worker runs is
+    loaded; the database goes in its environment: a PostgreSQL URL may hold a password, which
+    must not show in the process list)."""
+    return [sys.executable, "-m", "crawler.workproc", str(run_id), str(os.getpid())]
 
 
 def _worker_env(store: Store) -> dict[str, str]:
@@ -278,7 +276,7 @@ async def run_worker_processes(
     progress: ProgressFn | None = None,
     budgeted: bool = False,
 ) -> None:
-    """Start n `crawler worker` processes on the run, wait for them, and follow the progress.
+    """Start n worker processes on the run, wait for them, and follow the progress.
 
     Each gets an equal share of the requests in flight. A worker killed mid-run costs nothing
     but time: its leases expire and the others finish its hosts. A worker that fails (exit code

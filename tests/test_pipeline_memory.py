@@ -69,7 +69,7 @@ async def test_a_run_is_what_the_stages_and_the_history_rules_give(
     titles: dict[str, str | None] = {link.url: link.listed_title for link in links}
     titles["https://h1.example/p/7"] = None  # a 404
     titles["https://h2.example/p/8"] = "另一个标题"  # changed
-    monkeypatch.setattr(engine, "Fetcher", _fake_fetcher(titles))
+    monkeypatch.setattr(engine.fetch, "Fetcher", _fake_fetcher(titles))
     store = Store.open(tmp_path / "h.sqlite")
     clock = Clock(datetime(2026, 11, 24, 8, tzinfo=UTC))
     run = await check_links(links, FetchSettings(), store=store, clock=clock)

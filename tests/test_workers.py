@@ -27,6 +27,7 @@ from crawler.engine import (
     Worker,
     plan_run,
     plan_workers,
+    settings_to_json,
     url_tasks,
 )
 from crawler.store import Store
@@ -121,6 +122,55 @@ def test_workers_give_the_same_report_as_one_process(
     conn = sqlite3.connect(history_db)
     assert conn.execute("SELECT count(*) FROM checks").fetchone()[0] == len(_urls(servers))
     assert conn.execute("SELECT status FROM runs").fetchall() == [("complete",)]
+    conn.close()
+
+
+_LOADED = (
+    "import atexit, sys\n"
+    "NAMES = ('httpx', 'aiohttp', 'selectolax', 'crawler.cli', 'crawler.options',"
+    " 'crawler.report')\n"
+    "atexit.register(lambda: print('loaded:', *[m for m in NAMES if m in sys.modules],"
+    " file=sys.stderr))\n"
+)
+
+
+def test_each_process_of_a_run_with_workers_loads_only_what_it_runs(
+    tmp_path: Path, servers: list[LocalServer]
+) -> None:
+    # The parent plans, waits and reports: the HTTP stack and the parser are the workers'
+    # (bench/README.md: ~7 MB of the parent's memory). A worker loads no command line.
+    post = write_post(tmp_path / "post.md", _urls(servers))
+    run = _LOADED + (
+        "import sys\nfrom crawler.start import main\nsys.argv[1:] = sys.argv[2:]\nmain()\n"
+    )
+    args = ["check", str(post), "--report-dir", str(tmp_path / "r"), "--workers", "2", *FAST]
+    done = subprocess.run(
+        [sys.executable, "-c", run, "-", *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 3, done.stderr  # the 404s are dead
+    assert done.stderr.splitlines()[-1] == "loaded: crawler.cli crawler.options crawler.report"
+    # A worker on a run of its own: as the parent starts one (crawler/pipeline.py)
+    store = Store.open(tmp_path / "w.sqlite")
+    links = [Link(u, i + 1) for i, u in enumerate(_urls(servers))]
+    run_id = plan_run(
+        store, url_tasks(links), started=datetime.now(UTC), sources=["w.md"], digests={},
+        history=True, options=RunOptions(),
+    )  # fmt: skip
+    store.close()
+    work = "import runpy\nrunpy.run_module('crawler.workproc', run_name='__main__')\n"
+    settings = FetchSettings(host_interval=0, retries=0, timeout=5)
+    worker = subprocess.run(
+        [sys.executable, "-c", _LOADED + work, str(run_id), str(os.getpid())],
+        input=json.dumps(settings_to_json(settings)),
+        env={**os.environ, "CRAWLER_DB": str(tmp_path / "w.sqlite")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert worker.returncode == 0, worker.stderr
+    assert worker.stderr.splitlines()[-1] == "loaded: httpx aiohttp selectolax"
+    conn = sqlite3.connect(tmp_path / "w.sqlite")
+    assert conn.execute("SELECT count(*) FROM checks").fetchone() == (len(links),)
     conn.close()
 
 

@@ -14,10 +14,12 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-
-import httpx
+from typing import TYPE_CHECKING
 
 from crawler.types import NETWORK_ERRORS, FetchResult
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ def host_key(url: str) -> str:
         if port is None or int(port) == DEFAULT_PORTS[m.group(1)]:
             return host
         return f"{host}:{int(port)}"
+    import httpx  # here: a parent that only plans a run keys its hosts without it
+
     try:
         u = httpx.URL(url)
     except (httpx.InvalidURL, ValueError, TypeError):
