@@ -8,18 +8,16 @@ import asyncio
 import contextlib
 import gc
 import itertools
-import json
 import logging
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -36,7 +34,6 @@ from crawler.engine import (
     plan_workers,
     reads_as_anti_robot,
     reuse_stored,
-    settings_to_json,
     sort_due,
     url_tasks,
     write_known,
@@ -242,17 +239,12 @@ def _with_links(checks: Sequence[Check], links: Sequence[Link]) -> Sequence[Chec
     return tuple(paired(checks))
 
 
-def _worker_command(store: Store, run_id: int) -> list[str]:
-    """The command line of a worker process (crawler/workproc.py: only what a worker runs is
-    loaded; the database goes in its environment: a PostgreSQL URL may hold a password, which
-    must not show in the process list)."""
-    return [sys.executable, "-m", "crawler.workproc", str(run_id), str(os.getpid())]
+def _database(store: Store) -> Db:
+    """The store's database, as a worker opens it."""
+    from crawler.db import parse_db
 
-
-def _worker_env(store: Store) -> dict[str, str]:
     url = getattr(store, "url", None)
-    location = getattr(url, "conninfo", None) or store.path
-    return {**os.environ, "CRAWLER_DB": location}
+    return parse_db(getattr(url, "conninfo", None) or store.path)
 
 
 def _describe(code: int) -> str:
@@ -283,39 +275,26 @@ async def run_worker_processes(
     1) ends the run with its one line; so does the end of every worker with hosts still open
     (unless the run is `budgeted`: its workers stop claiming when the time is up).
     """
+    from crawler import workproc
+
     share = replace(settings, max_concurrency=max(1, settings.max_concurrency // n), workers=1)
-    payload = json.dumps(settings_to_json(share)).encode()
-    procs: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+    err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _stop
+    procs: list[BaseProcess] = []
     try:
-        for _ in range(n):
-            err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _stop
-            try:
-                proc = subprocess.Popen(  # noqa: ASYNC220 - fork and exec: returns at once
-                    _worker_command(store, run_id),
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                    env=_worker_env(store),
-                    stderr=err,
-                    process_group=0,  # Ctrl-C reaches the parent only: it stops them in order
-                )
-            except OSError as exc:
-                err.close()
-                raise CrawlerError(f"cannot start a worker process: {exc.strerror or exc}") from exc
-            procs.append((proc, err))
-            assert proc.stdin is not None
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.write(payload)
-            proc.stdin.close()
+        try:
+            procs += workproc.start(n, _database(store), run_id, share, err)
+        except OSError as exc:
+            raise CrawlerError(f"cannot start a worker process: {exc.strerror or exc}") from exc
         seen = store.checked(run_id)
         while True:
-            codes = [p.poll() for p, _ in procs]
+            codes = [p.exitcode for p in procs]
             now = store.checked(run_id)
             if progress is not None and now > seen:
                 progress(now - seen)
             seen = now
-            for (_, log_file), code in zip(procs, codes, strict=True):
+            for code in codes:
                 if code is not None and code > 0:
-                    line = _last_line(log_file)
+                    line = _last_line(err)
                     raise CrawlerError(
                         f"a worker failed ({_describe(code)}): {line}" if line else
                         f"a worker failed ({_describe(code)})"
@@ -330,6 +309,7 @@ async def run_worker_processes(
             )
     finally:
         _stop(procs, settings.timeout + STOP_SECONDS)
+        err.close()
 
 
 async def wait_for_workers(
@@ -354,22 +334,18 @@ async def wait_for_workers(
         seen = now
 
 
-def _stop(procs: Sequence[tuple[subprocess.Popen[bytes], object]], grace: float) -> None:
+def _stop(procs: Sequence[BaseProcess], grace: float) -> None:
     """SIGTERM every worker still running (each finishes its requests in flight, writes what it
     found and exits), then reap; SIGKILL one still running after `grace` seconds."""
-    for p, _ in procs:
-        if p.poll() is None:
+    for p in procs:
+        if p.exitcode is None:
             with contextlib.suppress(ProcessLookupError):
                 p.terminate()
-    for p, err in procs:
-        try:
-            p.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
+    for p in procs:
+        p.join(grace)
+        if p.exitcode is None:
             p.kill()
-            p.wait()
-        close = getattr(err, "close", None)
-        if close is not None:
-            close()
+            p.join()
 
 
 #: Seconds between looks for an open run, for a `crawler worker` with nothing to do.

@@ -12,12 +12,14 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
-import crawler.pipeline as pipeline
+from crawler import workproc
 from crawler.cli import cli
 from crawler.config import FetchSettings, can_fork, usable_cpus
 from crawler.engine import (
@@ -27,7 +29,6 @@ from crawler.engine import (
     Worker,
     plan_run,
     plan_workers,
-    settings_to_json,
     url_tasks,
 )
 from crawler.store import Store
@@ -98,13 +99,13 @@ def test_workers_give_the_same_report_as_one_process(
     tmp_path: Path, servers: list[LocalServer], history_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started: list[int] = []
-    real_command = pipeline._worker_command
+    real_start = workproc.start
 
-    def counting_command(store: Store, run_id: int) -> list[str]:
-        started.append(run_id)
-        return real_command(store, run_id)
+    def counting_start(n: int, *args: Any) -> list[BaseProcess]:
+        started.append(n)
+        return real_start(n, *args)
 
-    monkeypatch.setattr(pipeline, "_worker_command", counting_command)
+    monkeypatch.setattr(workproc, "start", counting_start)
     post = write_post(tmp_path / "post.md", _urls(servers))
     got = {}
     for w in ("1", "2"):
@@ -112,13 +113,13 @@ def test_workers_give_the_same_report_as_one_process(
         r = check(post, out, w, "--no-history")
         assert r.exit_code == 3, r.output  # the 404s are dead
         got[w] = _verdicts(out / "report.json")
-    assert len(started) == 2  # --workers 2 started two worker processes; --workers 1 none
+    assert sum(started) == 2  # --workers 2 started two worker processes; --workers 1 none
     assert got["1"] == got["2"]
     assert [v for _, v, _, _ in got["2"]].count("ok") == 12
     # and with the history: every check stored once
     r = check(post, tmp_path / "rh", "3")
     assert r.exit_code == 3, r.output
-    assert len(started) == 5
+    assert sum(started) == 5
     conn = sqlite3.connect(history_db)
     assert conn.execute("SELECT count(*) FROM checks").fetchone()[0] == len(_urls(servers))
     assert conn.execute("SELECT status FROM runs").fetchall() == [("complete",)]
@@ -127,51 +128,47 @@ def test_workers_give_the_same_report_as_one_process(
 
 _LOADED = (
     "import atexit, sys\n"
-    "NAMES = ('httpx', 'aiohttp', 'selectolax', 'crawler.cli', 'crawler.options',"
-    " 'crawler.report')\n"
+    "NAMES = ('httpx', 'aiohttp', 'selectolax', 'crawler.cli')\n"
     "atexit.register(lambda: print('loaded:', *[m for m in NAMES if m in sys.modules],"
     " file=sys.stderr))\n"
+    "from crawler.start import main\nsys.argv[1:] = sys.argv[2:]\nmain()\n"
 )
 
 
-def test_each_process_of_a_run_with_workers_loads_only_what_it_runs(
-    tmp_path: Path, servers: list[LocalServer]
+def test_a_run_planned_for_workers_elsewhere_loads_no_http_stack(
+    tmp_path: Path, servers: list[LocalServer], history_db: Path
 ) -> None:
     # The parent plans, waits and reports: the HTTP stack and the parser are the workers'
-    # (bench/README.md: ~7 MB of the parent's memory). A worker loads no command line.
+    # (bench/README.md: ~7 MB of the parent's memory). It loads them only to fork its own.
     post = write_post(tmp_path / "post.md", _urls(servers))
-    run = _LOADED + (
-        "import sys\nfrom crawler.start import main\nsys.argv[1:] = sys.argv[2:]\nmain()\n"
-    )
-    args = ["check", str(post), "--report-dir", str(tmp_path / "r"), "--workers", "2", *FAST]
-    done = subprocess.run(
-        [sys.executable, "-c", run, "-", *args], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 3, done.stderr  # the 404s are dead
-    assert done.stderr.splitlines()[-1] == "loaded: crawler.cli crawler.options crawler.report"
-    # A worker on a run of its own: as the parent starts one (crawler/pipeline.py)
-    store = Store.open(tmp_path / "w.sqlite")
-    links = [Link(u, i + 1) for i, u in enumerate(_urls(servers))]
-    run_id = plan_run(
-        store, url_tasks(links), started=datetime.now(UTC), sources=["w.md"], digests={},
-        history=True, options=RunOptions(),
-    )  # fmt: skip
-    store.close()
-    work = "import runpy\nrunpy.run_module('crawler.workproc', run_name='__main__')\n"
-    settings = FetchSettings(host_interval=0, retries=0, timeout=5)
-    worker = subprocess.run(
-        [sys.executable, "-c", _LOADED + work, str(run_id), str(os.getpid())],
-        input=json.dumps(settings_to_json(settings)),
-        env={**os.environ, "CRAWLER_DB": str(tmp_path / "w.sqlite")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert worker.returncode == 0, worker.stderr
-    assert worker.stderr.splitlines()[-1] == "loaded: httpx aiohttp selectolax"
-    conn = sqlite3.connect(tmp_path / "w.sqlite")
-    assert conn.execute("SELECT count(*) FROM checks").fetchone() == (len(links),)
-    conn.close()
+    args = ["check", str(post), "--report-dir", str(tmp_path / "r"), "--db", str(history_db)]
+    for workers, loaded in (("0", "crawler.cli"), ("2", "httpx aiohttp selectolax crawler.cli")):
+        budget = ["--budget", "1s"] if workers == "0" else []  # no `crawler worker` comes
+        done = subprocess.run(
+            [sys.executable, "-c", _LOADED, "-", *args, "--workers", workers, *budget, *FAST],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode in (0, 3), done.stderr
+        assert done.stderr.splitlines()[-1] == f"loaded: {loaded}"
+
+
+def test_workers_forked_by_a_parent_on_postgresql_check_every_link_once(
+    tmp_path: Path, servers: list[LocalServer], pg_url: str
+) -> None:
+    # The parent's connection is open when it forks: each worker opens its own and never
+    # touches the parent's (crawler/workproc.py), which serves the reports afterwards.
+    import psycopg
+
+    post = write_post(tmp_path / "post.md", _urls(servers))
+    r = check(post, tmp_path / "r", "2", "--db", pg_url)
+    assert r.exit_code == 3, r.output  # the 404s are dead
+    assert len(_verdicts(tmp_path / "r" / "report.json")) == len(_urls(servers))
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT url, count(*) FROM checks GROUP BY url").fetchall()
+        assert sorted(rows) == sorted((u, 1) for u in _urls(servers))
+        assert conn.execute("SELECT status FROM runs").fetchall() == [("complete",)]
 
 
 def test_per_host_limits_hold_across_workers(tmp_path: Path, servers: list[LocalServer]) -> None:
