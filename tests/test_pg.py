@@ -509,13 +509,15 @@ def _lease_owners(url: str) -> set[int]:
 
 
 def _three_processes(
-    tmp_path: Path, farm: HostFarm, url: str, during: Any = None
+    tmp_path: Path, farm: HostFarm, url: str, during: Any = None, lease: float = 10
 ) -> tuple[list[subprocess.Popen[bytes]], set[int], dict[int, str]]:
     """`check --workers 1` and two `crawler worker --once` on one run; `during(procs, seen)` is
     called while the run goes on. Returns the processes (ended), the lease owners seen and what
-    each process said on stderr."""
+    each process said on stderr. Leases last `lease` seconds: short where a killed worker's
+    hosts must come back soon; longer elsewhere, since a renewal (every third of a lease) held
+    up by a machine at load 20 lets a live worker's host go, and its page is fetched twice."""
     post = _farm_post(tmp_path, farm)
-    env = {**os.environ, "CRAWLER_LEASE_SECONDS": "3"}
+    env = {**os.environ, "CRAWLER_LEASE_SECONDS": str(lease)}
     polite = [
         "--host-concurrency",
         "2",
@@ -598,7 +600,7 @@ def test_sigkill_of_a_worker_mid_run_loses_and_doubles_nothing(
             os.kill(procs[1].pid, signal.SIGKILL)
             killed.append(procs[1].pid)
 
-    procs, _, errs = _three_processes(tmp_path, farm, pg_url, kill_a_worker)
+    procs, _, errs = _three_processes(tmp_path, farm, pg_url, kill_a_worker, lease=3)
     assert killed and procs[1].returncode == -signal.SIGKILL
     for p in (procs[0], procs[2]):
         assert p.returncode == 0, errs[p.pid]
