@@ -184,6 +184,8 @@ class TreeMemory:
         self.interval = interval
         self.peak_kb = 0
         self.procs_at_peak = 0
+        self.split_kb: list[int] = []  # each process's PSS at that peak, the root first
+        self.peak_t = 0.0  # when it was seen (time.monotonic)
         self.procs_max = 0
         # the largest VmHWM of a process of the tree: its own peak RSS since exec. ru_maxrss
         # is not that: a child spawned by vfork (subprocess does) inherits the bench's own
@@ -237,7 +239,7 @@ class TreeMemory:
             self.cpu = time.thread_time() - c0
 
     def _sample(self) -> None:
-        total, n = 0, 0
+        total, n, split = 0, 0, []
         for pid in self._tree():
             try:
                 if self.source == "pss":
@@ -248,6 +250,7 @@ class TreeMemory:
             except OSError:  # gone between the listing and the read, or a zombie
                 continue
             total += kb
+            split.append(kb)
             self.hwm_kb = max(self.hwm_kb, hwm)
             n += 1
             self.seen.add(pid)
@@ -257,6 +260,7 @@ class TreeMemory:
         self.procs_max = max(self.procs_max, n)
         if total > self.peak_kb:
             self.peak_kb, self.procs_at_peak = total, n
+            self.split_kb, self.peak_t = split, time.monotonic()
 
     def _tree(self) -> list[int]:
         """The root and all its descendants (those still attached to it: an orphan that was
@@ -329,6 +333,9 @@ class Sample:
     hwm_mb: float = 0.0  # largest VmHWM seen in the tree: single-process peak, no bench floor
     server: dict[str, object] = field(default_factory=dict)
     checked: dict[str, object] = field(default_factory=dict)
+    #: each process's PSS at the tree's peak (the run's own process first) and when, s from start
+    mem_split: list[float] = field(default_factory=list)
+    peak_s: float = 0.0
 
 
 @dataclass
@@ -346,6 +353,8 @@ class Measured:
     rc: int
     t0: float
     t1: float
+    mem_split: list[float]
+    peak_s: float
 
 
 def clean_env() -> dict[str, str]:
@@ -409,6 +418,8 @@ def measure(
         rc=proc.returncode,
         t0=t0,
         t1=t1,
+        mem_split=[kb / 1024.0 for kb in mem.split_kb],
+        peak_s=mem.peak_t - t0 if mem.peak_t else 0.0,
     )
 
 
@@ -591,6 +602,8 @@ def run_profile(p: Profile, a: argparse.Namespace, lychee: str | None, work: Pat
                     m.hwm_mb,
                     server,
                     checked,
+                    m.mem_split,
+                    m.peak_s,
                 )
                 samples.append(s)
                 print(
@@ -600,7 +613,8 @@ def run_profile(p: Profile, a: argparse.Namespace, lychee: str | None, work: Pat
                     f"requests {server.get('requests')}  peak in flight "
                     f"{server.get('peak_inflight')}/{server.get('peak_inflight_per_host')} "
                     f"per host  conns {server.get('connections')}  {_checked_line(checked)}"
-                    + _phases(server),
+                    + _phases(server)
+                    + _split(s),
                     flush=True,
                 )
                 if tool == "crawler" and not a.keep_reports:
@@ -616,6 +630,14 @@ def _procs(s: Sample) -> str:
     src = {"pss": "PSS", "rss": "sum of RSS", "ru_maxrss": "ru_maxrss only"}[s.mem_source]
     more = f", {s.procs_seen} seen" if s.procs_seen > s.procs else ""
     return f"{src}, {_n(s.procs, 'proc')}{more}"
+
+
+def _split(s: Sample) -> str:
+    """Each process's PSS at the tree's peak, the run's own process first."""
+    if len(s.mem_split) < 2:
+        return ""
+    parts = " + ".join(f"{mb:.1f}" for mb in s.mem_split)
+    return f"\n{'':20}at the peak ({s.peak_s:.1f} s in): {parts} MB (the run's process first)"
 
 
 def _n(n: int, word: str) -> str:
