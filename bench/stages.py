@@ -152,12 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_history:
         store = Store.open(work / "history.sqlite")
         store.lock()
+    planned = iter(links)  # as `crawler check`: the links go once the run is planned
+    del links
     run = asyncio.run(
-        pipeline.check_links(links, FetchSettings(), sources=[str(post)], store=store)
+        pipeline.check_links(planned, FetchSettings(), sources=[str(post)], store=store)
     )
     if store is not None:
         store.close()
-    del links
     t = stage("pipeline" + (" + extract" if a.extract else ""), t)
     if a.trace:
         gc.collect()

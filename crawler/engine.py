@@ -87,7 +87,7 @@ class RunOptions:
 # ----------------------------------------------------------------------------------- planning
 
 
-def url_tasks(links: Sequence[Link]) -> list[UrlTask]:
+def url_tasks(links: Iterable[Link]) -> list[UrlTask]:
     """The run's distinct URLs in order of first appearance, each with every occurrence."""
     by_url: dict[str, list[tuple[int, Link]]] = {}
     for i, link in enumerate(links):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from urllib.parse import unquote
 
@@ -40,12 +40,12 @@ def without_fragment(url: str) -> str:
 
 def strip_fragments(links: list[Link]) -> dict[int, Link]:
     """Cut the #fragment off web links in place, so each page is fetched once however many of
-    its anchors are cited; return id(new link) → the link as cited."""
+    its anchors are cited; return the position of each link cut → the link as cited."""
     cited: dict[int, Link] = {}
     for i, link in enumerate(links):
         if "#" in link.url:
             links[i] = replace(link, url=without_fragment(link.url))
-            cited[id(links[i])] = link
+            cited[i] = link
     return cited
 
 
@@ -131,12 +131,13 @@ def page_anchors(result: FetchResult) -> frozenset[str] | None:
 
 
 def apply(checks: Sequence[Check], cited: Mapping[int, Link]) -> Sequence[Check]:
-    """The checks with each link given back its fragment (`cited`: id of the Link that was
-    fetched without it → the link as cited) and judged `changed`, `fragment-missing` when the
-    page is alive but has no such anchor (as lazily as they come: LazyChecks stay lazy)."""
+    """The checks (one a link, in the links' order) with each link given back its fragment
+    (`cited`: position of a link that was fetched without it → the link as cited) and judged
+    `changed`, `fragment-missing` when the page is alive but has no such anchor (as lazily as
+    they come: LazyChecks stay lazy)."""
 
-    def one(check: Check) -> Check:
-        link = cited.get(id(check.link))
+    def one(i: int, check: Check) -> Check:
+        link = cited.get(i)
         if link is None:
             return check
         frag = fragment(link.url)
@@ -157,6 +158,16 @@ def apply(checks: Sequence[Check], cited: Mapping[int, Link]) -> Sequence[Check]
             )
         return replace(check, link=link)
 
+    def placed(checks: Iterable[Check]) -> Iterator[Check]:
+        return (one(i, c) for i, c in enumerate(checks))
+
     if isinstance(checks, LazyChecks):
-        return checks.map(one)
-    return tuple(map(one, checks))
+        lazy = checks
+        return LazyChecks(
+            lambda: placed(lazy),
+            len(lazy),
+            lambda: placed(lazy.lean()),
+            lambda indices: map(one, indices, lazy.pick(indices)),
+            keep=lazy,
+        )
+    return tuple(placed(checks))

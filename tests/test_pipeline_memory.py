@@ -155,3 +155,57 @@ def test_memory_stays_flat_without_the_history_in_every_format() -> None:
     args = ("--no-history", "--formats", "json,md,html,junit,sarif,issue")
     small, big = _peak_mb(5_000, *args, reports=True), _peak_mb(40_000, *args, reports=True)
     assert big - small < 35_000 * 1.2 / 1024, (small, big)
+
+
+class _NoProgress:
+    def __call__(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_parent_holds_no_link_once_the_run_is_planned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`crawler check` plans the run into the store and lets the post's links go: while the
+    run is worked, the live Link objects are only those of the hosts the worker has leased
+    (before, the parent held every link and every URL's task to the end: ~0.6 KB a link)."""
+    import gc
+
+    from crawler.pipeline import CheckJob, check_inputs
+
+    n, hosts = 600, 60
+    post = tmp_path / "post.md"
+    post.write_text(
+        "# Links\n\n"
+        + "".join(f"https://h{i % hosts}.example/p/{i}\n\n标题 {i}\n\n" for i in range(n)),
+        encoding="utf-8",
+    )
+    titles: dict[str, str | None] = {
+        f"https://h{i % hosts}.example/p/{i}": f"标题 {i}" for i in range(n)
+    }
+    base = _fake_fetcher(titles)
+    live: list[int] = []  # Link objects alive at every 50th request
+
+    class Counting(base):  # type: ignore[valid-type, misc]
+        async def fetch(self, url: str) -> FetchResult:
+            if int(url.rsplit("/", 1)[1]) % 50 == 0:
+                live.append(sum(isinstance(o, Link) for o in gc.get_objects()))
+            return await super().fetch(url)
+
+    monkeypatch.setattr(engine, "Fetcher", Counting)
+    # gc.freeze() (few_collections) would hide the links from gc.get_objects()
+    monkeypatch.setattr(gc, "freeze", lambda: None)
+    settings = FetchSettings(max_concurrency=2, host_concurrency=1, host_interval=0, workers=1)
+    job = CheckJob(
+        inputs=(str(post),),
+        settings=settings,
+        db=None,
+        report_dir=tmp_path / "r",
+        formats=("json",),
+    )
+    done = check_inputs(job, lambda _: _NoProgress())
+    assert done.run.counts()["ok"] == n  # every link checked, as before
+    assert len(live) == n // 50
+    assert max(live) < n // 3, live  # a few hosts' links, not the post's 600

@@ -228,9 +228,8 @@ def test_every_format_is_written_from_one_pass_over_the_checks(tmp_path: Path) -
 
 
 def test_the_tally_read_from_the_history_is_the_tally_of_its_checks(tmp_path: Path) -> None:
-    """The tally read from the checks' columns (LazyChecks.survey) is Tally.of the checks, the
-    caller's links in place of the stored ones included (their input named another way)."""
-    from crawler.pipeline import _with_links
+    """The tally read from the checks' columns (LazyChecks.survey) is Tally.of the checks (a
+    run's checks keep the store's links: `crawler check` no longer pairs them with its own)."""
     from tests.factories import write_history
 
     links, sources = _sizeable_links()
@@ -242,8 +241,3 @@ def test_the_tally_read_from_the_history_is_the_tally_of_its_checks(tmp_path: Pa
     t = streamed.checks.tally()
     assert t == Tally.of(list(streamed.checks))
     assert t.layout.strays and t.layout.flagged and t.earlier == 0 and t.urls == 1400
-    named = [replace(k, source=f"./{k.source}") for k in links]
-    mine = _with_links(streamed.checks, named)
-    assert isinstance(mine, LazyChecks)
-    assert mine.tally() == Tally.of(list(mine)) != t
-    assert mine.tally().sources == ("./a.md", "./b.md", "./c.md")
