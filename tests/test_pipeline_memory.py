@@ -194,7 +194,7 @@ def test_the_parent_holds_no_link_once_the_run_is_planned(
                 live.append(sum(isinstance(o, Link) for o in gc.get_objects()))
             return await super().fetch(url)
 
-    monkeypatch.setattr(engine, "Fetcher", Counting)
+    monkeypatch.setattr(engine.fetch, "Fetcher", Counting)
     # gc.freeze() (few_collections) would hide the links from gc.get_objects()
     monkeypatch.setattr(gc, "freeze", lambda: None)
     settings = FetchSettings(max_concurrency=2, host_concurrency=1, host_interval=0, workers=1)
