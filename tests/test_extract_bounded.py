@@ -247,5 +247,5 @@ def test_every_meta_key_the_extractor_reads_is_watched_after_the_cut() -> None:
     read = set()
     for path in package.glob("*.py"):
         read |= set(re.findall(r'meta\.get\("([^"]+)"\)', path.read_text()))
-    read |= set(title._TITLE_KEYS) | set(summary._DESCRIPTION_KEYS)
+    read |= set(title.TITLE_KEYS) | set(summary.DESCRIPTION_KEYS)
     assert read and read <= bounded.READ_META

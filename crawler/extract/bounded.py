@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterator
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from crawler.extract.page import Page
-from crawler.extract.summary import CONTAINERS
+from crawler.extract.summary import CONTAINERS, DESCRIPTION_KEYS
 from crawler.extract.text import normalize_space
+from crawler.extract.title import TITLE_KEYS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,20 +46,8 @@ READ_META = frozenset(
         "http-equiv:content-language",
         "og:locale",
         "og:type",
-        "og:title",
-        "twitter:title",
-        "dc:title",
-        "dc.title",
-        "dcterm:title",
-        "dcterms.title",
-        "parsely-title",
-        "dc:description",
-        "dc.description",
-        "dcterm:description",
-        "dcterms.description",
-        "og:description",
-        "twitter:description",
-        "description",
+        *TITLE_KEYS,
+        *DESCRIPTION_KEYS,
     }
 )
 

@@ -17,7 +17,8 @@ PARAGRAPHS_LOOKED_AT = 30
 MIN_SHORT = 25  # a sentence this long may open an explicit content container
 
 
-_DESCRIPTION_KEYS = (
+#: Meta tags a summary is read from, in this order (crawler.extract.bounded watches them too).
+DESCRIPTION_KEYS = (
     "dc:description",
     "dc.description",
     "dcterm:description",
@@ -208,7 +209,7 @@ def find_description(page: Page, rule: SiteRule | None) -> str | None:
     if rule is not None:
         candidates.extend(js_var(page.text, name) for name in rule.summary_vars)
     candidates.append(page.jsonld_value(("description",), STORY_TYPES))
-    candidates.extend(meta.get(k) for k in _DESCRIPTION_KEYS)
+    candidates.extend(meta.get(k) for k in DESCRIPTION_KEYS)
     candidates.append(page.jsonld_value(("description",), None))
     for value in candidates:
         if value:

@@ -110,7 +110,8 @@ def _inside(title: str, part: str) -> str | None:
     return None
 
 
-_TITLE_KEYS = (
+#: Meta tags a title is read from, in this order (crawler.extract.bounded watches them too).
+TITLE_KEYS = (
     "dc:title",
     "dc.title",
     "dcterm:title",
@@ -172,7 +173,7 @@ def find_title(
     value = _jsonld_title(page, STORY_TYPES)
     if value:
         return strip_suffixes(value, rule)
-    for key in _TITLE_KEYS:
+    for key in TITLE_KEYS:
         value = meta.get(key)
         if value:
             return strip_suffixes(value, rule)
