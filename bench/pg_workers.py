@@ -61,12 +61,14 @@ def _db_cpu(cluster: PgCluster) -> float:
 
 
 class Workers:
-    """Each `crawler worker` process below a check, sampled from /proc every `interval` s by a
-    thread: its peak RSS (VmHWM) and CPU seconds at the last sample before it ended (so up to
-    `interval` s of a worker's CPU may be missed; the row's total CPU comes from wait4)."""
+    """Each worker process below a check (`crawler worker`, or forked by the check), sampled
+    from /proc every `interval` s by a thread: its peak RSS (VmHWM) and CPU seconds at the last
+    sample before it ended (so up to `interval` s of a worker's CPU may be missed; the row's
+    total CPU comes from wait4)."""
 
     def __init__(self, root: int, interval: float = 0.5) -> None:
         self.root = root
+        self.root_cmd = Path(f"/proc/{root}/cmdline").read_bytes().split(b"\0")
         self.interval = interval
         self.seen: dict[int, tuple[int, float]] = {}  # pid: (peak RSS kB, CPU s)
         self._stop = threading.Event()
@@ -83,8 +85,8 @@ class Workers:
                     status = Path(f"/proc/{pid}/status").read_text()
                 except OSError:
                     continue
-                if b"worker" not in cmd:
-                    continue
+                if b"worker" not in cmd and cmd != self.root_cmd:
+                    continue  # a worker is exec'd (`crawler worker`) or forked by the check
                 hwm = next((int(ln.split()[1]) for ln in status.splitlines()
                             if ln.startswith("VmHWM:")), 0)  # fmt: skip
                 self.seen[pid] = (hwm, (int(stat[11]) + int(stat[12])) / tick)
