@@ -8,6 +8,8 @@ that importing `crawler.extract.decode` (the post reader does) stays cheap.
 
 from __future__ import annotations
 
+from crawler.lazy import lazy_names
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from crawler.extract.decode import decode_html as decode_html
@@ -23,13 +25,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """The public names, imported from their module when first asked for."""
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'crawler.extract' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)

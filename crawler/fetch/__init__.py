@@ -16,6 +16,8 @@ fetching plans a run with `host_key` alone and never loads httpx (7 MB of its me
 
 from __future__ import annotations
 
+from crawler.lazy import lazy_names
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from crawler.fetch.client import load_cookie_jar as load_cookie_jar
@@ -63,13 +65,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> object:
-    """The public names, imported from their module when first asked for."""
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'crawler.fetch' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _WHERE)
