@@ -78,17 +78,23 @@ def _sizeable_links() -> tuple[list[Link], list[str]]:
     return links, sources
 
 
-def test_a_run_streamed_from_the_history_renders_as_read_into_memory(tmp_path: Path) -> None:
-    """Every format of a sizeable stored run (three runs of history: newly broken, recovered,
-    streaks, a trend; more checks than a batch) is the same streamed as read whole."""
+def _sizeable_runs(path: Path) -> tuple[Run, Run]:
+    """The last of three stored runs of the sizeable links, read whole and streamed."""
     from tests.factories import write_history
 
     links, sources = _sizeable_links()
-    write_history(tmp_path / "h.sqlite", links, sources, runs=3)
-    store = Store.open(tmp_path / "h.sqlite")
-    whole = store.load_run()
-    streamed = store.load_run(stream=True)
-    store.close()
+    write_history(path, links, sources, runs=3)
+    store = Store.open(path)
+    try:
+        return store.load_run(), store.load_run(stream=True)
+    finally:
+        store.close()
+
+
+def test_a_run_streamed_from_the_history_renders_as_read_into_memory(tmp_path: Path) -> None:
+    """Every format of a sizeable stored run (three runs of history: newly broken, recovered,
+    streaks, a trend; more checks than a batch) is the same streamed as read whole."""
+    whole, streamed = _sizeable_runs(tmp_path / "h.sqlite")
     assert isinstance(streamed.checks, LazyChecks) and not isinstance(whole.checks, LazyChecks)
     assert len(whole.checks) == 1500
     assert any(c.newly_broken for c in whole.checks) and any(c.recovered for c in whole.checks)
@@ -192,14 +198,8 @@ def test_every_format_is_written_from_one_pass_over_the_checks(tmp_path: Path) -
     from crawler.cli import _exit_code
     from crawler.report import write_reports
     from crawler.terminal import check_lines, noted
-    from tests.factories import write_history
 
-    links, sources = _sizeable_links()
-    write_history(tmp_path / "h.sqlite", links, sources, runs=3)
-    store = Store.open(tmp_path / "h.sqlite")
-    whole = store.load_run()
-    streamed = store.load_run(stream=True)
-    store.close()
+    whole, streamed = _sizeable_runs(tmp_path / "h.sqlite")
     assert isinstance(streamed.checks, LazyChecks)
     counted = _Counted(streamed.checks)
     run = replace(streamed, checks=counted.checks)
@@ -230,13 +230,7 @@ def test_every_format_is_written_from_one_pass_over_the_checks(tmp_path: Path) -
 def test_the_tally_read_from_the_history_is_the_tally_of_its_checks(tmp_path: Path) -> None:
     """The tally read from the checks' columns (LazyChecks.survey) is Tally.of the checks (a
     run's checks keep the store's links: `crawler check` no longer pairs them with its own)."""
-    from tests.factories import write_history
-
-    links, sources = _sizeable_links()
-    write_history(tmp_path / "h.sqlite", links, sources, runs=3)
-    store = Store.open(tmp_path / "h.sqlite")
-    streamed = store.load_run(stream=True)
-    store.close()
+    _, streamed = _sizeable_runs(tmp_path / "h.sqlite")
     assert isinstance(streamed.checks, LazyChecks)
     t = streamed.checks.tally()
     assert t == Tally.of(list(streamed.checks))
