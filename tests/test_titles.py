@@ -59,6 +59,39 @@ async def test_anchor_text_is_never_compared_with_the_page_title(server: LocalSe
     assert {c.url: c.link.listed_title for c in run.checks}[paper] == "论文"
 
 
+def test_prose_under_a_bare_url_is_never_compared_but_a_title_seen_before_is(
+    tmp_path: Path, server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blog's 44 "retitled" links the websim scorer wants `changed` on a first run have a line
+    of prose under them, not a title (issue 13 #14): a first run has nothing to compare their
+    page's title with. A later run does: the title last seen as fine."""
+    monkeypatch.chdir(tmp_path)
+    intro, described, listed = (server.url(f"/titled/{k}") for k in ("intro", "described", "l"))
+    post = tmp_path / "p.md"
+    post.write_text(
+        # the blog's 2017-11-11-ML_java.markdown:311 and 2015-5-22-zigbee_audio.markdown:126
+        f"# s\n\n官网：\n\n{intro}\n\n代码：\n\nhttps://github.com/xianyi/OpenBLAS\n\n"
+        f"{described}\n\n这是Contiki的官网。\n\n{listed}\n\nThe listed title\n",
+        encoding="utf-8",
+    )
+    server.titles.update(intro="OpenBLAS", described="Contiki-NG", l="The listed title")
+
+    def verdicts() -> dict[str, tuple[str, str]]:
+        r = invoke(["check", str(post), "--format", "json", "--include", "127.0.0.1", *FAST])
+        assert r.exit_code == 0, r.output  # `changed` fails no run by default
+        return {rec["url"]: (rec["verdict"], rec["reason"]) for rec in report(tmp_path)}
+
+    assert verdicts() == {
+        intro: ("ok", "alive"),
+        described: ("ok", "alive"),
+        listed: ("ok", "title-matches"),
+    }
+    server.titles.update(intro="高清火星影像来了", described="10万用人缺口背后")
+    again = verdicts()
+    assert again[intro] == again[described] == ("changed", "title-changed-since-last-check")
+    assert again[listed] == ("ok", "title-matches")
+
+
 # ----------------------------------------------------------------- a dead page's title is none
 
 
