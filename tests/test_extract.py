@@ -617,3 +617,17 @@ def test_the_main_container_is_the_first_match_of_the_first_selector_that_matche
         (n for n in (parsed.tree.css_first(sel) for sel in CONTAINERS) if n is not None), None
     )
     assert (one_by_one.attributes.get("id") if one_by_one is not None else None) == expected
+
+
+#: The CJK ranges of crawler.extract.text, written out again: the test does not trust its table.
+_CJK = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7AF), (0xF900, 0xFAFF))
+_CJK_EDGES = [chr(c) for lo, hi in _CJK for c in (lo - 1, lo, hi, hi + 1)]
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet=st.one_of(st.characters(), st.sampled_from(_CJK_EDGES))))
+def test_weighted_length_counts_each_cjk_character_twice(text: str) -> None:
+    from crawler.extract.text import weighted_length
+
+    cjk = sum(1 for ch in text if any(lo <= ord(ch) <= hi for lo, hi in _CJK))
+    assert weighted_length(text) == len(text) + cjk

@@ -32,14 +32,14 @@ def normalize_space(s: str) -> str:
     return " ".join(s.split())
 
 
+#: One CJK character (_CJK_RANGES), for counting them in C rather than a character at a time.
+_CJK_CHAR = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _CJK_RANGES) + "]")
+
+
 def weighted_length(text: str) -> int:
     """Length of text with each CJK character counted twice (it says about as much as two
     Latin letters or more)."""
-    return len(text) + sum(1 for ch in text if ch >= "\u3040" and _cjk(ord(ch)))
-
-
-def _cjk(o: int) -> bool:
-    return any(lo <= o <= hi for lo, hi in _CJK_RANGES)
+    return 2 * len(text) - len(_CJK_CHAR.sub("", text))
 
 
 def substantial(text: str) -> bool:
