@@ -336,6 +336,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._page("end of chain")
             else:
                 self._send(302, HTML, b"", {"Location": f"/chain/{left - 1}"})
+        elif head == "cookie-gate":  # as some sites do: set a cookie, send on, let it in
+            if seg[-1] != "in":
+                self._send(
+                    302, HTML, b"", {"Location": f"{parts.path}/in", "Set-Cookie": "gate=open"}
+                )
+            elif "gate=open" in (self.headers.get("Cookie") or ""):
+                self._page("past the gate")
+            else:
+                self._send(403, HTML, b"<html><head><title>no cookie</title></head></html>")
         elif head == "loop":
             self._send(302, HTML, b"", {"Location": "/loop2"})
         elif head == "loop2":

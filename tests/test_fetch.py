@@ -225,6 +225,30 @@ async def test_too_many_redirects(server: LocalServer) -> None:
     assert len(r.hops) == 11
 
 
+async def test_a_cookie_an_answer_sets_is_sent_with_the_next_request(
+    server: LocalServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The jar reads the answers that set a cookie, and only those (crawler.fetch.client's
+    # AnswerJar: reading an answer for cookies costs a worker 4 % of its CPU).
+    import http.cookiejar
+
+    read: list[str] = []
+    make_cookies = http.cookiejar.CookieJar.make_cookies
+
+    def counted(jar: http.cookiejar.CookieJar, response: object, request: object) -> object:
+        read.append(request.get_full_url())  # type: ignore[attr-defined]
+        return make_cookies(jar, response, request)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(http.cookiejar.CookieJar, "make_cookies", counted)
+    async with Fetcher(settings(), sleep=Sleeps()) as f:
+        plain = await f.fetch(server.url("/page/plain"))
+        gated = await f.fetch(server.url("/cookie-gate/a"))
+    assert plain.status == 200 and plain.error is None
+    assert gated.status == 200 and gated.error is None, gated.error_detail
+    assert gated.final_url == server.url("/cookie-gate/a/in") and len(gated.hops) == 1
+    assert read == [server.url("/cookie-gate/a")]  # the answer that set it, not the others
+
+
 async def test_redirect_to_file_scheme_is_refused(server: LocalServer) -> None:
     r = await fetch(server.url("/redirect/302?to=file:///etc/passwd"))
     assert r.error is ErrorKind.BAD_REDIRECT
