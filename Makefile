@@ -47,7 +47,7 @@ test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 bench: $(TEST_STAMP)
-	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m pip install -q -e '.[bench]' $(EDITABLE)
 	$(BIN)/python bench/run.py $(ARGS)
 
 # Title/summary quality of `crawler extract` on the shared corpus (skipped without ../shared),
