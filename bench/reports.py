@@ -83,24 +83,19 @@ def child(db: str, mode: str, fmt: str, out: str) -> None:
 
 def end_of_run(db: str, inputs: list[str], formats: list[str], out: str) -> None:
     """One measurement of `crawler check`'s end after the workers: the run read back from the
-    history with the caller's links, the reports from one pass, the terminal's lines, the exit
-    code (what pipeline.check_inputs and cli.check do once the last check is written)."""
-    from dataclasses import replace
-
+    history (with the store's links, as check_links returns it), the reports from one pass, the
+    terminal's lines, the exit code (what pipeline.check_inputs and cli.check do once the last
+    check is written). `inputs` are not read: the parent holds no link by then."""
     from crawler.cli import _exit_code
-    from crawler.inputs import load_links
-    from crawler.local import split
-    from crawler.pipeline import _with_links, report_run
+    from crawler.pipeline import report_run
     from crawler.store import Store
     from crawler.terminal import check_lines
 
-    links, _ = split(load_links(inputs, every=True).links)
     before = _rss_mb()
     t = time.process_time()
     store = Store.open(db)
     run = store.load_run(text_hash=False, stream=True)
     store.close()
-    run = replace(run, checks=_with_links(run.checks, links))
     paths, listed, refused = report_run(run, Path(out), formats, ("dead",))
     check_lines(run, paths, refused, True, None, listed)
     _exit_code(run, ("dead",))
