@@ -254,11 +254,13 @@ async def run_worker_processes(
     share = replace(settings, max_concurrency=max(1, settings.max_concurrency // n), workers=1)
     err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _stop
     procs: list[BaseProcess] = []
+    exited = _Exits()
     try:
         try:
             procs += workproc.start(n, _database(store), run_id, share, err)
         except OSError as exc:
             raise CrawlerError(f"cannot start a worker process: {exc.strerror or exc}") from exc
+        exited.watch(procs)
         seen = store.checked(run_id)
         while True:
             codes = [p.exitcode for p in procs]
@@ -275,15 +277,51 @@ async def run_worker_processes(
                     )  # fmt: skip
             if all(code is not None for code in codes):
                 break
-            await asyncio.sleep(WATCH_SECONDS)
+            if not store.open_hosts(run_id):
+                # Every host is done, its checks written: a worker still running is only
+                # waiting to see it (engine.POLL_SECONDS); _stop ends it now.
+                break
+            await exited.wait(WATCH_SECONDS)
         if store.open_hosts(run_id) and not budgeted:  # a budget leaves hosts open
             how = ", ".join(sorted({_describe(c) for c in codes if c is not None and c != 0}))
             raise CrawlerError(
                 f"the workers stopped before the run was done ({how or 'no reason given'})"
             )
     finally:
+        exited.close()
         _stop(procs, settings.timeout + STOP_SECONDS)
         err.close()
+
+
+class _Exits:
+    """Wakes the parent's watch as soon as a worker process ends (its sentinel becomes
+    readable), not at the next tick: the last worker's exit is the end of the requests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.event = asyncio.Event()
+        self.fds: set[int] = set()
+
+    def watch(self, procs: Sequence[BaseProcess]) -> None:
+        for p in procs:
+            self.fds.add(p.sentinel)
+            self.loop.add_reader(p.sentinel, self._ended, p.sentinel)
+
+    def _ended(self, fd: int) -> None:
+        self.loop.remove_reader(fd)  # readable from now on: once is enough
+        self.fds.discard(fd)
+        self.event.set()
+
+    async def wait(self, seconds: float) -> None:
+        """Until a worker ends, or `seconds` at most."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), seconds)
+        self.event.clear()
+
+    def close(self) -> None:
+        for fd in self.fds:
+            self.loop.remove_reader(fd)
+        self.fds.clear()
 
 
 async def wait_for_workers(

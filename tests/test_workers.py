@@ -126,6 +126,27 @@ def test_workers_give_the_same_report_as_one_process(
     conn.close()
 
 
+def test_the_run_ends_with_its_last_host_not_with_an_idle_worker_s_next_look(
+    tmp_path: Path, servers: list[LocalServer], history_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker with no host left looks at the store every `poll` seconds for hosts other
+    # workers still hold; here an hour: the run must end once its last host is done, the idle
+    # worker stopped by the parent, not when that worker looks again.
+    assert Worker.__init__.__kwdefaults__ is not None
+    monkeypatch.setitem(Worker.__init__.__kwdefaults__, "poll", 3600.0)
+    tag = tmp_path.name
+    urls = [servers[0].url(f"/page/plain?t={tag}")]
+    urls += [servers[1].url(f"/slow?s=0.3&k={k}&t={tag}") for k in range(3)]
+    post = write_post(tmp_path / "post.md", urls)
+    r = check(post, tmp_path / "r", "2", "--max-concurrency", "2", "--host-concurrency", "1")
+    assert r.exit_code == 0, r.output
+    conn = sqlite3.connect(history_db)
+    rows = conn.execute("SELECT url, count(*) FROM checks GROUP BY url").fetchall()
+    assert sorted(rows) == sorted((u, 1) for u in urls)
+    assert conn.execute("SELECT status FROM runs").fetchall() == [("complete",)]
+    conn.close()
+
+
 _LOADED = (
     "import atexit, sys\n"
     "NAMES = ('httpx', 'aiohttp', 'selectolax', 'crawler.cli')\n"
