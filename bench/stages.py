@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.trace:
         gc.collect()
         snap = tracemalloc.take_snapshot()
-    write_reports(run, work, a.formats.split(","))
+    write_reports(run, work, a.formats.split(","), aside=False)  # one process: its CPU, its RSS
     stage("reports", t)
 
     print(f"{a.links:,} links over {a.hosts} hosts ({work})")

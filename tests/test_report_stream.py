@@ -3,8 +3,9 @@ same checks held in memory, sections that come back after another included."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -190,15 +191,19 @@ class _Counted:
         self.checks = LazyChecks(full, len(checks), lean, pick, survey=survey)
 
 
-def test_every_format_is_written_from_one_pass_over_the_checks(tmp_path: Path) -> None:
+def test_every_format_is_written_from_one_pass_over_the_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """write_reports reads the run's checks once for every format together (and for what the
     terminal needs: `also`); what a report says of the whole run is the tally, read once from a
     few columns; the terminal's lines and the exit code need no pass of their own. Each file is
     the format rendered alone from the run held in memory."""
+    from crawler import report
     from crawler.cli import _exit_code
     from crawler.report import write_reports
     from crawler.terminal import check_lines, noted
 
+    monkeypatch.setattr(report, "aside_ok", lambda: False)  # one process: see the test below
     whole, streamed = _sizeable_runs(tmp_path / "h.sqlite")
     assert isinstance(streamed.checks, LazyChecks)
     counted = _Counted(streamed.checks)
@@ -207,7 +212,7 @@ def test_every_format_is_written_from_one_pass_over_the_checks(tmp_path: Path) -
     seen: list[str] = []
     listed: list[Check] = []
     paths = write_reports(
-        run, tmp_path / "r", sorted(FORMATS), fail_on, also=[lambda c: seen.append(c.url)]
+        run, tmp_path / "r", sorted(FORMATS), fail_on, also=[partial(_append_url, seen)]
     )
     assert (counted.passes, counted.surveys) == (1, 1)
     assert counted.picks <= 1  # report.html's few flagged and stray checks, in full
@@ -235,3 +240,89 @@ def test_the_tally_read_from_the_history_is_the_tally_of_its_checks(tmp_path: Pa
     t = streamed.checks.tally()
     assert t == Tally.of(list(streamed.checks))
     assert t.layout.strays and t.layout.flagged and t.earlier == 0 and t.urls == 1400
+
+
+def test_report_html_written_by_a_process_of_its_own_is_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When it may fork, write_reports has report.html written by a forked process on its own
+    pass while this one writes the other formats and feeds `also` (a lean pass): every file is
+    byte for byte the one process's, and `also` still sees every check in order."""
+    from crawler import report
+
+    whole, streamed = _sizeable_runs(tmp_path / "h.sqlite")
+    forks: list[int] = []
+
+    class Counted(report._Aside):
+        def __init__(self, work: Callable[[], None]) -> None:
+            super().__init__(work)
+            forks.append(self.pid)
+
+    monkeypatch.setattr(report, "_Aside", Counted)
+    fail_on = ("dead", "error")
+    got = {}
+    for aside in (False, True):
+        monkeypatch.setattr(report, "aside_ok", lambda aside=aside: aside)
+        seen: list[str] = []
+        out = tmp_path / f"aside-{aside}"
+        paths = report.write_reports(
+            streamed, out, sorted(FORMATS), fail_on, also=[partial(_append_url, seen)]
+        )
+        assert seen == [c.url for c in whole.checks]
+        got[aside] = {p.name: p.read_bytes() for p in paths}
+        assert sorted(x.name for x in out.iterdir()) == sorted(got[aside])  # no temporary left
+    assert len(forks) == 1
+    assert got[True] == got[False]
+
+
+def _append_url(seen: list[str], c: Check) -> None:
+    seen.append(c.url)
+
+
+def _failing_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: Exception) -> Path:
+    """A report dir holding an older report.json, report.html's writer raising exc, forked."""
+    from crawler import report
+    from crawler.report import html
+
+    def write(run: Run, out: object, checks: object = None) -> None:
+        raise exc
+
+    monkeypatch.setattr(html, "write", write)
+    monkeypatch.setattr(report, "aside_ok", lambda: True)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "report.json").write_text("older", encoding="utf-8")
+    return out
+
+
+def test_a_failure_of_report_html_written_aside_fails_the_reports_as_in_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crawler.errors import CrawlerError
+    from crawler.report import write_reports
+
+    message = "cannot write r/report.html: No space left on device"
+    out = _failing_page(tmp_path, monkeypatch, CrawlerError(message))
+    run = make_run(make_check(), make_check("https://a.example/2", Verdict.DEAD))
+    with pytest.raises(CrawlerError) as got:
+        write_reports(run, out, ["json", "md", "html"])
+    assert str(got.value) == message
+    # no report renamed into place, none half-written, no temporary file left
+    assert [x.name for x in out.iterdir()] == ["report.json"]
+    assert (out / "report.json").read_text(encoding="utf-8") == "older"
+
+
+def test_a_bug_in_report_html_written_aside_surfaces_as_a_bug_with_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crawler.errors import CrawlerError
+    from crawler.report import write_reports
+
+    out = _failing_page(tmp_path, monkeypatch, ValueError("a bug in the page"))
+    run = make_run(make_check())
+    with pytest.raises(RuntimeError) as got:
+        write_reports(run, out, ["json", "html"])
+    assert not isinstance(got.value, CrawlerError)
+    assert "ValueError: a bug in the page" in str(got.value)
+    assert "Traceback" in str(got.value)
+    assert [x.name for x in out.iterdir()] == ["report.json"]

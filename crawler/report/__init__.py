@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
+import threading
+import traceback
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Protocol, TextIO, cast
+from typing import IO, Protocol, TextIO, cast
 
-from crawler.config import DEFAULT_FAIL_ON
+from crawler.config import DEFAULT_FAIL_ON, can_fork
 from crawler.config import DEFAULT_FORMATS as DEFAULT_FORMATS
 from crawler.errors import CrawlerError
 from crawler.report import html, issue, json_report, junit, markdown, sarif
@@ -108,6 +112,12 @@ class _Out:
         except OSError as exc:
             raise _cannot(self.path, exc) from exc
 
+    def flush(self) -> None:
+        try:
+            self.f.flush()
+        except OSError as exc:
+            raise _cannot(self.path, exc) from exc
+
 
 def _cannot(path: Path, exc: OSError) -> CrawlerError:
     return CrawlerError(f"cannot write {path}: {exc.strerror or exc}")
@@ -157,12 +167,16 @@ def write_reports(
     formats: Iterable[str],
     fail_on: Collection[str] = DEFAULT_FAIL_ON,
     also: Sequence[Callable[[Check], object]] = (),
+    aside: bool = True,
 ) -> list[Path]:
     """Write every requested format into report_dir from one pass over the run's checks;
     return the paths written. `fail_on`: the verdicts that fail the run, JUnit's failures and
     SARIF's errors. `also`: more consumers of the same pass (each called with every check, in
-    order). The files are renamed into place when every one is complete."""
+    order). report.html is written by a forked process on a pass of its own where that is
+    safe (aside_ok) and `aside`. The files are renamed into place when every one is
+    complete."""
     directory = Path(report_dir)
+    formats = list(formats)
     paths: list[Path] = []
     with contextlib.ExitStack() as stack:
         feeds: list[Feed] = []
@@ -175,6 +189,14 @@ def write_reports(
                 page = out
             else:
                 feeds.append(FEEDS[fmt](run, out, fail_on))
+        writer = None
+        if aside and page is not None and (feeds or also) and aside_ok():
+            # report.html, the longest to write, by a process of its own on its own pass (the
+            # other core: the workers are gone), while this one writes the rest.
+            run.tally()  # counted once, before: both processes have it
+            writer = _Aside(partial(_write_page, run, page))
+            stack.callback(writer.close)
+            page = None
         # one pass: in full when report.html shows the strips of recent runs, else lean
         checks = _fed(run.checks if page is not None else lean(run.checks), [*feeds, *also])
         if page is not None:
@@ -183,4 +205,78 @@ def write_reports(
             pass
         for feed in feeds:
             feed.close()
+        if writer is not None:
+            writer.join()
     return paths  # each file flushed and renamed into place as the stack closed
+
+
+def _write_page(run: Run, page: TextIO) -> None:
+    html.write(run, page)
+    page.flush()
+
+
+def aside_ok() -> bool:
+    """Whether report.html may be written by a forked process: fork is safe here (POSIX, not
+    macOS) and this process runs no other thread (one holding a lock at the fork would leave
+    it held in the child)."""
+    return can_fork() and threading.active_count() == 1
+
+
+class _Aside:
+    """A forked process running one writer; `join` waits for it and raises what it raised.
+
+    The child inherits the open report file (the parent never writes to it, and renames it into
+    place once the child is done); it opens its own database connections (each batch of a pass
+    opens one: none is open at the fork). Whatever ends it, the child leaves with os._exit,
+    running nothing of the parent's (no atexit, no buffers flushed twice).
+    """
+
+    def __init__(self, work: Callable[[], None]) -> None:
+        r, w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child
+            os.close(r)
+            code = 0
+            try:
+                work()
+                message = b""
+            except CrawlerError as exc:
+                message, code = b"E" + str(exc).encode(errors="replace"), 1
+            except BaseException:  # a bug: the parent raises it, with the child's traceback
+                message, code = b"B" + traceback.format_exc().encode(errors="replace"), 1
+            finally:
+                with contextlib.suppress(BaseException), os.fdopen(w, "wb") as f:
+                    f.write(message)
+                os._exit(code)
+        os.close(w)
+        self.reader: IO[bytes] | None = os.fdopen(r, "rb")
+
+    def join(self) -> None:
+        """Wait for the child; its CrawlerError raised here as it is, any other failure as a
+        bug (RuntimeError with its traceback)."""
+        assert self.reader is not None
+        message = self.reader.read()  # until the child's end closes the pipe
+        self._wait()
+        self.close()
+        if message.startswith(b"E"):
+            raise CrawlerError(message[1:].decode())
+        if message.startswith(b"B"):
+            raise RuntimeError("the report.html writer failed:\n" + message[1:].decode())
+        if self.status != 0:
+            raise RuntimeError(f"the report.html writer ended with wait status {self.status}")
+
+    def close(self) -> None:
+        """Reap the child (killed first when the parent stops before `join`)."""
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+        if self.status is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._wait()
+
+    status: int | None = None
+
+    def _wait(self) -> None:
+        _, status = os.waitpid(self.pid, 0)
+        self.status = os.waitstatus_to_exitcode(status)
