@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from crawler.sites import (
     ANTI_ROBOT_PATHS,
     STATUS_QUIRKS,
-    TITLE_SUFFIX_RE,
+    TITLE_SUFFIX,
     anti_robot_path,
     blocked_status,
 )
@@ -31,7 +31,7 @@ BLOCKED_STATUSES = frozenset({401, 403, 407, 429, 451, *STATUS_QUIRKS})
 PERMANENT = frozenset({301, 308})
 
 #: Title suffixes that sites append; stripped before comparing with the listed title.
-_SUFFIX_RE = TITLE_SUFFIX_RE
+_SUFFIX_RE = re.compile(TITLE_SUFFIX)
 _QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "「": '"', "」": '"'})
 _ELLIPSIS = ("...", "…", "……")
 

@@ -2,42 +2,71 @@
 
 from __future__ import annotations
 
-import re
-from typing import NamedTuple
 
+class SiteRule:
+    """How to read one site's pages and recognise its notice pages, each field a keyword of
+    the constructor. A plain class: a typing.NamedTuple of these 22 fields, with the typing
+    module, was a sixth of `crawler extract`'s start-up; a dataclass would import the
+    dataclasses machinery."""
 
-class SiteRule(NamedTuple):
-    """How to read one site's pages and recognise its notice pages (a NamedTuple: a dataclass
-    would import the dataclasses machinery into `crawler extract`'s start-up)."""
+    def __init__(
+        self,
+        *,
+        name: str,
+        hosts: tuple[str, ...],  # host suffixes: "zhihu.com" matches www.zhihu.com and zhihu.com
+        site_name: str | None = None,  # shown when the page names no site itself
+        # Substrings that identify the site in a page without a URL; `fingerprint_min` must occur.
+        fingerprints: tuple[str, ...] = (),
+        fingerprint_min: int = 2,
+        fingerprint_gate: str = "",  # looked for first: without it the fingerprints are not counted
+        # Where the title comes from, in order: "var" (JS variables), "meta" (og:title,
+        # twitter:title), "css" (title_selectors), "title" (the <title> element).
+        title_order: tuple[str, ...] = ("var", "meta", "css", "title"),
+        title_vars: tuple[str, ...] = (),  # JS variables holding the title: var NAME = '...'
+        title_selectors: tuple[str, ...] = (),
+        title_suffixes: tuple[str, ...] = (),  # regexes matched at the end of a title and cut off
+        summary_vars: tuple[str, ...] = (),
+        # Content containers for the first-paragraph fallback.
+        summary_selectors: tuple[str, ...] = (),
+        summary_prefixes: tuple[str, ...] = (),  # regexes cut from the start of a description
+        ignored_summaries: tuple[str, ...] = (),  # descriptions starting with these say nothing
+        # Selectors whose text proves a real content page; then notice markers are ignored.
+        article_selectors: tuple[str, ...] = (),
+        # When true, only `article_selectors`, title variables or og:title make an article.
+        strict_article: bool = False,
+        notice_selectors: tuple[str, ...] = (),  # elements that carry a notice's text
+        removed_markers: tuple[str, ...] = (),  # visible text of a removal notice
+        anti_robot_markers: tuple[str, ...] = (),  # visible text or source of a verification page
+        anti_robot_paths: tuple[str, ...] = (),  # URL paths that are verification pages
+        not_found_markers: tuple[str, ...] = (),  # visible text of the site's 404 page
+        # Statuses with which this site refuses robots (besides the standard ones).
+        blocked_statuses: tuple[int, ...] = (),
+    ) -> None:
+        self.name = name
+        self.hosts = hosts
+        self.site_name = site_name
+        self.fingerprints = fingerprints
+        self.fingerprint_min = fingerprint_min
+        self.fingerprint_gate = fingerprint_gate
+        self.title_order = title_order
+        self.title_vars = title_vars
+        self.title_selectors = title_selectors
+        self.title_suffixes = title_suffixes
+        self.summary_vars = summary_vars
+        self.summary_selectors = summary_selectors
+        self.summary_prefixes = summary_prefixes
+        self.ignored_summaries = ignored_summaries
+        self.article_selectors = article_selectors
+        self.strict_article = strict_article
+        self.notice_selectors = notice_selectors
+        self.removed_markers = removed_markers
+        self.anti_robot_markers = anti_robot_markers
+        self.anti_robot_paths = anti_robot_paths
+        self.not_found_markers = not_found_markers
+        self.blocked_statuses = blocked_statuses
 
-    name: str
-    hosts: tuple[str, ...]  # host suffixes: "zhihu.com" matches www.zhihu.com and zhihu.com
-    site_name: str | None = None  # shown when the page names no site itself
-    #: Substrings that identify the site in a page without a URL; `fingerprint_min` must occur.
-    fingerprints: tuple[str, ...] = ()
-    fingerprint_min: int = 2
-    fingerprint_gate: str = ""  # looked for first: without it the fingerprints are not counted
-    #: Where the title comes from, in order: "var" (JS variables), "meta" (og:title,
-    #: twitter:title), "css" (title_selectors), "title" (the <title> element).
-    title_order: tuple[str, ...] = ("var", "meta", "css", "title")
-    title_vars: tuple[str, ...] = ()  # JS variables holding the title: var NAME = '...'
-    title_selectors: tuple[str, ...] = ()
-    title_suffixes: tuple[str, ...] = ()  # regexes matched at the end of a title and cut off
-    summary_vars: tuple[str, ...] = ()
-    summary_selectors: tuple[str, ...] = ()  # content containers for the first-paragraph fallback
-    summary_prefixes: tuple[str, ...] = ()  # regexes cut from the start of a description
-    ignored_summaries: tuple[str, ...] = ()  # descriptions starting with these say nothing
-    #: Selectors whose text proves a real content page; then notice markers are ignored.
-    article_selectors: tuple[str, ...] = ()
-    #: When true, only `article_selectors`, title variables or og:title make an article.
-    strict_article: bool = False
-    notice_selectors: tuple[str, ...] = ()  # elements that carry a notice's text
-    removed_markers: tuple[str, ...] = ()  # visible text of a removal notice
-    anti_robot_markers: tuple[str, ...] = ()  # visible text or source of a verification page
-    anti_robot_paths: tuple[str, ...] = ()  # URL paths that are verification pages
-    not_found_markers: tuple[str, ...] = ()  # visible text of the site's 404 page
-    #: Statuses with which this site refuses robots (besides the standard ones).
-    blocked_statuses: tuple[int, ...] = ()
+    def __repr__(self) -> str:
+        return f"SiteRule(name={self.name!r})"
 
 
 WECHAT = SiteRule(
@@ -330,9 +359,8 @@ CAPTCHA_WIDGETS: tuple[str, ...] = (
     "cf-turnstile",
 )
 #: Jiasule's (and others') first answer: a script that sets a cookie and reloads the page.
-COOKIE_RELOAD_SCRIPT = re.compile(
-    r"document\.cookie\s*=.{0,2000}?location\.href\s*=\s*location\.pathname", re.S
-)
+#: A regex, with re.S (compiled where used: few pages get that far).
+COOKIE_RELOAD_SCRIPT = r"document\.cookie\s*=.{0,2000}?location\.href\s*=\s*location\.pathname"
 
 #: Page-source substrings of verification pages, trusted only on pages that are not articles.
 GENERIC_ANTI_ROBOT_MARKERS: tuple[str, ...] = (
@@ -440,12 +468,28 @@ TITLE_SUFFIX_SITES: tuple[str, ...] = (
     "SegmentFault 思否",
     "腾讯云开发者社区",
 )
-TITLE_SUFFIX_RE = re.compile(r"\s*(?:[-_|｜—–·]\s*)(?:" + "|".join(TITLE_SUFFIX_SITES) + r")\s*$")
+#: A separator and one of them at the end of a title, as a regex (compiled by classify, which
+#: uses it: compiling it cost `crawler extract` 1.5 ms of its start-up for nothing).
+TITLE_SUFFIX = r"\s*(?:[-_|｜—–·]\s*)(?:" + "|".join(TITLE_SUFFIX_SITES) + r")\s*$"
 
 #: Words that end the name of a site or a section of one (a title segment ending in one
 #: names the site, not the article): 网 (web), 官网, 频道 (channel), 日报 (daily) …
-SITE_WORDS = re.compile(
-    r"(?:网|网站|官网|门户|频道|在线|新闻|日报|晚报|博客|论坛|社区|百科|文库|知乎)$"
+SITE_WORDS: tuple[str, ...] = (
+    "网",
+    "网站",
+    "官网",
+    "门户",
+    "频道",
+    "在线",
+    "新闻",
+    "日报",
+    "晚报",
+    "博客",
+    "论坛",
+    "社区",
+    "百科",
+    "文库",
+    "知乎",
 )
 
 #: Host labels that name no one: a title segment is not the site's name for matching them.

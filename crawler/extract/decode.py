@@ -19,7 +19,9 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
 )
 
 
-_CT_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([A-Za-z0-9._:\-]+)""", re.I)
+#: The regexes used on some inputs only are compiled on first use (re's own cache keeps them):
+#: each compiled at import was start-up time of every `crawler extract`.
+_CT_CHARSET = r"""(?i)charset\s*=\s*["']?\s*([A-Za-z0-9._:\-]+)"""
 
 
 _META_CHARSET = re.compile(
@@ -131,7 +133,7 @@ def decode(body: bytes, content_type: str | None) -> tuple[str, str]:
             return body[len(bom) :].decode(codec, errors="replace"), codec
     declared: list[str] = []
     if content_type:
-        m = _CT_CHARSET.search(content_type)
+        m = re.search(_CT_CHARSET, content_type)
         if m:
             declared.append(m.group(1))
     m2 = _META_CHARSET.search(body, 0, PRESCAN)
@@ -183,17 +185,15 @@ def decode_html(body: bytes, content_type: str | None = None) -> str:
 _UTF8_BOM = b"\xef\xbb\xbf"
 # Characters that never occur in real GBK text decoded as GB18030: C0/C1 controls (other than
 # tab, newlines, form feed, escape), private-use code points, the replacement character.
-_NOT_TEXT = re.compile(
-    "[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd\U000f0000-\U0010ffff]"
-)
-_NON_ASCII = re.compile("[^\x00-\x7f]")
+_NOT_TEXT = "[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f\ue000-\uf8ff\ufffd\U000f0000-\U0010ffff]"
+_NON_ASCII = "[^\x00-\x7f]"
 
 
 def _looks_like_gbk_text(text: str) -> bool:
     """True when GB18030-decoded text reads like Chinese text rather than mojibake."""
-    if _NOT_TEXT.search(text):
+    if re.search(_NOT_TEXT, text):
         return False
-    non_ascii = "".join(_NON_ASCII.findall(text))
+    non_ascii = "".join(re.findall(_NON_ASCII, text))
     if not non_ascii:
         return True
     # Real GBK posts use almost only GB2312 characters (two bytes each); Latin-1 or binary

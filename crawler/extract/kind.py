@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from crawler.extract.page import STORY_TYPES, Page
 from crawler.extract.text import js_var, normalize_space, weighted_length
 from crawler.pagekind import PageKind
@@ -41,7 +43,7 @@ def challenge(page: Page, cleaned_title: str | None) -> str | None:
     word = any(_names_a_check(t) for t in (cleaned_title, page.title_tag, heading) if t)
     source = page.data.lower()  # bytes: searched much faster than str
     scripts = [s for s, b in zip(CHALLENGE_SCRIPTS, _SCRIPTS, strict=True) if b in source]
-    if b"document.cookie" in source and COOKIE_RELOAD_SCRIPT.search(page.text):
+    if b"document.cookie" in source and re.search(COOKIE_RELOAD_SCRIPT, page.text, re.S):
         scripts.append("a script that sets a cookie and reloads the page")
     widget = any(w in source for w in _WIDGETS)
     if not (word or scripts or widget) and page.tree.css_first("input, button") is None:

@@ -36,7 +36,7 @@ SCAN_ABOVE = 4 * MAX_DEPTH
 
 #: A tag as depth is counted: "</" closes one level, "<name" opens one unless the element is
 #: void or self-closed where the parser honours "/>", anything else is no tag.
-_TAG_RE = re.compile(rb"<(/)|<([A-Za-z][A-Za-z0-9-]*)(?:[^<>]*?(/?)>)?")
+_TAG_RE = rb"<(/)|<([A-Za-z][A-Za-z0-9-]*)(?:[^<>]*?(/?)>)?"  # compiled on first use (rare)
 
 
 _VOID = frozenset(b"area base br col embed hr img input link meta param source track wbr".split())
@@ -59,7 +59,7 @@ _BREAKOUT = frozenset(
 #: In lower-cased HTML, the "<" of what opens no element: a void tag, and a "<" that starts
 #: no tag (comments, "a < b"). Every alternative starts with "<", which the regex engine skips
 #: to quickly.
-_NOT_OPENING = re.compile(rb"<(?:" + _VOID_NAMES + rb"(?![a-z0-9-])|(?![a-z/]))")
+_NOT_OPENING = rb"<(?:" + _VOID_NAMES + rb"(?![a-z0-9-])|(?![a-z/]))"  # compiled on first use
 
 
 _DEPTH_CHUNK = 8192  # bytes counted at a time by _shallow
@@ -77,7 +77,7 @@ def _shallow(data: bytes, limit: int) -> bool:
     if data.count(b"<") <= limit:  # one opening per "<" at most: most small pages stop here
         return True
     for cleaner in (None, _NOT_OPENING):
-        text = data if cleaner is None else cleaner.sub(b"", data.lower())
+        text = data if cleaner is None else re.sub(cleaner, b"", data.lower())
         bound = 0
         for lo in range(0, len(text), _DEPTH_CHUNK):
             hi = lo + _DEPTH_CHUNK
@@ -95,7 +95,7 @@ def _deep_at(data: bytes, limit: int) -> int | None:
     """Offset of the tag that opens level limit + 1 (a tag-by-tag scan), or None."""
     depth = 0
     foreign = 0  # the depth of the <svg> or <math> element we are in, 0 when in none
-    for m in _TAG_RE.finditer(data):
+    for m in re.finditer(_TAG_RE, data):
         if m.group(1):
             depth = max(0, depth - 1)
             if depth < foreign:

@@ -50,7 +50,8 @@ def _site_strength(segment: str, rest: str, names: list[str], host: str | None, 
             return 2
         if len(sq) > 3 and sq in squash(host):
             return 2
-    if SITE_WORDS.search(segment) and len(segment) <= 20:
+    # ends in a site word (or before a final newline, where a regex's "$" matched too)
+    if segment.removesuffix("\n").endswith(SITE_WORDS) and len(segment) <= 20:
         return 2
     if len(segment) * 2 <= len(rest) and len(segment.split()) <= 4 and len(segment) <= 40:
         return 1
