@@ -83,6 +83,22 @@ def test_a_json_ld_headline_after_the_prefix_is_read() -> None:
     assert _bounded(html) == _whole(html)
 
 
+@pytest.mark.parametrize("ld_json", ["ld&#43;json", "LD&#x2B;JSON", "ld&#043json", "ld&plus;json"])
+def test_a_json_ld_type_written_with_a_character_reference_after_the_prefix_is_read(
+    ld_json: str,
+) -> None:
+    # the parser decodes the reference, so the chain reads this script as JSON-LD
+    html = (
+        "<html><head><title>Tab title | Example</title></head>"
+        f"<body><main>{ARTICLE}{_pad(300_000)}</main>"
+        f'<script type="application/{ld_json}">{{"@type": "NewsArticle", '
+        '"headline": "The headline from JSON-LD"}</script></body></html>'
+    )
+    assert not _read_from_prefix(html)
+    assert _bounded(html)["title"] == "The headline from JSON-LD"
+    assert _bounded(html) == _whole(html)
+
+
 @pytest.mark.parametrize(
     "late",
     [

@@ -91,11 +91,17 @@ def _meta_keys(tags: list[bytes]) -> set[str]:
     return set(scratch.meta)
 
 
+#: "ld+json" with its "+" written as a character reference, which the parser decodes.
+_LD_JSON_REFERENCE = re.compile(rb"ld&(?:#0*43|#x0*2b|plus);?json")
+
+
 def rest_of(data: bytes) -> bytes | None:
     """What is past the prefix of data, lower-cased (from OVERLAP bytes before the cut); None
     when it holds JSON-LD, which the chain reads first (the whole page is parsed at once)."""
     rest = data[PREFIX - OVERLAP :].lower()
-    return None if b"ld+json" in rest else rest
+    if b"ld+json" in rest or (b"ld&" in rest and _LD_JSON_REFERENCE.search(rest)):
+        return None
+    return rest
 
 
 def _tag_in(rest: bytes, opening: bytes) -> bool:
