@@ -256,6 +256,7 @@ class _Wire:
     behind hosts that can wait."""
 
     def __init__(self, places: int) -> None:
+        self.places = places
         self.free = places
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # (-left, order, ...)
         self._order = itertools.count()
@@ -272,6 +273,12 @@ class _Wire:
             if fut.done() and not fut.cancelled():
                 self.release()  # handed over just as this waiter was cancelled: pass it on
             raise
+
+    def taken(self) -> int:
+        """Places taken: all of them while a request waits for one."""
+        if any(not w[2].done() for w in self._waiting):
+            return self.places
+        return self.places - self.free
 
     def release(self) -> None:
         while self._waiting:
@@ -617,13 +624,16 @@ class Worker:
         self, active: dict[asyncio.Task[None], str], fetcher: fetch.Fetcher
     ) -> None:
         # Hosts held up to the worker's capacity by their limits; then a few more per call
-        # while fewer than half its slots are on the wire: hosts that wait out their interval
-        # leave slots idle (a politeness-bound list), and a worker that is busy leaves the
-        # rest of the run's hosts to the other workers. The Fetcher's global limit still caps
-        # the requests in flight.
+        # while fewer than half its places for requests are taken (_Wire): hosts that wait
+        # out their interval leave places idle (a politeness-bound list), and a worker that
+        # is busy leaves the rest of the run's hosts to the other workers. Places, not the
+        # Fetcher's requests on the wire: a busy worker's requests wait for the loop, holding
+        # their places, and every host held more is checked alongside the others (the wire
+        # serves the host with the most URLs left first) and its URLs held until the end.
+        # The Fetcher's global limit still caps the requests in flight.
         if self.out_of_time():
             return  # the budget is spent: what is left stays pending
-        idle = self.capacity // 2 - fetcher.in_flight
+        idle = self.capacity // 2 - self._wire.taken()
         extra = max(1, idle // 2) if idle > 0 else 0
         while (sum(self._held.values()) < self.capacity or extra) and not self._stopping:
             if sum(self._held.values()) >= self.capacity:

@@ -209,3 +209,44 @@ def test_the_parent_holds_no_link_once_the_run_is_planned(
     assert done.run.counts()["ok"] == n  # every link checked, as before
     assert len(live) == n // 50
     assert max(live) < n // 3, live  # a few hosts' links, not the post's 600
+
+
+def test_a_worker_whose_places_are_taken_leases_no_more_hosts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker leases hosts beyond those that fill its places only while more than half of
+    its places are idle: every host it holds is checked alongside the others and its pending
+    URLs held until its last one. Counted by the Fetcher's requests on the wire instead, a
+    busy worker (whose requests wait for its loop, holding their places: here, none is ever
+    on the wire) leased host after host and held their URLs (~0.9 KB each): at 100,000 links
+    over 500 hosts each of two workers held 120-150 hosts by 21,000 checks, and grew from
+    ~40 to ~90 MB."""
+    import asyncio
+    import gc
+
+    from crawler.frontier import UrlTask
+
+    n, hosts = 600, 60
+    links = [
+        Link(f"https://h{i % hosts}.example/p/{i}", i + 1, f"标题 {i}", (), "p.md")
+        for i in range(n)
+    ]
+    titles: dict[str, str | None] = {link.url: link.listed_title for link in links}
+    base = _fake_fetcher(titles)
+    live: list[int] = []  # UrlTasks alive (the leased hosts' pending URLs) at every 50th request
+
+    class Held(base):  # type: ignore[valid-type, misc]
+        async def fetch(self, url: str) -> FetchResult:
+            if int(url.rsplit("/", 1)[1]) % 50 == 0:
+                live.append(sum(isinstance(o, UrlTask) for o in gc.get_objects()))
+            await asyncio.sleep(0.001)  # the request holds its place a while
+            return await super().fetch(url)
+
+    monkeypatch.setattr(engine.fetch, "Fetcher", Held)
+    settings = FetchSettings(max_concurrency=8, host_concurrency=8, host_interval=0, workers=1)
+    run = asyncio.run(check_links(links, settings))
+    assert run.counts()["ok"] == n  # every link checked, as before
+    assert len(live) == n // 50
+    # Two hosts fill the 8 places (4 each at most), two more at the start while none is
+    # taken: 4 hosts of 10 URLs, where the run has 60.
+    assert max(live) <= 6 * n // hosts, live
