@@ -95,9 +95,16 @@ def url_tasks(links: Iterable[Link]) -> list[UrlTask]:
     return [UrlTask(url, host_key(url), tuple(occ)) for url, occ in by_url.items()]
 
 
+def occurrences(links: Iterable[Link]) -> Iterator[UrlTask]:
+    """url_tasks as a stream, for plan_run: a task per link, in order, holding only that
+    link (the store gathers a URL's occurrences); nothing of a link read is kept here."""
+    for i, link in enumerate(links):
+        yield UrlTask(link.url, host_key(link.url), ((i, link),))
+
+
 def plan_run(
     store: Store,
-    tasks: Sequence[UrlTask],
+    tasks: Iterable[UrlTask],
     *,
     started: datetime,
     sources: Sequence[str],
@@ -106,7 +113,8 @@ def plan_run(
     options: RunOptions,
     lease_seconds: float = LEASE_SECONDS,
 ) -> int:
-    """Write the run and its distinct URLs to the store (one transaction); its id."""
+    """Write the run and its distinct URLs to the store (one transaction); its id. `tasks`
+    may name a URL more than once (occurrences): its occurrences are gathered in order."""
     plan: dict[str, Any] = {
         "history": history,
         "confirm_runs": options.confirm.runs,

@@ -29,6 +29,7 @@ from crawler.engine import (
     ProgressFn,
     RunOptions,
     Worker,
+    occurrences,
     plan_run,
     plan_workers,
     reads_as_anti_robot,
@@ -116,9 +117,11 @@ async def check_links(
     store has it (its checks' links are the store's: equal to the caller's but for
     `anchor_text`, which only judging reads).
 
-    `links` are read once, to plan the run; then no link or URL is held here (O(hosts)): a
-    caller that passes an iterator over a list it keeps no other reference to lets the links
-    go while the run is worked (check_inputs does, for 100,000 links).
+    `links` are read once, to plan the run, and written into the plan as they come (a run with
+    a budget, --max-age or --only failing gathers its URLs first: it reads their history);
+    then no link or URL is held here (O(hosts)): a caller that passes an iterator that lets
+    each link go once read holds none while the run is planned or worked (check_inputs does,
+    for 100,000 links).
     Without a `store` the run is kept in a scratch store (a temporary file, which the run's
     checks keep as long as they are read) and no history is read or written.
     `settings.workers` asks for worker processes (plan_workers); `sleep` and `clock` reach
@@ -128,22 +131,24 @@ async def check_links(
 
     clock = clock or _utcnow
     options = options or RunOptions()
-    tasks = url_tasks(links)
     budgeted = options.budget is not None
     started = clock()
+    # A run that reads each URL's history before its plan (what is due, what may be reused)
+    # gathers the URLs here; any other is planned as its links come, holding none of them.
+    tasks: list[UrlTask] | None = None
     stands: list[UrlTask] = []
-    if budgeted and store is not None:  # without a history every URL is due
-        tasks, stands = sort_due(store, tasks, started, options.recheck)
-        tasks += stands
-    n = plan_workers(
-        settings.workers, len(tasks), len({t.host for t in tasks}), settings.max_concurrency
-    )
-    if n > 1 and settings.cookie_jar:
-        # The tool's own errors read as they do in one process, before any worker starts.
+    if (budgeted or options.max_age is not None or options.only_failing) and store is not None:
+        tasks = url_tasks(links)
+        if budgeted:  # without a history every URL is due
+            tasks, stands = sort_due(store, tasks, started, options.recheck)
+            tasks += stands
+    if settings.cookie_jar and settings.workers not in (0, 1):
+        # The tool's own errors read as they do in one process, before any worker starts (and
+        # before the run is planned: the workers are counted from the plan).
         from crawler.fetch import load_cookie_jar
 
         load_cookie_jar(settings.cookie_jar)
-    if n == 0 and store is None:
+    if settings.workers == 0 and store is None:
         raise ConfigError(
             "--workers 0 leaves the run to `crawler worker` processes, which find it in the "
             "history: it needs one (not --no-history)"
@@ -159,7 +164,7 @@ async def check_links(
             stack.callback(store.close)
         run_id = plan_run(
             store,
-            tasks,
+            occurrences(links) if tasks is None else tasks,
             started=started,
             sources=sources,
             digests=digests or {},
@@ -167,10 +172,12 @@ async def check_links(
             options=options,
             lease_seconds=lease_seconds,
         )
+        urls, hosts = store.run_size(run_id)
+        n = plan_workers(settings.workers, urls, hosts, settings.max_concurrency)
         status = "interrupted"
         cancelled = False
         try:
-            reused = reuse_stored(store, run_id, tasks, settings, options, clock)
+            reused = reuse_stored(store, run_id, tasks or (), settings, options, clock)
             for i in range(0, len(stands), BATCH):  # verdicts that stand: not fetched
                 reused += write_known(store, run_id, stands[i : i + BATCH], started)
             # The plan is in the store: nothing per link stays here while the run is worked.
@@ -602,11 +609,11 @@ def check_inputs(job: CheckJob, progress: Callable[[int], Progress]) -> CheckDon
     cited = fragments.strip_fragments(links) if job.include_fragments else {}
     anchors_for = frozenset(links[i].url for i, k in cited.items() if fragments.fragment(k.url))
     options = replace(job.options, anchors_for=anchors_for)
-    # The run is planned from the only reference to the links, an iterator, which lets them
-    # go once they are in the store: the parent holds nothing per link while the run is
+    # The run is planned from the only reference to the links, an iterator that lets each go
+    # once it is in the store: the parent holds nothing per link while the run is planned and
     # worked (0.6 KB a link: 60 MB at 100,000 links) nor while the reports stream.
     n, found = len(links), replace(found, links=[])
-    planned, links = iter(links), []
+    planned, links = _drain(links), []
     with few_collections():
         if job.offline:  # nothing fetched: the history is neither read nor written
             now = datetime.now(UTC)
@@ -621,6 +628,13 @@ def check_inputs(job: CheckJob, progress: Callable[[int], Progress]) -> CheckDon
         paths, listed, refused = report_run(run, job.report_dir, job.formats, job.fail_on)
     excluded += refused
     return CheckDone(run, paths, excluded, listed)
+
+
+def _drain(links: list[Link]) -> Iterator[Link]:
+    """The links in order, each let go by the list as it is read (the list ends empty)."""
+    links.reverse()
+    while links:
+        yield links.pop()
 
 
 def report_run(

@@ -432,7 +432,10 @@ class Store:
         plan: Mapping[str, Any],
         tasks: Iterable[UrlTask],
     ) -> int:
-        """Insert a run marked 'running' and its distinct URLs (pending), in one transaction."""
+        """Insert a run marked 'running' and its distinct URLs (pending), in one transaction.
+
+        `tasks` may come as a stream with a URL more than once (engine.occurrences): each URL
+        is one row, its occurrences in the order they came, and only the URLs are held here."""
         with self.transaction() as c:
             cur = c.execute(
                 "INSERT INTO runs (started_at, status, sources, post_digests, pid, plan) "
@@ -449,9 +452,15 @@ class Store:
             hosts: dict[str, int] = {}
 
             due: dict[str, int] = {}
+            seen: set[str] = set()
+            again: dict[str, list[tuple[int, Link]]] = {}  # a URL's occurrences after its row
 
             def rows() -> Iterator[tuple[Any, ...]]:
                 for t in tasks:
+                    if t.url in seen:
+                        again.setdefault(t.url, []).extend(t.links)
+                        continue
+                    seen.add(t.url)
                     hosts[t.host] = hosts.get(t.host, 0) + 1
                     due[t.host] = min(due.get(t.host, t.due), t.due)
                     yield (
@@ -464,6 +473,15 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows(),
             )
+            for url, more in again.items():
+                r = c.execute(
+                    "SELECT links FROM run_urls WHERE run_id = ? AND url = ?", (run_id, url)
+                ).fetchone()
+                links = [*_links_from_json(r[0]), *more]
+                c.execute(
+                    "UPDATE run_urls SET links = ? WHERE run_id = ? AND url = ?",
+                    (_links_json(links), run_id, url),
+                )
             c.executemany(
                 "INSERT INTO run_hosts (run_id, host, urls, due) VALUES (?, ?, ?, ?)",
                 ((run_id, h, n, due[h]) for h, n in hosts.items()),
@@ -643,6 +661,13 @@ class Store:
     def _as_stored(text: str) -> str:
         """text as the database gives it back (PostgreSQL's text cannot hold NUL)."""
         return text
+
+    def run_size(self, run_id: int) -> tuple[int, int]:
+        """A planned run's distinct URLs and hosts."""
+        r = self.conn.execute(
+            "SELECT coalesce(sum(urls), 0), count(*) FROM run_hosts WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return int(r[0]), int(r[1])
 
     def open_hosts(self, run_id: int) -> int:
         """Hosts of the run with URLs not yet done."""

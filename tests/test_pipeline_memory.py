@@ -250,3 +250,58 @@ def test_a_worker_whose_places_are_taken_leases_no_more_hosts(
     # Two hosts fill the 8 places (4 each at most), two more at the start while none is
     # taken: 4 hosts of 10 URLs, where the run has 60.
     assert max(live) <= 6 * n // hosts, live
+
+
+def test_the_parent_plans_the_run_as_the_links_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`crawler check` writes each link into the run's plan as it reads it and lets it go: no
+    URL's task is built for the whole run (before: a task per URL, with its occurrences and
+    host, ~0.25 KB each next to the links themselves, the parent's peak while planning
+    100,000 links), and the links read are gone while the rest is planned."""
+    import gc
+
+    from crawler.frontier import UrlTask
+    from crawler.pipeline import CheckJob, check_inputs
+
+    n, hosts = 600, 60
+    post = tmp_path / "post.md"
+    post.write_text(
+        "# Links\n\n"
+        + "".join(f"https://h{i % hosts}.example/p/{i % 500}\n\n标题 {i}\n\n" for i in range(n)),
+        encoding="utf-8",
+    )
+    titles: dict[str, str | None] = {
+        f"https://h{i % hosts}.example/p/{i % 500}": f"标题 {i}" for i in range(n)
+    }
+    monkeypatch.setattr(engine.fetch, "Fetcher", _fake_fetcher(titles))
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # it would hide them from gc.get_objects()
+    seen: list[tuple[int, int, int]] = []  # (links planned, UrlTasks alive, Links alive)
+    host_key = engine.host_key
+
+    def counting(url: str) -> str:
+        if len(seen) % 50 == 0:
+            objs = gc.get_objects()
+            tasks = sum(isinstance(o, UrlTask) for o in objs)
+            seen.append((len(seen), tasks, sum(isinstance(o, Link) for o in objs)))
+        else:
+            seen.append((len(seen), -1, -1))
+        return host_key(url)
+
+    monkeypatch.setattr(engine, "host_key", counting)
+    settings = FetchSettings(max_concurrency=2, host_concurrency=1, host_interval=0, workers=1)
+    job = CheckJob(
+        inputs=(str(post),),
+        settings=settings,
+        db=None,
+        report_dir=tmp_path / "r",
+        formats=("json",),
+    )
+    done = check_inputs(job, lambda _: _NoProgress())
+    assert done.run.counts()["ok"] == n  # every link checked, as before
+    assert [c.link.line for c in done.run.checks] == [4 * i + 3 for i in range(n)]
+    sampled = [s for s in seen if s[1] >= 0]
+    assert len(sampled) >= n // 50
+    for planned, tasks, links in sampled:
+        assert tasks <= 2, sampled  # the one being written
+        assert links <= n - planned + 2, sampled  # those read are gone
