@@ -546,6 +546,12 @@ class Worker:
         self._queued_checks = 0
         self._writing = asyncio.Lock()  # one write of finished URLs at a time
         self._held: dict[str, int] = {}  # leased host -> requests it may have in flight
+        # leased host -> wall time (time.time(), as the leases') its lease lasts till, as far
+        # as this worker knows; a lost one is out of it and in _lost (see _lease_holds)
+        self._lease_until: dict[str, float] = {}
+        self._lost: set[str] = set()
+        self._renewing = asyncio.Lock()  # one renewal at a time
+        self._renewed_at = 0.0  # wall time the last renewal started
         self._stopping = False  # cancelled: start no new host or URL
 
     def _host_limit(self, host: str) -> int:
@@ -616,6 +622,8 @@ class Worker:
         await self.flush()  # before the host is given back: nothing is fetched twice
         await self.store.off_loop(self.store.release_host, self.run_id, host, self.owner)
         self._held.pop(host, None)  # only now: stopped before, run's cleanup gives it back
+        self._lease_until.pop(host, None)
+        self._lost.discard(host)
 
     async def _finish_in_flight(
         self, active: dict[asyncio.Task[None], str], fetcher: fetch.Fetcher
@@ -653,11 +661,14 @@ class Worker:
             if sum(self._held.values()) >= self.capacity:
                 extra -= 1
             db = self.store
+            now = time.time()
             host = await db.off_loop(
-                db.lease_host, self.run_id, self.owner, self.lease_seconds, time.time()
+                db.lease_host, self.run_id, self.owner, self.lease_seconds, now
             )
             if host is None:
                 return
+            self._lease_until[host] = now + self.lease_seconds
+            self._lost.discard(host)
             tasks = await db.off_loop(db.pending, self.run_id, host)
             if not tasks:
                 await db.off_loop(db.release_host, self.run_id, host, self.owner)
@@ -759,17 +770,24 @@ class Worker:
                 )
             )
 
+        lost = False  # the lease went to another worker
         try:
-            # Stopped or out of time: claims nothing more, the requests in flight finish; the
-            # host goes back with what is left.
-            while (todo or cooling or running) and not (self._no_more() and not running):
+            # Stopped, out of time or lost: claims nothing more, the requests in flight finish;
+            # the host goes back with what is left.
+            while (todo or cooling or running) and not ((self._no_more() or lost) and not running):
                 now = self.monotonic()
                 while cooling and cooling[0][0] <= now:
                     todo.append(heapq.heappop(cooling)[2])  # asked again first
-                if todo and not self._no_more():
+                if todo and not self._no_more() and not lost:
                     slot = _Slot(paced, wire)
                     await slot.take()
                     if self._no_more():  # stopped, or the budget ran out, while it waited
+                        await slot.give_back()
+                        continue
+                    if not await self._lease_holds(host):
+                        # Another worker has the host now: what is left is its, and what is
+                        # in flight here is written by the first of the two to finish it.
+                        lost = True
                         await slot.give_back()
                         continue
                     t = asyncio.create_task(check(todo.pop(), slot))
@@ -786,6 +804,8 @@ class Worker:
             for t in running:
                 t.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+        if lost:
+            return  # the pace the host ends at is its new holder's to keep
         # where the next run starts
         await db.off_loop(
             db.save_pace, host, paced.pace.pace(), self.clock(), paced.verification_pages
@@ -832,9 +852,48 @@ class Worker:
     async def _keep_leases(self) -> None:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
-            await self.store.off_loop(
-                self.store.renew_leases, self.owner, self.lease_seconds, time.time()
+            await self._renew()
+
+    async def _renew(self, asked: float | None = None) -> None:
+        """Renew every lease this worker holds (unless a renewal started after `asked`). A
+        host missing from the renewed ones is lost: its lease expired (the worker stalled
+        longer than a lease: a stopped process, a suspended machine) and another worker
+        took it."""
+        async with self._renewing:
+            if asked is not None and self._renewed_at >= asked:
+                return
+            held = dict(self._lease_until)  # leases taken before this renewal
+            now = self._renewed_at = time.time()
+            kept = await self.store.off_loop(
+                self.store.renew_leases, self.owner, self.lease_seconds, now
             )
+            for host, until in held.items():
+                if self._lease_until.get(host) != until:
+                    continue  # given back meanwhile (and perhaps leased again)
+                if (self.run_id, host) in kept:
+                    self._lease_until[host] = now + self.lease_seconds
+                else:
+                    log.warning(
+                        "lost the lease on %s to another worker (this one stalled for "
+                        "longer than the lease); its URLs are left to that worker",
+                        host,
+                    )
+                    del self._lease_until[host]
+                    self._lost.add(host)
+
+    async def _lease_holds(self, host: str) -> bool:
+        """Whether a request on host may start: its lease has a third of its length left on
+        this worker's clock (a renewal is due every third), or a renewal now keeps it. After
+        a stall, the worker so asks before it starts anything on a host another worker may
+        have taken."""
+        asked = time.time()
+        if host not in self._lost and asked < self._lease_until.get(host, 0.0) - (
+            self.lease_seconds / 3
+        ):
+            return True
+        if host not in self._lost:
+            await self._renew(asked)
+        return host not in self._lost
 
 
 # ----------------------------------------------------------------------------- worker count

@@ -562,14 +562,16 @@ class Store:
                 out[r["url"]] = _row_check(r, history=False)  # the newest wins
         return out
 
-    def renew_leases(self, owner: str, seconds: float, now: float) -> int:
-        """Extend every lease the owner holds; the number renewed."""
+    def renew_leases(self, owner: str, seconds: float, now: float) -> set[tuple[int, str]]:
+        """Extend every lease the owner holds; the (run, host) of each, so a worker sees which
+        of its leases another worker took once they expired (a stall longer than a lease)."""
         with self.transaction() as c:
-            cur = c.execute(
-                "UPDATE run_hosts SET lease_expires = ? WHERE lease_owner = ?",
+            rows = c.execute(
+                "UPDATE run_hosts SET lease_expires = ? WHERE lease_owner = ? "
+                "RETURNING run_id, host",
                 (now + seconds, owner),
-            )
-            return cur.rowcount
+            ).fetchall()
+            return {(int(r[0]), str(r[1])) for r in rows}
 
     def release_host(self, run_id: int, host: str, owner: str) -> None:
         """Give a host back, marking it done for the run when none of its URLs is pending."""

@@ -3,6 +3,8 @@ the crawler's politeness (host:port), each counting its hits per path and the pe
 in flight, so a test sees per-host limits held across processes from the server's side.
 
 Every GET answers a small HTML page (title "page PATH") after `delay` seconds; keep-alive.
+hold() keeps every request that arrives from then on in flight (its (port, path) in `held`)
+until release().
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class HostFarm:
         self.hits: Counter[tuple[int, str]] = Counter()
         self.inflight: Counter[int] = Counter()
         self.peaks: Counter[int] = Counter()
+        self.held: set[tuple[int, str]] = set()  # requests that arrived while holding
+        self._hold: asyncio.Event | None = None  # set: released
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._servers: list[asyncio.Server] = []
@@ -37,6 +41,9 @@ class HostFarm:
                 self.inflight[port] += 1
                 self.peaks[port] = max(self.peaks[port], self.inflight[port])
                 try:
+                    if self._hold is not None:
+                        self.held.add((port, path))
+                        await self._hold.wait()
                     await asyncio.sleep(self.delay)
                 finally:
                     self.inflight[port] -= 1
@@ -77,6 +84,24 @@ class HostFarm:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+    def hold(self) -> None:
+        """Hold every request that arrives from now on, until release()."""
+
+        async def hold() -> None:
+            self._hold = asyncio.Event()
+
+        asyncio.run_coroutine_threadsafe(hold(), self._loop).result()
+
+    def release(self) -> None:
+        """Answer the held requests (and the later ones as usual)."""
+
+        async def release() -> None:
+            if self._hold is not None:
+                self._hold.set()
+                self._hold = None
+
+        asyncio.run_coroutine_threadsafe(release(), self._loop).result()
 
     def urls(self, per_host: int, tag: str = "") -> Iterator[str]:
         """per_host URLs on every host, the hosts interleaved."""

@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -606,6 +607,58 @@ def test_sigkill_of_a_worker_mid_run_loses_and_doubles_nothing(
         assert p.returncode == 0, errs[p.pid]
     _exactly_once(pg_url)
     assert max(farm.peaks.values()) <= 2
+
+
+def _owned_by(url: str, pid: int) -> int:
+    """Hosts of the run whose lease names process pid (expired or not)."""
+    return _pg_count(
+        url, "SELECT count(*) FROM run_hosts WHERE done = 0 AND lease_owner LIKE %s", f"%:{pid}:%"
+    )
+
+
+def test_a_worker_stalled_past_its_lease_starts_nothing_more_on_the_hosts_it_lost(
+    tmp_path: Path, farm: HostFarm, pg_url: str
+) -> None:
+    """A worker stopped (SIGSTOP) for longer than its leases, while the others take its hosts
+    over, then let go on (SIGCONT): it must start no request on those hosts. Only the pages it
+    had asked for before the stop may be fetched twice; each link still has one check, and
+    no host sees more than its limit in flight."""
+    stalled: list[int] = []
+
+    def stall_a_worker(procs: list[subprocess.Popen[bytes]], seen: set[int]) -> None:
+        victim = procs[1].pid
+        if stalled or victim not in seen or not _pg_count(pg_url, "SELECT count(*) FROM checks"):
+            return
+        # Every request held by the farm: once none has arrived for a while, no process is
+        # about to send one (a slot is freed only by an answer), so the stop cannot fall
+        # between a worker's look at its lease and its request.
+        farm.hold()
+        held = -1
+        while held != len(farm.held):
+            held = len(farm.held)
+            time.sleep(1.0)
+        if not _owned_by(pg_url, victim):
+            farm.release()  # it gave its hosts back meanwhile: try again later
+            return
+        os.kill(victim, signal.SIGSTOP)
+        stalled.append(victim)
+        farm.release()  # its requests are answered while it is stopped
+        try:
+            # its leases (3 s) expire and the other two take its hosts
+            wait_while_running(procs[0], lambda: not _owned_by(pg_url, victim), "a takeover")
+        finally:
+            os.kill(victim, signal.SIGCONT)
+
+    procs, _, errs = _three_processes(tmp_path, farm, pg_url, stall_a_worker, lease=3)
+    assert stalled
+    for p in procs:
+        assert p.returncode == 0, errs[p.pid]
+    _exactly_once(pg_url)
+    assert max(farm.peaks.values()) <= 2  # per-host limit, across the three processes
+    twice = {page for page, n in farm.hits.items() if n > 1}
+    assert twice <= farm.held, sorted(twice - farm.held)[:10]
+    assert max(farm.hits.values()) <= 2
+    assert "lost the lease on 127.0.0.1:" in errs[stalled[0]]
 
 
 def test_restart_of_postgresql_mid_run_the_processes_reconnect_and_finish(
