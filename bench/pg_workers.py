@@ -162,6 +162,30 @@ def _after_run(db: str, links: int) -> dict[str, Any]:
     }
 
 
+def _statements(cluster: PgCluster, url: str, label: str, top: int) -> list[str]:
+    """The statements run on url's database that took the server the most time (the whole
+    run's: each row has a database of its own), as Markdown lines, and their totals."""
+    import psycopg
+
+    dbname = url.rsplit("/", 1)[1]
+    with psycopg.connect(cluster.url(user="postgres"), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT calls, total_exec_time + total_plan_time AS ms, rows, query "
+            "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "WHERE d.datname = %s ORDER BY ms DESC",
+            (dbname,),
+        ).fetchall()
+    calls = sum(r[0] for r in rows)
+    ms = sum(r[1] for r in rows)
+    out = [
+        f"{label}: {calls:,} statements, {ms / 1000:.1f} s planning and executing; the top {top}:"
+    ]
+    for n, t, got, query in rows[:top]:
+        q = " ".join(query.split())
+        out.append(f"  {n:>8,} calls {t / 1000:7.2f} s {got:>9,} rows  {q[:150]}")
+    return out
+
+
 def run_joined(
     args: list[str], url: str, joined: int, cluster: PgCluster, sessions: bool = False
 ) -> tuple[dict[str, Any], list[float]]:
@@ -230,12 +254,27 @@ def main() -> None:
         "gives each its own share of a busy machine's CPU, as a machine of its own would)",
     )
     ap.add_argument("--no-sqlite", action="store_true", help="skip the SQLite row")
+    ap.add_argument(
+        "--statements",
+        type=int,
+        default=0,
+        metavar="N",
+        help="load pg_stat_statements and print each PostgreSQL row's N statements that took "
+        "the server the most time (calls, ms, rows)",
+    )
     opts = ap.parse_args()
     bindir = find_bindir()
     if bindir is None:
         raise SystemExit("PostgreSQL binaries not found")
     farm = HostFarm(opts.hosts, delay=opts.delay).start()
-    cluster = PgCluster(bindir).init().start().setup_roles()
+    settings = (
+        "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on"
+        if opts.statements
+        else ""
+    )
+    cluster = PgCluster(bindir, settings).init().start().setup_roles()
+    if opts.statements:
+        cluster.admin("CREATE EXTENSION pg_stat_statements")
     try:
         with tempfile.TemporaryDirectory(prefix="crawler-pgbench-") as tmp:
             post = Path(tmp) / "post.md"
@@ -284,6 +323,8 @@ def main() -> None:
                 label = "1 (in-process)" if n == 1 else f"{n} processes"
                 r = run([*common, "--db", url, "--workers", str(n)], cluster)
                 rows.append(("PostgreSQL", label, {**r, **_after_run(url, len(urls))}))
+                if opts.statements:
+                    notes += _statements(cluster, url, label, opts.statements)
             print(f"{len(urls):,} links, {opts.hosts} hosts, {opts.delay * 1000:.0f} ms, "
                   f"max-concurrency {opts.max_concurrency}, {os.cpu_count()} cores, "
                   f"load {os.getloadavg()[0]:.1f}")  # fmt: skip

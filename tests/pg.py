@@ -67,8 +67,9 @@ def _owner() -> pwd.struct_passwd | None:
 class PgCluster:
     """One PostgreSQL server in a temporary folder. start(), stop(), restart(), url()."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, settings: str = "") -> None:
         self.bindir = bindir
+        self.settings = settings  # more server options (`-c name=value ...`), for the benches
         self.owner = _owner()
         # Short and outside pytest's root-only tmp folders: the owner must reach it, and a unix
         # socket path must stay under ~100 bytes.
@@ -132,7 +133,7 @@ class PgCluster:
             opts = (
                 f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c full_page_writes=off -c max_connections=300 "
-                "-c shared_buffers=32MB"
+                f"-c shared_buffers=32MB {self.settings}"
             )
             proc = self._run(
                 str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
