@@ -4,9 +4,11 @@ history shared by many processes and machines.
 `PgStore` is `store.Store` over a connection that speaks the SQLite store's SQL to PostgreSQL:
 `?` placeholders become `%s`, `INSERT OR REPLACE` an `ON CONFLICT … DO UPDATE` on the table's
 primary key, `INSERT OR IGNORE` an `ON CONFLICT DO NOTHING`, and an INSERT into a table with an
-`id` column returns it (`lastrowid`). The migrations are store.MIGRATIONS with the types mapped
-(INTEGER → BIGINT, REAL → DOUBLE PRECISION, `INTEGER PRIMARY KEY` → an identity column);
-the version lives in the table `crawler_schema`. Only what the dialects do differently is here.
+`id` column returns it (`lastrowid`); `executemany` of an INSERT sends its rows at once (a plain
+one as COPY, one with a conflict clause as an INSERT over arrays), not one statement per row.
+The migrations are store.MIGRATIONS with the types mapped (INTEGER → BIGINT, REAL → DOUBLE
+PRECISION, `INTEGER PRIMARY KEY` → an identity column); the version lives in the table
+`crawler_schema`. Only what the dialects do differently is here.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -96,6 +98,11 @@ def pg_ddl(script: str) -> list[str]:
 _UPSERT = re.compile(
     r"^\s*INSERT OR (REPLACE|IGNORE) INTO (\w+)\s*\(([^)]*)\)(.*)$", re.DOTALL | re.IGNORECASE
 )
+#: A translated INSERT of one row of placeholders (what executemany sends at once).
+_MANY_ROWS = re.compile(
+    r"^INSERT INTO (\w+) \(([^)]*)\)\s*VALUES\s*\(\s*%s(?:\s*,\s*%s)*\s*\)\s*(ON CONFLICT .*)?$",
+    re.DOTALL,
+)
 _RETURNS_ID = re.compile(rf"^\s*INSERT INTO ({'|'.join(_ID_TABLES)})\b(?!.*\bRETURNING\b)", re.S)
 
 
@@ -124,6 +131,28 @@ class Cursor:
         return iter(self._cur)
 
 
+class _Many(NamedTuple):
+    """An INSERT's rows sent at once: COPY (no types) or an INSERT … SELECT over unnest."""
+
+    sql: str
+    cols: tuple[str, ...]
+    key: tuple[int, ...]  # positions of the conflict key's columns (DO UPDATE)
+    types: tuple[str, ...]  # each column's type (unnest)
+
+    def arrays(self, rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """The rows as one list per column; numbers as the column's type (psycopg types a
+        list by its first value)."""
+        out: list[list[Any]] = []
+        for kind, values in zip(self.types, zip(*rows, strict=True), strict=True):
+            if kind == "bigint":
+                out.append([v if v is None else int(v) for v in values])
+            elif kind == "double precision":
+                out.append([v if v is None else float(v) for v in values])
+            else:
+                out.append(list(values))
+        return out
+
+
 def _clean(params: Sequence[Any]) -> Sequence[Any]:
     """PostgreSQL text cannot hold NUL: such a character (from a hostile page) becomes U+FFFD."""
     if any(type(v) is str and "\x00" in v for v in params):
@@ -143,6 +172,8 @@ class PgConnection:
         # the statements' translations, shared with the connection `like` (same database)
         self._keys: dict[str, tuple[str, ...]] = {} if like is None else like._keys
         self._sql: dict[str, str] = {} if like is None else like._sql
+        self._types: dict[str, dict[str, str]] = {} if like is None else like._types
+        self._many: dict[str, _Many | None] = {} if like is None else like._many
 
     def lost(self) -> bool:
         """Whether the connection is gone (the server restarted, the network broke)."""
@@ -174,6 +205,44 @@ class PgConnection:
             ).fetchall()
             self._keys[table] = tuple(r[0] for r in rows)
         return self._keys[table]
+
+    def column_types(self, table: str) -> dict[str, str]:
+        """Each column of table and its type, as PostgreSQL writes it (e.g. `bigint`)."""
+        if table not in self._types:
+            rows = self.pg.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                (table,),
+            ).fetchall()
+            self._types[table] = {str(r[0]): str(r[1]) for r in rows}
+        return self._types[table]
+
+    def many(self, sql: str) -> _Many | None:
+        """How executemany sends sql's rows at once; None: one statement per row."""
+        if sql in self._many:
+            return self._many[sql]
+        m = _MANY_ROWS.match(self.translate(sql))
+        plan = None
+        if m is not None:
+            table, names, conflict = m.group(1), m.group(2), m.group(3)
+            cols = tuple(c.strip() for c in names.split(","))
+            if conflict is None:
+                plan = _Many(f"COPY {table} ({', '.join(cols)}) FROM STDIN", cols, (), ())
+            else:
+                types = self.column_types(table)
+                arrays = ", ".join(f"%s::{types[c]}[]" for c in cols)
+                # DO UPDATE may not meet a key twice in one statement: the last row of a key
+                # stands, as each row replaces the one before in SQLite's INSERT OR REPLACE.
+                key = () if "DO UPDATE" not in conflict else self.primary_key(table)
+                plan = _Many(
+                    f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({arrays}) "
+                    + conflict,
+                    cols,
+                    tuple(cols.index(k) for k in key),
+                    tuple(types[c] for c in cols),
+                )
+        self._many[sql] = plan
+        return plan
 
     def translate(self, sql: str) -> str:
         """The SQLite store's statement as PostgreSQL's."""
@@ -210,10 +279,21 @@ class PgConnection:
             return Cursor(cur, lastrowid)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
-        q = self.translate(sql)
+        plan = self.many(sql)
         with self.errors():
             cur = self.pg.cursor()
-            cur.executemany(q, (_clean(r) for r in rows))
+            if plan is None:
+                cur.executemany(self.translate(sql), (_clean(r) for r in rows))
+            elif not plan.key and not plan.types:
+                with cur.copy(plan.sql) as copy:
+                    for r in rows:
+                        copy.write_row(_clean(r))
+            else:
+                got = [_clean(r) for r in rows]
+                if plan.key:
+                    got = list({tuple(r[i] for i in plan.key): r for r in got}.values())
+                if got:
+                    cur.execute(plan.sql, plan.arrays(got))
             return Cursor(cur)
 
     @contextlib.contextmanager
@@ -306,7 +386,7 @@ class PgStore(Store):
         "states", "last_check", "runs", "run_info", "load_run", "enrichment_digests",
         "url_history", "lease_host", "run_plan", "pending", "latest_checks", "renew_leases",
         "release_host", "release_stale_leases", "write_finished", "open_hosts", "open_run",
-        "checked", "finish_run", "trend", "host_paces", "save_pace",
+        "checked", "written", "finish_run", "trend", "host_paces", "save_pace",
     )  # fmt: skip
 
     def __init__(self, pg: psycopg.Connection[Any], url: PgUrl) -> None:
@@ -543,6 +623,14 @@ class PgStore(Store):
     @staticmethod
     def _as_stored(text: str) -> str:
         return text.replace("\x00", "\ufffd")  # as _clean writes it
+
+    def _in(
+        self, column: str, values: Sequence[Any], kind: str = "text"
+    ) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """One array for all values: one statement, planned once, whatever their number."""
+        if len(values):
+            clean = [self._as_stored(v) for v in values] if kind == "text" else list(values)
+            yield f"{column} = ANY(?::{kind}[])", (clean,)
 
     def _planned(self, run_id: int) -> None:
         """Hold the new run's advisory lock for as long as this connection lives (lock())."""

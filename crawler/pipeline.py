@@ -268,10 +268,10 @@ async def run_worker_processes(
         except OSError as exc:
             raise CrawlerError(f"cannot start a worker process: {exc.strerror or exc}") from exc
         exited.watch(procs)
-        seen = store.checked(run_id)
+        seen = store.written(run_id)
         while True:
             codes = [p.exitcode for p in procs]
-            now = store.checked(run_id)
+            now = store.written(run_id)
             if progress is not None and now > seen:
                 progress(now - seen)
             seen = now
@@ -344,10 +344,10 @@ async def wait_for_workers(
     log.info("run %d planned: waiting for `crawler worker` processes to check it", run_id)
     loop = asyncio.get_running_loop()
     end = None if budget is None else loop.time() + budget.total_seconds() + grace
-    seen = store.checked(run_id)
+    seen = store.written(run_id)
     while store.open_hosts(run_id) and (end is None or loop.time() < end):
         await asyncio.sleep(WATCH_SECONDS)
-        now = store.checked(run_id)
+        now = store.written(run_id)
         if progress is not None and now > seen:
             progress(now - seen)
         seen = now

@@ -160,6 +160,50 @@ def _one_check_run(store: Any, url: str, listed: str | None = None, detail: str 
     return int(run)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_runs_progress_is_each_check_written_once_as_its_hosts_count_them(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Store.written (the parent's progress while other processes check) is read from the
+    hosts' counters; it agrees with a count of the run's checks: a URL of two links is two,
+    a URL written again by a second worker is not counted again."""
+    from datetime import UTC, datetime
+
+    from crawler.db import open_store
+    from crawler.engine import url_tasks
+    from crawler.frontier import Finished
+    from crawler.types import Check, Link, Verdict
+
+    db = request.getfixturevalue("pg_url") if backend == "postgresql" else tmp_path / "h.sqlite"
+    store = open_store(parse_db(str(db)))
+    try:
+        links = [
+            Link(url="http://h1/a", line=1, listed_title=None, section=(), source="p.md"),
+            Link(url="http://h1/a", line=2, listed_title=None, section=(), source="p.md"),
+            Link(url="http://h1/b", line=3, listed_title=None, section=(), source="p.md"),
+            Link(url="http://h2/c", line=4, listed_title=None, section=(), source="p.md"),
+        ]
+        run = store.plan_run(datetime.now(UTC), ["p.md"], {}, {}, url_tasks(links))
+        other = store.plan_run(datetime.now(UTC), ["q.md"], {}, {}, url_tasks(links[3:]))
+
+        def done(*positions: int) -> Finished:
+            checks = tuple(
+                (p, Check(link=links[p], fetch=None, meta=None, verdict=Verdict.ERROR,
+                          reason="x", detail="d", checked_at=datetime.now(UTC)), Verdict.ERROR)
+                for p in positions
+            )  # fmt: skip
+            return Finished(links[positions[0]].url, checks, None)
+
+        assert store.written(run) == 0
+        assert store.write_finished(run, [done(0, 1), done(3)]) == 2
+        assert store.written(run) == 3
+        assert store.write_finished(run, [done(0, 1), done(2)]) == 1  # a: written before
+        assert store.written(run) == store.checked(run) == 4
+        assert store.written(other) == 0
+    finally:
+        store.close()
+
+
 def test_text_with_nul_is_stored_on_postgresql(pg_url: str) -> None:
     from crawler.db import open_store
 
@@ -171,6 +215,57 @@ def test_text_with_nul_is_stored_on_postgresql(pg_url: str) -> None:
         assert [(r.detail, r.listed_title) for r in got] == [("d\ufffd", "t\ufffd")]
     finally:
         store.close()
+
+
+def test_executemany_sends_the_rows_at_once_and_means_what_it_means_on_sqlite(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """Rows of an INSERT go as COPY (plain) or one INSERT over arrays (a conflict clause), and
+    the tables end as SQLite's do: a later row of a key replaces an earlier one in the same
+    batch (OR REPLACE), the first stays (OR IGNORE); awkward text and numbers round-trip."""
+    from crawler.pgstore import PgStore
+
+    table = "CREATE TABLE t (k TEXT, n INTEGER, x REAL, s TEXT, PRIMARY KEY (k, n))"
+    rows = [
+        ("a", 1, 1, "tab\there, a\nnewline, a \\ and \\N, quotes ' \" and ∂é"),
+        ("b", 2, 2.5, None),
+        ("a", 1, 3.25, "second of a,1"),  # the same key again
+        ("c", 3, None, "nul \x00 in it"),
+        ("d", 2**40, -0.0, ""),
+    ]
+    statements = {
+        "insert": "INSERT INTO t (k, n, x, s) VALUES (?, ?, ?, ?)",
+        "replace": "INSERT OR REPLACE INTO t (k, n, x, s) VALUES (?, ?, ?, ?)",
+        "ignore": "INSERT OR IGNORE INTO t (k, n, x, s) VALUES (?, ?, ?, ?)",
+    }
+    pg = PgStore.open(PgUrl(pg_url))
+    lite = sqlite3.connect(tmp_path / "t.sqlite")
+    try:
+        kinds = {}
+        for name, sql in statements.items():
+            for ddl in pg_ddl(table.replace("TABLE t", f"TABLE t_{name}")):
+                pg.pgconn.execute(ddl)
+            lite.execute(table.replace("TABLE t", f"TABLE t_{name}"))
+            sql = sql.replace("INTO t ", f"INTO t_{name} ")
+            batch = rows if name != "insert" else [r for r in rows if r[2] != 3.25]
+            with pg.transaction() as c:
+                c.executemany(sql, iter(batch))  # any iterable, as sqlite3 takes
+            lite.executemany(sql, batch)
+            plan = pg.pgconn.many(sql)
+            assert plan is not None
+            kinds[name] = plan.sql.split()[0]
+            order = f"SELECT k, n, x, s FROM t_{name} ORDER BY k, n"
+            want = [
+                tuple(v.replace("\x00", "\ufffd") if isinstance(v, str) else v for v in r)
+                for r in lite.execute(order)
+            ]
+            assert [tuple(r) for r in pg.pgconn.execute(order).fetchall()] == want, name
+        assert kinds == {"insert": "COPY", "replace": "INSERT", "ignore": "INSERT"}
+        with pg.transaction() as c:
+            c.executemany(statements["replace"].replace("INTO t ", "INTO t_replace "), [])
+    finally:
+        pg.close()
+        lite.close()
 
 
 # --- errors: one line, exit 1, before any request ---------------------------------------------
