@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/pg_workers.py [--links 100000] [--hosts 500] [--delay 0.02]
                                           [--workers 1,2,4] [--joined 2] [--no-sqlite]
-                                          [--check-workers 1] [--sessions]
+                                          [--check-workers 1] [--sessions] [--statements N]
 
 Starts a throwaway PostgreSQL cluster (tests/pg.py) and a farm of local hosts (tests/hostfarm.py,
 each answering after `delay` seconds), writes a post of `links` URLs spread over the hosts, then
@@ -12,9 +12,11 @@ processes started by hand once the run is planned, as on other machines. Prints 
 table: the run's time from its plan to its end (runs.started_at → finished_at) and links a
 second over it, the whole command's wall time (the reports included), CPU of the crawler's
 processes (all, and each worker's), the largest resident size among them and each worker's peak
-RSS (VmHWM, sampled from /proc), the CPU of PostgreSQL's own processes, and the load average
-(1 min) at the start and the end of the row; every row also checks that each link was checked
-exactly once. Not a test: numbers depend on the machine and its load.
+RSS (VmHWM, sampled from /proc), the CPU of PostgreSQL's own processes, the CPU of this process
+(the host farm's thread, mostly) and the load average (1 min) at the start and the end of the
+row; every row also checks that each link was checked exactly once. `--statements N` loads
+pg_stat_statements and lists each PostgreSQL row's N statements that took the server the most
+time. Not a test: numbers depend on the machine and its load.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -58,6 +61,13 @@ def _db_cpu(cluster: PgCluster) -> float:
         elif fields[1] == postmaster:
             total += int(fields[11]) + int(fields[12])
     return total / tick
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process so far: the host farm's thread, mostly (the samplers of
+    /proc and the waits for the check add little)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class Workers:
@@ -112,6 +122,7 @@ def run(args: list[str], cluster: PgCluster | None) -> dict[str, Any]:
     load average before and after."""
     load = os.getloadavg()[0]
     db_before = _db_cpu(cluster) if cluster is not None else 0.0
+    farm_before = _own_cpu()
     start = time.monotonic()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     workers = Workers(proc.pid)
@@ -128,6 +139,7 @@ def run(args: list[str], cluster: PgCluster | None) -> dict[str, Any]:
         "cpu": usage.ru_utime + usage.ru_stime,
         "maxrss_mb": usage.ru_maxrss / 1024,
         "db_cpu": (_db_cpu(cluster) - db_before) if cluster is not None else 0.0,
+        "farm_cpu": _own_cpu() - farm_before,
         "workers": per_worker,
         "load": (load, os.getloadavg()[0]),
     }
@@ -194,6 +206,7 @@ def run_joined(
     each process's peak RSS in MB (check first)."""
     load = os.getloadavg()[0]
     db_before = _db_cpu(cluster)
+    farm_before = _own_cpu()
     start = time.monotonic()
     check = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     while not _count(
@@ -233,6 +246,7 @@ def run_joined(
         "cpu": cpu,
         "maxrss_mb": max(rss),
         "db_cpu": _db_cpu(cluster) - db_before,
+        "farm_cpu": _own_cpu() - farm_before,
         "workers": [],
         "load": (load, os.getloadavg()[0]),
     }, rss
@@ -330,16 +344,17 @@ def main() -> None:
                   f"load {os.getloadavg()[0]:.1f}")  # fmt: skip
             print(
                 "| database | workers | run s | links/s | wall s | crawler CPU s "
-                "| CPU s per worker | max RSS MB | peak RSS MB per worker | db CPU s | load "
-                "| each link once |"
+                "| CPU s per worker | max RSS MB | peak RSS MB per worker | db CPU s | farm CPU s "
+                "| load | each link once |"
             )
-            print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             for db, label, r in rows:
                 cpus = ", ".join(f"{c:.0f}" for _, c in r["workers"]) or "—"
                 mbs = ", ".join(f"{m:.0f}" for m, _ in r["workers"]) or "—"
                 print(f"| {db} | {label} | {r['run']:.1f} | {len(urls) / r['run']:.0f} | "
                       f"{r['wall']:.1f} | {r['cpu']:.1f} | {cpus} | {r['maxrss_mb']:.0f} | {mbs} | "
-                      f"{r['db_cpu']:.1f} | {r['load'][0]:.1f}–{r['load'][1]:.1f} | "
+                      f"{r['db_cpu']:.1f} | {r['farm_cpu']:.1f} | "
+                      f"{r['load'][0]:.1f}–{r['load'][1]:.1f} | "
                       f"{r['once']} |")  # fmt: skip
             for line in notes:
                 print(line)
