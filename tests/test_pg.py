@@ -735,7 +735,20 @@ def test_a_worker_stalled_past_its_lease_starts_nothing_more_on_the_hosts_it_los
         if not _owned_by(pg_url, victim):
             farm.release()  # it gave its hosts back meanwhile: try again later
             return
-        os.kill(victim, signal.SIGSTOP)
+        while True:
+            os.kill(victim, signal.SIGSTOP)
+            # Not in the middle of a transaction (a renewal, a write): its row locks would keep
+            # its hosts from the others until it runs again (a session idle in a transaction
+            # since before the stop is its).
+            time.sleep(0.5)
+            if not _pg_count(
+                pg_url,
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state = 'idle in transaction' AND state_change < now() - interval '0.4 s'",
+            ):
+                break
+            os.kill(victim, signal.SIGCONT)
+            time.sleep(0.2)
         stalled.append(victim)
         farm.release()  # its requests are answered while it is stopped
         try:
