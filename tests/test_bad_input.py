@@ -23,7 +23,9 @@ def crawl(
         capture_output=True,
         text=True,
         input=stdin.decode("latin-1") if stdin is not None else None,
-        timeout=120,
+        # a bound for a hung run, not a speed test: reading the 50 MB post took over 120 s
+        # on a machine at load 20
+        timeout=900,
         cwd=tmp_path,
     )
 
