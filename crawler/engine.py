@@ -230,7 +230,7 @@ class _PacedHost:
         self.clock = clock
         self._sleep = sleep
         self._places = 0  # places taken: at most the pace's limit
-        self.on_wire: set[_Slot] = set()  # of those, past the worker's limit on requests in flight
+        self.on_wire = 0  # of those, requests past the worker's limit on requests in flight
         self.verification_pages = 0  # met on this lease (crawler hosts)
         self.left: Callable[[], int] = lambda: 0  # URLs left to check (_Wire's order)
         self._next_start = float("-inf")
@@ -303,17 +303,14 @@ class _Slot:
 
     The host's requests in flight that the pace hears of are those on the wire: past the
     worker's own limit (`wire`, the size of the Fetcher's), which other hosts' requests may
-    hold; a request waiting there is not yet at the host. A request's count is the most that
-    were on the wire together while it was: the host counts those in flight when it arrives,
-    and requests started after it may arrive before it (at its start it may have been alone
-    on the wire while four more followed within a millisecond)."""
+    hold; a request waiting there is not yet at the host."""
 
     def __init__(self, host: _PacedHost, wire: _Wire) -> None:
         self.host = host
         self.wire = wire
         self.held = False
         self.started = 0.0  # when its last request started (the pace's clock)
-        self.inflight = 0  # the most of the host's requests on the wire since, itself included
+        self.inflight = 0  # the host's requests on the wire then, itself included
 
     async def take(self) -> None:
         await self.host.start()
@@ -322,17 +319,14 @@ class _Slot:
         except BaseException:
             await self.host.done()
             raise
-        wired = self.host.on_wire
-        wired.add(self)
-        for slot in wired:  # at most the host's limit
-            slot.inflight = max(slot.inflight, len(wired))
+        self.host.on_wire += 1
         self.held = True
-        self.started, self.inflight = self.host.clock(), len(wired)
+        self.started, self.inflight = self.host.clock(), self.host.on_wire
 
     async def give_back(self) -> None:
         if self.held:
             self.held = False
-            self.host.on_wire.discard(self)
+            self.host.on_wire -= 1
             self.wire.release()
             await self.host.done()
 

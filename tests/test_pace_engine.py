@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -26,7 +25,6 @@ from crawler.store import Store
 
 LIMIT = 3  # the server's: more in flight than this and it shows its verification page
 HOLD = 0.2  # seconds each request takes (long next to the client's own time per request)
-LONG = 2.0  # seconds a /long/ URL takes
 URLS = 80
 RETRY_AFTER = 5  # seconds a /wait/ URL asks for at its first request (503)
 CHALLENGE = (
@@ -98,7 +96,7 @@ class _Handler(BaseHTTPRequestHandler):
                 srv.waiting += 1 if srv.asked[self.path] == 1 else -1
             else:
                 srv.most_waiting = max(srv.most_waiting, srv.waiting)
-        time.sleep(LONG if self.path.startswith("/long/") else HOLD)
+        time.sleep(HOLD)
         # Out of the count before the answer leaves: the server never counts more than the
         # client has in flight (else the client's next request could race this thread).
         with srv.lock:
@@ -415,34 +413,3 @@ def test_a_page_is_read_after_its_request_gave_its_host_place_back(
     assert set(verdicts.values()) == {"ok"}
     assert len(held) == len(urls)  # each page read once
     assert not any(held)
-
-
-def test_the_pace_hears_the_most_requests_in_flight_while_a_request_was(
-    guarded: Guarded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The host counts what is in flight when a request arrives, and requests started after it
-    # may arrive first: a request's count is the most that were on the wire together while it
-    # was, not those at its start. Counted at its start, a URL asked alone, then joined by
-    # others, was heard at 1 in flight; a page it met in a burst set the most known to pass
-    # to 0 (then 1): a whole-blog run went one request at a time for its last 200 s.
-    heard: dict[str, int | None] = {}
-    record = engine.PaceController.record
-
-    def listened(self: Any, outcome: Any, started: float, inflight: int | None = None,
-                 url: str | None = None) -> Any:  # fmt: skip
-        heard[urlsplit(url or "").path] = inflight
-        return record(self, outcome, started, inflight, url)
-
-    monkeypatch.setattr(engine.PaceController, "record", listened)
-    post = tmp_path / "post.md"
-    base = f"http://127.0.0.1:{guarded.port}"
-    urls = [f"{base}/long/0"] + [f"{base}/p/{i}" for i in range(LIMIT - 1)]
-    post.write_text("\n\n".join(f"- [Page {i}]({u})" for i, u in enumerate(urls)) + "\n")
-    db = tmp_path / "h.sqlite"
-    _keep_pace(db, guarded.port, Pace(LIMIT, 0.0, known_max=LIMIT))
-    verdicts = _verdicts(post, tmp_path / "r", db, "--host-interval", "0")
-    assert set(verdicts.values()) == {"ok"}
-    # the server had every request in flight at once while /long/0 was (it started first,
-    # alone, and is answered last)
-    assert guarded.peak == LIMIT
-    assert heard["/long/0"] == LIMIT
