@@ -16,7 +16,7 @@ import crawler.engine as engine
 from crawler.classify import classify
 from crawler.config import FetchSettings
 from crawler.history import apply_history, next_state
-from crawler.pipeline import check_links
+from crawler.pipeline import CheckDone, check_links
 from crawler.store import Store
 from crawler.types import FetchResult, Link, Verdict
 
@@ -165,6 +165,17 @@ class _NoProgress:
         pass
 
 
+def _check_in_process(post: Path, report_dir: Path) -> CheckDone:
+    """`crawler check` of the post without history, one request per host, no worker processes."""
+    from crawler.pipeline import CheckJob, check_inputs
+
+    settings = FetchSettings(max_concurrency=2, host_concurrency=1, host_interval=0, workers=1)
+    job = CheckJob(
+        inputs=(str(post),), settings=settings, db=None, report_dir=report_dir, formats=("json",)
+    )
+    return check_inputs(job, lambda _: _NoProgress())
+
+
 def test_the_parent_holds_no_link_once_the_run_is_planned(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -172,8 +183,6 @@ def test_the_parent_holds_no_link_once_the_run_is_planned(
     run is worked, the live Link objects are only those of the hosts the worker has leased
     (before, the parent held every link and every URL's task to the end: ~0.6 KB a link)."""
     import gc
-
-    from crawler.pipeline import CheckJob, check_inputs
 
     n, hosts = 600, 60
     post = tmp_path / "post.md"
@@ -197,15 +206,7 @@ def test_the_parent_holds_no_link_once_the_run_is_planned(
     monkeypatch.setattr(engine.fetch, "Fetcher", Counting)
     # gc.freeze() (few_collections) would hide the links from gc.get_objects()
     monkeypatch.setattr(gc, "freeze", lambda: None)
-    settings = FetchSettings(max_concurrency=2, host_concurrency=1, host_interval=0, workers=1)
-    job = CheckJob(
-        inputs=(str(post),),
-        settings=settings,
-        db=None,
-        report_dir=tmp_path / "r",
-        formats=("json",),
-    )
-    done = check_inputs(job, lambda _: _NoProgress())
+    done = _check_in_process(post, tmp_path / "r")
     assert done.run.counts()["ok"] == n  # every link checked, as before
     assert len(live) == n // 50
     assert max(live) < n // 3, live  # a few hosts' links, not the post's 600
@@ -262,7 +263,6 @@ def test_the_parent_plans_the_run_as_the_links_come(
     import gc
 
     from crawler.frontier import UrlTask
-    from crawler.pipeline import CheckJob, check_inputs
 
     n, hosts = 600, 60
     post = tmp_path / "post.md"
@@ -296,15 +296,7 @@ def test_the_parent_plans_the_run_as_the_links_come(
         return host_key(url)
 
     monkeypatch.setattr(engine, "host_key", counting)
-    settings = FetchSettings(max_concurrency=2, host_concurrency=1, host_interval=0, workers=1)
-    job = CheckJob(
-        inputs=(str(post),),
-        settings=settings,
-        db=None,
-        report_dir=tmp_path / "r",
-        formats=("json",),
-    )
-    done = check_inputs(job, lambda _: _NoProgress())
+    done = _check_in_process(post, tmp_path / "r")
     assert done.run.counts()["ok"] == n  # every link checked, as before
     assert [c.link.line for c in done.run.checks] == [4 * i + 3 for i in range(n)]
     sampled = [s for s in seen if s[0] % 50 == 0]
