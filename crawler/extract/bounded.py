@@ -62,9 +62,15 @@ _OPEN_BLOCKERS |= {"colgroup", "template", "plaintext"}
 
 
 #: In the rest of the page (lower-cased): the main containers, in CONTAINERS' order (role=main
-#: is the fourth).
-_CONTAINER_MARKS = (b"articlebody", b"<article", b"<main")
+#: is the fourth), the first an attribute's value, the next two start tags (_TAGS' names).
+_CONTAINER_MARKS = (b"articlebody", b"article", b"main")
 _ROLE_MAIN = re.compile(rb"role\s*=\s*[\"']?\s*main")
+
+
+#: The start tags looked for in the rest, all in one pass: one bytes.find per name costs as
+#: much as this whole pass (a regex whose every branch starts with "<", which it skips to
+#: quickly).
+_TAGS = re.compile(rb"<(html|title|h1|meta|article|main)")
 
 
 #: A meta tag as the tokenizer reads it: quoted values may hold ">".
@@ -95,34 +101,54 @@ def _meta_keys(tags: list[bytes]) -> set[str]:
 _LD_JSON_REFERENCE = re.compile(rb"ld&(?:#0*43|#x0*2b|plus);?json")
 
 
+#: Where "ld+json" or a spelling of _LD_JSON_REFERENCE may start: one pass for both.
+_LD_JSON_MAYBE = re.compile(rb"ld[+&]")
+
+
 def rest_of(data: bytes) -> bytes | None:
     """What is past the prefix of data, lower-cased (from OVERLAP bytes before the cut); None
     when it holds JSON-LD, which the chain reads first (the whole page is parsed at once)."""
     rest = data[PREFIX - OVERLAP :].lower()
-    if b"ld+json" in rest or (b"ld&" in rest and _LD_JSON_REFERENCE.search(rest)):
+    at = _LD_JSON_MAYBE.search(rest)
+    if at is not None and (
+        rest.find(b"ld+json", at.start()) >= 0 or _LD_JSON_REFERENCE.search(rest, at.start())
+    ):
         return None
     return rest
 
 
-def _tag_in(rest: bytes, opening: bytes) -> bool:
-    """Whether lower-cased bytes hold a start tag `opening` (b"<h1": not b"<h10" or b"<h1-x")."""
-    at = rest.find(opening)
-    while at >= 0:
-        after = rest[at + len(opening) : at + len(opening) + 1]
+class _Tags:
+    """Where each of _TAGS' start tags begins in the rest, found in one pass when first asked."""
+
+    def __init__(self, rest: bytes) -> None:
+        self.rest = rest
+        self._at: dict[bytes, list[int]] | None = None
+
+    def at(self, name: bytes) -> list[int]:
+        """Offsets of the "<" of every b"<" + name in the rest (b"<h1" in b"<h10" too)."""
+        if self._at is None:
+            self._at = {}
+            for m in _TAGS.finditer(self.rest):
+                self._at.setdefault(m.group(1), []).append(m.start())
+        return self._at.get(name, [])
+
+
+def _tag_in(tags: _Tags, name: bytes) -> bool:
+    """Whether the rest holds a start tag `name` (b"h1": not b"<h10" or b"<h1-x")."""
+    rest, end = tags.rest, len(name) + 1
+    for at in tags.at(name):
+        after = rest[at + end : at + end + 1]
         if not (after.isalnum() or after == b"-"):
             return True
-        at = rest.find(opening, at + 1)
     return False
 
 
-def _meta_tags(rest: bytes) -> Iterator[re.Match[bytes]]:
-    """The <meta> tags in lower-cased bytes."""
-    at = rest.find(b"<meta")
-    while at >= 0:
-        m = _META_TAG.match(rest, at)
+def _meta_tags(tags: _Tags) -> Iterator[re.Match[bytes]]:
+    """The <meta> tags in the rest."""
+    for at in tags.at(b"meta"):
+        m = _META_TAG.match(tags.rest, at)
         if m is not None:
             yield m
-        at = rest.find(b"<meta", at + 1)
 
 
 def _has_lang(page: Page) -> bool:
@@ -134,11 +160,15 @@ def _has_lang(page: Page) -> bool:
     return bool(normalize_space(attrs.get("lang") or attrs.get("xml:lang") or ""))
 
 
-def _container_in(rest: bytes, kinds: int) -> bool:
-    """Whether lower-cased bytes may hold a main container of one of the first `kinds`
-    kinds of CONTAINERS."""
-    marks = _CONTAINER_MARKS[:kinds]
-    return any(mark in rest for mark in marks) or (kinds > 3 and bool(_ROLE_MAIN.search(rest)))
+def _container_in(tags: _Tags, kinds: int) -> bool:
+    """Whether the rest may hold a main container of one of the first `kinds` kinds of
+    CONTAINERS."""
+    rest = tags.rest
+    if kinds > 0 and _CONTAINER_MARKS[0] in rest:
+        return True
+    if any(tags.at(name) for name in _CONTAINER_MARKS[1:kinds]):
+        return True
+    return kinds > 3 and bool(_ROLE_MAIN.search(rest))
 
 
 def _h1_moot(page: Page, title: str | None, retitle: Callable[[], str | None]) -> bool:
@@ -180,24 +210,26 @@ def holds(
         if element.tag == "script" and "ld+json" in (element.attributes.get("type") or "").lower():
             return False
     open_ids = {element.mem_id for element in path}
-    # In the rest, one bytes.find per mark (a regex with re.I is 60 times slower than one
-    # find); each is about a tenth of the parse of the same bytes, so only the marks that
-    # could change what the prefix gave are looked for.
+    # In the rest, the start tags in one pass (_Tags) and one bytes.find per other mark (a
+    # regex with re.I is 60 times slower than one find); each is about a tenth of the parse
+    # of the same bytes, so only the marks that could change what the prefix gave are looked
+    # for.
     rest = page.rest
-    if not _has_lang(page) and _tag_in(rest, b"<html"):
+    tags = _Tags(rest)
+    if not _has_lang(page) and _tag_in(tags, b"html"):
         return False
-    if not page.title_tag and _tag_in(rest, b"<title"):
+    if not page.title_tag and _tag_in(tags, b"title"):
         return False
     if page.canonical_link is None and b"canonical" in rest:
         return False
     if (
         page.h1_read
         and len(page.h1) < 2
-        and _tag_in(rest, b"<h1")
+        and _tag_in(tags, b"h1")
         and not _h1_moot(page, title, retitle)
     ):
         return False
-    metas = [m.group() for m in _meta_tags(rest)]
+    metas = [m.group() for m in _meta_tags(tags)]
     if metas and not (_meta_keys(metas) & READ_META) <= set(page.meta):
         return False
     if page.paragraph_from is None:  # the summary is the page's description
@@ -207,7 +239,7 @@ def holds(
     if kind is not None and kind < 0:
         return False
     # no main container of a kind the chain takes first (any kind, when the prefix has none)
-    if _container_in(rest, len(CONTAINERS) if kind is None else kind):
+    if _container_in(tags, len(CONTAINERS) if kind is None else kind):
         return False
     if main is None or container is None or container.mem_id != main.mem_id:
         # the body's paragraph: the main container, if any, gave none and is read whole
