@@ -17,6 +17,7 @@ import pytest
 
 import crawler.cli
 import crawler.fetch.body
+import crawler.fetch.client
 from crawler.config import FetchSettings
 from crawler.fetch import Fetcher, classify_exception, error_table
 from crawler.types import ErrorKind, FetchResult
@@ -190,6 +191,7 @@ async def test_an_unknown_exception_propagates_from_the_fetcher(
         raise _Bug("reading the headers went wrong")
 
     monkeypatch.setattr(crawler.fetch.fetcher, "read_headers", bug)
+    monkeypatch.setattr(crawler.fetch.client, "read_headers", bug)  # the Sender's
     with pytest.raises(_Bug):
         await fetch(server.url("/page/plain"), "aiohttp")
 
@@ -206,6 +208,7 @@ def test_an_unknown_exception_fails_the_tool_with_one_line(
         raise _Bug("reading the headers went wrong")
 
     monkeypatch.setattr(crawler.fetch.fetcher, "read_headers", bug)
+    monkeypatch.setattr(crawler.fetch.client, "read_headers", bug)  # the Sender's
     monkeypatch.chdir(tmp_path)
     post = tmp_path / "post.md"
     post.write_text(f"# Links\n\n{server.url('/page/plain?bug=1')}\n", encoding="utf-8")

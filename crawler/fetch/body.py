@@ -8,6 +8,7 @@ this one stops at the cap. A coding not asked for (br, zstd, chains) is read as 
 from __future__ import annotations
 
 import zlib
+from collections.abc import AsyncIterable, Iterable
 
 import httpx
 
@@ -23,7 +24,7 @@ TEXT_TYPES = ("text/", "application/xhtml", "application/xml", "application/json
 ACCEPT_ENCODING = "gzip, deflate"
 
 
-def read_headers(raw: list[tuple[bytes, bytes]]) -> tuple[dict[str, str], str | None]:
+def read_headers(raw: Iterable[tuple[bytes, bytes]]) -> tuple[dict[str, str], str | None]:
     """The kept headers (repeated ones joined with ", ", as httpx does) and the content coding."""
     kept: dict[str, str] = {}
     coding: str | None = None
@@ -47,12 +48,13 @@ def is_text(content_type: str) -> bool:
     return not ctype or any(t in ctype for t in TEXT_TYPES)
 
 
-async def read_body(response: httpx.Response, coding: str | None, cap: int) -> tuple[bytes, bool]:
-    """At most `cap` bytes of the decoded body, and whether there was more."""
+async def read_body(raw: AsyncIterable[bytes], coding: str | None, cap: int) -> tuple[bytes, bool]:
+    """At most `cap` bytes of the decoded body (`raw`: its bytes as sent), and whether there
+    was more."""
     chunks: list[bytes] = []
     size = 0
     inflater = inflater_for(coding)
-    async for chunk in response.aiter_raw():
+    async for chunk in raw:
         if inflater is not None:
             chunk = inflater.decode(chunk, cap - size)
         chunks.append(chunk)

@@ -23,7 +23,14 @@ import httpx
 from crawler.config import FetchSettings, HostRule, host_rule
 from crawler.fetch import guard
 from crawler.fetch.body import is_text, read_body, read_headers
-from crawler.fetch.client import REDIRECT_STATUSES, Redirect, make_client, stop_at_redirects
+from crawler.fetch.client import (
+    REDIRECT_STATUSES,
+    Redirect,
+    Sender,
+    make_client,
+    make_clients,
+    stop_at_redirects,
+)
 from crawler.fetch.errors import classify_exception
 from crawler.fetch.guard import AddressGuard, Forbidden, ForbiddenAddress
 from crawler.fetch.politeness import (
@@ -135,6 +142,9 @@ class Fetcher:
         self._retrying: AsyncRetrying | None = None  # the retry policy, built at first need
         self._client = client
         self._own_client = client is None
+        # The bulk path: GETs straight through the client's aiohttp session (None: through
+        # the client, as with a client given, a proxy or httpx's own transport).
+        self._sender: Sender | None = None
         self._global = asyncio.Semaphore(max(1, settings.max_concurrency))
         #: requests on the wire now (not those waiting for their host's turn or a free slot)
         self.in_flight = 0
@@ -151,7 +161,7 @@ class Fetcher:
 
     async def __aenter__(self) -> Self:
         if self._client is None:
-            self._client = make_client(self.settings, forbidden=self._forbidden)
+            self._client, self._sender = make_clients(self.settings, forbidden=self._forbidden)
         stop_at_redirects(self._client)
         return self
 
@@ -166,6 +176,9 @@ class Fetcher:
         if self._own_client and self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._sender is not None:
+            await self._sender.aclose()
+            self._sender = None
         if self._alt_client is not None:
             await self._alt_client.aclose()
             self._alt_client = None
@@ -444,14 +457,6 @@ class Fetcher:
         """GET one URL, streaming at most max_body bytes of a text body."""
         client = self._client
         assert client is not None
-        if alt:
-            if self._alt_client is None:
-                self._alt_client = make_client(
-                    dataclasses.replace(self.settings, transport="httpx")
-                )
-                self._alt_client.cookies = client.cookies.jar  # one jar (shared) for both
-                stop_at_redirects(self._alt_client)
-            client = self._alt_client
         rule = self._rule(url.host)
         extra: dict[str, str] | None = None
         if rule is not None and (rule.headers or rule.user_agent):
@@ -460,9 +465,21 @@ class Fetcher:
             extra = dict(rule.headers) if secrets else {}
             if rule.user_agent:
                 extra["User-Agent"] = rule.user_agent
-        request = client.build_request("GET", url, headers=extra)
+        own: str | None = None
         if rule is not None and rule.cookies and secrets:
             own = "; ".join(f"{k}={v}" for k, v in rule.cookies.items())
+        if self._sender is not None and not alt:
+            return await self._sender.get(url, extra, own, self.settings.max_body)
+        if alt:
+            if self._alt_client is None:
+                self._alt_client = make_client(
+                    dataclasses.replace(self.settings, transport="httpx")
+                )
+                self._alt_client.cookies = client.cookies.jar  # one jar (shared) for both
+                stop_at_redirects(self._alt_client)
+            client = self._alt_client
+        request = client.build_request("GET", url, headers=extra)
+        if own:
             jar = request.headers.get("Cookie")
             request.headers["Cookie"] = f"{jar}; {own}" if jar else own
         try:
@@ -473,7 +490,7 @@ class Fetcher:
             headers, coding = read_headers(response.headers.raw)
             if not is_text(headers.get("content-type", "")):
                 return response.status_code, headers, None, False, None
-            body, truncated = await read_body(response, coding, self.settings.max_body)
+            body, truncated = await read_body(response.aiter_raw(), coding, self.settings.max_body)
             return response.status_code, headers, body, truncated, None
         finally:
             await response.aclose()
