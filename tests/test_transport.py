@@ -3,15 +3,20 @@ aiohttp underneath through the public httpx-aiohttp transport, set up for the fe
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import socket
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
 import pytest
 
-from crawler.config import FetchSettings
+from crawler.config import FetchSettings, HostRule
 from crawler.fetch import Fetcher, make_client
+from crawler.fetch.client import Sender
 from crawler.types import ErrorKind
 from tests.server import LocalServer, _Handler
 
@@ -202,3 +207,49 @@ async def test_the_url_goes_out_as_written(server: LocalServer, transport: str) 
     assert r.status == 200
     wire = path.replace(" ", "%20")
     assert server.hits[wire] == 1, server.hits
+
+
+async def test_the_fetchers_direct_sends_go_out_as_its_clients_do(
+    twice: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fetcher's bulk path (client.Sender, straight through the aiohttp session) sends what
+    the httpx client sends: default headers, --header, a host's own headers, user agent and
+    cookies, the cookie jar's and those an answer set."""
+    jar = tmp_path / "cookies.txt"
+    jar.write_text(
+        "# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t4102444800\tjarcookie\tfromjar\n",
+        encoding="utf-8",
+    )
+    rule = HostRule(headers={"Authorization": "Bearer t0ken"}, cookies={"own": "yes"})
+    s = dataclasses.replace(
+        AIOHTTP,
+        retries=0,
+        host_interval=0.0,
+        headers={"X-Everyone": "1", "accept-language": "fr"},
+        cookie_jar=str(jar),
+        hosts={"127.0.0.1": dataclasses.replace(rule, user_agent="special-agent")},
+    )
+    direct = 0
+    get = Sender.get
+
+    async def counted(self: Sender, *a: Any, **kw: Any) -> Any:
+        nonlocal direct
+        direct += 1
+        return await get(self, *a, **kw)
+
+    monkeypatch.setattr(Sender, "get", counted)
+    seen: dict[str, dict[str, str]] = {}
+    for way in ("client", "direct"):
+        async with contextlib.AsyncExitStack() as stack:
+            # a client given to the fetcher is what it sends with; its own: the Sender
+            given = await stack.enter_async_context(make_client(s)) if way == "client" else None
+            f = await stack.enter_async_context(Fetcher(s, client=given))
+            assert (await f.fetch(twice.url(f"/twice?{way}"))).status == 200
+            assert (await f.fetch(twice.url(f"/echo?{way}"))).status == 200
+        (seen[way],) = [h for _, path, h in twice.seen_headers if path == f"/echo?{way}"]
+        assert direct == (2 if way == "direct" else 0)
+    assert seen["direct"] == seen["client"]
+    sent = seen["direct"]
+    assert sent["cookie"] == "jarcookie=fromjar; a=1; b=2; own=yes"
+    assert sent["authorization"] == "Bearer t0ken" and sent["user-agent"] == "special-agent"
+    assert sent["x-everyone"] == "1" and sent["accept-language"].endswith(", fr")

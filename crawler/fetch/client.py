@@ -180,8 +180,8 @@ class Sender:
         from multidict import CIMultiDict
 
         self._session = session
-        # names as httpx-aiohttp handed them to aiohttp (lower case)
-        self._headers: CIMultiDict[str] = CIMultiDict(headers.multi_items())
+        # as httpx-aiohttp handed them to aiohttp: lower-case names, a repeated one joined
+        self._headers: CIMultiDict[str] = CIMultiDict(headers.items())
         self._jar = jar
         self._timeout = aiohttp.ClientTimeout(
             sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool
