@@ -12,7 +12,7 @@ import glob
 import html
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -39,6 +39,8 @@ __all__ = [
     "read_post",
     "read_stdin",
     "scan_post",
+    "stream_post",
+    "survey_post",
     "url_as_read",
 ]
 
@@ -743,47 +745,57 @@ def _heading(line: str) -> tuple[int, str]:
     return level, _md_trim(line[level:end])
 
 
-def _plain_blocks(lines: list[str]) -> Iterator[tuple[int, int, int]]:
-    """(heading level or 0 for a paragraph, first line, end line) of each block of a plain post."""
+def _plain_blocks(lines: Iterable[str]) -> Iterator[tuple[int, int, list[str]]]:
+    """(heading level or 0 for a paragraph, first line, its lines) of each block of a plain
+    post, read from its lines as they come."""
+    block: list[str] = []
     start = -1
     for n, line in enumerate(lines):
         if not line.strip(" \t"):
-            if start >= 0:
-                yield 0, start, n
-                start = -1
+            if block:
+                yield 0, start, block
+                block = []
         elif line[0] == "#":
-            if start >= 0:
-                yield 0, start, n
-                start = -1
-            yield len(_ATX.match(line).group()), n, n + 1  # type: ignore[union-attr]
-        elif start < 0:
-            start = n
-    if start >= 0:
-        yield 0, start, len(lines)
+            if block:
+                yield 0, start, block
+                block = []
+            yield len(_ATX.match(line).group()), n, [line]  # type: ignore[union-attr]
+        else:
+            if not block:
+                start = n
+            block.append(line)
+    if block:
+        yield 0, start, block
 
 
 def _parse_plain(
     lines: list[str], source: str, spans: list[Span | None] | None = None
 ) -> list[Link]:
     """parse_post for a post of ATX headings and paragraphs only: no token stream is built."""
-    links: list[Link] = []
+    return list(_plain_links(lines, source, spans))
+
+
+def _plain_links(
+    lines: Iterable[str], source: str, spans: list[Span | None] | None = None
+) -> Iterator[Link]:
+    """_parse_plain's links as the lines come: only a block and the next are held."""
     headings: list[tuple[int, str]] = []
     section: tuple[str, ...] = ()
     blocks = _plain_blocks(lines)
     block = next(blocks, None)
     previous: str | None = None  # the last line of the paragraph before this block
     while block is not None:
-        level, first, end = block
+        level, first, text = block
         following = next(blocks, None)
         if level:
-            _, content = _heading(lines[first])
+            _, content = _heading(text[0])
             heading = _render_text(content)
             headings = [h for h in headings if h[0] < level]
             if heading:
                 headings.append((level, heading))
             section = tuple(h[1] for h in headings)
         else:
-            content = _md_trim("\n".join(lines[first:end]))
+            content = _md_trim("\n".join(text))
         if _LINK_HINT.search(content):
             for hit in _scan(content, True):
                 offset = content.count("\n", 0, hit.pos)
@@ -796,19 +808,15 @@ def _parse_plain(
                     elif offset + 1 < len(below):
                         title = _as_title(below[offset + 1])
                     elif following is not None and following[0] == 0:
-                        after = _md_trim("\n".join(lines[following[1] : following[2]]))
+                        after = _md_trim("\n".join(following[2]))
                         title = _as_title(after.split("\n", 1)[0])
                     else:
                         title = None
-                links.append(
-                    Link(hit.url, first + offset + 1, title, section, source, not hit.bare)
-                )
+                yield Link(hit.url, first + offset + 1, title, section, source, not hit.bare)
                 if spans is not None:
-                    n = first + offset
-                    spans.append(_span(content, hit, lines[n], n + 1, own_line))
+                    spans.append(_span(content, hit, text[offset], first + offset + 1, own_line))
         previous = None if level else content.rsplit("\n", 1)[-1]
         block = following
-    return links
 
 
 def parse_post(text: str, source: str = "", every: bool = False) -> list[Link]:
@@ -826,6 +834,106 @@ def parse_post(text: str, source: str = "", every: bool = False) -> list[Link]:
     if every:
         return links
     return [link for link in links if _HTTP_URL.match(link.url)]
+
+
+# --- a post read as its lines come -------------------------------------------------------------
+#
+# A post of 100,000 links read whole holds its bytes, its text, its lines and every Link at once
+# (~70 MB traced). A plain post in UTF-8, which is what long reading lists are, is read twice
+# instead: once through its bytes (the digest, the encoding, whether it is plain), then line by
+# line, each Link handed on as its block is read. Any other post is read whole, as before: the
+# same links either way (tests/test_post.py), and the same errors, which the first read never
+# raises itself (read_post reports a file it cannot read, decode or accept).
+
+_SURVEY_CHUNK = 1 << 18
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """A post file read through once: the sha256 of its bytes, and the encoding its links can
+    be read with as its lines come (None: read it whole, with read_post)."""
+
+    digest: str
+    encoding: str | None
+
+
+def survey_post(path: str | os.PathLike[str]) -> Survey:
+    """Read a post file's bytes once, in pieces: their digest, and whether its links can be
+    read as its lines come: UTF-8 text with no NUL byte, no front matter, no dead marks or
+    crawler-ignore comments, and only ATX headings and paragraphs (parse_post's plain path)."""
+    import codecs
+    from hashlib import sha256
+
+    digest = sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    streams = True
+    first = True  # the first line is still to be looked at (BOM, front matter)
+    bom = False
+    carry = ""  # an incomplete last line, or a CR that may be half of a CRLF
+    try:
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(_SURVEY_CHUNK)
+                digest.update(chunk)
+                if not streams:
+                    if not chunk:
+                        break
+                    continue
+                if not chunk:
+                    final = True
+                elif b"\x00" in chunk:
+                    streams = False
+                    continue
+                else:
+                    final = False
+                try:
+                    text = decoder.decode(chunk, final)
+                except UnicodeDecodeError:
+                    streams = False
+                    continue
+                if first and not bom and carry == "" and text.startswith("\ufeff"):
+                    bom, text = True, text[1:]  # utf-8-sig's BOM (_prepare drops one more)
+                text = carry + text
+                if final:
+                    piece, carry = text, ""
+                else:
+                    end = len(text) - 1 if text.endswith("\r") else len(text)
+                    cut = max(text.rfind("\n", 0, end), text.rfind("\r", 0, end)) + 1
+                    piece, carry = text[:cut], text[cut:]
+                piece = _NEWLINE.sub("\n", piece)
+                if first and (piece or final):
+                    first = False
+                    piece = piece.removeprefix("\ufeff")  # as _prepare: one more
+                    if piece.split("\n", 1)[0].rstrip() == "---":
+                        streams = False  # front matter: read whole
+                if streams and (
+                    not _is_plain(piece) or DEAD_MARK in piece or "crawler-ignore" in piece
+                ):
+                    streams = False
+                if final:
+                    break
+    except OSError:
+        return Survey(digest.hexdigest(), None)  # read_post says what is wrong
+    return Survey(digest.hexdigest(), ("utf-8-sig" if bom else "utf-8") if streams else None)
+
+
+def stream_post(path: str | os.PathLike[str], encoding: str, every: bool = False) -> Iterator[Link]:
+    """parse_post's links of a post that survey_post found plain, read as its lines come.
+    InputError if the file changed so that it cannot be read as it was."""
+    name = os.fspath(path)
+    links = _plain_links(_post_lines(name, encoding), name)
+    return links if every else (link for link in links if _HTTP_URL.match(link.url))
+
+
+def _post_lines(name: str, encoding: str) -> Iterator[str]:
+    """A post file's lines as _prepare gives them (split at CRLF, CR or LF; no BOM)."""
+    try:
+        with open(name, encoding=encoding, newline="") as f:
+            for n, line in enumerate(f):
+                line = line.rstrip("\r\n")
+                yield line[1:] if n == 0 and line.startswith("\ufeff") else line
+    except (OSError, UnicodeDecodeError):
+        raise InputError(f"{name}: changed while it was read; run again") from None
 
 
 _IGNORE = re.compile(r"<!--\s*crawler-ignore(-line|-start|-end)?\s*-->")

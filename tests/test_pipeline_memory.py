@@ -304,3 +304,50 @@ def test_the_parent_plans_the_run_as_the_links_come(
     for planned, tasks, links in sampled:
         assert tasks <= 2, sampled  # the one being written
         assert links <= n - planned + 2, sampled  # those read are gone
+
+
+def test_the_parent_reads_the_post_as_the_links_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`crawler check` reads a plain post's links as it plans them, a few at a time (before:
+    the post read whole, its text, lines and every Link held at once, ~70 MB at 100,000
+    links), and the run is the same: every link, line and title in order."""
+    import gc
+
+    import crawler.pipeline as pipeline
+
+    n, hosts, ahead = 600, 60, 40
+    post = tmp_path / "post.md"
+    post.write_text(
+        "# Links\n\n"
+        + "".join(f"https://h{i % hosts}.example/p/{i}\n\n标题 {i}\n\n" for i in range(n)),
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(
+        engine.fetch,
+        "Fetcher",
+        _fake_fetcher({f"https://h{i % hosts}.example/p/{i}": f"标题 {i}" for i in range(n)}),
+    )
+    monkeypatch.setattr(pipeline, "READ_AHEAD", ahead)
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # it would hide them from gc.get_objects()
+    gc.collect()
+    before = sum(isinstance(o, Link) for o in gc.get_objects())  # earlier tests' leftovers
+    alive: list[int] = []  # Links alive at every 25th link planned
+    host_key = engine.host_key
+    planned = 0
+
+    def counting(url: str) -> str:
+        nonlocal planned
+        if planned % 25 == 0:
+            alive.append(sum(isinstance(o, Link) for o in gc.get_objects()) - before)
+        planned += 1
+        return host_key(url)
+
+    monkeypatch.setattr(engine, "host_key", counting)
+    done = _check_in_process(post, tmp_path / "r")
+    assert [(c.link.line, c.link.listed_title) for c in done.run.checks] == [
+        (4 * i + 3, f"标题 {i}") for i in range(n)
+    ]
+    assert done.run.counts()["ok"] == n
+    assert len(alive) >= n // 25
+    assert max(alive) <= ahead + 2, alive  # those read ahead, and the one in hand

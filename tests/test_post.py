@@ -547,6 +547,65 @@ def test_the_plain_fast_path_finds_what_markdown_it_finds(lines: list[str]) -> N
     assert scan_post(text, "p.md", every=True) == list(zip(expected, spans, strict=True))
 
 
+_ENDINGS = st.sampled_from(["\n", "\r\n", "\r"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(_LINES, max_size=12) | st.lists(_PLAIN_LINES, max_size=12),
+    endings=st.lists(_ENDINGS, min_size=12, max_size=12),
+    head=st.sampled_from(["", "\ufeff", "\ufeff\ufeff", "---\n", "x 已失效\n"]),
+    last=st.booleans(),
+    chunk=st.sampled_from([1, 2, 3, 7, 1 << 18]),
+)
+def test_a_post_read_as_its_lines_come_gives_parse_post_s_links(
+    lines: list[str], endings: list[str], head: str, last: bool, chunk: int
+) -> None:
+    """survey_post reads the bytes in pieces (cut anywhere: inside a character, between CR and
+    LF); a post it lets stream gives read_post's links, line for line, and the same digest; it
+    lets a plain UTF-8 post stream, and no other (front matter, dead marks, other blocks)."""
+    import hashlib
+    import tempfile
+
+    text = head + "".join(line + end for line, end in zip(lines, endings, strict=False))
+    if not last and text:
+        text = text.rstrip("\r\n")
+    data = text.encode("utf-8")
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "post.md"
+        path.write_bytes(data)
+        old = post_module._SURVEY_CHUNK
+        post_module._SURVEY_CHUNK = chunk
+        try:
+            survey = post_module.survey_post(path)
+        finally:
+            post_module._SURVEY_CHUNK = old
+        assert survey.digest == hashlib.sha256(data).hexdigest()
+        _, expected = read_post(path, every=True)
+        body = text.removeprefix("\ufeff")
+        prepared = post_module._prepare(body)
+        plain = post_module._is_plain("\n".join(prepared))
+        first = post_module._NEWLINE.sub("\n", body.removeprefix("\ufeff")).split("\n", 1)[0]
+        whole = first.rstrip() == "---" or post_module.DEAD_MARK in text  # front matter or not
+        assert (survey.encoding is not None) == (plain and not whole), survey
+        if survey.encoding is not None:
+            assert survey.encoding == ("utf-8-sig" if head.startswith("\ufeff") else "utf-8")
+            assert list(post_module.stream_post(path, survey.encoding, every=True)) == expected
+            http = [link for link in expected if link.url.startswith("http")]
+            assert list(post_module.stream_post(path, survey.encoding)) == http
+
+
+def test_a_post_that_is_not_utf_8_or_has_nul_bytes_is_read_whole(tmp_path: Path) -> None:
+    """GBK text and NUL bytes are read_post's to judge (it decodes GBK, it refuses NULs)."""
+    gbk = tmp_path / "gbk.md"
+    gbk.write_bytes("# 参考\n\nhttps://a.example/\n\n标题\n".encode("gb18030"))
+    assert post_module.survey_post(gbk).encoding is None
+    nul = tmp_path / "nul.md"
+    nul.write_bytes(b"https://a.example/\n\x00\n")
+    assert post_module.survey_post(nul).encoding is None
+    assert post_module.survey_post(tmp_path / "missing.md").encoding is None
+
+
 def test_the_seed_layout_takes_the_fast_path() -> None:
     text = "# 参考\n\nhttps://a.example/1\n\n标题一\n\n## 二\nhttps://a.example/2\n标题二\n"
     assert post_module._is_plain("\n".join(post_module._prepare(text)))
