@@ -633,9 +633,17 @@ class PgStore(Store):
             yield f"{column} = ANY(?::{kind}[])", (clean,)
 
     def _planned(self, run_id: int) -> None:
-        """Hold the new run's advisory lock for as long as this connection lives (lock())."""
+        """Hold the new run's advisory lock for as long as this connection lives (lock()),
+        and give the planner the new run's statistics (PostgreSQL's advice after a bulk load).
+
+        Without them (autovacuum analyzes a table a minute or more after it is filled, maybe
+        after the run) PostgreSQL marked each batch of written URLs done by scanning all the
+        run's pending URLs (run_urls_todo), not by looking each up by its key: every write
+        cost the size of the run, and the run's PostgreSQL CPU depended on when autovacuum
+        came."""
         with self.pgconn.errors():
             self.pgconn.pg.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (RUN_LOCK, run_id))
+            self.pgconn.pg.execute("ANALYZE run_urls, run_hosts")
         self._run_locks.add(run_id)
 
 

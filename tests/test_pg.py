@@ -204,6 +204,80 @@ def test_a_runs_progress_is_each_check_written_once_as_its_hosts_count_them(
         store.close()
 
 
+def _rows_read(store: Any, table: str) -> int:
+    """Rows and index entries of table the server has read in scans so far, as its statistics
+    count them, with the store's connection's own counts flushed first."""
+    store.pgconn.pg.execute("SELECT pg_stat_force_next_flush()")  # flushed as it goes idle
+    with psycopg.connect(store.url.conninfo, autocommit=True) as c:
+        row = c.execute(
+            "SELECT coalesce(t.seq_tup_read, 0) + (SELECT coalesce(sum(i.idx_tup_read), 0) "
+            "FROM pg_stat_user_indexes i WHERE i.relid = t.relid) "
+            "FROM pg_stat_user_tables t WHERE t.relname = %s",
+            (table,),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+
+def test_a_worker_reads_the_urls_of_its_host_not_the_whole_run(pg_url: str) -> None:
+    """A freshly planned run has no statistics until autovacuum gets to it (a minute or more
+    after); without them PostgreSQL marked each batch of written URLs done by scanning every
+    pending URL of the run (the run_urls_todo index), so each write cost the run's size.
+    Measured by the server's own counters: a host's claim, writes and release read about
+    its own URLs, whatever the run's size, in a history holding an earlier run too."""
+    from datetime import UTC, datetime
+
+    from crawler.db import open_store
+    from crawler.engine import url_tasks
+    from crawler.frontier import Finished, UrlTask
+    from crawler.types import Check, Link, Verdict
+
+    def finished(tasks: list[UrlTask]) -> list[Finished]:
+        now = datetime.now(UTC)
+        return [
+            Finished(t.url, tuple(
+                (p, Check(link=k, fetch=None, meta=None, verdict=Verdict.ERROR, reason="x",
+                          detail="d", checked_at=now), Verdict.ERROR)
+                for p, k in t.links
+            ), None)
+            for t in tasks
+        ]  # fmt: skip
+
+    def work_on_a_host(run: int) -> int:
+        """Lease a host, write its URLs 25 at a time (as a worker's writer does), give it
+        back; the URLs written."""
+        host = store.lease_host(run, "m:1:x", 60.0, time.time())
+        assert host is not None
+        tasks = store.pending(run, host)
+        written = sum(store.write_finished(run, finished(tasks[i : i + 25]))
+                      for i in range(0, len(tasks), 25))  # fmt: skip
+        store.release_host(run, host, "m:1:x")
+        return written
+
+    store = open_store(parse_db(pg_url))
+    try:
+        for source in ("earlier.md", "p.md"):  # the second in a history holding the first
+            links = [
+                Link(url=f"http://h{i % 100}.test/{source}/{i}", line=i + 1, listed_title=None,
+                     section=(), source=source)
+                for i in range(10_000)
+            ]  # fmt: skip
+            run = store.plan_run(datetime.now(UTC), [source], {}, {}, url_tasks(links))
+            for _ in range(4):  # (the store's statements are prepared by now)
+                work_on_a_host(run)
+            before = _rows_read(store, "run_urls")
+            written = work_on_a_host(run) + work_on_a_host(run)
+            read = _rows_read(store, "run_urls") - before
+            assert written == 200
+            # each URL read about twice to claim it, once to mark it done, twice to give its
+            # host back (a scan of the run's pending URLs at every write: ~77,000 for these 200)
+            assert read <= 8 * written, (source, read, written)
+            if source == "earlier.md":
+                for tasks in store.pending_urls(run, 5000):
+                    store.write_finished(run, finished(tasks))
+    finally:
+        store.close()
+
+
 def test_text_with_nul_is_stored_on_postgresql(pg_url: str) -> None:
     from crawler.db import open_store
 
