@@ -39,6 +39,11 @@ CONNECT_TIMEOUT = 10  # seconds, unless the URL sets connect_timeout
 #: How long a store whose connection broke (a restarted or failed-over server) tries to get
 #: a new one before it gives up with one line.
 RECONNECT_SECONDS = 60.0
+#: How long the server keeps a connection idle inside a transaction before it ends it (its
+#: transaction rolled back): a process stopped mid-transaction (SIGSTOP, a frozen machine)
+#: would otherwise hold its rows locked, and `SKIP LOCKED` keeps their hosts from every other
+#: worker until it runs again. Back, it finds the connection lost and reconnects (RETRIED).
+IDLE_IN_TRANSACTION_SECONDS = 20.0
 MIGRATION_LOCK = 0x6372_6177  # pg_advisory_xact_lock key taken while migrating ('craw')
 RUN_LOCK = 0x6372  # first key of the advisory lock a live run's process holds (second: run id)
 #: Connections (and threads) for the steps a worker's event loop hands off (PgStore.off_loop):
@@ -302,6 +307,10 @@ class PgConnection:
             yield
         except psycopg.OperationalError as exc:
             raise StoreError(f"lost the history database {self.name}: {_first_line(exc)}") from exc
+        except psycopg.Error as exc:
+            if not self.lost():  # e.g. the server ended it: IdleInTransactionSessionTimeout
+                raise
+            raise StoreError(f"lost the history database {self.name}: {_first_line(exc)}") from exc
 
     def close(self) -> None:
         self.pg.close()
@@ -325,6 +334,8 @@ def _options(url: PgUrl) -> dict[str, Any]:
     }  # fmt: skip
     if "connect_timeout" not in params:
         extra["connect_timeout"] = CONNECT_TIMEOUT
+    idle = f"-c idle_in_transaction_session_timeout={round(IDLE_IN_TRANSACTION_SECONDS * 1000)}"
+    extra["options"] = f"{params.get('options', '')} {idle}".strip()  # after the URL's own
     return extra
 
 

@@ -785,6 +785,81 @@ def _owned_by(url: str, pid: int) -> int:
     )
 
 
+_STOPPED_IN_A_TRANSACTION = """
+import os, signal, sys
+import crawler.pgstore as pgstore
+from crawler.db import open_store, parse_db
+from crawler.errors import StoreError
+
+pgstore.IDLE_IN_TRANSACTION_SECONDS = float(sys.argv[3])
+store = open_store(parse_db(sys.argv[1]))
+run = int(sys.argv[2])
+try:
+    with store.transaction() as c:
+        c.execute("SELECT host FROM run_hosts WHERE run_id = ? FOR UPDATE", (run,)).fetchall()
+        print("holding", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)  # stopped with the run's hosts locked
+    print("committed", flush=True)
+except StoreError as exc:
+    print("lost:", exc, flush=True)
+print("written:", store.written(run), flush=True)  # back on a new connection
+store.close()
+"""
+
+
+def test_a_process_stopped_inside_a_transaction_does_not_keep_its_hosts_from_the_others(
+    pg_url: str,
+) -> None:
+    """A worker stopped (SIGSTOP) inside a transaction held its rows locked, and SKIP LOCKED
+    kept those hosts from every other worker until it ran again. The server now ends a
+    connection idle in a transaction (idle_in_transaction_session_timeout, here 1 s): the
+    hosts are leased by another, and the stopped process, continued, finds its connection
+    lost, says so in one line and goes on over a new one."""
+    from datetime import UTC, datetime
+
+    from crawler.db import open_store
+    from crawler.engine import url_tasks
+    from crawler.types import Link
+
+    store = open_store(parse_db(pg_url))
+    links = [
+        Link(url=f"http://h{i}.test/a", line=i + 1, listed_title=None, section=(), source="p.md")
+        for i in range(2)
+    ]
+    run = store.plan_run(datetime.now(UTC), ["p.md"], {}, {}, url_tasks(links))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STOPPED_IN_A_TRANSACTION, pg_url, str(run), "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"holding\n"
+        while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+            time.sleep(0.05)  # until it is stopped
+        leased = set()
+        deadline = time.monotonic() + 120  # a bound for a hang, not a timing
+        while len(leased) < 2 and time.monotonic() < deadline:
+            host = store.lease_host(run, "m:2:other", 60.0, time.time())
+            if host is None:
+                time.sleep(0.2)
+            else:
+                leased.add(host)
+        assert leased == {"h0.test", "h1.test"}
+        proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+        lines = out.decode().splitlines()
+        assert lines[:1] and lines[0].startswith("lost: lost the history database"), (out, err)
+        assert lines[1:] == ["written: 0"], (out, err)
+        assert proc.returncode == 0, err
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait()
+        store.close()
+
+
 def test_a_worker_stalled_past_its_lease_starts_nothing_more_on_the_hosts_it_lost(
     tmp_path: Path, farm: HostFarm, pg_url: str
 ) -> None:
