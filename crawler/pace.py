@@ -29,8 +29,9 @@ The rule (additive increase, multiplicative decrease, as TCP does):
     after their cool-down); the URL's own if shown at the proven level, else asked once more;
   - at the proven level, the BURST-th from distinct URLs within the last BURST_SPAN answers
     (or twice the limit, if more): the host's limit fell; half the requests in flight (at
-    least 1), twice the interval (at least BACKOFF_INTERVAL, at most MAX_INTERVAL), the
-    requests in flight then remembered as too much;
+    least 1), twice the interval (at least BACKOFF_INTERVAL, at most MAX_INTERVAL), the most
+    requests in flight that met one of those pages remembered as too much (a URL blocked at
+    any pace meets its page at any count: the fewest may be its own);
 - a burst of timeouts (TIMEOUT_BURST within TIMEOUT_WINDOW seconds) halves the requests in
   flight and doubles the interval likewise (a timeout says the host is slow, not where its
   limit is: `known_max` stays);
@@ -264,8 +265,10 @@ class PaceController:
             self._slowed_at = now
             self.limit = self._clamp(self.good)
             return Blame.PACE
-        if len(distinct) >= BURST:
-            self._suspect(distinct, max(1, min(self.limit, inflight) - 1))
+        if len(distinct) >= BURST:  # the most in flight that met one is too much: a URL
+            # blocked at any pace meets its page at any count, the fewest may be its own
+            most = max(n for _, _, n, _ in self._pages)
+            self._suspect(distinct, max(1, min(self.limit, most) - 1))
             self._halve(now)
             return Blame.PACE
         if probe and url is not None:  # the first: that level waits for the URL's next answer

@@ -343,6 +343,20 @@ def test_the_requests_in_flight_at_a_burst_are_what_is_too_much() -> None:
     assert c.limit == 3
 
 
+def test_a_burst_remembers_the_most_in_flight_its_pages_met() -> None:
+    # A whole-blog run: two pages at 5 in flight, then one from a URL blocked at any pace
+    # answered at 2 made the burst; taking its 2 for the limit set known_max to 1, and the
+    # last 200 s of WeChat (and the next run, which starts there) went one request at a time.
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(5, 0.0))
+    assert page(c, clock, "https://h/a", inflight=5) is Blame.URL
+    assert page(c, clock, "https://h/b", inflight=5) is Blame.URL
+    assert page(c, clock, "https://h/blocked-at-any-pace", inflight=2) is Blame.PACE
+    assert (c.limit, c.known_max) == (2, 4)
+    clean(c, clock, CLEAN_RUN * 5, inflight=4)
+    assert c.limit == 4
+
+
 def test_a_probe_page_alone_keeps_its_level_unasked_until_its_url_answers_again() -> None:
     # A host one under its limit shows the page to one request in so many (WeChat's 6: at 7 in
     # flight, the 7th to arrive): a probe to 7 met one page, then a run of clean answers took 7
