@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
 
 import crawler.engine as engine
 from crawler.cli import cli
-from crawler.pace import Pace
+from crawler.pace import Outcome, Pace
 from crawler.store import Store
 
 LIMIT = 3  # the server's: more in flight than this and it shows its verification page
@@ -413,3 +414,40 @@ def test_a_page_is_read_after_its_request_gave_its_host_place_back(
     assert set(verdicts.values()) == {"ok"}
     assert len(held) == len(urls)  # each page read once
     assert not any(held)
+
+
+def test_a_url_blocked_in_the_last_run_is_no_news_about_the_pace(
+    guarded: Guarded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A whole-blog run's second day meets again the pages of the 366 WeChat URLs the first judged
+    # blocked; three of them within eight answers at the proven level made a burst and halved
+    # the pace. A URL blocked in the last run that shows its page again says nothing of the
+    # pace: it is asked again after its cool-down, as any, and blocked if it stays so.
+    monkeypatch.setattr(engine, "COOL_DOWN", 0.2)
+    base = f"http://127.0.0.1:{guarded.port}"
+    always = {f"/p/{i}" for i in (3, 4, 5)}  # together: at the proven level, a burst
+    guarded.always = frozenset(always)
+    post = tmp_path / "post.md"
+    urls = [f"{base}/p/{i}" for i in range(30)]
+    post.write_text("\n\n".join(f"- [Page {i}]({u})" for i, u in enumerate(urls)) + "\n")
+    db = tmp_path / "h.sqlite"
+    _keep_pace(db, guarded.port, Pace(LIMIT, 0.0, known_max=LIMIT))
+    first = _verdicts(post, tmp_path / "r1", db, "--host-interval", "0")
+    assert {u for u, v in first.items() if v == "blocked"} == {base + p for p in always}
+
+    heard: list[tuple[str, Outcome]] = []
+    record = engine.PaceController.record
+
+    def listened(self: Any, outcome: Outcome, started: float, inflight: int | None = None,
+                 url: str | None = None) -> Any:  # fmt: skip
+        heard.append((urlsplit(url or "").path, outcome))
+        return record(self, outcome, started, inflight, url)
+
+    monkeypatch.setattr(engine.PaceController, "record", listened)
+    asked = Counter(guarded.asked)
+    second = _verdicts(post, tmp_path / "r2", db, "--host-interval", "0")
+    assert second == first
+    for p in always:  # asked again after a cool-down, as in the first run
+        assert guarded.asked[p] - asked[p] == 2
+    assert {o for p, o in heard if p in always} == {Outcome.NEUTRAL}
+    assert Outcome.SLOW_DOWN not in {o for p, o in heard if p not in always}
