@@ -462,3 +462,45 @@ def test_sigterm_on_check_finishes_the_requests_in_flight_and_writes_their_check
         "SELECT count(*) FROM run_hosts WHERE lease_owner IS NOT NULL"
     ).fetchone() == (0,)
     conn.close()
+
+
+# ------------------------------------------------------------------- the worker's event loop
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_a_worker_runs_on_uvloop_where_it_is_installed_else_on_asyncio_s_loop(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installed: bool
+) -> None:
+    import asyncio
+
+    import uvloop
+
+    import crawler.pipeline
+
+    db = tmp_path / "h.sqlite"
+    store = Store.open(db)
+    links = [Link(server.url(f"/page/plain?loop={installed}&n={n}"), n + 1) for n in range(3)]
+    run_id = plan_run(
+        store, url_tasks(links), started=datetime.now(UTC), sources=["l.md"], digests={},
+        history=True, options=RunOptions(),
+    )  # fmt: skip
+    store.close()
+    if not installed:
+        monkeypatch.setitem(sys.modules, "uvloop", None)  # `import uvloop` raises ImportError
+    loops: list[asyncio.AbstractEventLoop] = []
+    run = Worker.run
+
+    async def seen(self: Worker) -> None:
+        loops.append(asyncio.get_running_loop())
+        await run(self)
+
+    monkeypatch.setattr(Worker, "run", seen)
+    fast = FetchSettings(host_interval=0, retries=0)
+    assert crawler.pipeline.work_on_run(db, run_id, fast) == 0
+    (loop,) = loops
+    assert isinstance(loop, uvloop.Loop) is installed
+    assert isinstance(loop, asyncio.SelectorEventLoop) is not installed
+    store = Store.open(db)
+    assert store.checked(run_id) == 3
+    store.close()
+    assert sum(n for p, n in server.hits.items() if f"loop={installed}" in p) == 3
