@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from itertools import chain
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crawler.errors import CrawlerError
@@ -63,11 +64,12 @@ def stream_links(inputs: Sequence[str], every: bool = False) -> InputStream:
             found, dropped = _read_whole(src, data, every)
         else:
             survey = survey_post(src)
-            digest = survey.digest
             if survey.encoding is not None:
                 found, dropped = stream_post(src, survey.encoding, every), 0
             else:
                 found, dropped = _read_whole(src, None, every)
+            # a pipe (`<(…)`) was read once, by read_post: what a second read finds, as before
+            digest = survey.digest or sha256(Path(src).read_bytes()).hexdigest()
         parts.append(found)
         ignored += dropped  # counted with the excluded links (`crawler check`'s summary)
         # keyed by real path: enrich finds the check whatever path or folder it is given

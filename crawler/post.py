@@ -853,7 +853,7 @@ class Survey:
     """A post file read through once: the sha256 of its bytes, and the encoding its links can
     be read with as its lines come (None: read it whole, with read_post)."""
 
-    digest: str
+    digest: str | None  # None: not a regular file (a pipe is not read twice here)
     encoding: str | None
 
 
@@ -862,8 +862,14 @@ def survey_post(path: str | os.PathLike[str]) -> Survey:
     read as its lines come: UTF-8 text with no NUL byte, no front matter, no dead marks or
     crawler-ignore comments, and only ATX headings and paragraphs (parse_post's plain path)."""
     import codecs
+    import stat
     from hashlib import sha256
 
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe's bytes are for read_post
+            return Survey(None, None)
+    except OSError:
+        return Survey(None, None)  # read_post says what is wrong
     digest = sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     streams = True
@@ -913,7 +919,7 @@ def survey_post(path: str | os.PathLike[str]) -> Survey:
                 if final:
                     break
     except OSError:
-        return Survey(digest.hexdigest(), None)  # read_post says what is wrong
+        return Survey(None, None)  # read_post says what is wrong
     return Survey(digest.hexdigest(), ("utf-8-sig" if bom else "utf-8") if streams else None)
 
 

@@ -730,3 +730,21 @@ def test_a_url_in_an_html_block_is_read_as_written() -> None:
     assert link.url == "https://x.example/a\\[t](https://b.example/"
     assert span is not None and span.kind == "html"
     assert text.splitlines()[1][span.start : span.end] == link.url
+
+
+def test_a_post_given_as_a_pipe_is_read_once(tmp_path: Path) -> None:
+    """`crawler check <(cat post.md)`: a pipe is no file to read twice, so its links are read
+    whole, by read_post (the survey read it first and left the stream nothing: no links)."""
+    from crawler.inputs import stream_links
+
+    text = "# 参考\n\nhttps://a.example/x\n\n标题\n"
+    r, w = os.pipe()
+    try:
+        os.write(w, text.encode())
+        os.close(w)
+        found = stream_links([f"/dev/fd/{r}"])
+        assert list(found.links) == [
+            Link("https://a.example/x", 3, "标题", ("参考",), f"/dev/fd/{r}", False)
+        ]
+    finally:
+        os.close(r)
