@@ -25,6 +25,7 @@ from crawler.fetch import guard
 from crawler.fetch.body import is_text, read_body, read_headers
 from crawler.fetch.client import (
     REDIRECT_STATUSES,
+    Answer,
     Redirect,
     Sender,
     make_client,
@@ -451,9 +452,7 @@ class Fetcher:
                 truncated=truncated,
             )
 
-    async def _get(
-        self, url: httpx.URL, alt: bool = False, secrets: bool = True
-    ) -> tuple[int, dict[str, str], bytes | None, bool, str | None]:
+    async def _get(self, url: httpx.URL, alt: bool = False, secrets: bool = True) -> Answer:
         """GET one URL, streaming at most max_body bytes of a text body."""
         client = self._client
         assert client is not None
