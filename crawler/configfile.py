@@ -25,7 +25,7 @@ IGNORE_FILE = ".crawlerignore"
 HOST_KEYS: dict[str, str] = {
     "headers": "a table of strings",
     "cookies": "a table of strings",
-    "user_agent": "a string",
+    "user_agent": "an ASCII string",
     "concurrency": "an integer ≥ 1",
     "interval": "a number of seconds ≥ 0",
     "accept": "a list of HTTP status codes",
@@ -139,12 +139,26 @@ def _patterns(path: Path, key: str, value: Any) -> tuple[re.Pattern[str], ...]:
     return tuple(_compile(path, f"{key}[{i}]", p) for i, p in enumerate(value))
 
 
-def _str_table(path: Path, key: str, value: Any) -> dict[str, str]:
+def _str_table(path: Path, key: str, value: Any, sent: bool = False) -> dict[str, str]:
+    """A table of strings; `sent`: names and values go into requests as they are, so they
+    must be ASCII without line breaks (httpx cannot send others, aiohttp would send UTF-8)."""
     table = _table(path, key, value)
     for k, v in table.items():
         if not isinstance(v, str):
             raise ConfigError(f"{path}: {key}.{k}: expected a string, got {v!r}")
+        if sent and not _sendable(k):
+            raise ConfigError(f"{path}: {key}.{k}: a name must be ASCII, without line breaks")
+        if sent and not _sendable(v):
+            raise ConfigError(
+                f"{path}: {key}.{k}: the value must be ASCII, without line breaks (percent-encode "
+                f"the other characters), got {v!r}"
+            )
     return table
+
+
+def _sendable(text: str) -> bool:
+    """Whether a header's name or value can go into a request as written."""
+    return text.isascii() and not any(c in text for c in "\r\n\x00")
 
 
 def _host_rule(path: Path, key: str, value: Any) -> HostRule:
@@ -159,7 +173,8 @@ def _host_rule(path: Path, key: str, value: Any) -> HostRule:
             raise ConfigError(f"{path}: {key}.{k}: expected {HOST_KEYS[k]}, got {rule[k]!r}")
 
     if "user_agent" in rule:
-        expect(isinstance(rule["user_agent"], str), "user_agent")
+        ua = rule["user_agent"]
+        expect(isinstance(ua, str) and _sendable(ua), "user_agent")
     if "concurrency" in rule:
         c = rule["concurrency"]
         expect(isinstance(c, int) and not isinstance(c, bool) and c >= 1, "concurrency")
@@ -171,8 +186,8 @@ def _host_rule(path: Path, key: str, value: Any) -> HostRule:
         ok = isinstance(a, list) and all(isinstance(x, int) and 100 <= x < 1000 for x in a)
         expect(ok, "accept")
     return HostRule(
-        headers=_str_table(path, f"{key}.headers", rule.get("headers", {})),
-        cookies=_str_table(path, f"{key}.cookies", rule.get("cookies", {})),
+        headers=_str_table(path, f"{key}.headers", rule.get("headers", {}), sent=True),
+        cookies=_str_table(path, f"{key}.cookies", rule.get("cookies", {}), sent=True),
         user_agent=rule.get("user_agent"),
         concurrency=rule.get("concurrency"),
         interval=float(rule["interval"]) if "interval" in rule else None,

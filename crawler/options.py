@@ -63,6 +63,10 @@ class HeaderParam(click.ParamType):  # type: ignore[type-arg]
         name, val = name.strip(), val.strip()
         if not sep or not self._NAME.match(name) or any(c in val for c in "\r\n\x00"):
             self.fail(f"{value!r} is not a header like 'Name: value'", param, ctx)
+        if not val.isascii():  # httpx cannot send it; aiohttp would send UTF-8
+            self.fail(
+                f"{value!r}: a header's value must be ASCII (percent-encode the rest)", param, ctx
+            )
         return (name, val)
 
 
@@ -118,7 +122,7 @@ def fetch_options(fn: F) -> F:
         ),
         setting(
             "--user-agent",
-            st.Text(),
+            st.Text(ascii=True),
             DEFAULT_USER_AGENT,
             "User-Agent header.",
             show_default=False,

@@ -231,15 +231,20 @@ class Choice(Setting):
 
 
 class Text(Setting):
-    """Any non-empty string."""
+    """Any non-empty string (`ascii`: of ASCII characters, as a header's value must be)."""
 
     name = "text"
 
+    def __init__(self, ascii: bool = False) -> None:
+        self.ascii = ascii
+
     def expected(self) -> str:
-        return "a non-empty string"
+        return "a non-empty ASCII string" if self.ascii else "a non-empty string"
 
     def parse(self, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
+            raise ValueError(value)
+        if self.ascii and not value.isascii():
             raise ValueError(value)
         return value
 

@@ -7,6 +7,7 @@ requests the servers saw (path as written, every header) must be the same."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import ipaddress
@@ -124,6 +125,11 @@ RAW: dict[str, bytes] = {
         b'Set-Cookie: q="quoted value"; Path=/\r\nLocation: /p/echo/cookie-attrs'
     ),
     "cookie-on-200": _answer(b"HTTP/1.1 200 OK\r\nSet-Cookie: page=1; Path=/\r\n" + HTML, _PAGE),
+    "cookie-mixed": _answer(
+        b"HTTP/1.1 302 Found\r\nSet-Cookie: u=caf\xc3\xa9; Path=/\r\nSet-Cookie: ok=1; Path=/\r\n"
+        b"Set-Cookie: l=caf\xe9; Path=/\r\nSet-Cookie: caf\xc3\xa9=name; Path=/\r\n"
+        b"Location: /p/echo/cookie-mixed"
+    ),
     # the body cut short: a Content-Length the connection closes before; a chunked body that
     # stops mid-chunk; a chunk size that is not hex
     "short-body": _answer(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n" + HTML, _PAGE, False),
@@ -330,6 +336,9 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
             "cookie-paths",
             "cookie-attrs",
             "cookie-on-200",
+            "cookie-utf8",
+            "cookie-latin1",
+            "cookie-mixed",
         )
     ],  # fmt: skip
     ("cookie-gate", "{v4}/cookie-gate/x", {}, True),
@@ -413,6 +422,14 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("upper-scheme-url", "HTTP://{hp}/p/echo/upper", {}, True),
     ("ipv6", "{v6}/p/echo/v6", {}, True),
     ("ipv6-upper", "http://[0:0:0:0:0:0:0:0001]:{v6port}/p/echo/x", {}, True),
+    ("ipv6-long", "http://[0:0:0:0:0:0:0:1]:{v6port}/p/echo/%7E", {}, True),
+    ("userinfo", "http://user:pass@{hp}/p/echo/auth", {}, True),
+    ("userinfo-percent", "http://us%40er:p%3Ass@{hp}/p/echo/auth", {}, True),
+    ("userinfo-latin1", "http://üser:päss@{hp}/p/echo/auth", {}, True),
+    ("userinfo-cjk", "http://用户:密码@{hp}/p/echo/auth", {}, True),
+    ("userinfo-no-password", "http://user@{hp}/p/echo/auth", {}, True),
+    ("userinfo-redirect", "http://user:pass@{hp}" + _go(302, "/p/echo/relative"), {}, True),
+    ("userinfo-redirect-host", "http://user:pass@{hp}" + _go(302, "{v4}/p/echo/named"), {}, True),
     ("localhost", "{lh}/p/echo/localhost", {}, True),
     ("upper-host", "http://LOCALHOST:{port}/p/echo/x", {}, True),
     ("idn", "http://bücher.invalid:{port}/", {}, True),
@@ -474,7 +491,13 @@ def _settings(variant: str, tmp_path: Path, kw: dict[str, Any]) -> FetchSettings
         )
     if variant == "header-overrides":
         s = dataclasses.replace(
-            s, headers={"Cookie": "given=1", "Host": "example.test", "Accept-Encoding": "identity"}
+            s,
+            headers={
+                "Cookie": "given=1",
+                "Host": "example.test",
+                "Accept-Encoding": "identity",
+                "accept-language": "x",
+            },
         )
     return s
 
@@ -567,3 +590,86 @@ async def test_both_send_paths_give_one_result(
     refused_before = r is not None and r.error is ErrorKind.PRIVATE_ADDRESS and not r.hops
     assert direct["client"] == 0
     assert (direct["sender"] > 0) is not refused_before, direct
+
+
+def _wire(got: dict[str, Any], path: str) -> dict[str, str]:
+    """The headers the server read with the request for `path` (the only one)."""
+    (headers,) = [dict(h) for p, h in got["wire"] if p == path]
+    return headers
+
+
+async def test_a_cookie_that_is_not_ascii_is_not_kept_on_either_path(
+    servers: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Set-Cookie with a UTF-8 or latin-1 name or value is dropped and the answer's ASCII
+    cookies kept. httpx's path failed the run (UnicodeEncodeError), the Sender sent back
+    mojibake (c3 a9 read as latin-1, sent as UTF-8)."""
+    with _WIRE_LOCK:
+        WIRE.clear()
+    url = f"{servers['v4']}/p/raw/cookie-mixed"
+    got, _ = await both(_settings("plain", tmp_path, {}), url, None, True, monkeypatch)
+    for path in PATHS:
+        assert got[path]["result"].status == 200, got[path]
+        assert _wire(got[path], "/p/echo/cookie-mixed")["cookie"] == "ok=1"
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "credentials"),
+    [
+        ("user:pass", "user:pass"),
+        ("us%40er:p%3Ass", "us@er:p:ss"),
+        ("üser:päss", "üser:päss"),
+        ("用户:密码", "用户:密码"),
+        ("user", "user:"),
+    ],
+)
+async def test_credentials_in_a_url_go_as_basic_auth_in_utf_8_on_either_path(
+    servers: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    userinfo: str,
+    credentials: str,
+) -> None:
+    """user:pass@ in a URL is sent as Basic auth, UTF-8 (as httpx writes it), never in the
+    request line; a host's own Authorization gives way to it. httpx's path failed the run
+    (aiohttp refused its header next to the URL's credentials); the Sender sent latin-1 and
+    failed the run on CJK."""
+    with _WIRE_LOCK:
+        WIRE.clear()
+    url = f"http://{userinfo}@{servers['hp']}/p/echo/auth"
+    got, _ = await both(_settings("configured", tmp_path, {}), url, None, True, monkeypatch)
+    token = base64.b64encode(credentials.encode()).decode()
+    for path in PATHS:
+        assert got[path]["result"].status == 200, got[path]
+        assert _wire(got[path], "/p/echo/auth")["authorization"] == f"Basic {token}"
+
+
+async def test_a_long_written_ipv6_address_leaves_the_path_as_written_on_either_path(
+    servers: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """http://[0:0:0:0:0:0:0:1]/…/%7E: httpx's path sent `~` (yarl shortens the address only
+    when it quotes, so the written URL's origin looked like another one)."""
+    with _WIRE_LOCK:
+        WIRE.clear()
+    url = f"http://[0:0:0:0:0:0:0:1]:{servers['v6port']}/p/echo/%7E"
+    got, _ = await both(_settings("plain", tmp_path, {}), url, None, True, monkeypatch)
+    for path in PATHS:
+        assert [p for p, _ in got[path]["wire"]] == ["/p/echo/%7E"], got[path]
+
+
+async def test_url_credentials_follow_a_relative_redirect_and_not_one_naming_a_host(
+    servers: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative Location is joined to the URL, credentials and all; a Location naming the
+    host (the same one here) has none of its own."""
+    token = "Basic " + base64.b64encode(b"user:pass").decode()
+    for to, sent in (("/p/echo/relative", True), (f"{servers['v4']}/p/echo/named", False)):
+        with _WIRE_LOCK:
+            WIRE.clear()
+        url = f"http://user:pass@{servers['hp']}" + _go(302, to)
+        got, _ = await both(_settings("plain", tmp_path, {}), url, None, True, monkeypatch)
+        for path in PATHS:
+            assert got[path]["result"].status == 200, got[path]
+            first, then = [dict(h) for _, h in got[path]["wire"]]
+            assert first["authorization"] == token
+            assert then.get("authorization") == (token if sent else None)

@@ -54,14 +54,18 @@ def make_clients(
         max_connections=max(settings.max_concurrency, 1),
         max_keepalive_connections=max(settings.max_concurrency, 1),
     )
-    headers = {
+    built_in = {
         "User-Agent": settings.user_agent,
         "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
         "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8",
         "Accept-Encoding": ACCEPT_ENCODING,
-        **settings.headers,  # --header: every host (a host's own [hosts] headers win)
     }
-    cookies = AnswerJar()
+    # --header: every host (a host's own [hosts] headers win). A name given replaces the
+    # built-in header of that name however it is spelled: httpx would keep both spellings.
+    given = {name.lower() for name in settings.headers}
+    headers = {k: v for k, v in built_in.items() if k.lower() not in given}
+    headers.update(settings.headers)
+    cookies = AnswerJar(AsciiCookies())
     if settings.cookie_jar:
         for cookie in load_cookie_jar(settings.cookie_jar).jar:
             cookies.set_cookie(cookie)
@@ -197,10 +201,17 @@ class Sender:
         text = str(url)
         headers = self._headers
         cookies = any(True for _ in self._jar)
-        if extra or own_cookies or cookies:
+        target = yarl.URL(text, encoded=True).with_fragment(None)
+        userinfo = bool(url.userinfo)
+        if extra or own_cookies or cookies or userinfo:
             headers = headers.copy()
             for k, v in (extra or {}).items():
                 headers[k] = v
+            if userinfo:
+                # as httpx does: Basic auth, the URL's credentials as UTF-8 (aiohttp's own
+                # is latin-1, and fails on other characters), over a host rule's header
+                headers["authorization"] = basic_auth(url.username, url.password)
+                target = target.with_user(None)
             if cookies:
                 asked = urllib.request.Request(text, headers=dict(headers), method="GET")
                 self._jar.add_cookie_header(asked)
@@ -210,7 +221,6 @@ class Sender:
             if own_cookies:
                 jar = headers.get("cookie")
                 headers["cookie"] = f"{jar}; {own_cookies}" if jar else own_cookies
-        target = yarl.URL(text, encoded=True).with_fragment(None)
         with map_aiohttp_exceptions():
             async with self._session().get(
                 target,
@@ -270,6 +280,9 @@ def _written_transport() -> type[AiohttpTransport]:
 
     class Written(AiohttpTransport):
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.userinfo:
+                # httpx has made its Authorization header from them; aiohttp refuses both
+                request.url = request.url.copy_with(username=None, password=None)
             token = _WRITTEN.set(str(request.url))
             try:
                 response = await super().handle_async_request(request)
@@ -284,6 +297,26 @@ def _written_transport() -> type[AiohttpTransport]:
 #: Whether the answer a transport of ours just gave sets a cookie (AnswerJar reads it).
 _SETS_COOKIE: contextvars.ContextVar[bool] = contextvars.ContextVar("sets_cookie", default=True)
 _SET_COOKIE, _SET_COOKIE2 = "set-cookie", "set-cookie2"
+
+
+def basic_auth(username: str, password: str) -> str:
+    """An Authorization header's value for credentials in a URL, as httpx writes it (UTF-8,
+    RFC 7617's charset)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+class AsciiCookies(http.cookiejar.DefaultCookiePolicy):
+    """The jar's policy: a cookie whose name or value is not ASCII is not kept.
+
+    RFC 6265 allows ASCII only; browsers differ (Chrome and Firefox send the bytes back,
+    Safari drops the cookie). httpx cannot send a non-ASCII Cookie header (UnicodeEncodeError)
+    and aiohttp sends every header as UTF-8, so a latin-1 byte could not go back as it came:
+    neither path can send every such cookie as it was set, so both drop it."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
+        if not cookie.name.isascii() or not (cookie.value or "").isascii():
+            return False
+        return super().set_ok(cookie, request)
 
 
 class AnswerJar(http.cookiejar.CookieJar):
@@ -317,7 +350,11 @@ async def _send_as_written(
         import yarl
 
         url = yarl.URL(written, encoded=True).with_fragment(None)
-        if url != req.url and url.origin() == req.url.origin():
+        # yarl shortens an IPv6 address ([0:0:0:0:0:0:0:1] to [::1]) only when it quotes
+        origin = url.origin()
+        if url != req.url and (
+            origin == req.url.origin() or yarl.URL(str(origin)).origin() == req.url.origin()
+        ):
             req.url = url
     return await handler(req)
 
@@ -382,8 +419,14 @@ def load_cookie_jar(path: str) -> httpx.Cookies:
     jar = http.cookiejar.MozillaCookieJar(path)
     try:
         jar.load(ignore_discard=True, ignore_expires=False)
-    except (OSError, http.cookiejar.LoadError) as exc:
+    except (OSError, http.cookiejar.LoadError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the cookie jar: {exc}") from None
+    for cookie in jar:
+        if not cookie.name.isascii() or not (cookie.value or "").isascii():
+            raise ConfigError(
+                f"{path}: the cookie {cookie.name!r} for {cookie.domain}: names and values "
+                "must be ASCII (percent-encode the others)"
+            )
     return httpx.Cookies(jar)
 
 
