@@ -105,6 +105,26 @@ def test_cookie_jar_file(
     assert "cookie" not in headers_at(server, "localhost")[0]
 
 
+def test_a_cookie_jar_with_a_value_that_is_not_ascii_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: LocalServer
+) -> None:
+    """httpx cannot send it (UnicodeEncodeError mid-run, "a bug"): refused before any request."""
+    jar = tmp_path / "cookies.txt"
+    jar.write_text(
+        "# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t4102444800\tnom\tcafé\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "crawler.toml").write_text(f"cookie_jar = '{jar}'\n", encoding="utf-8")
+    post = tmp_path / "post.md"
+    post.write_text(server.url("/echo?jar=1") + "\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, ["check", str(post), *FAST])
+    assert r.exit_code == 1, r.output
+    (line,) = r.output.strip().splitlines()
+    assert str(jar) in line and "'nom'" in line and "must be ASCII" in line
+    assert server.hits["/echo?jar=1"] == 0
+
+
 def test_include_and_exclude_from_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: LocalServer
 ) -> None:

@@ -202,7 +202,7 @@ class Sender:
         headers = self._headers
         cookies = any(True for _ in self._jar)
         target = yarl.URL(text, encoded=True).with_fragment(None)
-        userinfo = bool(url.userinfo)
+        userinfo = "@" in text and bool(url.userinfo)  # "@" first: most URLs have none
         if extra or own_cookies or cookies or userinfo:
             headers = headers.copy()
             for k, v in (extra or {}).items():
