@@ -631,3 +631,26 @@ def test_weighted_length_counts_each_cjk_character_twice(text: str) -> None:
 
     cjk = sum(1 for ch in text if any(lo <= ord(ch) <= hi for lo, hi in _CJK))
     assert weighted_length(text) == len(text) + cjk
+
+
+@pytest.mark.parametrize(
+    ("cjk", "latin"),
+    [(0, 589), (0, 590), (147, 147), (290, 9), (290, 10), (294, 1), (294, 2), (296, 0), (200, 190)],
+)
+def test_a_verification_page_is_one_up_to_600_weighted_characters_of_text(
+    cjk: int, latin: int
+) -> None:
+    """The challenge's text limit counts a CJK character twice (weighted_length), also where
+    the text has fewer than 600 characters (a shortcut skips the count below 300 of them)."""
+    from crawler.extract.text import weighted_length
+    from crawler.sites import CHALLENGE_TEXT_MAX
+
+    text = "请完成验证 " + "验" * cjk + "x" * latin  # a phrase asking for it, then words
+    page = (
+        "<html><head><title>Example</title></head>"
+        f"<body><p>{text}</p><div class='g-recaptcha'></div></body></html>"
+    )
+    meta = extract_meta(page, url="https://www.example.com/a", status=200)
+    within = weighted_length(text) <= CHALLENGE_TEXT_MAX
+    assert within == (11 + 2 * cjk + latin <= CHALLENGE_TEXT_MAX)
+    assert (meta.kind is PageKind.ANTI_ROBOT) == within, (cjk, latin, meta)
