@@ -164,7 +164,7 @@ def write_known(store: Store, run_id: int, tasks: Iterable[UrlTask], now: dateti
         last = known.get(task.url)
         checks = []
         for pos, listed in task.links:
-            link = replace(listed, url=task.url)
+            link = listed if listed.url == task.url else replace(listed, url=task.url)
             if last is None:
                 check = Check(
                     link=link,
@@ -395,7 +395,7 @@ def judge(
     checks: list[tuple[int, Check, Verdict]] = []
     new_state: UrlState | None = None
     for n, (pos, listed) in enumerate(task.links):
-        link = replace(listed, url=task.url)
+        link = listed if listed.url == task.url else replace(listed, url=task.url)
         raw = classify(result, meta, link.compared_title, accept)
         final, hist = raw, None
         if history:

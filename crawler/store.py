@@ -1245,17 +1245,18 @@ def _links_json(links: Sequence[tuple[int, Link]]) -> str:
 
 
 def _task(r: sqlite3.Row, host: str) -> UrlTask:
+    url = r["url"]
     return UrlTask(
-        r["url"], host, _links_from_json(r["links"]), int(r["due"]), _dt(r["last_checked"])
+        url, host, _links_from_json(r["links"], url), int(r["due"]), _dt(r["last_checked"])
     )
 
 
-def _links_from_json(text: str) -> tuple[tuple[int, Link], ...]:
+def _links_from_json(text: str, url: str = "") -> tuple[tuple[int, Link], ...]:
     return tuple(
         (
             int(pos),
             Link(
-                url="",
+                url=url,
                 line=int(line),
                 listed_title=title,
                 section=tuple(sec),
