@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from crawler.sites import (
     ANTI_ROBOT_PATHS,
+    SITES,
     STATUS_QUIRKS,
     TITLE_SUFFIX,
     anti_robot_path,
@@ -26,6 +27,10 @@ DEAD_STATUSES = frozenset({404, 410})
 #: Statuses with which sites refuse robots: we cannot tell whether the page lives. Besides the
 #: standard ones, the sites' own (sites.STATUS_QUIRKS: CSDN's 521, LinkedIn's 999).
 BLOCKED_STATUSES = frozenset({401, 403, 407, 429, 451, *STATUS_QUIRKS})
+
+#: Statuses with which one site refuses robots (SiteRule.blocked_statuses): only these are
+#: looked up by host (sites.blocked_status), not every answer's.
+_SITES_BLOCKED = frozenset(s for rule in SITES for s in rule.blocked_statuses)
 
 #: Permanent redirects (RFC 9110 §15.4.2, RFC 9110 §15.4.9).
 PERMANENT = frozenset({301, 308})
@@ -164,7 +169,9 @@ def classify(
     if kind is PageKind.ANTI_ROBOT or _on_blocked_path(fetch.final_url):
         detail = f"anti-robot page{': ' + notice if notice else ''} (HTTP {status})"
         return Classification(Verdict.BLOCKED, "anti-robot", detail)
-    if status in BLOCKED_STATUSES or blocked_status(_host(fetch.final_url), status):
+    if status in BLOCKED_STATUSES or (
+        status in _SITES_BLOCKED and blocked_status(_host(fetch.final_url), status)
+    ):
         detail = f"the site refused the robot with HTTP {status}"
         if status == 429:
             detail = "still rate-limited (429) after the retries"

@@ -1199,7 +1199,7 @@ def _check_row(run_id: int, c: Check, raw: Verdict, position: int | None) -> tup
         link.url,
         link.source,
         link.line,
-        _json_text(list(link.section)),
+        _section_json(link.section),
         link.listed_title,
         c.verdict.value,
         raw.value,
@@ -1233,6 +1233,11 @@ def _check_row(run_id: int, c: Check, raw: Verdict, position: int | None) -> tup
 #: encoder at every call given any option, and the plan writes a URL's links at each URL (the
 #: encoder was 40 % of the JSON's cost, a fifth of planning 10,000 URLs).
 _json_text = json.JSONEncoder(ensure_ascii=False).encode
+
+
+@lru_cache(maxsize=256)  # a post has few sections, each shared by many links
+def _section_json(section: tuple[str, ...]) -> str:
+    return _json_text(list(section))
 
 
 def _links_json(links: Sequence[tuple[int, Link]]) -> str:
