@@ -308,10 +308,10 @@ def basic_auth(username: str, password: str) -> str:
 class AsciiCookies(http.cookiejar.DefaultCookiePolicy):
     """The jar's policy: a cookie whose name or value is not ASCII is not kept.
 
-    RFC 6265 allows ASCII only; browsers differ (Chrome and Firefox send the bytes back,
-    Safari drops the cookie). httpx cannot send a non-ASCII Cookie header (UnicodeEncodeError)
-    and aiohttp sends every header as UTF-8, so a latin-1 byte could not go back as it came:
-    neither path can send every such cookie as it was set, so both drop it."""
+    RFC 6265 allows ASCII only; browsers differ on the rest. httpx cannot send a non-ASCII
+    Cookie header (UnicodeEncodeError) and aiohttp sends every header as UTF-8, so a latin-1
+    byte could not go back as it came: neither path can send every such cookie as it was set,
+    so both drop it."""
 
     def set_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
         if not cookie.name.isascii() or not (cookie.value or "").isascii():
