@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crawler.extract import bounded
 from crawler.extract.meta import extract_fields
@@ -51,6 +53,59 @@ def _read_from_prefix(html: str) -> bool:
     if rest is None:  # JSON-LD in the rest: not even tried
         return False
     return _read(Page(html, data, None, bounded.PREFIX, rest), None, None, False) is not None
+
+
+@pytest.fixture(autouse=True, params=["scanner", "regexes"])
+def search(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the marks of the rest found by hyperscan and by the regexes."""
+    if request.param == "regexes":
+        monkeypatch.setattr(bounded, "_scanner_state", [None])
+    return str(request.param)
+
+
+def _facts(rest: bounded.Rest | None) -> tuple[object, ...] | None:
+    """Everything holds() may ask of a rest."""
+    if rest is None:
+        return None
+    tags = tuple(tuple(rest.at(name)) for name in bounded._SCAN_TAGS)
+    return tags, tuple(rest.has(mark) for mark in bounded._SCAN_MARKS)
+
+
+_SCANNER: list[object] = []
+
+
+def _installed_scanner() -> object:
+    """hyperscan's database and scratch, compiled once (installed wherever the tests run)."""
+    if not _SCANNER:
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(bounded, "_scanner_state", [])
+            _SCANNER.append(bounded._scanner())
+    assert _SCANNER[0] is not None
+    return _SCANNER[0]
+
+
+#: Pieces of the rest of a page: every mark, in odd cases and spellings, cut and run together.
+REST_BITS = st.sampled_from(
+    ["<meta name=x>", "<META", "<Meta", "<h1>", "<H1", "<h10>", "<html", "<HTML lang=en>",
+     "<title>", "<TiTlE", "<article", "<ARTICLE>", "<main>", "<MAIN", "<mai", "<", "<<h1",
+     "ld+json", "LD+JSON", "Ld+Json", "ld&#43;json", "LD&#X2B;JSON", "ld&#0043json",
+     "ld&plus;json", "ld&amp;json", "ld+jso", "ld", "canonical", "CANONICAL", "canonica",
+     "articleBody", "ARTICLEBODY", "role=main", "ROLE = 'MAIN", "role=\tmain", "role\v=main",
+     "role=\"main", "role=x", "x", " ", "\n", "é", "\xff"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(REST_BITS, max_size=60), at=st.integers(min_value=0, max_value=200))
+def test_the_scanner_finds_in_the_rest_what_the_regexes_find(parts: list[str], at: int) -> None:
+    rest = "".join(parts).encode("utf-8", "surrogateescape")
+    data = b"<p>" * ((bounded.PREFIX - bounded.OVERLAP) // 3 + 1) + rest
+    data = data[: bounded.PREFIX - bounded.OVERLAP + at] + data[bounded.PREFIX - bounded.OVERLAP :]
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(bounded, "_scanner_state", [_installed_scanner()])
+        scanned = _facts(bounded.rest_of(data))
+        m.setattr(bounded, "_scanner_state", [None])
+        assert _facts(bounded.rest_of(data)) == scanned
 
 
 def test_the_prefix_is_above_the_challenge_pages_size() -> None:

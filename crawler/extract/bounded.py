@@ -61,8 +61,8 @@ _OPEN_BLOCKERS = frozenset(
 _OPEN_BLOCKERS |= {"colgroup", "template", "plaintext"}
 
 
-#: In the rest of the page (lower-cased): the main containers, in CONTAINERS' order (role=main
-#: is the fourth), the first an attribute's value, the next two start tags (_TAGS' names).
+#: In the rest of the page: the main containers, in CONTAINERS' order (role=main is the
+#: fourth), the first an attribute's value, the next two start tags (_TAGS' names).
 _CONTAINER_MARKS = (b"articlebody", b"article", b"main")
 _ROLE_MAIN = re.compile(rb"role\s*=\s*[\"']?\s*main")
 
@@ -73,8 +73,9 @@ _ROLE_MAIN = re.compile(rb"role\s*=\s*[\"']?\s*main")
 _TAGS = re.compile(rb"<(html|title|h1|meta|article|main)")
 
 
-#: A meta tag as the tokenizer reads it: quoted values may hold ">".
-_META_TAG = re.compile(rb"<meta(?:[^>\"']|\"[^\"]*\"|'[^']*')*>?")
+#: A meta tag as the tokenizer reads it: quoted values may hold ">" (re.I: the rest is
+#: lower-cased only where no scanner is installed).
+_META_TAG = re.compile(rb"<meta(?:[^>\"']|\"[^\"]*\"|'[^']*')*>?", re.I)
 
 
 def _open_path(page: Page) -> list[LexborNode]:
@@ -88,7 +89,7 @@ def _open_path(page: Page) -> list[LexborNode]:
 
 
 def _meta_keys(tags: list[bytes]) -> set[str]:
-    """Keys Page._add_meta would record for these <meta> tags."""
+    """Keys Page._add_meta would record for these <meta> tags (their keys are lower-cased)."""
     scratch = Page.__new__(Page)
     scratch.meta = {}
     tree = LexborHTMLParser(b"<head>" + b"".join(tags))
@@ -105,48 +106,128 @@ _LD_JSON_REFERENCE = re.compile(rb"ld&(?:#0*43|#x0*2b|plus);?json")
 _LD_JSON_MAYBE = re.compile(rb"ld[+&]")
 
 
-def rest_of(data: bytes) -> bytes | None:
-    """What is past the prefix of data, lower-cased (from OVERLAP bytes before the cut); None
-    when it holds JSON-LD, which the chain reads first (the whole page is parsed at once)."""
-    rest = data[PREFIX - OVERLAP :].lower()
-    at = _LD_JSON_MAYBE.search(rest)
-    if at is not None and (
-        rest.find(b"ld+json", at.start()) >= 0 or _LD_JSON_REFERENCE.search(rest, at.start())
-    ):
-        return None
-    return rest
+#: Every mark looked for in the rest, for the scanner (hyperscan, case-insensitive, over the
+#: raw bytes): JSON-LD's two spellings, _TAGS' start tags, then the other marks.
+_SCAN_TAGS = (b"html", b"title", b"h1", b"meta", b"article", b"main")
+_SCAN_MARKS = (b"canonical", b"articlebody", b"role-main")
+_SCAN_PATTERNS = (
+    rb"ld\+json",
+    _LD_JSON_REFERENCE.pattern,
+    *(b"<" + name for name in _SCAN_TAGS),
+    b"canonical",
+    b"articlebody",
+    _ROLE_MAIN.pattern,
+)
+_LD_IDS = 2  # the first two patterns: JSON-LD
 
 
-class _Tags:
-    """Where each of _TAGS' start tags begins in the rest, found in one pass when first asked."""
+if TYPE_CHECKING:
+    from hyperscan import Database, Scratch
 
-    def __init__(self, rest: bytes) -> None:
-        self.rest = rest
+
+_scanner_state: list[tuple[Database, Scratch] | None] = []  # [] until first asked
+
+
+def _scanner() -> tuple[Database, Scratch] | None:
+    """hyperscan's database of _SCAN_PATTERNS and its scratch space, compiled on first use;
+    None where hyperscan is not installed (the rest is then lower-cased and searched by
+    regexes: 6 times the instructions)."""
+    if not _scanner_state:
+        try:
+            import hyperscan
+        except ImportError:
+            _scanner_state.append(None)
+        else:
+            n = len(_SCAN_PATTERNS)
+            db = hyperscan.Database()
+            db.compile(
+                expressions=list(_SCAN_PATTERNS),
+                ids=list(range(n)),
+                elements=n,
+                flags=[hyperscan.HS_FLAG_CASELESS] * n,
+            )
+            _scanner_state.append((db, hyperscan.Scratch(db)))
+    return _scanner_state[0]
+
+
+class Rest:
+    """The rest of a big page (from OVERLAP bytes before the cut) and where its marks are:
+    found by the scanner in one pass when it is installed, else by regexes over the rest
+    lower-cased, each when first asked."""
+
+    def __init__(self, data: bytes) -> None:
+        """`data` the whole page (ld_json tells whether the rest holds JSON-LD)."""
         self._at: dict[bytes, list[int]] | None = None
+        self._marks: set[bytes] | None = None
+        scanner = _scanner()
+        if scanner is None:
+            self.bytes = data[PREFIX - OVERLAP :].lower()
+            rest = self.bytes
+            maybe = _LD_JSON_MAYBE.search(rest)
+            self.ld_json = maybe is not None and (
+                rest.find(b"ld+json", maybe.start()) >= 0
+                or _LD_JSON_REFERENCE.search(rest, maybe.start()) is not None
+            )
+            return
+        self.bytes = data[PREFIX - OVERLAP :]
+        db, scratch = scanner
+        hits: list[tuple[int, int]] = []
+
+        def on_match(id_: int, start: int, end: int, flags: int, context: object) -> None:
+            hits.append((id_, end))
+
+        db.scan(self.bytes, match_event_handler=on_match, scratch=scratch)
+        self.ld_json = any(id_ < _LD_IDS for id_, _ in hits)
+        at: dict[bytes, list[int]] = {}
+        marks: set[bytes] = set()
+        first_mark = _LD_IDS + len(_SCAN_TAGS)
+        for id_, end in sorted(hits, key=lambda hit: hit[1]):
+            if _LD_IDS <= id_ < first_mark:
+                name = _SCAN_TAGS[id_ - _LD_IDS]
+                at.setdefault(name, []).append(end - len(name) - 1)
+            elif id_ >= first_mark:
+                marks.add(_SCAN_MARKS[id_ - first_mark])
+        self._at, self._marks = at, marks
 
     def at(self, name: bytes) -> list[int]:
-        """Offsets of the "<" of every b"<" + name in the rest (b"<h1" in b"<h10" too)."""
+        """Offsets of the "<" of every b"<" + name in the rest (b"<h1" in b"<h10" too), in
+        any case."""
         if self._at is None:
             self._at = {}
-            for m in _TAGS.finditer(self.rest):
+            for m in _TAGS.finditer(self.bytes):
                 self._at.setdefault(m.group(1), []).append(m.start())
         return self._at.get(name, [])
 
+    def has(self, mark: bytes) -> bool:
+        """Whether the rest holds `mark` (one of _SCAN_MARKS) in any case."""
+        if self._marks is not None:
+            return mark in self._marks
+        if mark == b"role-main":
+            return _ROLE_MAIN.search(self.bytes) is not None
+        return mark in self.bytes
 
-def _tag_in(tags: _Tags, name: bytes) -> bool:
+
+def rest_of(data: bytes) -> Rest | None:
+    """What is past the prefix of data, and its marks; None when it holds JSON-LD, which the
+    chain reads first (the whole page is parsed at once)."""
+    rest = Rest(data)
+    return None if rest.ld_json else rest
+
+
+def _tag_in(rest: Rest, name: bytes) -> bool:
     """Whether the rest holds a start tag `name` (b"h1": not b"<h10" or b"<h1-x")."""
-    rest, end = tags.rest, len(name) + 1
-    for at in tags.at(name):
-        after = rest[at + end : at + end + 1]
+    data, end = rest.bytes, len(name) + 1
+    for at in rest.at(name):
+        after = data[at + end : at + end + 1]
         if not (after.isalnum() or after == b"-"):
             return True
     return False
 
 
-def _meta_tags(tags: _Tags) -> Iterator[re.Match[bytes]]:
+def _meta_tags(rest: Rest) -> Iterator[re.Match[bytes]]:
     """The <meta> tags in the rest."""
-    for at in tags.at(b"meta"):
-        m = _META_TAG.match(tags.rest, at)
+    for at in rest.at(b"meta"):
+        m = _META_TAG.match(rest.bytes, at)
         if m is not None:
             yield m
 
@@ -160,15 +241,14 @@ def _has_lang(page: Page) -> bool:
     return bool(normalize_space(attrs.get("lang") or attrs.get("xml:lang") or ""))
 
 
-def _container_in(tags: _Tags, kinds: int) -> bool:
+def _container_in(rest: Rest, kinds: int) -> bool:
     """Whether the rest may hold a main container of one of the first `kinds` kinds of
     CONTAINERS."""
-    rest = tags.rest
-    if kinds > 0 and _CONTAINER_MARKS[0] in rest:
+    if kinds > 0 and rest.has(_CONTAINER_MARKS[0]):
         return True
-    if any(tags.at(name) for name in _CONTAINER_MARKS[1:kinds]):
+    if any(rest.at(name) for name in _CONTAINER_MARKS[1:kinds]):
         return True
-    return kinds > 3 and bool(_ROLE_MAIN.search(rest))
+    return kinds > 3 and rest.has(b"role-main")
 
 
 def _h1_moot(page: Page, title: str | None, retitle: Callable[[], str | None]) -> bool:
@@ -201,7 +281,8 @@ def holds(
     by their own selectors, and notices look at the page's visible text): its kind follows
     from its title and summary.
     """
-    if not page.rest or page.cut_short or rule is not None or not (title and summary):
+    rest = page.rest
+    if rest is None or page.cut_short or rule is not None or not (title and summary):
         return False
     path = _open_path(page)
     for element in path:
@@ -210,26 +291,23 @@ def holds(
         if element.tag == "script" and "ld+json" in (element.attributes.get("type") or "").lower():
             return False
     open_ids = {element.mem_id for element in path}
-    # In the rest, the start tags in one pass (_Tags) and one bytes.find per other mark (a
-    # regex with re.I is 60 times slower than one find); each is about a tenth of the parse
-    # of the same bytes, so only the marks that could change what the prefix gave are looked
-    # for.
-    rest = page.rest
-    tags = _Tags(rest)
-    if not _has_lang(page) and _tag_in(tags, b"html"):
+    # In the rest, the marks (Rest) that could change what the prefix gave; the regexes, where
+    # no scanner is installed, are each about a tenth of a parse of the same bytes, so only
+    # those are looked for.
+    if not _has_lang(page) and _tag_in(rest, b"html"):
         return False
-    if not page.title_tag and _tag_in(tags, b"title"):
+    if not page.title_tag and _tag_in(rest, b"title"):
         return False
-    if page.canonical_link is None and b"canonical" in rest:
+    if page.canonical_link is None and rest.has(b"canonical"):
         return False
     if (
         page.h1_read
         and len(page.h1) < 2
-        and _tag_in(tags, b"h1")
+        and _tag_in(rest, b"h1")
         and not _h1_moot(page, title, retitle)
     ):
         return False
-    metas = [m.group() for m in _meta_tags(tags)]
+    metas = [m.group() for m in _meta_tags(rest)]
     if metas and not (_meta_keys(metas) & READ_META) <= set(page.meta):
         return False
     if page.paragraph_from is None:  # the summary is the page's description
@@ -239,7 +317,7 @@ def holds(
     if kind is not None and kind < 0:
         return False
     # no main container of a kind the chain takes first (any kind, when the prefix has none)
-    if _container_in(tags, len(CONTAINERS) if kind is None else kind):
+    if _container_in(rest, len(CONTAINERS) if kind is None else kind):
         return False
     if main is None or container is None or container.mem_id != main.mem_id:
         # the body's paragraph: the main container, if any, gave none and is read whole

@@ -21,6 +21,8 @@ TYPE_CHECKING = False  # typing is not imported at run time: start-up time count
 if TYPE_CHECKING:
     from typing import Any
 
+    from crawler.extract.bounded import Rest
+
 
 #: Pages nested deeper than this are cut where they get there: the HTML parser's time grows
 #: with the square of the depth (10,000 nested <div>s, 50 KB, take 0.5 s; 100,000 take 97 s),
@@ -140,12 +142,12 @@ class Page:
     """One parsed page and what has been read from it so far."""
 
     def __init__(
-        self, text: str, data: bytes, url: str | None, prefix: int = 0, rest: bytes = b""
+        self, text: str, data: bytes, url: str | None, prefix: int = 0, rest: Rest | None = None
     ) -> None:
         """`prefix` > 0 parses only that many bytes of data (text and data stay whole: what
-        is read of them unparsed is read in full), `rest` being the rest lower-cased (from a
-        little before the cut); crawler.extract.bounded says whether what was read from them
-        is what the whole page gives."""
+        is read of them unparsed is read in full), `rest` being the rest (from a little
+        before the cut) and its marks; crawler.extract.bounded says whether what was read
+        from them is what the whole page gives."""
         self.text = text
         self.data = data
         self.url = url
