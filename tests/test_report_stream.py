@@ -3,6 +3,7 @@ same checks held in memory, sections that come back after another included."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
@@ -277,6 +278,59 @@ def test_report_html_written_by_a_process_of_its_own_is_the_same_file(
 
 def _append_url(seen: list[str], c: Check) -> None:
     seen.append(c.url)
+
+
+@pytest.mark.parametrize("share", [0.01, 0.5, 0.9])
+def test_report_html_s_rows_made_by_both_processes_are_the_one_process_s_file(
+    share: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where it is written aside, the forked writer makes report.html's rows up to a whole
+    number of the store's reading batches and this process makes the rest on its own pass
+    (html.RowMaker): a split anywhere (in sections that come back after others, among newly
+    broken and recovered checks, in three posts) writes every file byte for byte as one
+    process does, and `also` still sees every check once, in order."""
+    from crawler import report, store
+    from crawler.report import html
+    from tests.factories import write_history
+
+    links = []
+    for i in range(1500):  # three posts of long sections, the first one coming back at times
+        section = ("Part 0", "aside") if i % 97 == 5 else (f"Part {i // 200}",)
+        url = f"https://h{i % 40}.example/p/{i % 1400}"  # the last 100 repeat earlier URLs
+        title = f"标题 {i % 1400}" if i % 9 == 0 else f"Title {i % 1400}"
+        links.append(Link(url, i + 1, title, section, ["a.md", "b.md", "c.md"][i * 3 // 1500]))
+    write_history(tmp_path / "h.sqlite", links, ["a.md", "b.md", "c.md"], runs=3)
+    with contextlib.closing(Store.open(tmp_path / "h.sqlite")) as history:
+        whole, streamed = history.load_run(), history.load_run(stream=True)
+    layout = streamed.tally().layout
+    assert layout.strays and layout.flagged
+    monkeypatch.setattr(store, "BATCH", 100)  # a pass reads 100 checks at a time
+    monkeypatch.setattr(report, "ASIDE_SHARE", share)
+    start = report.aside_start(len(whole.checks))
+    assert start is not None and start % 100 == 0 and 0 < start < len(whole.checks)
+    made: list[str] = []
+
+    class Counted(html.Handoff):
+        def put(self, row: str) -> None:
+            made.append(row)
+            super().put(row)
+
+    monkeypatch.setattr(html, "Handoff", Counted)
+    got = {}
+    for aside in (False, True):
+        monkeypatch.setattr(report, "aside_ok", lambda aside=aside: aside)
+        seen: list[str] = []
+        out = tmp_path / f"aside-{aside}"
+        paths = report.write_reports(
+            streamed, out, sorted(FORMATS), ("dead",), also=[partial(_append_url, seen)]
+        )
+        assert seen == [c.url for c in whole.checks]
+        got[aside] = {p.name: p.read_bytes() for p in paths}
+        assert sorted(x.name for x in out.iterdir()) == sorted(got[aside])  # no temporary left
+    made_here = [i for i in range(start, len(whole.checks)) if i not in layout.strays]
+    assert made and len(made) == len(made_here)
+    assert all(row.encode() in got[True]["report.html"] for row in made)
+    assert got[True] == got[False]
 
 
 def _failing_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: Exception) -> Path:

@@ -10,13 +10,18 @@ script only adds the filter, the search and sorting.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import marshal
+import os
 import re
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache, lru_cache
-from itertools import islice
+from itertools import chain, islice
+from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 from urllib.parse import quote, urlsplit
 
@@ -25,6 +30,7 @@ from markupsafe import Markup, escape
 
 from crawler import __version__
 from crawler.config import RECENT_RUNS, TREND_RUNS
+from crawler.errors import CrawlerError
 from crawler.report.notes import coverage_note, partial_note
 from crawler.sanitize import html_text, visible
 from crawler.types import BROKEN, Check, Key, LazyChecks, Run, Verdict
@@ -261,13 +267,15 @@ class Rows:
 
     def __init__(
         self,
-        checks: Iterable[Check],
+        checks: Iterable[Check | str],
         run: Run,
         multi_source: bool,
         labels: dict[tuple[str, tuple[str, ...]], str],
         n: int | None = None,
     ) -> None:
-        self.checks = checks  # a list, or a _Window on the run's checks as they stream by
+        # a list, or a _Window on the run's checks as they stream by (where its rows were made
+        # by another process, each of those comes made: RowMaker)
+        self.checks = checks
         self.run = run
         self.multi_source = multi_source
         self.labels = labels  # (source, section path) -> the section as shown
@@ -280,18 +288,23 @@ class Rows:
         return self.n > 0
 
     def __iter__(self) -> Iterator[Row]:
-        run, multi, labels = self.run, self.multi_source, self.labels
         for c in self.checks:
-            key = (c.link.source if multi else "", c.link.section)
-            label = labels.get(key)
-            if label is None:
-                label = labels[key] = _section_label(key, multi)
-            yield _row(c, run, multi, label)
+            if isinstance(c, str):
+                raise TypeError("a row made by another process is text, not a Row")
+            yield self._row(c)
+
+    def _row(self, c: Check) -> Row:
+        multi, labels = self.multi_source, self.labels
+        key = (c.link.source if multi else "", c.link.section)
+        label = labels.get(key)
+        if label is None:
+            label = labels[key] = _section_label(key, multi)
+        return _row(c, self.run, multi, label)
 
     def html(self, main: bool, badges: Mapping[str, Markup]) -> Iterator[Markup]:
         """Each row's <tr> element, made as the template writes it (_row_html)."""
-        for r in self:
-            yield Markup(_row_html(r, main, badges))
+        for c in self.checks:
+            yield Markup(c if isinstance(c, str) else _row_html(self._row(c), main, badges))
 
 
 @dataclass(frozen=True, slots=True)
@@ -549,19 +562,21 @@ class _Stream:
     takes its stretch as the template writes it; the checks of a section that come after other
     sections (`strays`, rare) were set aside by index and are added to their own table."""
 
-    def __init__(self, checks: Iterable[Check], strays: set[int]) -> None:
+    def __init__(self, checks: Iterable[Check], strays: set[int], rest: Iterable[str] = ()) -> None:
         self.checks = checks
         self.strays = strays
-        self.it: Iterator[tuple[int, Check]] | None = None
+        self.rest = rest  # the rows after `checks`, made by another process (RowMaker)
+        self.it: Iterator[Check | str] | None = None
         self.at = 0  # checks taken (strays not counted)
 
-    def take(self, start: int, n: int) -> Iterator[Check]:
+    def take(self, start: int, n: int) -> Iterator[Check | str]:
         if self.it is None:
-            self.it = ((i, c) for i, c in enumerate(self.checks) if i not in self.strays)
+            mine = (c for i, c in enumerate(self.checks) if i not in self.strays)
+            self.it = chain(mine, self.rest)
         for _ in range(start - self.at):  # a table before was not written out: skip its rows
             next(self.it)
         self.at = max(self.at, start)
-        for _, c in islice(self.it, n):
+        for c in islice(self.it, n):
             self.at += 1
             yield c
 
@@ -572,18 +587,19 @@ class _Window:
     def __init__(self, stream: _Stream, start: int, n: int, strays: list[Check]) -> None:
         self.stream, self.start, self.n, self.strays = stream, start, n, strays
 
-    def __iter__(self) -> Iterator[Check]:
+    def __iter__(self) -> Iterator[Check | str]:
         yield from self.stream.take(self.start, self.n)
         yield from self.strays
 
 
 def _sections(
-    run: Run, multi_source: bool, checks: Iterable[Check] | None = None
+    run: Run, multi_source: bool, checks: Iterable[Check] | None = None, rest: Iterable[str] = ()
 ) -> tuple[tuple[Section, ...], list[Check], list[Check]]:
     """The section tables, in the order the sections first appear, and the newly broken and
     recovered checks in the order their rows come in them. Where each section's checks come is
     the run's tally (its layout); the checks are streamed into the tables as the template writes
-    them, from `checks` (a pass over the run's checks: by default one of its own): only the
+    them, from `checks` (a pass over the run's checks: by default one of its own), then the
+    rows `rest` (made by another process for the checks after those: RowMaker): only the
     flagged checks and the few of a section that comes back after another are held."""
     layout = run.tally().layout
 
@@ -606,7 +622,7 @@ def _sections(
                 strays.setdefault(stray_at[i], []).append(c)
             if i in flagged_at:
                 flagged.setdefault(flagged_at[i], []).append(c)
-    stream = _Stream(run.checks if checks is None else checks, set(stray_at))
+    stream = _Stream(run.checks if checks is None else checks, set(stray_at), rest)
     labels = {key: _section_label(key, multi_source) for key in order}
     sections = []
     for i, key in enumerate(order, start=1):
@@ -759,11 +775,12 @@ class Page:
         return tuple(out)
 
 
-def page(run: Run, checks: Iterable[Check] | None = None) -> Page:
+def page(run: Run, checks: Iterable[Check] | None = None, rest: Iterable[str] = ()) -> Page:
     """The view model of a run: cleaned, capped, grouped, ordered; the section tables' rows
-    come from `checks` (a pass over the run's checks: by default one of its own)."""
+    come from `checks` (a pass over the run's checks: by default one of its own), then from
+    `rest` (the rows of the checks after those, made by another process: RowMaker)."""
     multi = len(run.tally().sources) > 1
-    sections, newly, recovered = _sections(run, multi, checks)
+    sections, newly, recovered = _sections(run, multi, checks, rest)
     labels = sections[0].rows.labels if sections else {}
     counts = run.counts()
     trend, note = _trend(run)
@@ -788,8 +805,14 @@ def page(run: Run, checks: Iterable[Check] | None = None) -> Page:
         sections=sections,
         verdicts=tuple((v.value, MEANING[v]) for v in SEVERITY if v.value in counts),
         version=__version__,
-        badges={v.value: Markup(_macros().badge(v.value)) for v in Verdict},
+        badges=_badges(),
     )
+
+
+@cache
+def _badges() -> Mapping[str, Markup]:
+    """Each verdict's badge, rendered by its macro."""
+    return {v.value: Markup(_macros().badge(v.value)) for v in Verdict}
 
 
 @cache
@@ -808,10 +831,13 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def write(run: Run, out: TextIO, checks: Iterable[Check] | None = None) -> None:
+def write(
+    run: Run, out: TextIO, checks: Iterable[Check] | None = None, rest: Iterable[str] = ()
+) -> None:
     """Write the whole HTML report to out, a piece at a time (rows are made as they go);
-    `checks`: the pass over the run's checks to take the rows from (by default its own)."""
-    pieces = environment().get_template("report.html.j2").generate(p=page(run, checks))
+    `checks`: the pass over the run's checks to take the rows from (by default its own), and
+    `rest` the rows of the checks after those when another process made them (RowMaker)."""
+    pieces = environment().get_template("report.html.j2").generate(p=page(run, checks, rest))
     # The template yields many small pieces, and each row as one (~1.5 KB): a write takes a
     # few hundred rows at most.
     while chunk := list(islice(pieces, 128)):
@@ -823,3 +849,87 @@ def render(run: Run) -> str:
     out = io.StringIO()
     write(run, out)
     return out.getvalue()
+
+
+class Handoff:
+    """The section tables' rows made by one process (RowMaker) for the page another one writes:
+    an unnamed temporary file in the report's directory they go into as they are made, and a
+    pipe on which the maker says they are all there. Made before the fork; then the maker calls
+    `making`, `put` and `done`, the page's writer `reading`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        try:
+            self.file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed by close
+        except OSError as exc:
+            raise CrawlerError(f"cannot write in {directory}: {exc.strerror or exc}") from exc
+        self.ready, self.said = os.pipe()
+
+    def making(self) -> None:
+        """In the maker: the reading end is the writer's."""
+        os.close(self.ready)
+        self.ready = -1
+
+    def put(self, row: str) -> None:
+        try:
+            marshal.dump(row, self.file)
+        except OSError as exc:
+            raise CrawlerError(f"cannot write in {self.directory}: {exc.strerror or exc}") from exc
+
+    def done(self) -> None:
+        """Every row is in the file: the writer may read it (from the start: the file's offset
+        is one, shared by both processes, and the maker does not touch it again)."""
+        try:
+            self.file.flush()
+        except OSError as exc:
+            raise CrawlerError(f"cannot write in {self.directory}: {exc.strerror or exc}") from exc
+        self.file.seek(0)
+        with contextlib.suppress(BrokenPipeError):  # the writer is gone: its join says why
+            os.write(self.said, b".")
+
+    def reading(self) -> Iterator[str]:
+        """In the page's writer: the rows, in order, once the maker is done (the first one
+        waits for it)."""
+        os.close(self.said)  # so that a maker gone without a word is an end of file here
+        self.said = -1
+
+        def rows() -> Iterator[str]:
+            if os.read(self.ready, 1) != b".":
+                raise RuntimeError("the rows of report.html made aside never came")
+            while True:
+                try:
+                    row = marshal.load(self.file)
+                except EOFError:
+                    return
+                yield row
+
+        return rows()
+
+    def close(self) -> None:
+        self.file.close()
+        for fd in (self.ready, self.said):
+            if fd >= 0:
+                os.close(fd)
+        self.ready = self.said = -1
+
+
+class RowMaker:
+    """The section tables' rows of the run's checks from `start` on, made from another pass
+    than the page writer's, in another process: given every check of the run in order (a
+    report Feed's way), it puts each of those rows into `handoff` as the page's writer would
+    have made it. The strays (the checks of a section that comes back after another one) are
+    not among them: the page's writer holds and makes those."""
+
+    def __init__(self, run: Run, start: int, handoff: Handoff) -> None:
+        tally = run.tally()
+        multi = len(tally.sources) > 1
+        self.rows = Rows((), run, multi, {}, 0)
+        self.strays = frozenset(tally.layout.strays)
+        self.start, self.handoff, self.badges = start, handoff, _badges()
+        self.i = 0
+
+    def __call__(self, check: Check) -> None:
+        i = self.i
+        self.i = i + 1
+        if i >= self.start and i not in self.strays:
+            self.handoff.put(_row_html(self.rows._row(check), True, self.badges))
