@@ -509,10 +509,18 @@ class Store:
         self, column: str, values: Sequence[Any], kind: str = "text"
     ) -> Iterator[tuple[str, tuple[Any, ...]]]:
         """`column IN (…)` over values and its parameters, a chunk at a time (SQLite bounds
-        the parameters of a statement); `kind` is the column's type (PgStore's one array)."""
+        the parameters of a statement); `kind` is the column's type (PgStore's one array).
+
+        A chunk's list is padded to a power of two (or the chunk's size) by repeating its last
+        value, which IN ignores: the sqlite3 module keeps each distinct statement's compiled
+        program (128 of them), and a program grows with its list, so a worker's batches of
+        every size up to 500 held up to ~6 MB by the end of a long run (Hibernate pads its IN
+        lists the same way, `in_clause_parameter_padding`)."""
         for i in range(0, len(values), _IN_CHUNK):
             part = tuple(values[i : i + _IN_CHUNK])
-            yield f"{column} IN ({', '.join('?' * len(part))})", part
+            size = min(1 << (len(part) - 1).bit_length(), _IN_CHUNK)
+            part += part[-1:] * (size - len(part))
+            yield f"{column} IN ({', '.join('?' * size)})", part
 
     def lease_host(self, run_id: int, owner: str, seconds: float, now: float) -> str | None:
         """Lease the run's open host with the most URLs whose lease is free or expired (the
