@@ -24,7 +24,8 @@ The rule (additive increase, multiplicative decrease, as TCP does):
     not at every cycle. Such URLs are asked again later; all blocked again at the proven level,
     they were the cause, and the pace is what it was before the first of them;
   - at the proven level, fewer than BURST: the URL's own, the pace holds (the URL is asked
-    again later);
+    again later); if the URL then passes, the page was the pace's: `known_max` becomes one under
+    the requests in flight it met (one step down, no halving; as a probe that failed);
   - from a URL asked again after a page: no news about the pace (such URLs come back together,
     after their cool-down); the URL's own if shown at the proven level, else asked once more;
   - at the proven level, the BURST-th from distinct URLs within the last BURST_SPAN answers
@@ -38,7 +39,10 @@ The rule (additive increase, multiplicative decrease, as TCP does):
 - answers to requests started before the last slowdown say nothing new (they were sent at the
   old pace) and are not counted, neither as clean nor as trouble;
 - after REPROBE clean answers in a row at `known_max`, it is raised by one (the real limits
-  change), so a host that got more generous is found again;
+  change), so a host that got more generous is found again; each probe costs the pages of the
+  requests already sent at the higher level, so each that fails doubles the wait for the next
+  (at most REPROBE_GROWTH times REPROBE), one that passes resets it, and a run that starts from
+  a kept `known_max` (where the last run's probes stopped) waits twice REPROBE for its first;
 - a 429's Retry-After (as it comes, before its retry) is waited by the whole host when
   another URL of the host got one within the last BURST_SPAN answers (RATE_LIMITED: the host
   limits the rate), else by its URL alone (one URL's 429 among clean answers says no more
@@ -82,8 +86,11 @@ PROBE_PAGES = 2
 #: 429s from this many distinct URLs within BURST_SPAN answers: the host limits the rate, and
 #: each such 429's Retry-After is waited by the whole host.
 RATE_LIMITED = 2
-#: Clean answers in a row at the learned maximum before it is probed one higher.
+#: Clean answers in a row at the learned maximum before it is probed one higher. Each probe
+#: that fails doubles the wait for the next, up to REPROBE_GROWTH times REPROBE; one that
+#: passes resets it; a run starting from a kept maximum waits twice REPROBE for its first.
 REPROBE = 2000
+REPROBE_GROWTH = 16
 
 
 class Outcome(enum.Enum):
@@ -141,6 +148,9 @@ class PaceController:
         self._reprobe = max(1, reprobe)
         if start is None:
             start = Pace(START_LIMIT, START_INTERVAL)
+        # clean answers at known_max before the next probe (a kept maximum: one probe failed)
+        self._reprobe_wait = self._reprobe * (1 if start.known_max is None else 2)
+        self._probe: int | None = None  # the level a reprobe raised known_max to, until told
         self.known_max = start.known_max
         self._kept_max = start.known_max  # known_max but for a reprobe not yet proven
         self.limit = self._clamp(start.limit)
@@ -155,6 +165,7 @@ class PaceController:
         self._pages: deque[tuple[int, str | None, int, bool]] = deque()
         self._suspects: dict[str, _Slowdown] = {}  # URL -> the slowdown its page was in
         self._paged: set[str] = set()  # URLs shown a page in this run
+        self._own: dict[str, int] = {}  # URL -> in flight when its page was put down to it
         self._429s: deque[tuple[int, str]] = deque()  # (answer number, URL) of the last 429s
         self._slowed_at = float("-inf")  # when the last slowdown happened
         self.slowdowns = 0  # in this run
@@ -202,18 +213,23 @@ class PaceController:
         if outcome is Outcome.CLEAN:
             if url is not None:
                 self._confirm(url)
+                if (n := self._own.pop(url, None)) is not None:
+                    self._passed_after_page(n)
             self._clean += 1
             self._filled = max(self._filled, inflight)
             if self.known_max is not None and self.limit >= self.known_max:
                 self._at_max += 1
-                if self._at_max >= self._reprobe and self.known_max < self.ceiling:
+                if self._at_max >= self._reprobe_wait and self.known_max < self.ceiling:
                     self.known_max += 1
+                    self._probe = self.known_max
                     self._at_max = 0
             if self._clean >= self._clean_run:
                 if self._filled >= self.limit:
                     self.good = max(self.good, self.limit)
                     if self.known_max is not None and self.good >= self.known_max:
                         self._kept_max = self.known_max  # a reprobe that passed
+                        if self._probe is not None:
+                            self._probe, self._reprobe_wait = None, self._reprobe
                     self.limit = self._clamp(self.limit + 1)
                 self.interval = self._clamp_interval(self.interval / 2)
                 self._clean = self._filled = 0
@@ -242,6 +258,7 @@ class PaceController:
         if url is not None and url in self._paged:  # asked again
             if inflight > self.good:
                 return Blame.PACE
+            self._own.pop(url, None)
             self._blocked_again(url)
             return Blame.URL
         if url is not None:
@@ -274,7 +291,22 @@ class PaceController:
         if probe and url is not None:  # the first: that level waits for the URL's next answer
             self._suspect({url}, inflight - 1, keep_pages=True)
             self.limit = self._clamp(self.limit)
+        elif url is not None:
+            self._own[url] = inflight  # told by its next answer (_passed_after_page)
         return Blame.URL  # the clean run goes on: one URL says nothing of the pace yet
+
+    def _passed_after_page(self, inflight: int) -> None:
+        """A URL shown a page at the proven level passed when asked again: the page was the
+        pace's, so `inflight` is too much (the proven level was not, or is no longer)."""
+        known_max = max(1, inflight - 1)
+        if known_max >= self._cap():
+            return  # the pace is below it already
+        self.known_max = self._kept_max = known_max
+        self._probe = None  # as a probe that failed: the next waits twice as long
+        self._reprobe_wait = min(REPROBE_GROWTH * self._reprobe, 2 * self._reprobe_wait)
+        self._clean = self._filled = self._at_max = 0
+        self.limit = self._clamp(self.limit)
+        self.good = min(self.good, self.limit)
 
     def _suspect(self, urls: set[str | int], known_max: int, keep_pages: bool = False) -> None:
         """A slowdown for the pages of `urls`: the pace before it kept until they are asked
@@ -294,6 +326,9 @@ class PaceController:
         slowdown = _Slowdown(names, before, good, known_max)
         for u in slowdown.urls:
             self._suspects[u] = slowdown
+        if self._probe is not None and known_max < self._probe:  # the reprobe failed
+            self._probe = None
+            self._reprobe_wait = min(REPROBE_GROWTH * self._reprobe, 2 * self._reprobe_wait)
         self.known_max = self._kept_max = known_max
 
     def _confirm(self, url: str) -> None:

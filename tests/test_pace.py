@@ -8,6 +8,7 @@ from crawler.pace import (
     BURST_SPAN,
     CLEAN_RUN,
     RATE_LIMITED,
+    REPROBE_GROWTH,
     START_INTERVAL,
     START_LIMIT,
     TIMEOUT_BURST,
@@ -285,12 +286,81 @@ def test_never_below_one_in_flight() -> None:
 
 def test_a_long_clean_stretch_at_the_learned_max_probes_one_higher() -> None:
     clock = Clock()
-    c = PaceController(8, clock=clock, start=Pace(3, 0.0, known_max=3), reprobe=50)
+    c = PaceController(8, clock=clock, start=Pace(3, 0.0), reprobe=50)
+    clean(c, clock, 1, inflight=3)
+    assert page(c, clock, "https://h/o", inflight=4) is Blame.URL  # 4 shown a page: max 3
+    assert page(c, clock, "https://h/p", inflight=4) is Blame.PACE
+    assert c.known_max == 3
     clean(c, clock, 49)
     assert c.known_max == 3
     clean(c, clock, 1 + CLEAN_RUN)
     assert c.known_max == 4
     assert c.limit == 4
+
+
+def test_a_maximum_kept_from_the_last_run_waits_twice_before_its_first_probe() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(3, 0.0, known_max=3), reprobe=50)
+    clean(c, clock, 99)
+    assert c.known_max == 3
+    clean(c, clock, 1)
+    assert c.known_max == 4
+
+
+def fail_probe(c: PaceController, clock: Clock, level: int) -> None:
+    """Pages from two URLs at `level` in flight: a probe too far."""
+    page(c, clock, f"https://h/{clock.t}/a", inflight=level)
+    page(c, clock, f"https://h/{clock.t}/b", inflight=level)
+
+
+def test_each_failed_reprobe_doubles_the_wait_for_the_next_and_one_that_passes_resets_it() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(3, 0.0, known_max=3), reprobe=50)
+    waits = []
+    for _ in range(6):
+        n = 0
+        while c.known_max == 3:
+            clean(c, clock, 1, inflight=3)
+            n += 1
+        waits.append(n)
+        clean(c, clock, CLEAN_RUN - 1, inflight=3)  # the limit grows to the probe's 4
+        assert c.limit == 4
+        fail_probe(c, clock, 4)
+        assert (c.known_max, c.limit) == (3, 3)
+    assert waits == [100, 200, 400, 800, REPROBE_GROWTH * 50, REPROBE_GROWTH * 50]
+    clean(c, clock, REPROBE_GROWTH * 50 + CLEAN_RUN, inflight=3)
+    clean(c, clock, CLEAN_RUN, inflight=4)  # this time 4 passes: proven
+    assert (c.good, c.known_max) == (4, 4)
+    n = 0
+    while c.known_max == 4:
+        clean(c, clock, 1, inflight=4)
+        n += 1
+    assert c.known_max == 5 and n <= 50  # the next probe after 50 again (the proof counted)
+
+
+def test_a_page_at_the_proven_level_whose_url_then_passes_was_the_pace() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(5, 0.0, known_max=5))
+    assert page(c, clock, "https://h/o", inflight=5) is Blame.URL  # alone: maybe the URL's
+    assert (c.limit, c.known_max, c.good) == (5, 5, 5)
+    clean(c, clock, 3, inflight=5)
+    assert c.limit == 5
+    clock.t += 0.01
+    assert c.record(Outcome.CLEAN, clock.t, 5, "https://h/o") is None  # asked again: passes
+    assert (c.limit, c.known_max, c.good) == (4, 4, 4)  # so 5 was too much
+    assert c.pace() == Pace(4, 0.0, known_max=4)
+    assert c.slowdowns == 0  # one step down, not a halving
+    clean(c, clock, CLEAN_RUN * 10, inflight=4)
+    assert c.limit == 4
+
+
+def test_a_page_at_the_proven_level_whose_url_is_blocked_again_holds_the_pace() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(5, 0.0, known_max=5))
+    assert page(c, clock, "https://h/always-blocked", inflight=5) is Blame.URL
+    clean(c, clock, 3, inflight=5)
+    assert page(c, clock, "https://h/always-blocked", inflight=5) is Blame.URL
+    assert (c.limit, c.known_max, c.good) == (5, 5, 5)
 
 
 def test_the_reprobe_never_crosses_the_ceiling() -> None:
@@ -302,7 +372,7 @@ def test_the_reprobe_never_crosses_the_ceiling() -> None:
 
 def test_the_pace_kept_is_the_proven_level_not_a_probe_above_it() -> None:
     clock = Clock()
-    c = PaceController(8, clock=clock, start=Pace(4, 0.1, known_max=4), reprobe=20)
+    c = PaceController(8, clock=clock, start=Pace(4, 0.1, known_max=4), reprobe=10)
     clean(c, clock, 20, inflight=4)  # known_max probed one higher, the limit grew to it
     assert (c.limit, c.known_max) == (5, 5)
     assert c.pace() == Pace(4, c.interval, known_max=4)
