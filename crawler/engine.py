@@ -505,9 +505,6 @@ class Worker:
     `capacity` is this worker's share of the requests in flight; it leases hosts until their
     limits fill it. It returns when no host of the run is left open; while other workers hold
     the last hosts it looks again every `poll` seconds (their leases may expire).
-
-    `peers`: the other workers started on the run with it (0: none known). With peers, a
-    worker that leases the run's bound (see _bounds) leases no other host while it holds it.
     """
 
     def __init__(
@@ -524,10 +521,8 @@ class Worker:
         alive: Callable[[], bool] = lambda: True,
         monotonic: Callable[[], float] = time.monotonic,
         cool_down: float | None = None,
-        peers: int = 0,
     ) -> None:
         self.store = store
-        self.peers = peers
         self.monotonic = monotonic
         self.cool_down = COOL_DOWN if cool_down is None else cool_down
         self.run_id = run_id
@@ -562,8 +557,6 @@ class Worker:
         self._renewing = asyncio.Lock()  # one renewal at a time
         self._renewed_at = 0.0  # wall time the last renewal started
         self._stopping = False  # cancelled: start no new host or URL
-        self._alone: str | None = None  # a leased host that is the run's bound (_bounds)
-        self._run_urls: int | None = None  # the run's distinct URLs (_bounds)
 
     def _host_limit(self, host: str) -> int:
         s = self.settings
@@ -666,8 +659,6 @@ class Worker:
         # The Fetcher's global limit still caps the requests in flight.
         if self.out_of_time():
             return  # the budget is spent: what is left stays pending
-        if self._alone in self._held:
-            return  # the run's bound: this worker's loop is its alone (_bounds)
         idle = self.capacity // 2 - self._wire.taken()
         extra = max(1, idle // 2) if idle > 0 else 0
         while (sum(self._held.values()) < self.capacity or extra) and not self._stopping:
@@ -693,23 +684,6 @@ class Worker:
             self._held[host] = min(self._host_limit(host), len(tasks), HOST_SHARE)
             work = asyncio.create_task(self._work_host(tasks, fetcher))
             active[work] = host
-            if await self._bounds(host, len(tasks)):
-                self._alone = host
-                return
-
-    async def _bounds(self, host: str, urls: int) -> bool:
-        """Whether a host just leased, with `urls` left, bounds the run: its URLs at its share
-        of requests in flight take as many rounds as all the run's other URLs at this worker's
-        whole capacity, so a peer finishes the rest first. Its worker then leases no other
-        host while it holds it (a whole-blog run: WeChat, 13,663 of 24,995 URLs at 4 in
-        flight): every other host's answers, pages and TLS handshakes would run in the loop
-        that sends its requests, and delay them. Never without peers: the rest would wait."""
-        if self.peers < 1:
-            return False
-        if self._run_urls is None:  # the plan's, once: a round trip per lease it is not worth
-            self._run_urls = (await self.store.off_loop(self.store.run_size, self.run_id))[0]
-        total = self._run_urls
-        return urls * self.capacity >= (total - urls) * self._held[host]
 
     async def _pace_for(self, host: str) -> PaceController:
         s = self.settings

@@ -265,7 +265,7 @@ async def run_worker_processes(
     exited = _Exits()
     try:
         try:
-            procs += workproc.start(n, _database(store), run_id, share, err, n - 1)
+            procs += workproc.start(n, _database(store), run_id, share, err)
         except OSError as exc:
             raise CrawlerError(f"cannot start a worker process: {exc.strerror or exc}") from exc
         exited.watch(procs)
@@ -392,7 +392,6 @@ def work_on_run(
     settings: FetchSettings,
     parent: int | None = None,
     once: bool = True,
-    peers: int = 0,
 ) -> int:
     """`crawler worker`: work on one run of the store at db until it is done (or, without a
     `run_id`, on each open run in turn: until none is left with `once`, else forever); the exit
@@ -400,8 +399,7 @@ def work_on_run(
 
     SIGTERM (and Ctrl-C, unless started by a parent, which decides about interruptions) ends
     the worker once it has written what it finished and given its hosts back. With a `parent`,
-    the worker also stops when that process is gone. `peers`: the other workers its parent
-    started on the run (engine.Worker).
+    the worker also stops when that process is gone.
     """
     import signal
 
@@ -430,7 +428,7 @@ def work_on_run(
         watcher = asyncio.create_task(watch_parent())
         try:
             if run_id is not None:
-                await Worker(store, run_id, settings, alive=alive, peers=peers).run()
+                await Worker(store, run_id, settings, alive=alive).run()
                 return
             while True:
                 open_id = store.open_run()

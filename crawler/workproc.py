@@ -35,9 +35,8 @@ from crawler.start import finish
 _STOPS = {signal.SIGINT, signal.SIGTERM}
 
 
-def _work(db: Db, run_id: int, settings: FetchSettings, parent: int, err: int, peers: int) -> None:
-    """A forked worker: work on the run until it is done, or until the parent is gone; `peers`
-    other workers are forked with it."""
+def _work(db: Db, run_id: int, settings: FetchSettings, parent: int, err: int) -> None:
+    """A forked worker: work on the run until it is done, or until the parent is gone."""
     os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)  # the parent's event loop's: a signal here would wake it
     for sig in _STOPS:
@@ -50,13 +49,13 @@ def _work(db: Db, run_id: int, settings: FetchSettings, parent: int, err: int, p
         if isinstance(handler, logging.StreamHandler) and handler.stream is old:
             handler.setStream(sys.stderr)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)
-    finish(lambda: work_on_run(db, run_id, settings, parent, once=True, peers=peers))
+    finish(lambda: work_on_run(db, run_id, settings, parent, once=True))
 
 
 def start(
-    n: int, db: Db, run_id: int, settings: FetchSettings, err: IO[bytes], peers: int = 0
+    n: int, db: Db, run_id: int, settings: FetchSettings, err: IO[bytes]
 ) -> list[BaseProcess]:
-    """Fork n workers on the run, each told of `peers` others; their stderr goes to `err`."""
+    """Fork n workers on the run; their stderr goes to `err`."""
     # What a worker runs, loaded here so that the workers share it (the names load on first use).
     import aiohttp  # noqa: F401 - the fetch stage's transport loads it on first use
     import httpx_aiohttp  # noqa: F401
@@ -64,7 +63,7 @@ def start(
     assert extract.extract_meta is not None and fetch.Fetcher is not None
     gc.freeze()  # in effect until the run's end (crawler.pipeline.few_collections)
     ctx = multiprocessing.get_context("fork")
-    args = (db, run_id, settings, os.getpid(), err.fileno(), peers)
+    args = (db, run_id, settings, os.getpid(), err.fileno())
     procs: list[BaseProcess] = []
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
     try:

@@ -1,7 +1,6 @@
 """Many local HTTP hosts in one thread: N listening sockets on 127.0.0.1, each its own host for
 the crawler's politeness (host:port), each counting its hits per path and the peak of requests
-in flight (and the order requests arrive in), so a test sees per-host limits held across
-processes from the server's side.
+in flight, so a test sees per-host limits held across processes from the server's side.
 
 Every GET answers a small HTML page (title "page PATH") after `delay` seconds; keep-alive.
 hold() keeps every request that arrives from then on in flight (its (port, path) in `held`)
@@ -27,7 +26,6 @@ class HostFarm:
         self.inflight: Counter[int] = Counter()
         self.peaks: Counter[int] = Counter()
         self.held: set[tuple[int, str]] = set()  # requests that arrived while holding
-        self.order: list[int] = []  # the port of every request, in order of arrival
         self._hold: asyncio.Event | None = None  # set: released
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -40,7 +38,6 @@ class HostFarm:
                 head = await r.readuntil(b"\r\n\r\n")
                 path = head.split(b" ", 2)[1].decode("latin-1")
                 self.hits[(port, path)] += 1
-                self.order.append(port)
                 self.inflight[port] += 1
                 self.peaks[port] = max(self.peaks[port], self.inflight[port])
                 try:

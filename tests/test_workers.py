@@ -229,42 +229,6 @@ async def test_two_runs_on_one_history_stay_apart(server: LocalServer, tmp_path:
     store.close()
 
 
-@pytest.mark.anyio
-@pytest.mark.parametrize("peers", [1, 0])
-async def test_with_peers_the_worker_of_the_run_s_bound_takes_no_other_host(
-    tmp_path: Path, peers: int
-) -> None:
-    # Host 0 has 12 URLs, hosts 1 and 2 one each: at 4 in flight, host 0 takes longer than
-    # the other two at a worker's whole capacity (8), so it is the run's bound. A worker told
-    # of a peer leases it (the largest host first) and no other host until it is done, leaving
-    # them to the peer; here there is none, so they come after. Without peers it takes the
-    # others alongside, as before.
-    from tests.hostfarm import HostFarm
-
-    farm = HostFarm(3, delay=0.05).start()
-    try:
-        big, *small = farm.ports
-        urls = [f"http://127.0.0.1:{big}/b{i}" for i in range(12)]
-        urls += [f"http://127.0.0.1:{port}/s" for port in small]
-        store = Store.open(tmp_path / "h.sqlite")
-        run_id = plan_run(
-            store, url_tasks(Link(u, n + 1) for n, u in enumerate(urls)),
-            started=datetime(2026, 12, 1, tzinfo=UTC), sources=["post.md"], digests={},
-            history=True, options=RunOptions(),
-        )  # fmt: skip
-        settings = FetchSettings(host_interval=0, retries=0, max_concurrency=8)
-        await Worker(store, run_id, settings, peers=peers).run()
-        assert store.checked(run_id) == 14 and sorted(farm.order) == sorted([big] * 12 + small)
-        last_big = max(i for i, port in enumerate(farm.order) if port == big)
-        if peers:
-            assert farm.order[:12] == [big] * 12  # the small hosts only once it was done
-        else:
-            assert last_big > 12 - 1  # the small hosts' requests came while it was checked
-        store.close()
-    finally:
-        farm.stop()
-
-
 def _children(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
