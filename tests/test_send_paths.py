@@ -521,15 +521,23 @@ def _seen(r: FetchResult) -> dict[str, Any]:
     its verdict."""
     meta = read_page(r, with_hash=False)
     verdict = classify(r, meta, None)
+    judged = verdict.detail
     if r.retry_at is not None:  # a pause the host asked for: its end is the wall clock's
         assert r.error_detail is not None
-        detail = re.sub(r"come back after .* UTC", "come back after (then)", r.error_detail)
+        detail = _then(r.error_detail)
         r = dataclasses.replace(r, retry_at=_THEN, error_detail=detail)
+        judged = _then(judged) if judged is not None else None
     return {
         "result": dataclasses.replace(r, elapsed_ms=0, fetched_at=None),
         "title": meta.title if meta is not None else None,
-        "verdict": (verdict.verdict, verdict.reason, verdict.detail),
+        "verdict": (verdict.verdict, verdict.reason, judged),
     }
+
+
+def _then(detail: str) -> str:
+    """A detail with the end of a host's pause left out: the two paths read the clock a
+    second apart when a run straddles one."""
+    return re.sub(r"come back after .* UTC", "come back after (then)", detail)
 
 
 async def both(
