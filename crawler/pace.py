@@ -302,11 +302,15 @@ class PaceController:
         if known_max >= self._cap():
             return  # the pace is below it already
         self.known_max = self._kept_max = known_max
-        self._probe = None  # as a probe that failed: the next waits twice as long
-        self._reprobe_wait = min(REPROBE_GROWTH * self._reprobe, 2 * self._reprobe_wait)
+        self._probe_failed()  # as a probe that failed
         self._clean = self._filled = self._at_max = 0
         self.limit = self._clamp(self.limit)
         self.good = min(self.good, self.limit)
+
+    def _probe_failed(self) -> None:
+        """The next reprobe waits twice as long (at most REPROBE_GROWTH times REPROBE)."""
+        self._probe = None
+        self._reprobe_wait = min(REPROBE_GROWTH * self._reprobe, 2 * self._reprobe_wait)
 
     def _suspect(self, urls: set[str | int], known_max: int, keep_pages: bool = False) -> None:
         """A slowdown for the pages of `urls`: the pace before it kept until they are asked
@@ -327,8 +331,7 @@ class PaceController:
         for u in slowdown.urls:
             self._suspects[u] = slowdown
         if self._probe is not None and known_max < self._probe:  # the reprobe failed
-            self._probe = None
-            self._reprobe_wait = min(REPROBE_GROWTH * self._reprobe, 2 * self._reprobe_wait)
+            self._probe_failed()
         self.known_max = self._kept_max = known_max
 
     def _confirm(self, url: str) -> None:

@@ -314,9 +314,12 @@ class AsciiCookies(http.cookiejar.DefaultCookiePolicy):
     so both drop it."""
 
     def set_ok(self, cookie: http.cookiejar.Cookie, request: urllib.request.Request) -> bool:
-        if not cookie.name.isascii() or not (cookie.value or "").isascii():
-            return False
-        return super().set_ok(cookie, request)
+        return ascii_cookie(cookie) and super().set_ok(cookie, request)
+
+
+def ascii_cookie(cookie: http.cookiejar.Cookie) -> bool:
+    """Whether a cookie's name and value are ASCII (RFC 6265), as a request can carry them."""
+    return cookie.name.isascii() and (cookie.value or "").isascii()
 
 
 class AnswerJar(http.cookiejar.CookieJar):
@@ -422,7 +425,7 @@ def load_cookie_jar(path: str) -> httpx.Cookies:
     except (OSError, http.cookiejar.LoadError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the cookie jar: {exc}") from None
     for cookie in jar:
-        if not cookie.name.isascii() or not (cookie.value or "").isascii():
+        if not ascii_cookie(cookie):
             raise ConfigError(
                 f"{path}: the cookie {cookie.name!r} for {cookie.domain}: names and values "
                 "must be ASCII (percent-encode the others)"

@@ -193,7 +193,7 @@ def write_reports(
         writer = None
         # one pass: in full when report.html shows the strips of recent runs, else lean
         checks: Iterable[Check] = run.checks if page is not None else lean(run.checks)
-        makers: list[Callable[[Check], object]] = []
+        maker = None  # the parent's share of report.html's rows, when it is split
         if aside and page is not None and (feeds or also) and aside_ok():
             # report.html, the longest to write, by a process of its own on its own pass (the
             # other core: the workers are gone), while this one writes the rest and makes the
@@ -210,15 +210,14 @@ def write_reports(
             checks = lean(run.checks)
             if start is not None and handoff is not None:
                 handoff.making()
-                makers.append(html.RowMaker(run, start, handoff))
+                maker = html.RowMaker(run, start, handoff)
                 checks = chain(islice(checks, start), _from(run.checks, start))
-        checks = _fed(checks, [*feeds, *also, *makers])
+        checks = _fed(checks, [*feeds, *also, *([maker] if maker is not None else [])])
         if page is not None:
             html.write(run, page, checks)  # its rows are taken from the pass
         for _ in checks:  # the rest of the pass (all of it without report.html)
             pass
-        for maker in makers:
-            assert isinstance(maker, html.RowMaker)
+        if maker is not None:
             maker.handoff.done()
         for feed in feeds:
             feed.close()
