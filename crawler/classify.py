@@ -97,7 +97,7 @@ def titles_match(listed: str, fetched: str) -> bool:
 _BLOCKED_HINT = re.compile("|".join(re.escape(p) for p in ANTI_ROBOT_PATHS))
 
 
-def _on_blocked_path(url: str) -> bool:
+def on_verification_path(url: str) -> bool:
     """True when the URL is one of its site's verification pages (sites.anti_robot_path)."""
     if _BLOCKED_HINT.search(url) is None:  # the usual case, without parsing the URL
         return False
@@ -106,6 +106,21 @@ def _on_blocked_path(url: str) -> bool:
         return anti_robot_path(parts.hostname, parts.path)
     except ValueError:
         return False
+
+
+def verification_redirect(fetch: FetchResult) -> bool:
+    """A redirect to its site's verification page, which the fetcher does not follow: the page
+    is known by its path (Fetcher._follow)."""
+    return (
+        fetch.error is None
+        and fetch.body is None
+        and fetch.status in _REDIRECTS
+        and bool(fetch.hops)
+        and on_verification_path(fetch.final_url)
+    )
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def _host(url: str) -> str | None:
@@ -166,7 +181,7 @@ def classify(
 
     if status in DEAD_STATUSES:
         return Classification(Verdict.DEAD, f"http-{status}", f"the server answered {status}")
-    if kind is PageKind.ANTI_ROBOT or _on_blocked_path(fetch.final_url):
+    if kind is PageKind.ANTI_ROBOT or on_verification_path(fetch.final_url):
         detail = f"anti-robot page{': ' + notice if notice else ''} (HTTP {status})"
         return Classification(Verdict.BLOCKED, "anti-robot", detail)
     if status in BLOCKED_STATUSES or (

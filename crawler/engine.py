@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from crawler import extract, fetch
-from crawler.classify import classify
+from crawler.classify import classify, verification_redirect
 from crawler.config import FetchSettings, HostRule, host_rule
 from crawler.fetch import host_key
 from crawler.frontier import (
@@ -186,10 +186,11 @@ def write_known(store: Store, run_id: int, tasks: Iterable[UrlTask], now: dateti
 
 
 def reads_as_anti_robot(result: FetchResult, meta: PageMeta | None) -> bool:
-    """Retry predicate: an anti-robot page may pass on a slower retry."""
+    """Retry predicate: an anti-robot page (or a redirect to the site's verification page,
+    not followed) may pass on a slower retry."""
     return (
         result.status is not None
-        and result.status < 300
+        and (result.status < 300 or verification_redirect(result))
         and meta is not None
         and meta.kind is PageKind.ANTI_ROBOT
     )
@@ -349,9 +350,10 @@ def read_page(
     result: FetchResult, with_hash: bool = True, anchors_for: frozenset[str] = frozenset()
 ) -> PageMeta | None:
     """What a response says (None without a body); with its anchors when its URL is one of
-    `anchors_for` (crawler/fragments.py)."""
+    `anchors_for` (crawler/fragments.py). A redirect to the site's verification page, not
+    followed, reads as that page."""
     if result.body is None:
-        return None
+        return _VERIFICATION if verification_redirect(result) else None
     meta = extract.extract_meta(  # (the parser loads in a worker, not in a parent that plans)
         result.body,
         url=result.final_url,
@@ -364,6 +366,10 @@ def read_page(
 
         meta = replace(meta, anchors=page_anchors(result))
     return meta
+
+
+#: What a redirect to a site's verification page says of the page (known by its path).
+_VERIFICATION = PageMeta(kind=PageKind.ANTI_ROBOT)
 
 
 def accept_for(settings: FetchSettings, url: str) -> frozenset[int]:

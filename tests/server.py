@@ -18,6 +18,7 @@ Routes:
   /binary                     a PNG-typed body
   /echo                       a page; the request's headers (names lower-cased) go to `seen_headers`
   /wayback/available?url=U    the Wayback availability API, a snapshot of U from 2020-01-01
+  /mp/wappoc_appmsgcaptcha    WeChat's verification page (its path, as the server of a proxy)
 Hostile routes (tests/test_hostile.py):
   /silent?s=SECONDS           reads the request and never answers (until s or the client leaves)
   /endless                    a chunked HTML body that never ends (until the client leaves)
@@ -412,6 +413,8 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             }
             self._send(200, "application/json", json.dumps(doc).encode())
+        elif parts.path == "/mp/wappoc_appmsgcaptcha":
+            self._send(200, HTML, WECHAT_VERIFY)
         elif head == "binary":
             self._send(200, "image/png", b"\x89PNG\r\n\x1a\n" + b"\0" * 1000)
         elif not self._hostile(head, seg, q):

@@ -49,6 +49,7 @@ from crawler.fetch.retry import (
     retry_policy,
     retryable,
 )
+from crawler.sites import anti_robot_path
 from crawler.types import ErrorKind, FetchResult, Hop
 
 if TYPE_CHECKING:
@@ -431,6 +432,12 @@ class Fetcher:
                     nxt, error = current, ErrorKind.BAD_REDIRECT
                     detail = f"bad Location {location[:100]!r}: {exc}"
                 else:
+                    if anti_robot_path(nxt_url.host, nxt_url.path):
+                        # The site's verification page, known by its path: not asked for
+                        # (classify.verification_redirect), one request fewer each time.
+                        return FetchResult(
+                            url=url, final_url=nxt, status=status, hops=tuple(hops), headers=headers
+                        )
                     if nxt in seen:
                         error = ErrorKind.REDIRECT_LOOP
                         detail = f"redirect loop back to {nxt[:200]}"
