@@ -654,3 +654,54 @@ def test_a_verification_page_is_one_up_to_600_weighted_characters_of_text(
     within = weighted_length(text) <= CHALLENGE_TEXT_MAX
     assert within == (11 + 2 * cjk + latin <= CHALLENGE_TEXT_MAX)
     assert (meta.kind is PageKind.ANTI_ROBOT) == within, (cjk, latin, meta)
+
+
+_ASKS = "<p>请完成验证</p>"  # a phrase asking for a verification
+_COOKIE_RELOAD = "<script>document.cookie='k=v'; location.href = location.pathname</script>"
+
+
+@pytest.mark.parametrize(
+    ("title", "body", "notice"),
+    [
+        ("Example", "<h2>Security check</h2>" + _ASKS, "Security check"),  # the heading: an <h2>
+        ("Example", "<noscript><h2>Bot check</h2></noscript><h2>Hi</h2><input>" + _ASKS, "Hi"),
+        ("Example", "<h1>人机验证</h1><p>拖动滑块</p>", "人机验证"),
+        ("&#x63;aptcha", "<p>Wait</p>", "captcha"),  # the word only once the entity is read
+        ("Example", "<FORM><INPUT name=code></FORM>" + _ASKS, "Example"),  # a control, any case
+        ("Example", "<BuTtOn>OK</BuTtOn>" + _ASKS, "Example"),
+        ("Example", "<div class='g-recaptcha'></div>" + _ASKS, "Example"),
+        ("Example", "<script src='//captcha.qq.com/TCaptcha.js'></script>" + _ASKS, "Example"),
+        ("Example", _COOKIE_RELOAD + _ASKS, "Example"),
+    ],
+)
+def test_a_verification_page_is_told_whichever_of_its_marks_it_has(
+    title: str, body: str, notice: str
+) -> None:
+    """challenge() sets ordinary pages aside from their bytes and parse-time texts first: a
+    page with any one mark of a verification page is still read as one."""
+    page = f"<html><head><title>{title}</title></head><body>{body}</body></html>"
+    meta = extract_meta(page, url="https://www.example.com/a", status=200)
+    assert (meta.kind, meta.notice) == (PageKind.ANTI_ROBOT, notice)
+
+
+def test_an_ordinary_page_is_told_from_a_verification_page_before_its_text_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A short article without a form, a challenge script or a verification word is no
+    verification page, told without walking the tree for its visible text (the bench's pages:
+    the walk was a quarter of challenge()'s time)."""
+    walks: list[int] = []
+    walk = extract_mod.Page.visible_text
+
+    def counted(self: extract_mod.Page) -> str:
+        walks.append(1)
+        return walk(self)
+
+    monkeypatch.setattr(extract_mod.Page, "visible_text", counted)
+    page = (
+        "<html><head><title>卷积网络</title><meta name='description' content='一篇文章'>"
+        "</head><body><h1>卷积网络</h1><p>正文第一段，足够长的一句话。</p></body></html>"
+    )
+    meta = extract_meta(page, url="http://127.0.0.2:8080/p/1", status=200)
+    assert (meta.kind, meta.title, meta.summary) == (PageKind.ARTICLE, "卷积网络", "一篇文章")
+    assert walks == []

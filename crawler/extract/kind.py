@@ -32,6 +32,9 @@ def challenge(page: Page, cleaned_title: str | None) -> str | None:
     """
     if len(page.data) > CHALLENGE_PAGE_MAX:
         return None
+    source = page.data.lower()  # bytes: searched much faster than str
+    if not _may_ask(page, cleaned_title, source):
+        return None
     if page.meta.get("og:type") == "article" or page.jsonld_value(("headline",), STORY_TYPES):
         return None
     if page.tree.css_first("article p, [itemprop=articleBody] p") is not None:
@@ -44,7 +47,6 @@ def challenge(page: Page, cleaned_title: str | None) -> str | None:
         return None
     heading = page.h1[0] if page.h1 else (page.css_text("h2") or "")
     word = any(_names_a_check(t) for t in (cleaned_title, page.title_tag, heading) if t)
-    source = page.data.lower()  # bytes: searched much faster than str
     scripts = [s for s, b in zip(CHALLENGE_SCRIPTS, _SCRIPTS, strict=True) if b in source]
     if b"document.cookie" in source and re.search(COOKIE_RELOAD_SCRIPT, page.text, re.S):
         scripts.append("a script that sets a cookie and reloads the page")
@@ -60,6 +62,23 @@ def challenge(page: Page, cleaned_title: str | None) -> str | None:
 
 _SCRIPTS = tuple(s.encode() for s in CHALLENGE_SCRIPTS)
 _WIDGETS = tuple(s.encode() for s in CAPTCHA_WIDGETS)
+#: In the lower-cased source of any page with something to answer a verification with:
+#: every script, widget and form control challenge() looks for (an element comes from a
+#: start tag in the bytes parsed, which begin the page's bytes).
+_ANSWERS = (*_SCRIPTS, *_WIDGETS, b"document.cookie", b"<input", b"<button")
+
+
+def _may_ask(page: Page, cleaned_title: str | None, source: bytes) -> bool:
+    """False only where challenge() surely finds no verification: no verification word in the
+    title or the main heading, and no challenge script, widget or form control in the source.
+    Read from the bytes and the texts read at parse time, before the rest of challenge()'s
+    tests (a CSS query, the visible text): most pages are told apart here."""
+    if not page.h1 and b"<h2" in source:
+        return True  # the heading would be an <h2>'s text, read from the tree: not here
+    heading = page.h1[0] if page.h1 else ""
+    if any(_names_a_check(t) for t in (cleaned_title, page.title_tag, heading) if t):
+        return True
+    return any(a in source for a in _ANSWERS)
 
 
 def _names_a_check(text: str) -> bool:
