@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+TYPE_CHECKING = False  # typing is not imported at run time: start-up time counts
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
 
 class SiteRule:
     """How to read one site's pages and recognise its notice pages, each field a keyword of
@@ -408,24 +412,57 @@ def site_for_host(host: str | None) -> SiteRule | None:
     return None
 
 
-def site_for_content(data: bytes, end: int | None = None) -> SiteRule | None:
-    """The rule with the most fingerprints in `data[:end]` (UTF-8), if it has enough of them."""
+def site_for_content(
+    data: bytes, end: int | None = None, found: Collection[bytes] | None = None
+) -> SiteRule | None:
+    """The rule with the most fingerprints in `data[:end]` (UTF-8), if it has enough of them.
+
+    `found`: which of fingerprint_needles() occur in `data[:end]`, when a scanner has looked
+    for them all in one pass; without it each is searched for here.
+    """
     end = len(data) if end is None else min(end, len(data))
     best: SiteRule | None = None
     best_hits = 0
     for rule in SITES:
-        if rule.fingerprint_gate and data.find(rule.fingerprint_gate.encode(), 0, end) < 0:
-            continue
-        needles = _FINGERPRINT_BYTES.get(rule.name)
-        if needles is None:
-            needles = _FINGERPRINT_BYTES[rule.name] = tuple(f.encode() for f in rule.fingerprints)
-        hits = sum(1 for f in needles if data.find(f, 0, end) >= 0)
+        gate, needles = _needles(rule)
+        if found is None:
+            if gate and data.find(gate, 0, end) < 0:
+                continue
+            hits = sum(1 for f in needles if data.find(f, 0, end) >= 0)
+        else:
+            if gate and gate not in found:
+                continue
+            hits = sum(1 for f in needles if f in found)
         if hits >= rule.fingerprint_min and hits > best_hits:
             best, best_hits = rule, hits
     return best
 
 
-_FINGERPRINT_BYTES: dict[str, tuple[bytes, ...]] = {}
+def _needles(rule: SiteRule) -> tuple[bytes, tuple[bytes, ...]]:
+    """The rule's gate and fingerprints in UTF-8 (encoded once)."""
+    needles = _FINGERPRINT_BYTES.get(rule.name)
+    if needles is None:
+        gate = rule.fingerprint_gate.encode()
+        needles = _FINGERPRINT_BYTES[rule.name] = (
+            gate,
+            tuple(f.encode() for f in rule.fingerprints),
+        )
+    return needles
+
+
+def fingerprint_needles() -> tuple[bytes, ...]:
+    """Every rule's gate and fingerprints in UTF-8, each once: what site_for_content's
+    `found` is taken from."""
+    out: dict[bytes, None] = {}
+    for rule in SITES:
+        gate, needles = _needles(rule)
+        if gate:
+            out[gate] = None
+        out.update(dict.fromkeys(needles))
+    return tuple(out)
+
+
+_FINGERPRINT_BYTES: dict[str, tuple[bytes, tuple[bytes, ...]]] = {}
 
 
 def blocked_status(host: str | None, status: int) -> bool:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crawler.classify import classify
-from crawler.extract import decode_html, extract_meta, normalize_space
+from crawler.extract import bounded, decode_html, extract_meta, normalize_space
 from crawler.extract import page as extract_mod
 from crawler.extract.meta import FINGERPRINT_WINDOW
 from crawler.sites import site_for_content
@@ -192,11 +192,15 @@ def test_the_fingerprint_window_sees_what_the_whole_page_shows() -> None:
     from all of it (a WeChat article of the corpus shows its second fingerprint at 13.9 KB)."""
     pages = sorted(FIXTURES.glob("*.html")) + sorted(CORPUS.glob("*/*.html"))
     known = 0
+    assert bounded._scanner() is not None  # loaded, as by a big page
     for path in pages:
         data = path.read_bytes()
         rule = site_for_content(data)
         known += rule is not None
         assert site_for_content(data, FINGERPRINT_WINDOW) is rule, path.name
+        found = bounded.fingerprints_in(data, FINGERPRINT_WINDOW)  # hyperscan's one pass
+        assert found is not None
+        assert site_for_content(data, FINGERPRINT_WINDOW, found) is rule, path.name
     assert known >= 20 if MANIFEST.is_file() else known > 0
 
 

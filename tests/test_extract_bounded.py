@@ -320,3 +320,43 @@ def test_every_meta_key_the_extractor_reads_is_watched_after_the_cut() -> None:
         read |= set(re.findall(r'meta\.get\("([^"]+)"\)', path.read_text()))
     read |= set(title.TITLE_KEYS) | set(summary.DESCRIPTION_KEYS)
     assert read and read <= bounded.READ_META
+
+
+# ---------------------------------------------------- the sites' fingerprints, in one pass
+
+
+def _needle_bits() -> st.SearchStrategy[str]:
+    """Every site's gates and fingerprints, whole and cut short, and bits of other text."""
+    from crawler.sites import fingerprint_needles
+
+    needles = [n.decode("utf-8") for n in fingerprint_needles()]
+    cut = [n[: len(n) // 2] for n in needles] + [n[1:] for n in needles]
+    return st.sampled_from([*needles, *cut, "x", " ", "<p>", "é", "\xff", "\x00"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(_needle_bits(), max_size=40), end=st.integers(min_value=0, max_value=700))
+def test_the_scanner_finds_the_fingerprints_that_a_search_for_each_finds(
+    parts: list[str], end: int
+) -> None:
+    from crawler.sites import fingerprint_needles, site_for_content
+
+    data = "".join(parts).encode("utf-8", "surrogateescape")
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(bounded, "_scanner_state", [_installed_scanner()])
+        found = bounded.fingerprints_in(data, end)
+    assert found is not None
+    assert found - {b""} == {n for n in fingerprint_needles() if data.find(n, 0, end) >= 0}
+    assert site_for_content(data, end, found) is site_for_content(data, end)
+
+
+def test_the_fingerprints_are_searched_for_each_until_a_big_page_loaded_the_scanner() -> None:
+    # loading hyperscan costs as much as ~100 pages' searches: a run of small pages never pays it
+    data = b"<html>var msg_title = 'x'; rich_media js_content wx.qq.com"
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(bounded, "_scanner_state", [])
+        assert bounded.fingerprints_in(data, len(data)) is None
+        m.setattr(bounded, "_scanner_state", [None])  # hyperscan not installed
+        assert bounded.fingerprints_in(data, len(data)) is None
+        m.setattr(bounded, "_scanner_state", [_installed_scanner()])
+        assert b"rich_media" in (bounded.fingerprints_in(data, len(data)) or ())

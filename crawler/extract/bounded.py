@@ -153,6 +153,46 @@ def _scanner() -> tuple[Database, Scratch] | None:
     return _scanner_state[0]
 
 
+_fingerprint_state: list[tuple[tuple[bytes, ...], Database, Scratch]] = []  # compiled once
+
+
+def fingerprints_in(data: bytes, end: int) -> set[bytes] | None:
+    """Which of the sites' fingerprints and gates (crawler.sites.fingerprint_needles) occur in
+    data[:end], found in one pass; None until the rest's scanner has been loaded (a big page
+    came), and where hyperscan is not installed: site_for_content then searches for each.
+
+    On make eval's 131 pages (best of 9, in process): 9.9 ms of CPU searching for each of the
+    35 needles, 3.0 ms in one pass (and 0.75 ms to compile them once). Loading hyperscan
+    (~6 ms) costs as much as ~100 pages' searches: only a run that pays for it anyway uses it.
+    """
+    if not _scanner_state or _scanner_state[0] is None or end < 0:
+        return None
+    if not _fingerprint_state:
+        import hyperscan
+
+        from crawler.sites import fingerprint_needles
+
+        needles = tuple(n for n in fingerprint_needles() if n)
+        n = len(needles)
+        db = hyperscan.Database()
+        db.compile(
+            # every byte written as \xNN: a needle is a literal, whatever characters it holds
+            expressions=[b"".join(b"\\x%02x" % c for c in needle) for needle in needles],
+            ids=list(range(n)),
+            elements=n,
+            flags=[hyperscan.HS_FLAG_SINGLEMATCH] * n,
+        )
+        _fingerprint_state.append((needles, db, hyperscan.Scratch(db)))
+    needles, db, scratch = _fingerprint_state[0]
+    found = {b""}  # data.find(b"", 0, end) >= 0 for any end >= 0
+
+    def on_match(id_: int, start: int, to: int, flags: int, context: object) -> None:
+        found.add(needles[id_])
+
+    db.scan(data[:end], match_event_handler=on_match, scratch=scratch)
+    return found
+
+
 class Rest:
     """The rest of a big page (from OVERLAP bytes before the cut) and where its marks are:
     found by the scanner in one pass when it is installed, else by regexes over the rest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 
-from crawler.extract.bounded import PREFIX, holds, rest_of
+from crawler.extract.bounded import PREFIX, fingerprints_in, holds, rest_of
 from crawler.extract.decode import decode
 from crawler.extract.kind import page_kind
 from crawler.extract.page import PARSE_ERRORS, Page, host_of, path_of
@@ -87,7 +87,8 @@ def _read(page: Page, url: str | None, status: int | None, with_hash: bool) -> F
         if rule is not None:
             host = host or canonical_host
         else:
-            rule = site_for_content(page.data, FINGERPRINT_WINDOW)
+            found = fingerprints_in(page.data, FINGERPRINT_WINDOW)
+            rule = site_for_content(page.data, FINGERPRINT_WINDOW, found)
     # Few distinct values across a run of many pages: one string each, not one per page.
     site_name = shared(page.site_name() or (rule.site_name if rule is not None else None))
     lang = shared(page.lang())
