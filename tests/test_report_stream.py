@@ -380,3 +380,53 @@ def test_a_bug_in_report_html_written_aside_surfaces_as_a_bug_with_its_traceback
     assert "ValueError: a bug in the page" in str(got.value)
     assert "Traceback" in str(got.value)
     assert [x.name for x in out.iterdir()] == ["report.json"]
+
+
+def test_an_os_error_of_the_pass_itself_is_not_blamed_on_a_report_file(tmp_path: Path) -> None:
+    """An OSError raised while the reports are written that is not a report file's (here one
+    of the pass's readers: a full disk elsewhere) goes on as it is, naming its own file, and
+    no report is renamed into place or left half-written."""
+    import errno
+
+    from crawler.report import write_reports
+
+    def elsewhere(c: Check) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/var/elsewhere")
+
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "report.json").write_text("older", encoding="utf-8")
+    run = make_run(make_check(), make_check("https://a.example/2", Verdict.DEAD))
+    with pytest.raises(OSError) as got:
+        write_reports(run, out, ["json", "md", "html"], also=[elsewhere], aside=False)
+    assert got.value.filename == "/var/elsewhere", got.value
+    assert "report" not in str(got.value)
+    assert [x.name for x in out.iterdir()] == ["report.json"]
+    assert (out / "report.json").read_text(encoding="utf-8") == "older"
+
+
+def test_report_html_is_written_here_when_no_process_can_be_forked_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fork failing (EAGAIN: the process limit) leaves report.html to this process: every file
+    is the one process's, not an error blamed on report.html."""
+    import errno
+    import os
+
+    from crawler import report
+
+    run = sample()
+    one = {p.name: p.read_bytes() for p in report.write_reports(run, tmp_path / "one", FORMATS)}
+
+    def no_fork() -> int:
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(report, "aside_ok", lambda: True)
+    monkeypatch.setattr(os, "fork", no_fork)
+    seen: list[str] = []
+    paths = report.write_reports(
+        run, tmp_path / "r", sorted(FORMATS), also=[partial(_append_url, seen)]
+    )
+    assert seen == [c.url for c in run.checks]
+    assert {p.name: p.read_bytes() for p in paths} == one
+    assert sorted(x.name for x in (tmp_path / "r").iterdir()) == sorted(one)

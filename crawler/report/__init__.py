@@ -126,11 +126,18 @@ def _cannot(path: Path, exc: OSError) -> CrawlerError:
 
 @contextlib.contextmanager
 def _report_file(path: Path) -> Iterator[TextIO]:
-    """atomic_file(path), a failure to write it a CrawlerError naming it."""
+    """atomic_file(path), a failure to write it a CrawlerError naming it. An OSError of the
+    block's own (reading the history, starting report.html's writer) is not this file's: it
+    goes on as it is, the temporary file removed."""
+    own = True  # the OSError comes from the file itself: creating, writing or renaming it
     try:
         with atomic_file(path) as f:
+            own = False
             yield cast(TextIO, _Out(f, path))
+            own = True  # closing (the last flush) and the rename
     except OSError as exc:
+        if not own:
+            raise
         raise _cannot(path, exc) from exc
 
 
@@ -204,7 +211,11 @@ def write_reports(
             if start is not None:
                 handoff = html.Handoff(directory)
                 stack.callback(handoff.close)
-            writer = _Aside(partial(_write_page, run, page, start, handoff))
+            try:
+                writer = _Aside(partial(_write_page, run, page, start, handoff))
+            except OSError:  # no process or pipe to spare (EAGAIN, ENOMEM, EMFILE): written here
+                writer = None
+        if writer is not None:
             stack.callback(writer.close)
             page = None
             checks = lean(run.checks)
@@ -278,7 +289,12 @@ class _Aside:
 
     def __init__(self, work: Callable[[], None]) -> None:
         r, w = os.pipe()
-        self.pid = os.fork()
+        try:
+            self.pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(w)
+            raise
         if self.pid == 0:  # the child
             os.close(r)
             code = 0
