@@ -1071,3 +1071,28 @@ def _wait_for_planned(url: str, proc: subprocess.Popen[bytes]) -> None:
             return False
 
     wait_while_running(proc, planned, "the run was planned")
+
+
+def test_renewing_a_worker_s_leases_reads_its_leases_not_the_history_s_hosts(
+    pg_url: str,
+) -> None:
+    """A worker renews its leases every few seconds by owner: in a history of 10 runs of
+    2,000 hosts that read every run's hosts (a scan of 20,000 rows) when run_hosts had no
+    index on lease_owner. Counted by the server's own statistics, after ANALYZE."""
+    from crawler.db import open_store
+    from tests.test_workers import _many_runs_of_many_hosts
+
+    store = open_store(parse_db(pg_url))
+    try:
+        run = _many_runs_of_many_hosts(store, 10, 2000)
+        store.pgconn.pg.execute("ANALYZE run_hosts")
+        now = time.time()
+        held = {store.lease_host(run, "m:1:x", 60.0, now) for _ in range(3)}
+        store.renew_leases("m:1:x", 60.0, now + 1)  # (the statement is prepared by now)
+        before = _rows_read(store, "run_hosts")
+        renewed = store.renew_leases("m:1:x", 60.0, now + 2)
+        read = _rows_read(store, "run_hosts") - before
+        assert renewed == {(run, h) for h in held} and len(renewed) == 3
+        assert read <= 100, read
+    finally:
+        store.close()
