@@ -334,19 +334,39 @@ def _options(url: PgUrl) -> dict[str, Any]:
     }  # fmt: skip
     if "connect_timeout" not in params:
         extra["connect_timeout"] = CONNECT_TIMEOUT
-    idle = f"-c idle_in_transaction_session_timeout={round(IDLE_IN_TRANSACTION_SECONDS * 1000)}"
-    extra["options"] = f"{params.get('options', '')} {idle}".strip()  # after the URL's own
     return extra
+
+
+#: IDLE_IN_TRANSACTION_SECONDS for a connection where nothing set the timeout: the user's own
+#: value wins, from the URL's `options`, PGOPTIONS, the role's or the database's settings
+#: (ALTER ROLE/DATABASE … SET) or the server's configuration (startup options would override
+#: every one of them but the URL's own `-c` after them).
+_IDLE_UNLESS_SET = (
+    "SELECT set_config('idle_in_transaction_session_timeout', %s, false) FROM pg_settings "
+    "WHERE name = 'idle_in_transaction_session_timeout' AND source = 'default'"
+)
+
+
+def _configure(pg: psycopg.Connection[Any]) -> None:
+    """What every new connection of the store runs first (the pool's `configure` too)."""
+    pg.execute(_IDLE_UNLESS_SET, (str(round(IDLE_IN_TRANSACTION_SECONDS * 1000)),))
 
 
 def connect(url: PgUrl) -> psycopg.Connection[Any]:
     """An autocommit connection to url; StoreError (one line, no password) when that fails."""
     extra = _options(url)
     try:
-        return psycopg.connect(url.conninfo, **extra)
+        pg = psycopg.connect(url.conninfo, **extra)
     except psycopg.Error as exc:
         msg = _scrub(_first_line(exc), url)
         raise StoreError(f"cannot connect to the history database {url}: {msg}") from None
+    try:
+        _configure(pg)
+    except psycopg.Error as exc:
+        pg.close()
+        msg = _scrub(_first_line(exc), url)
+        raise StoreError(f"cannot use the history database {url}: {msg}") from None
+    return pg
 
 
 def _scrub(text: str, url: PgUrl) -> str:
@@ -443,6 +463,7 @@ class PgStore(Store):
                 self._pool = ConnectionPool(
                     self.url.conninfo,
                     kwargs=_options(self.url),
+                    configure=_configure,
                     min_size=1,
                     max_size=POOL_SIZE,
                     open=False,

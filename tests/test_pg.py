@@ -1096,3 +1096,39 @@ def test_renewing_a_worker_s_leases_reads_its_leases_not_the_history_s_hosts(
         assert read <= 100, read
     finally:
         store.close()
+
+
+def test_the_idle_in_transaction_timeout_is_the_store_s_only_where_nothing_else_set_it(
+    pg_cluster: PgCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's 20 s is a default: a value from the URL's options, PGOPTIONS or the
+    database's settings wins, on the store's own connection and on its pooled ones alike
+    (the store's `-c` used to come after the URL's and override every one of them)."""
+    import asyncio
+    from urllib.parse import quote
+
+    from crawler.db import open_store
+
+    def timeouts(url: str) -> tuple[str, str]:
+        store = open_store(parse_db(url))
+        try:
+
+            def show() -> str:
+                r = store.conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()
+                return str(r[0])
+
+            return show(), asyncio.run(store.off_loop(show))
+        finally:
+            store.close()
+
+    db = pg_cluster.new_database()
+    url = pg_cluster.url(db)
+    assert timeouts(url) == ("20s", "20s")
+    own = quote("-c idle_in_transaction_session_timeout=61000")
+    assert timeouts(f"{url}{'&' if '?' in url else '?'}options={own}") == ("61s", "61s")
+    monkeypatch.setenv("PGOPTIONS", "-c idle_in_transaction_session_timeout=62000")
+    assert timeouts(url) == ("62s", "62s")
+    monkeypatch.delenv("PGOPTIONS")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{db}" SET idle_in_transaction_session_timeout = 63000')
+    assert timeouts(url) == ("63s", "63s")
