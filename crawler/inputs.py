@@ -9,7 +9,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from hashlib import sha256
 from itertools import chain
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crawler.errors import CrawlerError
@@ -50,7 +49,7 @@ def stream_links(inputs: Sequence[str], every: bool = False) -> InputStream:
     """load_links' links as an iterator: a plain UTF-8 post's are read as its lines come
     (crawler.post.survey_post), any other input's at once. Every input is opened and checked
     here, so a bad one fails before the first link is handed on."""
-    from crawler.post import expand_inputs, stream_post, survey_post
+    from crawler.post import expand_inputs, read_post_bytes, stream_post, survey_post
 
     parts: list[Iterable[Link]] = []
     digests: dict[str, str] = {}
@@ -64,12 +63,17 @@ def stream_links(inputs: Sequence[str], every: bool = False) -> InputStream:
             found, dropped = _read_whole(src, data, every)
         else:
             survey = survey_post(src)
-            if survey.encoding is not None:
-                found, dropped = stream_post(src, survey.encoding, every), 0
+            if survey.digest is None:  # not a regular file (a pipe: `<(…)`, /dev/stdin): its
+                # bytes are read once, for both its links and their digest
+                data = read_post_bytes(src)
+                digest = sha256(data).hexdigest()
+                found, dropped = _read_whole(src, data, every, stdin=False)
             else:
-                found, dropped = _read_whole(src, None, every)
-            # a pipe (`<(…)`) was read once, by read_post: what a second read finds, as before
-            digest = survey.digest or sha256(Path(src).read_bytes()).hexdigest()
+                digest = survey.digest
+                if survey.encoding is not None:
+                    found, dropped = stream_post(src, survey.encoding, every), 0
+                else:
+                    found, dropped = _read_whole(src, None, every)
         parts.append(found)
         ignored += dropped  # counted with the excluded links (`crawler check`'s summary)
         # keyed by real path: enrich finds the check whatever path or folder it is given
@@ -77,12 +81,17 @@ def stream_links(inputs: Sequence[str], every: bool = False) -> InputStream:
     return InputStream(chain.from_iterable(parts), digests, sources, ignored)
 
 
-def _read_whole(src: str, data: bytes | None, every: bool) -> tuple[list[Link], int]:
-    """The links of one input read whole (`data`: standard input's bytes), less those an
-    ignore comment skips, and how many it skipped."""
+def _read_whole(
+    src: str, data: bytes | None, every: bool, stdin: bool = True
+) -> tuple[list[Link], int]:
+    """The links of one input read whole (`data`: its bytes when read already, standard
+    input's unless not `stdin`), less those an ignore comment skips, and how many it skipped."""
     from crawler.post import DEAD_MARK, drop_ignored, parse_post, read_post, read_stdin
 
-    text, found = read_stdin(data, every) if data is not None else read_post(src, every)
+    if data is not None and stdin:
+        text, found = read_stdin(data, every)
+    else:
+        text, found = read_post(src, every, data)
     # Dead marks written by `crawler enrich` are not part of what the author listed.
     if DEAD_MARK in text:  # crawler.enrich only for a post that has marks
         from crawler.enrich import strip_marks

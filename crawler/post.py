@@ -52,20 +52,14 @@ DEAD_MARK = "已失效"
 # --- reading -------------------------------------------------------------------------------
 
 
-def read_post(path: str | os.PathLike[str], every: bool = False) -> tuple[str, list[Link]]:
+def read_post(
+    path: str | os.PathLike[str], every: bool = False, data: bytes | None = None
+) -> tuple[str, list[Link]]:
     """Read a post file and return its decoded text and its links; InputError if unreadable.
-    `every`: as parse_post's."""
+    `every`: as parse_post's. `data`: the file's bytes, already read (read_post_bytes)."""
     name = os.fspath(path)
-    try:
-        data = Path(name).read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{name}: is a directory, not a post file") from None
-    except PermissionError:
-        raise InputError(f"{name}: permission denied") from None
-    except OSError as exc:
-        raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if data is None:
+        data = read_post_bytes(name)
     if is_binary(data):
         raise InputError(f"{name}: is a binary file (contains NUL bytes), not a text post")
     try:
@@ -74,6 +68,20 @@ def read_post(path: str | os.PathLike[str], every: bool = False) -> tuple[str, l
         raise InputError(f"{name}: is not UTF-8 or GBK text") from None
     text = data.decode(encoding)
     return text, parse_post(text, name, every)
+
+
+def read_post_bytes(name: str) -> bytes:
+    """A post file's bytes; InputError, one line, when it cannot be read."""
+    try:
+        return Path(name).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{name}: is a directory, not a post file") from None
+    except PermissionError:
+        raise InputError(f"{name}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
 
 
 #: File types read when a directory is given.

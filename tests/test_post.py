@@ -748,3 +748,31 @@ def test_a_post_given_as_a_pipe_is_read_once(tmp_path: Path) -> None:
         ]
     finally:
         os.close(r)
+
+
+@pytest.mark.parametrize("text", ["# T\n\nhttps://a.example/x\n\n标题\n", "# T\n\n---\n"])
+def test_a_post_read_from_a_pipe_records_the_digest_of_what_was_read(text: str) -> None:
+    """A post given as a pipe (`<(…)`, /dev/stdin) is read once: its links and the digest the
+    history records both come from those bytes (the digest used to be a second read's, of
+    nothing: sha256 of b"")."""
+    import hashlib
+
+    from crawler.inputs import stream_links
+
+    data = text.encode("utf-8")
+    expected = read_post_text(text)
+    r, w = os.pipe()
+    try:
+        os.write(w, data)  # (a few bytes: the pipe holds them all)
+        os.close(w)
+        found = stream_links([f"/dev/fd/{r}"])
+        links = [(link.url, link.listed_title) for link in found.links]
+    finally:
+        os.close(r)
+    assert list(found.digests.values()) == [hashlib.sha256(data).hexdigest()]
+    assert links == expected
+
+
+def read_post_text(text: str) -> list[tuple[str, str | None]]:
+    """The web links of a post as parse_post reads them, with their listed titles."""
+    return [(k.url, k.listed_title) for k in parse_post(text, "p.md") if k.url.startswith("http")]
