@@ -9,6 +9,8 @@ Routes:
   /held?s=SECONDS             the same, kept for the tests that count requests in flight
   /drip?s=SECONDS             headers at once, then one byte per second for s seconds
   /drop                       closes the connection without answering
+  /drop-reused                closes it without answering when it answered on it before (a
+                              kept-alive connection the server closed as it was reused); a page
   /flaky/{key}?fail=N&code=C  C (503) N times for that key, then a page
   /retry-after?s=VALUE&code=C C (429) with Retry-After: VALUE the first time per query, then a page
   /titled/{key}               a page titled `titles[key]` (set by the test; default: key)
@@ -308,6 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: int, ctype: str, body: bytes, headers: dict[str, str] | None = None
     ) -> None:
         self._done()
+        self._answered = getattr(self, "_answered", 0) + 1  # on this connection
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
@@ -367,6 +370,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif head == "drop":
             self.close_connection = True
             self.connection.shutdown(2)
+        elif head == "drop-reused":
+            if getattr(self, "_answered", 0):
+                self.close_connection = True
+                self.connection.shutdown(2)
+            else:
+                self._page("a fresh connection")
         elif head == "flaky":
             if n <= int(q.get("fail", "2")):
                 self._send(int(q.get("code", "503")), "text/plain", b"Service Unavailable")

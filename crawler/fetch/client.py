@@ -120,7 +120,7 @@ class _Session:
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
-                middlewares=(_send_as_written,),
+                middlewares=(_send_as_written, _resend_counted),
             )
         return self.made
 
@@ -360,6 +360,74 @@ async def _send_as_written(
         ):
             req.url = url
     return await handler(req)
+
+
+class Sends:
+    """The requests one URL may still be sent (its attempts), and those made, aiohttp's
+    resend of a dropped request included (_resend_counted)."""
+
+    __slots__ = ("left", "made", "resent")
+
+    def __init__(self, attempts: int) -> None:
+        self.left = attempts
+        self.made = 0
+        self.resent = 0
+
+    def attempt(self) -> None:
+        """An attempt of the fetcher's is sent."""
+        self.left -= 1
+        self.made += 1
+
+    def resend(self) -> bool:
+        """Whether a request whose connection closed before any answer is sent once more:
+        in place of an attempt left, or, the first time, beyond them (a kept-alive connection
+        the server closed just as it was reused: the server never read the request)."""
+        if self.left <= 0 and self.resent:
+            return False
+        self.left -= 1
+        self.made += 1
+        self.resent += 1
+        return True
+
+
+#: The Sends of the fetch in progress (Fetcher.fetch); None: aiohttp resends as it does.
+SENDS: contextvars.ContextVar[Sends | None] = contextvars.ContextVar("sends", default=None)
+
+
+class NotResent(Exception):
+    """A request whose connection closed before any answer, not sent again: its URL has no
+    attempt left (the aiohttp exception that says why is its cause)."""
+
+
+async def _resend_counted(
+    req: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    """An aiohttp client middleware: a GET whose connection closed before any answer is sent
+    once more, as aiohttp itself does (RFC 9112 §9.3.1), but as one of the URL's attempts.
+
+    aiohttp's own resend is a request the fetcher does not see: a URL whose connection is
+    always dropped was asked `--retries` + 2 times. Here the middleware sends it again (the
+    retry middleware of aiohttp's documentation), when the URL's Sends allows, and raises
+    NotResent otherwise or if it fails again, which aiohttp does not send again."""
+    import aiohttp
+
+    sends = SENDS.get()
+    if sends is None:
+        return await handler(req)
+    dropped = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+    try:
+        return await handler(req)
+    except aiohttp.ClientConnectorError:
+        raise  # not connected: aiohttp sends no more either
+    except dropped as exc:
+        if not sends.resend():
+            raise NotResent(str(exc)) from exc
+    try:
+        return await handler(req)
+    except aiohttp.ClientConnectorError:
+        raise
+    except dropped as exc:
+        raise NotResent(str(exc)) from exc
 
 
 class _ProxyCredentials(httpx.AsyncBaseTransport):

@@ -25,9 +25,11 @@ from crawler.fetch import guard
 from crawler.fetch.body import is_text, read_body, read_headers
 from crawler.fetch.client import (
     REDIRECT_STATUSES,
+    SENDS,
     Answer,
     Redirect,
     Sender,
+    Sends,
     make_client,
     make_clients,
     stop_at_redirects,
@@ -53,7 +55,7 @@ from crawler.sites import anti_robot_path
 from crawler.types import ErrorKind, FetchResult, Hop
 
 if TYPE_CHECKING:
-    from tenacity import AsyncRetrying
+    from tenacity import AsyncRetrying, RetryCallState
 
 #: fetch_all keeps max(WINDOW_MIN, WINDOW_PER_SLOT * max_concurrency) fetches in progress.
 WINDOW_MIN = 1024
@@ -241,8 +243,9 @@ class Fetcher:
     async def fetch(self, url: str) -> FetchResult:
         """Fetch one URL with retries; never raises for a failure of the link.
 
-        `attempts` counts the requests made and `elapsed_ms` their time alone: not the waits
-        for the host's turn, for a free slot or between retries.
+        `attempts` counts the requests made (aiohttp's resend of a dropped one included: see
+        client.Sends) and `elapsed_ms` their time alone: not the waits for the host's turn, for
+        a free slot or between retries.
         """
         fetched_at = datetime.now(UTC)
         try:
@@ -264,11 +267,11 @@ class Fetcher:
         watch = self._watch
 
         alt = False  # after a protocol failure on aiohttp, the retries go through httpx's own
-        attempts = 0
+        sends = Sends(self.settings.retries + 1)
         spent = 0.0  # seconds in requests
 
         async def attempt() -> FetchResult:
-            nonlocal alt, attempts, spent
+            nonlocal alt, spent
             if watch.down:
                 return self._down_result(url)
             pause = gate.paused()
@@ -278,7 +281,7 @@ class Fetcher:
                     if pause is None:
                         if not await watch.before():
                             return self._down_result(url)
-                        attempts += 1
+                        sends.attempt()
                         t0 = time.monotonic()
                         got: FetchResult | None = None
                         self.in_flight += 1
@@ -307,9 +310,22 @@ class Fetcher:
                     gate.hold(wait, url)
             return r
 
+        counting = SENDS.set(sends)  # what client._resend_counted reads
+        try:
+            result = await self._retried(attempt, sends)
+        finally:
+            SENDS.reset(counting)
+        return dataclasses.replace(
+            result, attempts=sends.made, elapsed_ms=int(spent * 1000), fetched_at=fetched_at
+        )
+
+    async def _retried(
+        self, attempt: Callable[[], Awaitable[FetchResult]], sends: Sends
+    ) -> FetchResult:
+        """The first attempt, and the retries it needs while `sends` has attempts left."""
         # The first attempt runs outside tenacity: most links need no retry.
         result = await attempt()
-        if self.settings.retries > 0 and self._retryable(result):
+        if sends.left > 0 and self._retryable(result):
             first: FetchResult | None = result
             last = result
 
@@ -326,10 +342,14 @@ class Fetcher:
 
             if self._retrying is None:
                 self._retrying = retry_policy(self.settings, self._retryable, self._sleep)
-            result = await self._retrying.copy()(again)
-        return dataclasses.replace(
-            result, attempts=attempts, elapsed_ms=int(spent * 1000), fetched_at=fetched_at
-        )
+            retries = self.settings.retries
+
+            def no_attempt_left(state: RetryCallState) -> bool:
+                # tenacity's count, or sooner when a resend took an attempt's place
+                return sends.left <= 0 or state.attempt_number > retries
+
+            result = await self._retrying.copy(stop=no_attempt_left)(again)
+        return result
 
     @property
     def _cap(self) -> float:
