@@ -25,7 +25,10 @@ The rule (additive increase, multiplicative decrease, as TCP does):
     they were the cause, and the pace is what it was before the first of them;
   - at the proven level, fewer than BURST: the URL's own, the pace holds (the URL is asked
     again later); if the URL then passes, the page was the pace's: `known_max` becomes one under
-    the requests in flight it met (one step down, no halving; as a probe that failed);
+    the requests in flight it met for the rest of the run (one step down, no halving; as a probe
+    that failed); the next run is told only once a second URL of the run says so, and then of
+    the fewest requests in flight that two of them met (one such page, under a loaded client,
+    kept WeChat a level lower for a whole next run);
   - from a URL asked again after a page: no news about the pace (such URLs come back together,
     after their cool-down); the URL's own if shown at the proven level, else asked once more;
   - at the proven level, the BURST-th from distinct URLs within the last BURST_SPAN answers
@@ -166,6 +169,7 @@ class PaceController:
         self._suspects: dict[str, _Slowdown] = {}  # URL -> the slowdown its page was in
         self._paged: set[str] = set()  # URLs shown a page in this run
         self._own: dict[str, int] = {}  # URL -> in flight when its page was put down to it
+        self._passed: list[int] = []  # in flight at each page whose URL then passed (_own)
         self._429s: deque[tuple[int, str]] = deque()  # (answer number, URL) of the last 429s
         self._slowed_at = float("-inf")  # when the last slowdown happened
         self.slowdowns = 0  # in this run
@@ -226,10 +230,10 @@ class PaceController:
             if self._clean >= self._clean_run:
                 if self._filled >= self.limit:
                     self.good = max(self.good, self.limit)
-                    if self.known_max is not None and self.good >= self.known_max:
-                        self._kept_max = self.known_max  # a reprobe that passed
-                        if self._probe is not None:
-                            self._probe, self._reprobe_wait = None, self._reprobe
+                    if self._probe is not None and self.good >= self._probe:
+                        # a reprobe that passed
+                        self._kept_max = self._probe
+                        self._probe, self._reprobe_wait = None, self._reprobe
                     self.limit = self._clamp(self.limit + 1)
                 self.interval = self._clamp_interval(self.interval / 2)
                 self._clean = self._filled = 0
@@ -297,11 +301,18 @@ class PaceController:
 
     def _passed_after_page(self, inflight: int) -> None:
         """A URL shown a page at the proven level passed when asked again: the page was the
-        pace's, so `inflight` is too much (the proven level was not, or is no longer)."""
+        pace's, so `inflight` is too much (the proven level was not, or is no longer) for this
+        run; for the next one, what two such URLs say: the second fewest in flight is too much
+        (the fewest, or more, for both)."""
+        self._passed.append(inflight)
+        if len(self._passed) >= 2:
+            kept = max(1, sorted(self._passed)[1] - 1)
+            if self._kept_max is None or kept < self._kept_max:
+                self._kept_max = kept
         known_max = max(1, inflight - 1)
         if known_max >= self._cap():
             return  # the pace is below it already
-        self.known_max = self._kept_max = known_max
+        self.known_max = known_max
         self._probe_failed()  # as a probe that failed
         self._clean = self._filled = self._at_max = 0
         self.limit = self._clamp(self.limit)

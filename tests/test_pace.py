@@ -348,7 +348,7 @@ def test_a_page_at_the_proven_level_whose_url_then_passes_was_the_pace() -> None
     clock.t += 0.01
     assert c.record(Outcome.CLEAN, clock.t, 5, "https://h/o") is None  # asked again: passes
     assert (c.limit, c.known_max, c.good) == (4, 4, 4)  # so 5 was too much
-    assert c.pace() == Pace(4, 0.0, known_max=4)
+    assert c.pace() == Pace(4, 0.0, known_max=5)  # for the run only (one URL)
     assert c.slowdowns == 0  # one step down, not a halving
     clean(c, clock, CLEAN_RUN * 10, inflight=4)
     assert c.limit == 4
@@ -483,3 +483,33 @@ def test_a_lone_429_holds_its_url_and_a_second_url_s_holds_the_host() -> None:
     clean(c, clock, BURST_SPAN)
     assert not c.rate_limited("https://h/c")  # the others are BURST_SPAN answers back
     assert (c.limit, c.slowdowns) == (START_LIMIT + 2, 0)  # the pace hears the answers alone
+
+
+def test_one_page_at_the_proven_level_whose_url_then_passes_lowers_the_pace_for_the_run_only() -> (
+    None
+):
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(5, 0.0, known_max=5))
+    page(c, clock, "https://h/o", inflight=5)
+    clock.t += 0.01
+    c.record(Outcome.CLEAN, clock.t, 5, "https://h/o")
+    assert (c.limit, c.known_max) == (4, 4)
+    clean(c, clock, CLEAN_RUN * 3, inflight=4)
+    assert (c.limit, c.known_max) == (4, 4)  # for the rest of the run
+    assert c.pace() == Pace(4, 0.0, known_max=5)  # one page is not kept for the next run
+    again = PaceController(8, clock=clock, start=c.pace())
+    clean(again, clock, CLEAN_RUN, inflight=4)
+    assert (again.limit, again.known_max) == (5, 5)
+
+
+def test_a_second_url_that_passes_after_a_page_at_the_proven_level_is_kept() -> None:
+    clock = Clock()
+    c = PaceController(8, clock=clock, start=Pace(5, 0.0, known_max=5))
+    for url, inflight in (("https://h/o", 5), ("https://h/p", 4)):
+        page(c, clock, url, inflight=inflight)
+        clean(c, clock, 3, inflight=inflight)
+        clock.t += 0.01
+        c.record(Outcome.CLEAN, clock.t, inflight, url)
+    assert (c.limit, c.known_max) == (3, 3)  # each one step down in the run
+    # what both say: 5 in flight is too much (a page at 4 says 5 is too)
+    assert c.pace() == Pace(3, 0.0, known_max=4)
