@@ -50,9 +50,9 @@ def _read_from_prefix(html: str) -> bool:
     data = html.encode()
     assert len(data) > bounded.PREFIX
     rest = bounded.rest_of(data)
-    if rest is None:  # JSON-LD in the rest: not even tried
+    if rest is None:  # JSON-LD to the end, or no scanner to say where: not even tried
         return False
-    return _read(Page(html, data, None, bounded.PREFIX, rest), None, None, False) is not None
+    return _read(Page(html, data, None, rest.cut, rest), None, None, False) is not None
 
 
 @pytest.fixture(autouse=True, params=["scanner", "regexes"])
@@ -320,6 +320,63 @@ def test_every_meta_key_the_extractor_reads_is_watched_after_the_cut() -> None:
         read |= set(re.findall(r'meta\.get\("([^"]+)"\)', path.read_text()))
     read |= set(title.TITLE_KEYS) | set(summary.DESCRIPTION_KEYS)
     assert read and read <= bounded.READ_META
+
+
+# ------------------------------------------- JSON-LD past the first bytes: the cut after it
+
+LD = '<script type="application/ld+json">{"@type": "NewsArticle", "headline": "From JSON-LD"}'
+
+
+@pytest.mark.parametrize(
+    ("middle", "title"),
+    [
+        (LD + "</script>", "From JSON-LD"),
+        (
+            LD + "</script>" + _pad(20_000) + LD.replace("From", "Second") + "</script>",
+            "From JSON-LD",
+        ),
+        # where a scanner cannot tell: in a comment, a textarea, a string of another script
+        ("<!-- " + LD + "</script> -->", "Plain article"),
+        ("<textarea>" + LD + "</script></textarea>", "Plain article"),
+        ("<script>var s = '" + LD + "</scr' + 'ipt>';</script>", "Plain article"),
+        # closed in capitals: the first "</script" is later, in the next script
+        (LD + "</SCRIPT><script>var x = 1;</script>", "From JSON-LD"),
+    ],
+)
+def test_json_ld_past_the_prefix_is_read_with_the_page_up_to_it(
+    search: str, middle: str, title: str
+) -> None:
+    html = (
+        "<html lang=en><head><title>Plain article - Example</title>"
+        "<meta name=description content='What the page says of itself.'></head>"
+        f"<body><h1>Plain article</h1><main>{ARTICLE}{_pad(150_000)}</main>"
+        f"{middle}{_pad(300_000)}</body></html>"
+    )
+    assert _bounded(html) == _whole(html)
+    assert _bounded(html)["title"] == title
+    # with the scanner, where the marks end is known: the page is parsed up to a little after
+    # them, not whole
+    assert _read_from_prefix(html) == (search == "scanner")
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        # the first "</script" does not end a script that opened "<!--<script>" (the HTML
+        # tokenizer's double-escaped state): open at the cut, so the page is read whole
+        LD + "<!--<script>x</script> " + "-->",
+        LD,  # never closed
+    ],
+)
+def test_a_json_ld_script_open_at_the_cut_is_read_whole(script: str) -> None:
+    html = (
+        "<html lang=en><head><title>Plain article - Example</title>"
+        "<meta name=description content='What the page says of itself.'></head>"
+        f"<body><h1>Plain article</h1><main>{ARTICLE}{_pad(150_000)}</main>"
+        f"{script}{_pad(300_000)}</script></body></html>"
+    )
+    assert not _read_from_prefix(html)
+    assert _bounded(html) == _whole(html)
 
 
 # ---------------------------------------------------- the sites' fingerprints, in one pass

@@ -1,7 +1,8 @@
 """Reading a big page from its first bytes: when what they give is what the whole page gives.
 
 A page over PREFIX bytes is parsed up to PREFIX first (the parser's time is most of a
-megabyte page's extraction). What was read from that tree stands only when nothing past the
+megabyte page's extraction), or, when JSON-LD comes later, up to a little after it (rest_of).
+What was read from that tree stands only when nothing past the
 cut could change it, decided from the tree and from cheap byte searches of the rest of the
 page; otherwise the whole page is parsed after all. The HTML parser builds its tree as the
 bytes come: an element that closed before the cut is the same element, with the same text
@@ -198,13 +199,16 @@ class Rest:
     found by the scanner in one pass when it is installed, else by regexes over the rest
     lower-cased, each when first asked."""
 
-    def __init__(self, data: bytes) -> None:
-        """`data` the whole page (ld_json tells whether the rest holds JSON-LD)."""
+    def __init__(self, data: bytes, cut: int = PREFIX) -> None:
+        """`data` the whole page, parsed up to `cut` (ld_json tells whether the rest holds
+        JSON-LD; ld_end, with the scanner, where its last mark ends in data)."""
         self._at: dict[bytes, list[int]] | None = None
         self._marks: set[bytes] | None = None
+        self.cut = cut
+        self.ld_end: int | None = None
         scanner = _scanner()
         if scanner is None:
-            self.bytes = data[PREFIX - OVERLAP :].lower()
+            self.bytes = data[cut - OVERLAP :].lower()
             rest = self.bytes
             maybe = _LD_JSON_MAYBE.search(rest)
             self.ld_json = maybe is not None and (
@@ -212,7 +216,7 @@ class Rest:
                 or _LD_JSON_REFERENCE.search(rest, maybe.start()) is not None
             )
             return
-        self.bytes = data[PREFIX - OVERLAP :]
+        self.bytes = data[cut - OVERLAP :]
         db, scratch = scanner
         hits: list[tuple[int, int]] = []
 
@@ -220,7 +224,10 @@ class Rest:
             hits.append((id_, end))
 
         db.scan(self.bytes, match_event_handler=on_match, scratch=scratch)
-        self.ld_json = any(id_ < _LD_IDS for id_, _ in hits)
+        ld_ends = [end for id_, end in hits if id_ < _LD_IDS]
+        self.ld_json = bool(ld_ends)
+        if ld_ends:
+            self.ld_end = cut - OVERLAP + max(ld_ends)
         at: dict[bytes, list[int]] = {}
         marks: set[bytes] = set()
         first_mark = _LD_IDS + len(_SCAN_TAGS)
@@ -251,9 +258,25 @@ class Rest:
 
 
 def rest_of(data: bytes) -> Rest | None:
-    """What is past the prefix of data, and its marks; None when it holds JSON-LD, which the
-    chain reads first (the whole page is parsed at once)."""
+    """What is past the prefix of data, and its marks; None when the whole page is to be
+    parsed at once.
+
+    The prefix is the first PREFIX bytes or, where the rest holds JSON-LD (which the chain
+    reads first), the page up to OVERLAP bytes past the first "</script" after the last
+    JSON-LD mark the scanner found: every JSON-LD script is then in the prefix, and one still
+    open at the cut makes holds() say no. Any cut past PREFIX is sound; this one only makes it
+    likely to hold. On make eval's pages, 9 of the 11 with JSON-LD past PREFIX are read so, and
+    the bytes parsed fall from 14.7 to 13.3 MB.
+    """
     rest = Rest(data)
+    if not rest.ld_json:
+        return rest
+    if rest.ld_end is None:  # no scanner: where the marks are is not known
+        return None
+    close = data.find(b"</script", rest.ld_end)
+    if close < 0 or close + OVERLAP >= len(data):
+        return None
+    rest = Rest(data, close + OVERLAP)
     return None if rest.ld_json else rest
 
 

@@ -61,10 +61,11 @@ def _extract(
             data = text.encode("utf-8", errors="replace")
     rest = rest_of(data) if not with_hash and len(data) > PREFIX else None
     if rest is not None:
-        # A big page is read from its first PREFIX bytes when they surely give what the
-        # whole page does (crawler/extract/bounded.py); the main text's hash needs it all.
+        # A big page is read from its first bytes (PREFIX, or up to its JSON-LD) when they
+        # surely give what the whole page does (crawler/extract/bounded.py); the main text's
+        # hash needs it all.
         try:
-            fields = _read(Page(text, data, url, PREFIX, rest), url, status, with_hash)
+            fields = _read(Page(text, data, url, rest.cut, rest), url, status, with_hash)
         except PARSE_ERRORS:
             fields = None  # the whole page decides
         if fields is not None:
