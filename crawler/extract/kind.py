@@ -32,10 +32,13 @@ def challenge(page: Page, cleaned_title: str | None) -> str | None:
     """
     if len(page.data) > CHALLENGE_PAGE_MAX:
         return None
+    # A story's metadata first: two lookups, where _may_ask lower-cases and searches the page
+    # (make eval's pages, most of them stories: 1,117.8 -> 1,083.7 M instructions; the bench's
+    # page, which is none, 694.2 k -> 693.9 k per page)
+    if page.meta.get("og:type") == "article" or page.jsonld_value(("headline",), STORY_TYPES):
+        return None
     source = page.data.lower()  # bytes: searched much faster than str
     if not _may_ask(page, cleaned_title, source):
-        return None
-    if page.meta.get("og:type") == "article" or page.jsonld_value(("headline",), STORY_TYPES):
         return None
     if page.tree.css_first("article p, [itemprop=articleBody] p") is not None:
         return None
