@@ -39,6 +39,7 @@ from crawler.frontier import (
 )
 from crawler.history import ConfirmRule, UrlState, apply_history, next_state
 from crawler.pace import START_LIMIT, Blame, Outcome, Pace, PaceController
+from crawler.redact import redact_url
 from crawler.types import Check, ErrorKind, FetchResult, Link, PageKind, PageMeta, Verdict
 
 if TYPE_CHECKING:
@@ -88,18 +89,29 @@ class RunOptions:
 
 
 def url_tasks(links: Iterable[Link]) -> list[UrlTask]:
-    """The run's distinct URLs in order of first appearance, each with every occurrence."""
+    """The run's distinct URLs in order of first appearance, each with every occurrence. A
+    URL is recorded with its password as *** (redact_url); the first one written is fetched."""
     by_url: dict[str, list[tuple[int, Link]]] = {}
+    written: dict[str, str] = {}
     for i, link in enumerate(links):
-        by_url.setdefault(link.url, []).append((i, link))
-    return [UrlTask(url, host_key(url), tuple(occ)) for url, occ in by_url.items()]
+        url = redact_url(link.url)
+        if url != link.url:
+            written.setdefault(url, link.url)
+        by_url.setdefault(url, []).append((i, link))
+    return [
+        UrlTask(url, host_key(url), tuple(occ), fetch_url=written.get(url))
+        for url, occ in by_url.items()
+    ]
 
 
 def occurrences(links: Iterable[Link]) -> Iterator[UrlTask]:
     """url_tasks as a stream, for plan_run: a task per link, in order, holding only that
     link (the store gathers a URL's occurrences); nothing of a link read is kept here."""
     for i, link in enumerate(links):
-        yield UrlTask(link.url, host_key(link.url), ((i, link),))
+        url = redact_url(link.url)
+        yield UrlTask(
+            url, host_key(url), ((i, link),), fetch_url=link.url if url != link.url else None
+        )
 
 
 def plan_run(
@@ -361,7 +373,7 @@ def read_page(
         status=result.status,
         with_hash=with_hash,
     )
-    if meta is not None and result.url in anchors_for:
+    if meta is not None and anchors_for and redact_url(result.url) in anchors_for:
         from crawler.fragments import page_anchors
 
         meta = replace(meta, anchors=page_anchors(result))
@@ -743,7 +755,7 @@ class Worker:
         async def check(task: UrlTask, slot: _Slot) -> None:
             _SLOT.set(slot)
             try:
-                result = await fetcher.fetch(task.url)
+                result = await fetcher.fetch(task.fetch_url or task.url)
             finally:
                 await slot.give_back()  # before reading the page: the request is over
             meta = read_page(result, self.history, self.anchors_for)

@@ -63,6 +63,7 @@ from crawler.post import (
     scan_post,
     url_as_read,
 )
+from crawler.redact import redact_url, unredact
 from crawler.sanitize import markdown_text
 from crawler.types import ALIVE, Check, Link, Verdict
 
@@ -195,7 +196,7 @@ def changed_entries(
     stale = [
         link
         for link in post.links
-        if (f := findings.get(link.url)) is not None
+        if (f := findings.get(redact_url(link.url))) is not None
         and f.listed_titles
         and link.listed_title not in f.listed_titles
     ]
@@ -564,10 +565,13 @@ def _plan_link(
     link = post.links[k]
     line = post.lines[i]
     s = line.clean
+    recorded = redact_url(link.url)  # a password as ***, as the checks have it
     if opt.update_redirects:
-        target, finding = _resolve(findings, link.url)
+        target, finding = _resolve(findings, recorded)
+        if target is not None:  # the post keeps the user's own password
+            target = unredact(target, link.url)
     else:
-        target, finding = None, findings.get(link.url)
+        target, finding = None, findings.get(recorded)
     inline_title = c.kind in ("bare", "auto") and bool(_INLINE_TITLE.match(s, c.end))
     group = _INLINE_TITLE_GROUP.match(s, c.end) if inline_title else None
     anchor = group.end() if group else c.end

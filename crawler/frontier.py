@@ -52,6 +52,9 @@ class UrlTask:
     links: tuple[tuple[int, Link], ...]  # (position among the run's links, link), in order
     due: int = NEVER_CHECKED  # how due (budgeted runs): hosts and URLs are claimed lowest first
     last_checked: datetime | None = None  # within one `due`, the oldest check goes first
+    #: the URL as written when it differs from `url` (a password, crawler/redact.py): what the
+    #: request is made with; `url`, with the password as ***, is what is recorded
+    fetch_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from crawler.redact import redact_url
 from crawler.sanitize import terminal as safe
 from crawler.types import ALIVE, Link
 
@@ -83,7 +84,9 @@ def history_record(check: CheckRecord) -> dict[str, Any]:
 
 def url_timeline(store: Store, url: str) -> tuple[list[CheckRecord], str | None]:
     """Every check of url, oldest first, each (run, URL) once; when url itself was never
-    checked, those of the URL a check ended at or of its http/https twin, with a note saying so."""
+    checked, those of the URL a check ended at or of its http/https twin, with a note saying so.
+    A password in url is looked for as recorded (***)."""
+    url = redact_url(url)
     checks = store.url_history(url)
     note = None
     if not checks:  # the URL the check ended at, or the same URL over http/https

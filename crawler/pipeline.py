@@ -44,6 +44,7 @@ from crawler.fetch import host_key
 from crawler.frontier import UrlTask
 from crawler.inputs import Inputs
 from crawler.local import Remap
+from crawler.redact import redact_url
 from crawler.store import Store
 from crawler.types import (
     NETWORK_ERRORS,
@@ -624,9 +625,13 @@ def check_inputs(job: CheckJob, progress: Callable[[int], Progress]) -> CheckDon
     shown = _Shown(progress)
     if job.include_fragments:  # each cited page fetched once: every link is looked at first
         listed = [first, *links] if first is not None else []
-        cited = fragments.strip_fragments(listed)
+        # (recorded and reported with a URL's password as ***, as every URL: the plan too)
+        cited = {
+            i: replace(k, url=redact_url(k.url)) if "@" in k.url else k
+            for i, k in fragments.strip_fragments(listed).items()
+        }
         anchors_for = frozenset(
-            listed[i].url for i, k in cited.items() if fragments.fragment(k.url)
+            redact_url(listed[i].url) for i, k in cited.items() if fragments.fragment(k.url)
         )
         options = replace(job.options, anchors_for=anchors_for)
         planned = shown.count(_drain(listed))

@@ -28,6 +28,7 @@ from crawler.errors import StoreError
 from crawler.frontier import UNCHECKED, Finished, UrlTask
 from crawler.history import UrlState
 from crawler.pace import Pace
+from crawler.redact import redact_text, redact_url
 from crawler.types import (
     NETWORK_ERRORS,
     Check,
@@ -193,6 +194,11 @@ MIGRATIONS: tuple[str, ...] = (
     # every 0.2 s over a run of 100,000 links: the most PostgreSQL CPU of any statement).
     """
     ALTER TABLE run_hosts ADD COLUMN checks INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 10: a URL with a password is recorded with *** in its place (crawler/redact.py); the
+    # URL as written waits here for its request, and only while the URL is pending.
+    """
+    ALTER TABLE run_urls ADD COLUMN fetch_url TEXT;  -- NULL: fetched as `url` says
     """,
     # 9: a worker renews its leases by owner every few seconds (renew_leases), and a check
     # frees a killed run's by owner (release_stale_leases): without an index each was a scan
@@ -478,12 +484,12 @@ class Store:
                     due[t.host] = min(due.get(t.host, t.due), t.due)
                     yield (
                         run_id, t.url, t.host, t.links[0][0], _links_json(t.links),
-                        t.due, _ts(t.last_checked),
+                        t.due, _ts(t.last_checked), t.fetch_url,
                     )  # fmt: skip
 
             c.executemany(
-                "INSERT INTO run_urls (run_id, url, host, position, links, due, last_checked) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO run_urls (run_id, url, host, position, links, due, last_checked, "
+                "fetch_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows(),
             )
             for url, more in again.items():
@@ -553,7 +559,7 @@ class Store:
         first, then in the links' order (a run without a budget: every pending URL, in order)."""
         todo = "run_id = ? AND host = ? AND state = 'pending'"
         rows = self.conn.execute(
-            f"SELECT url, links, due, last_checked FROM run_urls WHERE {todo} "
+            f"SELECT url, links, due, last_checked, fetch_url FROM run_urls WHERE {todo} "
             f"AND due = (SELECT min(due) FROM run_urls WHERE {todo}) "
             "ORDER BY last_checked, position",
             (run_id, host, run_id, host),
@@ -565,7 +571,7 @@ class Store:
         after = -1
         while True:
             rows = self.conn.execute(
-                "SELECT url, host, links, due, last_checked, position FROM run_urls "
+                "SELECT url, host, links, due, last_checked, position, fetch_url FROM run_urls "
                 "WHERE run_id = ? AND state = 'pending' AND position > ? "
                 "ORDER BY position LIMIT ?",
                 (run_id, after, size),
@@ -648,8 +654,8 @@ class Store:
                 pending.update(
                     (r[0], r[1])
                     for r in c.execute(
-                        "UPDATE run_urls SET state = 'done' WHERE run_id = ? AND state = 'pending' "
-                        f"AND {among} RETURNING url, host",
+                        "UPDATE run_urls SET state = 'done', fetch_url = NULL WHERE run_id = ? "
+                        f"AND state = 'pending' AND {among} RETURNING url, host",
                         (run_id, *part),
                     ).fetchall()
                 )
@@ -832,6 +838,12 @@ class Store:
                 "WHERE id = ?",
                 (_ts(finished_at), status, json.dumps(counts), int(network_down), run_id),
             )
+            if status != "complete":  # URLs not reached keep no password (done ones gave it up)
+                c.execute(
+                    "UPDATE run_urls SET fetch_url = NULL WHERE run_id = ? AND state = 'pending' "
+                    "AND fetch_url IS NOT NULL",
+                    (run_id,),
+                )
             if not network_down:
                 c.execute(
                     f"INSERT OR REPLACE INTO url_state (url, {_STATE_NAMES}) "
@@ -845,6 +857,7 @@ class Store:
         """Take url's title at its last check as the one to compare with from now on (`crawler
         accept`): a `changed` link is ok again on the next run. The title, or None when url has
         no alive check to accept."""
+        url = redact_url(url)  # as recorded
         with self.transaction() as c:
             row = c.execute("SELECT last_title FROM url_state WHERE url = ?", (url,)).fetchone()
             if row is None or row["last_title"] is None:
@@ -1211,7 +1224,7 @@ def _check_row(run_id: int, c: Check, raw: Verdict, position: int | None) -> tup
     f, m, h, link = c.fetch, c.meta, c.history, c.link
     return (
         run_id,
-        link.url,
+        redact_url(link.url),
         link.source,
         link.line,
         _section_json(link.section),
@@ -1219,10 +1232,10 @@ def _check_row(run_id: int, c: Check, raw: Verdict, position: int | None) -> tup
         c.verdict.value,
         raw.value,
         c.reason,
-        c.detail,
+        redact_text(c.detail),
         f.status if f else None,
-        f.final_url if f else None,
-        json.dumps([[hop.status, hop.url] for hop in f.hops]) if f and f.hops else "[]",
+        redact_url(f.final_url) if f and f.final_url else None,
+        json.dumps([[hop.status, redact_url(hop.url)] for hop in f.hops]) if f and f.hops else "[]",
         f.error.value if f and f.error else None,
         m.title if m else None,
         m.summary if m else None,
@@ -1267,7 +1280,12 @@ def _links_json(links: Sequence[tuple[int, Link]]) -> str:
 def _task(r: sqlite3.Row, host: str) -> UrlTask:
     url = r["url"]
     return UrlTask(
-        url, host, _links_from_json(r["links"], url), int(r["due"]), _dt(r["last_checked"])
+        url,
+        host,
+        _links_from_json(r["links"], url),
+        int(r["due"]),
+        _dt(r["last_checked"]),
+        r["fetch_url"],
     )
 
 
