@@ -1,9 +1,10 @@
 """The fetcher's two send paths give one result. Its bulk path (client.Sender: a GET straight
 through the client's aiohttp session, what a fetcher with a client of its own sends with) and
-its httpx client (what a client given to the fetcher, a proxy or a retry on httpx's own stack
-sends with) fetch the same URL from real local servers; the results (status, final URL, hops,
-kept headers, body, truncation, error kind and detail, and so the title and verdict) and the
-requests the servers saw (path as written, every header) must be the same."""
+its httpx client (what a client given to the fetcher or a retry on httpx's own stack sends
+with) fetch the same URL from real local servers, directly and through a local proxy; the
+results (status, final URL, hops, kept headers, body, truncation, error kind and detail, and so
+the title and verdict) and the requests the servers and the proxy saw (path as written, every
+header) must be the same."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import ssl
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from crawler.fetch import Fetcher, make_client
 from crawler.fetch.client import Sender
 from crawler.fetch.guard import IPAddress
 from crawler.types import ErrorKind, FetchResult, Hop, PageKind, PageMeta, Verdict
+from tests.proxy import LocalProxy
 from tests.server import LocalServer, _Handler, client_gone
 
 pytestmark = pytest.mark.anyio
@@ -223,7 +225,8 @@ def _start(host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> LocalS
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The parity servers (IPv4, IPv6, HTTPS with a trusted and an untrusted certificate), a
-    port nothing listens on and one whose backlog is full (a connect that never completes)."""
+    port nothing listens on and one whose backlog is full (a connect that never completes), and
+    two proxies: plain http asking for credentials, and one speaking HTTPS."""
     trustme = pytest.importorskip("trustme")
     ca, stranger = trustme.CA(), trustme.CA()
     good, bad = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -232,6 +235,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
     v4, v6, tls, untrusted = _start(), _start("::1"), _start(tls=good), _start(tls=bad)
+    proxy, tls_proxy = LocalProxy(credentials="user:pw").start(), LocalProxy(tls=good).start()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         refused = s.getsockname()[1]
@@ -254,10 +258,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             "refused": f"http://127.0.0.1:{refused}",
             "full": f"http://127.0.0.1:{full.getsockname()[1]}",
             "bundle": str(bundle),
+            "proxies": {"proxy": proxy, "tls-proxy": tls_proxy},
         }
     finally:
         filler.close()
         full.close()
+        proxy.stop()
+        tls_proxy.stop()
         for srv in (v4, v6, tls, untrusted):
             srv.stop()
 
@@ -453,8 +460,27 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
 ]
 
 #: The settings a case runs with: as they come; with a cookie jar, headers for every host and
-#: a host's own rule; and with --header giving the Cookie, Host and Accept-Encoding too.
-VARIANTS = ("plain", "configured", "header-overrides")
+#: a host's own rule; with --header giving the Cookie, Host and Accept-Encoding too; as they
+#: come behind a proxy with credentials (localhost not proxied).
+VARIANTS = ("plain", "configured", "header-overrides", "proxy")
+
+#: The environment of each variant behind a proxy ({proxy}: the proxy's address).
+PROXY_ENV: dict[str, dict[str, str]] = {
+    "proxy": {
+        "HTTP_PROXY": "http://user:pw@{proxy}",
+        "HTTPS_PROXY": "http://user:pw@{proxy}",
+        "NO_PROXY": "localhost",
+    },
+    "tls-proxy": {"ALL_PROXY": "https://{proxy}", "NO_PROXY": "::1"},  # its own test
+}
+
+
+def _behind(variant: str, servers: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment of a variant: its proxy, if it has one."""
+    if variant in PROXY_ENV:
+        where = servers["proxies"][variant].url.split("://")[1]
+        for name, value in PROXY_ENV[variant].items():
+            monkeypatch.setenv(name, value.replace("{proxy}", where))
 
 
 def _settings(variant: str, tmp_path: Path, kw: dict[str, Any]) -> FetchSettings:
@@ -468,7 +494,7 @@ def _settings(variant: str, tmp_path: Path, kw: dict[str, Any]) -> FetchSettings
         no_private=kw.get("no_private", False),
         deadline=kw.get("deadline"),
     )
-    if variant != "plain":
+    if variant not in ("plain", "proxy"):
         jar = tmp_path / "cookies.txt"
         jar.write_text(
             "# Netscape HTTP Cookie File\n"
@@ -541,10 +567,15 @@ def _then(detail: str) -> str:
 
 
 async def both(
-    settings: FetchSettings, url: str, forbidden: Any, wire: bool, monkeypatch: pytest.MonkeyPatch
+    settings: FetchSettings,
+    url: str,
+    forbidden: Any,
+    wire: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    proxies: Iterable[LocalProxy] = (),
 ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """The same URL through both paths: what each gave (and what the servers read of its
-    requests), and how many GETs each sent through the Sender."""
+    """The same URL through both paths: what each gave (and what the servers and `proxies`
+    read of its requests), and how many GETs each sent through the Sender."""
     got: dict[str, dict[str, Any]] = {}
     direct = dict.fromkeys(PATHS, 0)
     now = [""]
@@ -557,6 +588,7 @@ async def both(
     monkeypatch.setattr(Sender, "get", counted)
     for path in PATHS:
         now[0] = path
+        before = [len(p.seen) for p in proxies]
         try:
             async with _fetcher(settings, path, forbidden) as f:
                 r = await f.fetch(url)
@@ -571,6 +603,7 @@ async def both(
                     for tag, p, headers in WIRE
                     if tag == path
                 ]
+            got[path]["proxied"] = [p.seen[n:] for p, n in zip(proxies, before, strict=True)]
     return got, direct
 
 
@@ -586,12 +619,14 @@ async def test_both_send_paths_give_one_result(
     wire: bool,
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", servers["bundle"])
+    _behind(variant, servers, monkeypatch)
     with _WIRE_LOCK:
         WIRE.clear()
     for name, value in servers.items():
         url = url.replace(f"{{{name}}}", str(value))
     s = _settings(variant, tmp_path, kw)
-    got, direct = await both(s, url, kw.get("forbidden"), wire, monkeypatch)
+    proxies = servers["proxies"].values()
+    got, direct = await both(s, url, kw.get("forbidden"), wire, monkeypatch, proxies)
     assert got["sender"] == got["client"]
     # each path is the one it says: only the fetcher with a client of its own uses the Sender
     r = got["client"].get("result")
@@ -714,3 +749,157 @@ async def test_a_redirect_to_the_sites_verification_page_is_blocked_without_aski
         assert got[path]["verdict"] == (Verdict.BLOCKED, "anti-robot", "anti-robot page (HTTP 302)")
         assert read_page(r) == PageMeta(kind=PageKind.ANTI_ROBOT)
         assert [p for p, _ in got[path]["wire"]] == [url.removeprefix(servers["v4"])]
+
+
+def _proxied(got: dict[str, Any], variant: str) -> list[tuple[str, str, str | None]]:
+    """What the proxy of `variant` read of a path's requests (method, target, credentials)."""
+    proxied: list[list[tuple[str, str, str | None]]] = got["proxied"]
+    return proxied[list(PROXY_ENV).index(variant)]
+
+
+async def test_proxy_credentials_go_with_each_http_request_and_with_the_connect(
+    servers: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a proxy with user:pw@, both paths send Proxy-Authorization with each plain-http
+    request and with the CONNECT of an https URL, never to the server; the old Sender was not
+    used behind a proxy at all."""
+    monkeypatch.setenv("SSL_CERT_FILE", servers["bundle"])
+    _behind("proxy", servers, monkeypatch)
+    token = "Basic " + base64.b64encode(b"user:pw").decode()
+    tls = servers["tls"].split("://")[1]
+    url = f"{servers['v4']}" + _go(302, f"{servers['tls']}/p/echo/tls")
+    with _WIRE_LOCK:
+        WIRE.clear()
+    got, direct = await both(
+        _settings("proxy", tmp_path, {}),
+        url,
+        None,
+        True,
+        monkeypatch,
+        [*servers["proxies"].values()],
+    )
+    assert direct == {"sender": 2, "client": 0}
+    for path in PATHS:
+        assert got[path]["result"].status == 200, got[path]
+        assert _proxied(got[path], "proxy") == [
+            ("GET", url, token),
+            ("CONNECT", tls, token),
+        ]
+        assert all("proxy-authorization" not in dict(h) for _, h in got[path]["wire"])
+        assert got[path]["wire"][0][0] == _go(302, f"{servers['tls']}/p/echo/tls")
+
+
+@pytest.mark.parametrize(
+    ("credentials", "where", "kind", "status"),
+    [
+        ("user:wrong@", "v4", None, 407),  # the proxy's answer to a plain-http request
+        ("user:wrong@", "tls", ErrorKind.PROXY, None),  # its answer to the CONNECT
+        ("", "v4", None, 407),
+        ("", "tls", ErrorKind.PROXY, None),
+    ],
+)
+async def test_a_proxy_that_refuses_the_credentials(
+    servers: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    credentials: str,
+    where: str,
+    kind: ErrorKind | None,
+    status: int | None,
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", servers["bundle"])
+    proxy = servers["proxies"]["proxy"].url.replace("://", f"://{credentials}")
+    monkeypatch.setenv("ALL_PROXY", proxy)
+    url = f"{servers[where]}/p/echo/refused"
+    got, direct = await both(_settings("plain", tmp_path, {}), url, None, False, monkeypatch)
+    assert got["sender"] == got["client"]
+    assert direct == {"sender": 1, "client": 0}
+    r = got["sender"]["result"]
+    assert (r.error, r.status) == (kind, status), r
+
+
+async def test_a_proxy_that_is_not_there(
+    servers: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    url = f"{servers['v4']}/p/echo/nowhere"
+    got, direct = await both(_settings("plain", tmp_path, {}), url, None, False, monkeypatch)
+    assert got["sender"] == got["client"]
+    assert direct == {"sender": 1, "client": 0}
+    assert got["sender"]["result"].error is ErrorKind.PROXY
+
+
+@pytest.mark.parametrize(
+    "no_proxy",
+    [
+        "",
+        "localhost",
+        "LOCALHOST",
+        "*",
+        ".localhost",
+        "*.localhost",
+        "127.0.0.1",
+        "127.0.0.1/8",
+        "::1",
+        "0:0:0:0:0:0:0:1",
+        "localhost:{port}",
+        "127.0.0.1:{port}",
+        "http://127.0.0.1:{port}",
+        "https://127.0.0.1",
+        "all://localhost",
+        "host,  localhost ,",
+        "calhost",
+    ],
+)
+async def test_no_proxy_sends_a_url_the_same_way_on_either_path(
+    servers: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_proxy: str
+) -> None:
+    """NO_PROXY as the code reads it (curl's rules, as httpx mounts): for each URL, the Sender
+    goes through the proxy exactly when httpx's client does."""
+    monkeypatch.setenv("SSL_CERT_FILE", servers["bundle"])
+    proxy = servers["proxies"]["proxy"].url.replace("://", "://user:pw@")
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    monkeypatch.setenv("NO_PROXY", no_proxy.replace("{port}", str(servers["port"])))
+    proxies = [*servers["proxies"].values()]
+    for where in ("v4", "lh", "v6", "tls"):
+        url = f"{servers[where]}/p/echo/{where}"
+        with _WIRE_LOCK:
+            WIRE.clear()
+        got, direct = await both(
+            _settings("plain", tmp_path, {}), url, None, True, monkeypatch, proxies
+        )
+        assert got["sender"] == got["client"], where
+        assert got["sender"]["result"].status == 200, (where, got["sender"])
+        assert direct == {"sender": 1, "client": 0}
+
+
+async def test_a_proxy_that_speaks_https(
+    servers: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ALL_PROXY=https://…: the proxy's certificate is checked against SSL_CERT_FILE, an http
+    URL goes to it in absolute form and an https URL through a CONNECT (TLS in TLS), on both
+    paths; NO_PROXY=::1 goes direct."""
+    monkeypatch.setenv("SSL_CERT_FILE", servers["bundle"])
+    _behind("tls-proxy", servers, monkeypatch)
+    proxies = [*servers["proxies"].values()]
+    expected = {
+        "v4": [("GET", f"{servers['v4']}/p/echo/v4", None)],
+        "tls": [("CONNECT", servers["tls"].split("://")[1], None)],
+        "v6": [],
+    }
+    for where, seen in expected.items():
+        url = f"{servers[where]}/p/echo/{where}"
+        with _WIRE_LOCK:
+            WIRE.clear()
+        got, direct = await both(
+            _settings("configured", tmp_path, {}), url, None, True, monkeypatch, proxies
+        )
+        assert got["sender"] == got["client"], where
+        assert direct == {"sender": 1, "client": 0}
+        for path in PATHS:
+            assert got[path]["result"].status == 200, (where, got[path])
+            assert _proxied(got[path], "tls-proxy") == seen

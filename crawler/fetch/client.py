@@ -14,6 +14,7 @@ import email.message
 import functools
 import http.cookiejar
 import ipaddress
+import re
 import urllib.request
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -41,8 +42,8 @@ def make_client(settings: FetchSettings, forbidden: Forbidden | None = None) -> 
 def make_clients(
     settings: FetchSettings, forbidden: Forbidden | None = None
 ) -> tuple[httpx.AsyncClient, Sender | None]:
-    """An AsyncClient on the chosen transport, and on aiohttp without a proxy a Sender over the
-    same aiohttp session, headers, cookie jar and timeouts (the fetcher's bulk path).
+    """An AsyncClient on the chosen transport, and on aiohttp a Sender over the same aiohttp
+    sessions, headers, cookie jar, timeouts and proxies (the fetcher's bulk path).
 
     With --no-private, aiohttp's resolver refuses forbidden addresses too (`forbidden`, default
     `forbidden_address`): the address it connects to is the address checked, so a name that
@@ -72,12 +73,22 @@ def make_clients(
     transport: httpx.AsyncBaseTransport | None = None
     mounts: dict[str, httpx.AsyncBaseTransport | None] | None = None
     session: _Session | None = None
+    ways: dict[str, ProxyWay | None] = {}
     if settings.transport == "aiohttp":
         guard = (forbidden or forbidden_address) if settings.no_private else None
         session = _Session(limits, guard)
         transport = aiohttp_transport(limits, guard=guard, session=session)
-        # httpx reads the environment's proxies only for a transport of its own making.
-        mounts = environment_proxies(lambda proxy: aiohttp_transport(limits, proxy=proxy))
+        # httpx reads the environment's proxies only for a transport of its own making. Each
+        # proxy has a session of its own (its transport's, the Sender's too); a None mount
+        # goes to the client's own transport: no proxy.
+        mounts = {}
+        for pattern, proxy in environment_proxies().items():
+            if proxy is None:
+                mounts[pattern] = ways[pattern] = None
+                continue
+            way = ProxyWay(proxy, _Session(limits, None))
+            mounts[pattern] = aiohttp_transport(limits, proxy=proxy, session=way.session)
+            ways[pattern] = way
     # trust_env=True: HTTP(S)_PROXY, NO_PROXY and SSL_CERT_FILE work as they do for curl.
     client = httpx.AsyncClient(
         timeout=timeout,
@@ -90,8 +101,9 @@ def make_clients(
         mounts=mounts,
     )
     sender = None
-    if session is not None and not mounts:
-        sender = Sender(session, client.headers, cookies, timeout)
+    if session is not None:
+        proxies = ProxyRoutes(ways) if ways else None
+        sender = Sender(session, client.headers, cookies, timeout, proxies)
     return client, sender
 
 
@@ -150,11 +162,71 @@ def aiohttp_transport(
     # Credentials go as a header of our own: httpx-aiohttp would hand them to aiohttp's
     # deprecated BasicAuth. aiohttp sends proxy headers with the CONNECT of an https URL; an http
     # URL carries them itself (_ProxyCredentials).
+    bare = _bare(proxy)
+    inner = transport(client=session, proxy=bare, limits=limits, verify=ssl_context)
+    return _ProxyCredentials(inner, bare.headers["Proxy-Authorization"])
+
+
+def _bare(proxy: httpx.Proxy) -> httpx.Proxy:
+    """A proxy with credentials as the Proxy-Authorization header among its own headers."""
+    if proxy.auth is None:
+        return proxy
     token = base64.b64encode(f"{proxy.auth[0]}:{proxy.auth[1]}".encode()).decode("ascii")
     value = f"Basic {token}"
-    bare = httpx.Proxy(proxy.url, headers={**proxy.headers, "Proxy-Authorization": value})
-    inner = transport(client=session, proxy=bare, limits=limits, verify=ssl_context)
-    return _ProxyCredentials(inner, value)
+    return httpx.Proxy(proxy.url, headers={**proxy.headers, "Proxy-Authorization": value})
+
+
+class ProxyWay:
+    """One of the environment's proxies as aiohttp is asked to send through it, per request
+    (`proxy=`, `proxy_headers=`: what httpx-aiohttp's transport passes), and the session its
+    requests go through (the proxy's transport's: one pool of connections for both paths)."""
+
+    __slots__ = ("credentials", "headers", "session", "url")
+
+    def __init__(self, proxy: httpx.Proxy, session: _Session) -> None:
+        import yarl
+
+        bare = _bare(proxy)
+        self.session = session
+        self.url = yarl.URL(str(bare.url))
+        self.headers = bare.headers  # the CONNECT's (with an https URL)
+        # an http URL's request carries the credentials itself (_ProxyCredentials)
+        self.credentials = bare.headers.get("Proxy-Authorization") if proxy.auth else None
+
+
+class ProxyRoutes:
+    """Which way a URL goes: a ProxyWay, or None (no proxy), chosen among the patterns of
+    environment_proxies as httpx's client chooses among its mounts (httpx's URLPattern: a
+    pattern with a port first, then the longer host, then the longer scheme; `all://` and a
+    host `*` match any; `*name` a name and its subdomains, `*.name` its subdomains)."""
+
+    def __init__(self, ways: dict[str, ProxyWay | None]) -> None:
+        rules = []
+        for pattern, way in ways.items():
+            u = httpx.URL(pattern)
+            scheme = "" if u.scheme == "all" else u.scheme
+            host = "" if u.host == "*" else u.host
+            regex: re.Pattern[str] | None = None
+            if host.startswith("*."):
+                regex = re.compile(f"^.+\\.{re.escape(host[2:])}$")
+            elif host.startswith("*"):
+                regex = re.compile(f"^(.+\\.)?{re.escape(host[1:])}$")
+            elif host:
+                regex = re.compile(f"^{re.escape(host)}$")
+            priority = (0 if u.port is not None else 1, -len(host), -len(scheme))
+            rules.append((priority, scheme, regex, u.port, way))
+        rules.sort(key=lambda rule: rule[0])  # stable: equals in their order, as httpx's sort
+        self._rules = [rule[1:] for rule in rules]
+
+    def __call__(self, url: httpx.URL) -> ProxyWay | None:
+        for scheme, regex, port, way in self._rules:
+            if (
+                (not scheme or scheme == url.scheme)
+                and (regex is None or regex.match(url.host))
+                and (port is None or port == url.port)
+            ):
+                return way
+        return None
 
 
 #: What Sender.get gives: status, kept headers, body (None: not read), truncated, Location of
@@ -170,7 +242,8 @@ class Sender:
     `map_aiohttp_exceptions`), without httpx's objects for each request and answer (Request,
     Response, URL, headers and cookie wrappers, event hooks): 15-20 % of a worker's CPU in
     py-spy. A URL goes out as httpx wrote it (yarl's `encoded=True`, as _send_as_written does);
-    a redirect comes back as an answer with its Location, not followed.
+    a redirect comes back as an answer with its Location, not followed. Behind a proxy a URL
+    goes the way the client's mounts would send it (`proxies`), through that proxy's session.
     """
 
     def __init__(
@@ -179,11 +252,14 @@ class Sender:
         headers: httpx.Headers,
         jar: http.cookiejar.CookieJar,
         timeout: httpx.Timeout,
+        proxies: Callable[[httpx.URL], ProxyWay | None] | None = None,
     ) -> None:
         import aiohttp
         from multidict import CIMultiDict
 
         self._session = session
+        self._proxies = proxies
+        self._ways: list[ProxyWay] = []  # the proxies' sessions used: closed with the Sender
         # as httpx-aiohttp handed them to aiohttp: lower-case names, a repeated one joined
         self._headers: CIMultiDict[str] = CIMultiDict(headers.items())
         self._jar = jar
@@ -203,7 +279,9 @@ class Sender:
         cookies = any(True for _ in self._jar)
         target = yarl.URL(text, encoded=True).with_fragment(None)
         userinfo = "@" in text and bool(url.userinfo)  # "@" first: most URLs have none
-        if extra or own_cookies or cookies or userinfo:
+        way = self._proxies(url) if self._proxies is not None else None
+        credentials = way.credentials if way is not None and url.scheme == "http" else None
+        if extra or own_cookies or cookies or userinfo or credentials:
             headers = headers.copy()
             for k, v in (extra or {}).items():
                 headers[k] = v
@@ -221,12 +299,24 @@ class Sender:
             if own_cookies:
                 jar = headers.get("cookie")
                 headers["cookie"] = f"{jar}; {own_cookies}" if jar else own_cookies
+            if credentials:
+                headers["proxy-authorization"] = credentials
+        if way is None:
+            session = self._session()
+            proxy = proxy_headers = None
+        else:
+            if way not in self._ways:
+                self._ways.append(way)
+            session = way.session()
+            proxy, proxy_headers = way.url, way.headers
         with map_aiohttp_exceptions():
-            async with self._session().get(
+            async with session.get(
                 target,
                 headers=headers,
                 allow_redirects=False,
                 timeout=self._timeout,
+                proxy=proxy,
+                proxy_headers=proxy_headers,
             ) as response:
                 raw = response.raw_headers
                 if _SET_COOKIE in response.headers or _SET_COOKIE2 in response.headers:
@@ -246,10 +336,12 @@ class Sender:
                 return status, kept, body, truncated, None
 
     async def aclose(self) -> None:
-        """Close the session, when it was made (the client's transport may have closed it)."""
-        made = getattr(self._session, "made", None)
-        if made is not None:
-            await made.close()
+        """Close the sessions, when they were made (the client's transports may have closed
+        them)."""
+        for maker in (self._session, *(way.session for way in self._ways)):
+            made = getattr(maker, "made", None)
+            if made is not None:
+                await made.close()
 
 
 #: Bytes a body is read in (httpx-aiohttp's size).
@@ -446,19 +538,15 @@ class _ProxyCredentials(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def environment_proxies(
-    make: Callable[[httpx.Proxy], httpx.AsyncBaseTransport],
-) -> dict[str, httpx.AsyncBaseTransport | None]:
-    """HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY as httpx mounts, read as httpx reads them
-    (a None mount goes to the client's own transport: no proxy)."""
+def environment_proxies() -> dict[str, httpx.Proxy | None]:
+    """HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY as httpx mount patterns, read as httpx
+    reads them: the proxy for each pattern, or None (no proxy)."""
     found = urllib.request.getproxies()
-    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    mounts: dict[str, httpx.Proxy | None] = {}
     for scheme in ("http", "https", "all"):
         where = found.get(scheme)
         if where:
-            mounts[f"{scheme}://"] = make(
-                httpx.Proxy(where if "://" in where else f"http://{where}")
-            )
+            mounts[f"{scheme}://"] = httpx.Proxy(where if "://" in where else f"http://{where}")
     if not mounts:
         return mounts
     for name in (n.strip() for n in found.get("no", "").split(",")):

@@ -147,7 +147,7 @@ class Fetcher:
         self._client = client
         self._own_client = client is None
         # The bulk path: GETs straight through the client's aiohttp session (None: through
-        # the client, as with a client given, a proxy or httpx's own transport).
+        # the client, as with a client given or httpx's own transport).
         self._sender: Sender | None = None
         self._global = asyncio.Semaphore(max(1, settings.max_concurrency))
         #: requests on the wire now (not those waiting for their host's turn or a free slot)
