@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 TYPE_CHECKING = False  # typing is not imported at run time: start-up time counts
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -401,6 +403,7 @@ def _host_matches(host: str, suffix: str) -> bool:
     return host == suffix or host.endswith("." + suffix)
 
 
+@lru_cache(maxsize=4096)  # a run's pages come from far fewer hosts
 def site_for_host(host: str | None) -> SiteRule | None:
     """The rule whose host suffixes cover `host`."""
     if not host:

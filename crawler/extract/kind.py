@@ -81,7 +81,7 @@ def _may_ask(page: Page, cleaned_title: str | None, source: bytes) -> bool:
     heading = page.h1[0] if page.h1 else ""
     if any(_names_a_check(t) for t in (cleaned_title, page.title_tag, heading) if t):
         return True
-    return any(a in source for a in _ANSWERS)
+    return any(map(source.__contains__, _ANSWERS))
 
 
 def _names_a_check(text: str) -> bool:
