@@ -367,12 +367,21 @@ STORY_TYPES = frozenset(
 )
 
 
+#: An http(s) URL with a plain host (ASCII letters, digits, dots and hyphens), no userinfo, at
+#: most a port, and no tab or newline before its query: urlsplit's hostname is the host
+#: lower-cased, its path the path.
+_PLAIN_URL = re.compile(r"https?://([A-Za-z0-9.-]+)(?::[0-9]*)?(/[^?#\t\r\n]*)?(?=[?#]|\Z)")
+
+
 def host_of(url: str | None) -> str | None:
     """Lower-case host of `url`."""
     if not url:
         return None
+    plain = _PLAIN_URL.match(url := url.strip())
+    if plain is not None:  # most URLs: read without urlsplit's whole parse
+        return plain[1].lower()
     try:
-        return urlsplit(url.strip()).hostname
+        return urlsplit(url).hostname
     except ValueError:
         return None
 
@@ -381,7 +390,10 @@ def path_of(url: str | None) -> str:
     """Path of `url`."""
     if not url:
         return ""
+    plain = _PLAIN_URL.match(url := url.strip())
+    if plain is not None:
+        return plain[2] or ""
     try:
-        return urlsplit(url.strip()).path
+        return urlsplit(url).path
     except ValueError:
         return ""
