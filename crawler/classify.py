@@ -19,7 +19,15 @@ from crawler.sites import (
     anti_robot_path,
     blocked_status,
 )
-from crawler.types import Classification, ErrorKind, FetchResult, PageKind, PageMeta, Verdict
+from crawler.types import (
+    REDIRECT_STATUSES,
+    Classification,
+    ErrorKind,
+    FetchResult,
+    PageKind,
+    PageMeta,
+    Verdict,
+)
 
 #: Statuses that mean "gone" by the site's own word (RFC 9110 §15.5.5, §15.5.11).
 DEAD_STATUSES = frozenset({404, 410})
@@ -114,13 +122,10 @@ def verification_redirect(fetch: FetchResult) -> bool:
     return (
         fetch.error is None
         and fetch.body is None
-        and fetch.status in _REDIRECTS
+        and fetch.status in REDIRECT_STATUSES
         and bool(fetch.hops)
         and on_verification_path(fetch.final_url)
     )
-
-
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def _host(url: str) -> str | None:

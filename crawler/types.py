@@ -66,6 +66,9 @@ NETWORK_ERRORS = frozenset(
     }
 )
 
+#: The statuses of a redirect (with a Location, followed by the fetcher hop by hop).
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+
 
 @dataclass(frozen=True, slots=True)
 class Link:

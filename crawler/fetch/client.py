@@ -25,12 +25,11 @@ from crawler.config import FetchSettings
 from crawler.errors import ConfigError
 from crawler.fetch.body import ACCEPT_ENCODING, is_text, read_body, read_headers
 from crawler.fetch.guard import Forbidden, forbidden_address, guarded_resolver
+from crawler.types import REDIRECT_STATUSES
 
 if TYPE_CHECKING:
     import aiohttp
     from httpx_aiohttp import AiohttpTransport
-
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 def make_client(settings: FetchSettings, forbidden: Forbidden | None = None) -> httpx.AsyncClient:

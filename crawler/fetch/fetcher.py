@@ -24,7 +24,6 @@ from crawler.config import FetchSettings, HostRule, host_rule
 from crawler.fetch import guard
 from crawler.fetch.body import is_text, read_body, read_headers
 from crawler.fetch.client import (
-    REDIRECT_STATUSES,
     SENDS,
     Answer,
     Redirect,
@@ -52,7 +51,7 @@ from crawler.fetch.retry import (
     retryable,
 )
 from crawler.sites import anti_robot_path
-from crawler.types import ErrorKind, FetchResult, Hop
+from crawler.types import REDIRECT_STATUSES, ErrorKind, FetchResult, Hop
 
 if TYPE_CHECKING:
     from tenacity import AsyncRetrying, RetryCallState
