@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ import pytest
 
 from crawler.config import FetchSettings, HostRule
 from crawler.fetch import Fetcher, make_client
-from crawler.fetch.client import Sender
+from crawler.fetch.client import Sender, environment_proxies
 from crawler.types import ErrorKind
 from tests.server import LocalServer, _Handler
 
@@ -254,3 +257,32 @@ async def test_the_fetchers_direct_sends_go_out_as_its_clients_do(
     assert sent["cookie"] == "jarcookie=fromjar; a=1; b=2; own=yes"
     assert sent["authorization"] == "Bearer t0ken" and sent["user-agent"] == "special-agent"
     assert sent["x-everyone"] == "1" and sent["accept-language"] == "fr"
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "pattern"),
+    [("[::1]", "all://[::1]"), ("[::1]:8080", "all://[::1]:8080"), ("::1", "all://[::1]")],
+)
+def test_an_ipv6_address_in_no_proxy_may_be_written_in_brackets(
+    monkeypatch: pytest.MonkeyPatch, no_proxy: str, pattern: str
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    assert environment_proxies()[pattern] is None
+
+
+def test_a_no_proxy_entry_the_client_cannot_read_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    post = tmp_path / "post.md"
+    post.write_text("# t\n\nhttp://127.0.0.1:9/x\n\nTitle\n", encoding="utf-8")
+    env = {**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "host,foo:bar:baz"}
+    got = subprocess.run(
+        [sys.executable, "-m", "crawler", "check", str(post), "--report-dir", str(tmp_path / "r")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert got.returncode == 1, got.stderr
+    assert got.stderr.strip().splitlines() == [
+        "Error: NO_PROXY: cannot read 'foo:bar:baz': Invalid port: 'bar:baz'"
+    ]
+    assert not (tmp_path / "r").exists()

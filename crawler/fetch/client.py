@@ -555,13 +555,18 @@ def environment_proxies() -> dict[str, httpx.Proxy | None]:
             continue
         # As curl reads NO_PROXY: a name covers its subdomains, an address itself only.
         if "://" in name:
-            mounts[name] = None
-        elif name.lower() == "localhost" or _is_ip(name.split("/")[0], 4):
-            mounts[f"all://{name}"] = None
+            pattern = name
+        elif name.lower() == "localhost" or _is_ip(name.split("/")[0], 4) or name[:1] == "[":
+            pattern = f"all://{name}"  # ([::1] and [::1]:8080 as written in a URL)
         elif _is_ip(name, 6):
-            mounts[f"all://[{name}]"] = None
+            pattern = f"all://[{name}]"
         else:
-            mounts[f"all://*{name}"] = None
+            pattern = f"all://*{name}"
+        try:  # what the client would refuse when it builds its mounts, said as a setting
+            httpx.URL(pattern)
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"NO_PROXY: cannot read {name!r}: {exc}") from None
+        mounts[pattern] = None
     return mounts
 
 
