@@ -258,36 +258,3 @@ def test_the_short_command_line_reads_arguments_as_click_does_or_leaves_them(
 )  # fmt: skip
 def test_the_short_command_line_reads_the_usual_ones(args: list[str]) -> None:
     assert short_command_line(args) == _as_click_reads(args)
-
-
-GC_PROBE = """
-import gc, sys
-from crawler.extract.batch import extract_lines
-
-during_import = []  # collections started while the extract stage was being imported
-
-
-def probe(phase, info):
-    meta = sys.modules.get("crawler.extract.meta")
-    if phase == "start" and meta is not None and not hasattr(meta, "extract_meta"):
-        during_import.append(info["generation"])
-
-
-gc.callbacks.append(probe)
-assert gc.get_freeze_count() == 0
-lines = list(extract_lines(sys.argv[1:], None, 1))
-print(len(lines), len(during_import), gc.get_freeze_count())
-"""
-
-
-def test_the_extract_stage_is_imported_without_collections_and_kept_out_of_later_ones(
-    tmp_path: Path,
-) -> None:
-    # every full collection while the pages are read went through all the imports made
-    pages = _pages(tmp_path, 2)
-    out = subprocess.run(
-        [sys.executable, "-c", GC_PROBE, *pages], capture_output=True, text=True, check=True
-    ).stdout.split()
-    lines, collections, frozen = map(int, out)
-    assert (lines, collections) == (2, 0)
-    assert frozen > 10_000  # the objects the imports made (selectolax, re, json, ...)

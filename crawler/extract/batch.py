@@ -123,18 +123,7 @@ def extract_lines(
     tool, raised as CrawlerError after the lines before its pages; a page that cannot be
     read is a line of its own.
     """
-    import gc
-
-    # The imports make little garbage (119 objects in cycles), yet set off collections, and
-    # every full one after them went through all they made again: frozen, out of the
-    # collector's sight (callgrind, the eval's 131 pages: 1,112.9 -> 1,097.1 M instructions;
-    # without the freeze 1,111.6 M).
-    gc.disable()
-    try:
-        import crawler.extract.meta  # noqa: F401 - imported once, before the fork, and shared
-    finally:
-        gc.enable()
-    gc.freeze()
+    import crawler.extract.meta  # noqa: F401 - imported once, before the fork, and shared
 
     runs = shares(weights(page_sizes(pages)), processes) if processes > 1 else []
     if len(runs) <= 1:
