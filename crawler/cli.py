@@ -44,7 +44,7 @@ from crawler.options import (
 from crawler.sanitize import terminal as safe
 from crawler.settings import ToolError, refusals
 from crawler.start import EXIT_INTERRUPTED, EXIT_OK, finish
-from crawler.terminal import Progress, check_lines, summary_lines, use_colour
+from crawler.terminal import Progress, check_lines, summary_line, use_colour
 from crawler.types import Run
 
 EXIT_BROKEN = 3
@@ -168,7 +168,7 @@ def report(
 
     run, paths = rerender(db, run_id, report_dir, parse_formats(formats), fail_on)
     state = "" if run.status == "complete" else f", {run.status}: partial"
-    click.echo(summary_lines(run, [])[0] + f" (run {run.run_id}{state})")
+    click.echo(summary_line(run) + f" (run {run.run_id}{state})")
     for p in paths:
         click.echo(f"report: {p}")
 
@@ -312,7 +312,7 @@ def enrich(
             found = load_links((str(post),))
             progress = Progress(len(found.links), True)
             run = run_check(found, fetch_settings(kw), db, RunOptions(), progress)
-            click.echo(summary_lines(run, [])[0])
+            click.echo(summary_line(run))
             if run.network_down:
                 raise NetworkDownError("the network looks down; nothing to enrich from")
         findings = en.history_findings(db, post, raw, options)
