@@ -646,8 +646,6 @@ class Worker:
         self._held.pop(host, None)  # only now: stopped before, run's cleanup gives it back
         self._lease_until.pop(host, None)
         self._lost.discard(host)
-        if self._fetcher is not None:
-            self._fetcher.forget(host)  # none of its URLs is in flight here any more
 
     async def _finish_in_flight(
         self, active: dict[asyncio.Task[None], str], fetcher: fetch.Fetcher

@@ -538,23 +538,3 @@ async def test_a_kept_alive_connection_closed_as_it_is_reused_is_sent_again_and_
         r = await f.fetch(server.url("/drop-reused"))  # closed, unanswered, on that connection
     assert (warm.status, r.status, r.error) == (200, 200, None)
     assert r.attempts == server.hits["/drop-reused"] == 2
-
-
-async def test_a_forgotten_host_s_gate_goes_unless_the_host_asked_for_a_pause(
-    server: LocalServer,
-) -> None:
-    """forget() lets a host's politeness state go, but not a pause it asked for: its URLs are
-    still not requested until then."""
-    paused = server.url("/retry-after?s=600&forget=1")
-    plain = server.url("/page/plain?forget=2", host="localhost")
-    async with Fetcher(settings()) as f:
-        assert (await f.fetch(paused)).status == 429
-        assert (await f.fetch(plain)).status == 200
-        assert f.gated_hosts == 2
-        f.forget(host_key(plain))
-        f.forget(host_key(paused))
-        assert f.gated_hosts == 1
-        assert f.quiet_until(host_key(paused)) is not None
-        again = await f.fetch(server.url("/page/plain?forget=3"))
-    assert (again.error, again.attempts) == (ErrorKind.RATE_LIMITED, 0)
-    assert server.hits["/page/plain?forget=3"] == 0

@@ -34,9 +34,6 @@ def _fake_fetcher(titles: dict[str, str | None]) -> type[Any]:
         async def __aexit__(self, *exc: object) -> None:
             pass
 
-        def forget(self, host: str) -> None:
-            pass
-
         async def fetch(self, url: str) -> FetchResult:
             title = titles[url]
             page = f"<html><head><title>{html.escape(title or 'Not found')}</title></head></html>"
@@ -404,39 +401,3 @@ def test_a_worker_s_batches_of_every_size_reuse_a_few_statements(tmp_path: Path)
     # the statements as sent, each value as '?' (the expanded SQL of the trace has them in)
     lists = {re.sub(r"'(?:[^']|'')*'|\b\d+\b", "?", s) for s in sent if " IN (" in s}
     assert 2 <= len(lists) <= 2 * 8  # states and write_finished: 1, 2, 4, … 128 values
-
-
-def test_a_worker_keeps_the_gates_of_the_hosts_it_holds_only(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The worker's Fetcher lets a host's politeness state go when the host is given back: at
-    the end of a run over 12 hosts it keeps none (it kept all 12, and at 100,000 links over 500
-    hosts 250 a worker)."""
-    import asyncio
-
-    from crawler.fetch import Fetcher
-    from tests.hostfarm import HostFarm
-
-    made: list[Fetcher] = []
-
-    class Seen(Fetcher):
-        async def __aenter__(self) -> Seen:
-            made.append(self)
-            await super().__aenter__()
-            return self
-
-    monkeypatch.setattr(engine.fetch, "Fetcher", Seen)
-    farm = HostFarm(12, delay=0.0).start()
-    try:
-        links = [
-            Link(f"http://127.0.0.1:{port}/p/{i}", n + 1)
-            for n, (port, i) in enumerate((p, i) for p in farm.ports for i in range(3))
-        ]
-        settings = FetchSettings(max_concurrency=8, host_interval=0, retries=0, workers=1)
-        run = asyncio.run(check_links(links, settings))
-    finally:
-        farm.stop()
-    assert run.counts()["ok"] == 36
-    assert sum(farm.hits.values()) == 36
-    (fetcher,) = made
-    assert fetcher.gated_hosts == 0

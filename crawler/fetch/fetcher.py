@@ -198,20 +198,6 @@ class Fetcher:
             )
         return gate
 
-    @property
-    def gated_hosts(self) -> int:
-        """Hosts whose politeness state (a HostGate) this Fetcher keeps."""
-        return len(self._gates)
-
-    def forget(self, host: str) -> None:
-        """Let a host's gate go (host: a host_key) once none of its URLs is being fetched,
-        unless it holds a pause or a hold still in effect. The engine's worker calls it when
-        it gives a host back: the gates stay as many as the hosts it holds, where they grew
-        with every host it checked (250 a worker at 100,000 links over 500 hosts)."""
-        gate = self._gates.get(host)
-        if gate is not None and gate.quiet_until() is None:
-            del self._gates[host]
-
     def _rule(self, host: str) -> HostRule | None:
         """The configured rule for a host, looked up once per host."""
         if not self.settings.hosts:
