@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from crawler.errors import ConfigError, CrawlerError
+from crawler.redact import MASK
 
 if TYPE_CHECKING:
     from crawler.store import Store
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 PG_SCHEMES = ("postgresql", "postgres")
 SQLITE_PREFIX = "sqlite:///"
 _SECRET_PARAMS = frozenset({"password", "sslpassword"})
-MASK = "***"
 
 
 class PgUrl(str):

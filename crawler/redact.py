@@ -4,7 +4,8 @@ Credentials in a URL (`https://user:pass@host/…`) are sent as Basic auth (craw
 history, the reports and the terminal get the URL with its password as `***`
 (`https://user:***@host/…`) and the rest of it as written, so that the checks of a URL stay
 one URL's. The request is made with the URL as written, and `crawler enrich` writes the
-user's own password back into the post. `***` as for a PostgreSQL URL's password (crawler/db)."""
+user's own password back into the post. `***` as for a PostgreSQL URL's password (crawler/db
+takes MASK from here)."""
 
 from __future__ import annotations
 
